@@ -1,0 +1,44 @@
+"""The `micromarketing` command: a thin Typer layer over the Workspace.
+
+Each part of the loop registers its commands from its own module in this package.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from micromarketing.cli import customers, datasets, demo, ingest, profile
+from micromarketing.cli._common import JsonOption, console, handle_errors, print_json
+from micromarketing.workspace import Workspace
+
+app = typer.Typer(
+    name="micromarketing",
+    help="Find small, well-defined customer groups, reach each, and prove what it earned.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.command()
+@handle_errors
+def init(
+    directory: Annotated[Path, typer.Argument(help="Directory to create the workspace in.")],
+    json_output: JsonOption = False,
+) -> None:
+    """Create a workspace: micromarketing.toml, warehouse.duckdb and ops.sqlite."""
+    ws = Workspace.init(directory)
+    ws.close()
+    if json_output:
+        print_json({"workspace": str(ws.root), "warehouse": str(ws.warehouse.path), "ops": ws.ops.url})
+    else:
+        console.print(f"Created workspace [bold]{ws.root}[/]")
+
+
+app.add_typer(datasets.app, name="datasets")
+app.add_typer(customers.app, name="customers")
+app.command("ingest")(ingest.ingest)
+app.command("profile")(profile.profile)
+app.command("demo")(demo.demo)

@@ -1,0 +1,171 @@
+"""The warehouse tables that ingest fills: columns, types, keys and per-field checks.
+
+This is the single description of the input data.  Ingest derives its validation from it, the
+warehouse derives its DDL from it, and the demo-data generator writes files that match it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+ColumnType = Literal["string", "int", "float", "bool", "date", "timestamp"]
+Check = Literal["email", "phone", "currency", "non_negative", "latitude", "longitude", "country"]
+
+EVENT_TYPES = (
+    "page_view",
+    "product_view",
+    "add_to_cart",
+    "search",
+    "app_open",
+    "email_open",
+    "email_click",
+    "sms_click",
+    "push_open",
+    "unsubscribe",
+)
+CHANNELS = ("email", "sms", "push", "web", "app", "post", "ads", "phone", "store")
+CONSENT_CHANNELS = ("email", "sms", "push", "post", "ads", "phone")
+CONSENT_STATUSES = ("opt_in", "opt_out")
+ORDER_CHANNELS = ("online", "store", "app", "phone")
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of an ingestible table."""
+
+    name: str
+    type: ColumnType
+    required: bool = False
+    check: Check | None = None
+    allowed: tuple[str, ...] | None = None
+    default: str | None = None  # SQL literal used when the file lacks the column or the cell is empty
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """An ingestible table: its columns and the key that makes re-ingesting idempotent."""
+
+    name: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...]
+    derived: tuple[Column, ...] = ()  # computed at ingest, never read from a file
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    def column(self, name: str) -> Column:
+        for col in self.columns + self.derived:
+            if col.name == name:
+                return col
+        raise KeyError(name)
+
+
+CUSTOMERS = TableSpec(
+    name="customers",
+    key=("customer_id",),
+    columns=(
+        Column("customer_id", "string", required=True),
+        Column("first_name", "string"),
+        Column("last_name", "string"),
+        Column("email", "string", check="email"),
+        Column("phone", "string", check="phone"),
+        Column("birth_date", "date"),
+        Column("gender", "string"),
+        Column("job_title", "string"),
+        Column("city", "string"),
+        Column("postcode", "string"),
+        Column("country", "string", check="country"),
+        Column("lat", "float", check="latitude"),
+        Column("lon", "float", check="longitude"),
+        Column("timezone", "string"),
+        Column("signup_date", "date"),
+        Column("interests", "string"),  # ';'-separated lifestyle / interest tags
+    ),
+    derived=(Column("h3_cell", "string"),),
+)
+
+PRODUCTS = TableSpec(
+    name="products",
+    key=("product_id",),
+    columns=(
+        Column("product_id", "string", required=True),
+        Column("name", "string"),
+        Column("category", "string", required=True),
+        Column("price", "float", check="non_negative"),
+        Column("currency", "string", check="currency"),
+        Column("repeatable", "bool", default="TRUE"),
+    ),
+)
+
+STORES = TableSpec(
+    name="stores",
+    key=("store_id",),
+    columns=(
+        Column("store_id", "string", required=True),
+        Column("name", "string"),
+        Column("city", "string"),
+        Column("postcode", "string"),
+        Column("country", "string", check="country"),
+        Column("lat", "float", required=True, check="latitude"),
+        Column("lon", "float", required=True, check="longitude"),
+    ),
+)
+
+TRANSACTIONS = TableSpec(
+    name="transactions",
+    key=("order_id", "line_no"),
+    columns=(
+        Column("order_id", "string", required=True),
+        Column("line_no", "int", check="non_negative", default="1"),
+        Column("customer_id", "string", required=True),
+        Column("ordered_at", "timestamp", required=True),
+        Column("product_id", "string"),
+        Column("category", "string"),
+        Column("quantity", "int", check="non_negative", default="1"),
+        Column("amount", "float", required=True, check="non_negative"),
+        Column("currency", "string", required=True, check="currency"),
+        Column("channel", "string", allowed=ORDER_CHANNELS),
+        Column("store_id", "string"),
+    ),
+)
+
+EVENTS = TableSpec(
+    name="events",
+    key=("event_id",),
+    columns=(
+        Column("event_id", "string", required=True),
+        Column("customer_id", "string", required=True),
+        Column("event_type", "string", required=True, allowed=EVENT_TYPES),
+        Column("occurred_at", "timestamp", required=True),
+        Column("channel", "string", allowed=CHANNELS),
+        Column("product_id", "string"),
+        Column("campaign_id", "string"),
+    ),
+)
+
+CONSENT = TableSpec(
+    name="consent",
+    key=("customer_id", "channel", "recorded_at"),
+    columns=(
+        Column("customer_id", "string", required=True),
+        Column("channel", "string", required=True, allowed=CONSENT_CHANNELS),
+        Column("status", "string", required=True, allowed=CONSENT_STATUSES),
+        Column("recorded_at", "timestamp", required=True),
+        Column("source", "string"),
+    ),
+)
+
+TABLES: dict[str, TableSpec] = {
+    spec.name: spec for spec in (CUSTOMERS, PRODUCTS, STORES, TRANSACTIONS, EVENTS, CONSENT)
+}
+
+SQL_TYPES: dict[ColumnType, str] = {
+    "string": "VARCHAR",
+    "int": "BIGINT",
+    "float": "DOUBLE",
+    "bool": "BOOLEAN",
+    "date": "DATE",
+    "timestamp": "TIMESTAMP WITH TIME ZONE",
+}

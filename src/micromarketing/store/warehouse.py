@@ -1,0 +1,149 @@
+"""The analytical store: Ibis over DuckDB (embedded default) or Apache Spark.
+
+Everything above this module builds Ibis expressions; this module owns the connection, the DDL
+derived from :mod:`micromarketing.store.schema`, and the few operations Ibis has no portable verb
+for (composite-key upserts).  DuckDB allows one read-write process per file, so the connection is
+opened lazily and closed with the workspace.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+
+from micromarketing.config import Settings
+from micromarketing.errors import DataError, WorkspaceError
+from micromarketing.store.schema import SQL_TYPES, TABLES, TableSpec
+
+
+class Warehouse:
+    """Lazily connected Ibis backend plus the table operations the domain packages need."""
+
+    def __init__(self, root: Path, settings: Settings) -> None:
+        self.root = root
+        self.settings = settings
+        self._con: Any = None
+
+    # -- connection -------------------------------------------------------------------------
+    @property
+    def backend_name(self) -> str:
+        return self.settings.warehouse.backend
+
+    @property
+    def path(self) -> Path:
+        return self.root / self.settings.warehouse.path
+
+    @property
+    def con(self) -> Any:
+        """The Ibis backend, connected on first use."""
+        if self._con is None:
+            self._con = self._connect()
+        return self._con
+
+    def _connect(self) -> Any:
+        cfg = self.settings.warehouse
+        if cfg.backend == "duckdb":
+            con = ibis.duckdb.connect(str(self.path))
+            con.raw_sql("SET TimeZone = 'UTC'")
+            if cfg.threads:
+                con.raw_sql(f"SET threads = {int(cfg.threads)}")
+            if cfg.memory_limit:
+                con.raw_sql(f"SET memory_limit = '{_quote(cfg.memory_limit)}'")
+            return con
+        if cfg.backend == "spark":
+            from pyspark.sql import SparkSession
+
+            warehouse_dir = (self.root / cfg.spark_warehouse_dir).resolve()
+            session = (
+                SparkSession.builder.master(cfg.spark_master)
+                .appName("micromarketing")
+                .config("spark.sql.warehouse.dir", str(warehouse_dir))
+                .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={warehouse_dir}")
+                .config("spark.sql.session.timeZone", "UTC")
+                .config("spark.ui.enabled", "false")
+                .config("spark.sql.shuffle.partitions", "4")
+                .getOrCreate()
+            )
+            return ibis.pyspark.connect(session)
+        raise WorkspaceError(f"unknown warehouse backend {cfg.backend!r}")
+
+    def close(self) -> None:
+        if self._con is not None and self.backend_name == "duckdb":
+            self._con.disconnect()
+        self._con = None
+
+    # -- schema -----------------------------------------------------------------------------
+    def ensure_schema(self) -> None:
+        """Create the ingestible tables if they do not exist (keys become primary keys)."""
+        for spec in TABLES.values():
+            if not self.has_table(spec.name):
+                self.con.raw_sql(_create_table_ddl(spec))
+
+    def has_table(self, name: str) -> bool:
+        return name in self.con.list_tables()
+
+    def table(self, name: str) -> ir.Table:
+        """The named table as an Ibis expression."""
+        if not self.has_table(name):
+            raise DataError(f"table {name!r} does not exist yet (ingest data or run `profile` first)")
+        return self.con.table(name)
+
+    # -- writes -----------------------------------------------------------------------------
+    def upsert(self, name: str, rows: ir.Table) -> int:
+        """Insert ``rows`` into table ``name``, replacing rows with the same key; returns the count.
+
+        The table's primary key (from the schema) decides what "the same row" means, so
+        re-ingesting a file leaves the table unchanged.
+        """
+        spec = TABLES[name]
+        columns = [c for c in rows.columns]
+        if self.backend_name != "duckdb":
+            raise WorkspaceError("ingest writes go to the embedded DuckDB warehouse")
+        select_sql = self.con.compile(rows.select(*columns))
+        cols = ", ".join(_ident(c) for c in columns)
+        self.con.raw_sql(f"INSERT OR REPLACE INTO {_ident(spec.name)} ({cols}) {select_sql}")
+        return int(rows.count().execute())
+
+    def replace_table(self, name: str, expr: ir.Table) -> ir.Table:
+        """Materialise ``expr`` as table ``name`` (replacing it) and return the new table."""
+        return self.con.create_table(name, expr, overwrite=True)
+
+    def create_from(self, name: str, data: Any) -> ir.Table:
+        """Materialise an in-memory dataframe/arrow table as ``name`` (replacing it)."""
+        return self.con.create_table(name, data, overwrite=True)
+
+    def read_file(self, path: Path) -> ir.Table:
+        """Read a CSV, Parquet or JSONL file as an Ibis table (CSV and JSONL as text columns)."""
+        suffix = "".join(path.suffixes[-2:]).lower() if path.suffix == ".gz" else path.suffix.lower()
+        if suffix in {".csv", ".csv.gz"}:
+            return self.con.read_csv(str(path), all_varchar=True, header=True)
+        if suffix == ".parquet":
+            return self.con.read_parquet(str(path))
+        if suffix in {".jsonl", ".ndjson", ".json", ".jsonl.gz"}:
+            return self.con.read_json(str(path), format="newline_delimited")
+        raise DataError(f"{path}: unsupported file type {suffix!r} (use .csv, .parquet or .jsonl)")
+
+    def compile(self, expr: ir.Expr) -> str:
+        """The SQL the backend would run for ``expr`` (used by `segment sql` and snapshots)."""
+        return str(self.con.compile(expr))
+
+    def raw_sql(self, sql: str) -> Any:
+        """Run SQL this package generated itself (never user text)."""
+        return self.con.raw_sql(sql)
+
+
+def _create_table_ddl(spec: TableSpec) -> str:
+    cols = [f"{_ident(c.name)} {SQL_TYPES[c.type]}" for c in spec.columns + spec.derived]
+    key = ", ".join(_ident(k) for k in spec.key)
+    return f"CREATE TABLE {_ident(spec.name)} ({', '.join(cols)}, PRIMARY KEY ({key}))"
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _quote(text: str) -> str:
+    return text.replace("'", "''")
