@@ -102,7 +102,10 @@ class Warehouse:
         columns = [c for c in rows.columns]
         if self.backend_name != "duckdb":
             raise WorkspaceError("ingest writes go to the embedded DuckDB warehouse")
-        select_sql = self.con.compile(rows.select(*columns))
+        rows = rows.select(*columns)
+        # Compiling by hand skips Ibis' registration of in-memory tables; do it explicitly.
+        self.con._run_pre_execute_hooks(rows)
+        select_sql = self.con.compile(rows)
         cols = ", ".join(_ident(c) for c in columns)
         self.con.raw_sql(f"INSERT OR REPLACE INTO {_ident(spec.name)} ({cols}) {select_sql}")
         return int(rows.count().execute())

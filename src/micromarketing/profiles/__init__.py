@@ -1,0 +1,5 @@
+"""Customer profiles: RFM, value (CLV), churn risk, preferences and location, per customer."""
+
+from micromarketing.profiles.build import ProfileResult, build_profiles
+
+__all__ = ["ProfileResult", "build_profiles"]

@@ -1,0 +1,311 @@
+"""Build the ``profiles`` table: one row per customer, computed in the warehouse through Ibis.
+
+Everything here is an Ibis expression, so the same profile runs on DuckDB and on Spark; the
+warehouse executes it as one SQL statement and materialises the result.  A profile is a pure
+function of the stored data and an explicit ``as_of`` date: only orders and events strictly
+before ``as_of`` (midnight UTC) count, so results are reproducible.
+
+RFM scores are quintiles by ``percent_rank`` (ties share a score, unlike ``ntile`` which splits
+equal values arbitrarily); the named segment comes from the recency score and the mean of the
+frequency and monetary scores on the usual 5×5 RFM grid (see :data:`RFM_GRID`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+
+import ibis
+import ibis.expr.types as ir
+
+from micromarketing.errors import DataError
+from micromarketing.profiles.geo import haversine_km
+from micromarketing.progress import ProgressCallback, noop_progress
+from micromarketing.workspace import Workspace
+
+# (segment, recency scores, frequency-monetary scores): every cell of the 5×5 grid is covered once.
+RFM_GRID: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...] = (
+    ("champions", (5,), (4, 5)),
+    ("loyal", (3, 4), (4, 5)),
+    ("potential_loyalists", (4, 5), (2, 3)),
+    ("new", (5,), (1,)),
+    ("promising", (4,), (1,)),
+    ("need_attention", (3,), (1, 2, 3)),
+    ("at_risk", (1, 2), (3, 4)),
+    ("cannot_lose", (1, 2), (5,)),
+    ("hibernating", (2,), (1, 2)),
+    ("lost", (1,), (1, 2)),
+)
+NO_ORDERS_SEGMENT = "prospects"
+AGE_BANDS: tuple[tuple[int, int | None, str], ...] = (
+    (18, 24, "18-24"),
+    (25, 34, "25-34"),
+    (35, 44, "35-44"),
+    (45, 54, "45-54"),
+    (55, 64, "55-64"),
+    (65, None, "65+"),
+)
+# Event types that show which channel a customer responds to.
+ENGAGEMENT_CHANNELS: dict[str, str] = {
+    "email_open": "email",
+    "email_click": "email",
+    "sms_click": "sms",
+    "push_open": "push",
+    "app_open": "app",
+    "page_view": "web",
+    "product_view": "web",
+    "add_to_cart": "web",
+    "search": "web",
+}
+
+
+@dataclass(frozen=True)
+class ProfileResult:
+    """What ``build_profiles`` produced."""
+
+    as_of: date
+    customers: int
+    with_orders: int
+    currency: str | None
+    clv_model_version: int | None = None
+
+
+def build_profiles(
+    ws: Workspace, as_of: date | None = None, progress: ProgressCallback = noop_progress
+) -> ProfileResult:
+    """Materialise the ``profiles`` table as of ``as_of`` (default: the day after the last order)."""
+    steps = 3
+    progress("profile", 0, steps)
+    transactions = ws.table("transactions")
+    as_of = as_of or default_as_of(transactions)
+    currency = _single_currency(transactions.filter(transactions.ordered_at < _midnight(as_of)))
+    expr = profile_expr(
+        customers=ws.table("customers"),
+        transactions=transactions,
+        events=ws.table("events"),
+        stores=ws.table("stores"),
+        as_of=as_of,
+    )
+    progress("profile", 1, steps)
+    clv_version = None
+    from micromarketing.profiles import clv
+
+    fit = clv.latest_clv_fit(ws)
+    if fit is not None:
+        features = clv.clv_features(ws, as_of, fit)
+        expr = expr.left_join(features, "customer_id").drop("customer_id_right")
+        clv_version = fit.version
+    profiles = ws.warehouse.replace_table("profiles", expr)
+    progress("profile", 2, steps)
+    counts = profiles.aggregate(
+        customers=profiles.count(), with_orders=(profiles.frequency > 0).sum()
+    ).execute()
+    progress("profile", steps, steps)
+    return ProfileResult(
+        as_of=as_of,
+        customers=int(counts["customers"][0]),
+        with_orders=int(counts["with_orders"][0] or 0),
+        currency=currency,
+        clv_model_version=clv_version,
+    )
+
+
+def default_as_of(transactions: ir.Table) -> date:
+    """The day after the last stored order, so that every order counts."""
+    last = transactions.ordered_at.max().execute()
+    if last is None or last != last:  # None or NaT
+        raise DataError("no transactions stored yet: ingest transactions before profiling")
+    return last.date() + timedelta(days=1)
+
+
+def profile_expr(
+    *,
+    customers: ir.Table,
+    transactions: ir.Table,
+    events: ir.Table,
+    stores: ir.Table,
+    as_of: date,
+) -> ir.Table:
+    """The profile of every customer as one Ibis expression (nothing is executed here)."""
+    cutoff = _midnight(as_of)
+    as_of_lit = ibis.literal(as_of, type="date")
+    tx = transactions.filter(transactions.ordered_at < cutoff)
+
+    orders = tx.group_by("customer_id", "order_id").aggregate(
+        ordered_at=tx.ordered_at.min(), order_amount=tx.amount.sum()
+    )
+    order_stats = orders.group_by("customer_id").aggregate(
+        first_order_at=orders.ordered_at.min(),
+        last_order_at=orders.ordered_at.max(),
+        frequency=orders.count(),
+        monetary=orders.order_amount.sum(),
+    )
+    category_spend = (
+        tx.filter(tx.category.notnull())
+        .group_by("customer_id", "category")
+        .aggregate(spend=tx.amount.sum())
+    )
+    top_category = category_spend.group_by("customer_id").aggregate(
+        top_category=category_spend.category.argmax(category_spend.spend)
+    )
+    preferred_channel = _preferred_channel(events, cutoff)
+    nearest_store = _nearest_store(customers, stores)
+
+    base = customers.select(
+        "customer_id", "birth_date", "signup_date", "h3_cell"
+    ).outer_join(order_stats, "customer_id")
+    base = base.select(
+        customer_id=ibis.coalesce(base.customer_id, base.customer_id_right),
+        birth_date=base.birth_date,
+        signup_date=base.signup_date,
+        h3_cell=base.h3_cell,
+        first_order_at=base.first_order_at,
+        last_order_at=base.last_order_at,
+        frequency=base.frequency.fill_null(0),
+        monetary=base.monetary.fill_null(0.0),
+    )
+    joined = base
+    for extra in (top_category, preferred_channel, nearest_store):
+        joined = _left_join_on_customer(joined, extra)
+
+    has_orders = joined.frequency > 0
+    start = ibis.coalesce(joined.signup_date, joined.first_order_at.date())
+    with_measures = joined.mutate(
+        as_of=as_of_lit,
+        recency_days=ibis.ifelse(has_orders, _days_between(joined.last_order_at.date(), as_of_lit), None),
+        tenure_days=_days_between(start, as_of_lit),
+        avg_order_value=ibis.ifelse(has_orders, joined.monetary / joined.frequency, None),
+        age=_age_years(joined.birth_date, as_of),
+    )
+    scored = _rfm_scores(with_measures)
+    return scored.select(
+        "customer_id",
+        "as_of",
+        "first_order_at",
+        "last_order_at",
+        "recency_days",
+        "frequency",
+        "monetary",
+        "avg_order_value",
+        "tenure_days",
+        "r_score",
+        "f_score",
+        "m_score",
+        "rfm_score",
+        "rfm_segment",
+        "top_category",
+        "preferred_channel",
+        "age",
+        age_band=_age_band(scored.age),
+        nearest_store_id=scored.nearest_store_id,
+        nearest_store_km=scored.nearest_store_km,
+        h3_cell=scored.h3_cell,
+    )
+
+
+def _left_join_on_customer(left: ir.Table, right: ir.Table) -> ir.Table:
+    """Left join on customer_id keeping one key column (Ibis keeps both sides' keys otherwise).
+
+    ``view()`` closes the left side's join chain: Ibis would otherwise try to extend the chain and
+    reject a predicate on a computed key.
+    """
+    left = left.view()
+    right = right.rename(_right_customer_id="customer_id")
+    joined = left.left_join(right, left.customer_id == right._right_customer_id)
+    return joined.drop("_right_customer_id")
+
+
+def _midnight(day: date) -> ir.TimestampScalar:
+    return ibis.literal(datetime.combine(day, time(), tzinfo=UTC), type="timestamp('UTC')")
+
+
+def _days_between(start: ir.DateValue, end: ir.DateValue) -> ir.IntegerValue:
+    return end.delta(start, unit="day").cast("int64")
+
+
+def _age_years(birth_date: ir.DateValue, as_of: date) -> ir.IntegerValue:
+    """Completed years at ``as_of`` (a birthday later in the year has not happened yet)."""
+    years = as_of.year - birth_date.year()
+    birthday_pending = (birth_date.month() > as_of.month) | (
+        (birth_date.month() == as_of.month) & (birth_date.day() > as_of.day)
+    )
+    return (years - birthday_pending.cast("int64")).cast("int64")
+
+
+def _age_band(age: ir.IntegerValue) -> ir.StringValue:
+    return ibis.cases(
+        *(
+            ((age >= low) & (age <= high) if high is not None else age >= low, label)
+            for low, high, label in AGE_BANDS
+        ),
+        else_=None,
+    )
+
+
+def _rfm_scores(t: ir.Table) -> ir.Table:
+    """Quintile scores among customers with orders, and the named RFM segment."""
+    buyers = t.frequency > 0
+
+    def quintile(order_key: ir.Value) -> ir.IntegerValue:
+        window = ibis.window(group_by=buyers, order_by=order_key)
+        rank = ibis.percent_rank().over(window)
+        score = ibis.least((rank * 5).floor().cast("int64") + 1, 5)
+        return ibis.ifelse(buyers, score, None)
+
+    scored = t.mutate(
+        r_score=quintile(ibis.desc(t.recency_days)),
+        f_score=quintile(t.frequency),
+        m_score=quintile(t.monetary),
+    )
+    fm = ((scored.f_score + scored.m_score) / 2).ceil().cast("int64")
+    segment = ibis.cases(
+        *(
+            (scored.r_score.isin(r_scores) & fm.isin(fm_scores), name)
+            for name, r_scores, fm_scores in RFM_GRID
+        ),
+        else_=NO_ORDERS_SEGMENT,
+    )
+    return scored.mutate(
+        rfm_score=ibis.ifelse(
+            buyers,
+            scored.r_score.cast("string") + scored.f_score.cast("string") + scored.m_score.cast("string"),
+            None,
+        ),
+        rfm_segment=segment,
+    )
+
+
+def _preferred_channel(events: ir.Table, cutoff: ir.TimestampScalar) -> ir.Table:
+    """The channel with most engagement events per customer (explicit channel wins over type)."""
+    by_type = ibis.cases(*((events.event_type == k, v) for k, v in ENGAGEMENT_CHANNELS.items()), else_=None)
+    ev = events.filter(events.occurred_at < cutoff).mutate(
+        engaged_channel=ibis.coalesce(events.channel, by_type)
+    )
+    ev = ev.filter(ev.engaged_channel.notnull())
+    counts = ev.group_by("customer_id", "engaged_channel").aggregate(n=ev.count())
+    return counts.group_by("customer_id").aggregate(
+        preferred_channel=counts.engaged_channel.argmax(counts.n)
+    )
+
+
+def _nearest_store(customers: ir.Table, stores: ir.Table) -> ir.Table:
+    """Nearest store and its great-circle distance for every customer with coordinates."""
+    located = customers.filter(customers.lat.notnull() & customers.lon.notnull()).select(
+        "customer_id", c_lat=customers.lat, c_lon=customers.lon
+    )
+    pairs = located.cross_join(stores.select("store_id", s_lat=stores.lat, s_lon=stores.lon))
+    pairs = pairs.mutate(km=haversine_km(pairs.c_lat, pairs.c_lon, pairs.s_lat, pairs.s_lon))
+    return pairs.group_by("customer_id").aggregate(
+        nearest_store_id=pairs.store_id.argmin(pairs.km), nearest_store_km=pairs.km.min()
+    )
+
+
+def _single_currency(transactions: ir.Table) -> str | None:
+    """Profiles add amounts up, so all transactions must share one currency."""
+    currencies = sorted(c for c in transactions.currency.distinct().execute()["currency"] if c is not None)
+    if len(currencies) > 1:
+        raise DataError(
+            f"transactions mix currencies {', '.join(currencies)}; profiles add amounts up and "
+            "never convert silently — ingest one currency per workspace"
+        )
+    return currencies[0] if currencies else None
