@@ -302,7 +302,7 @@ def _nearest_store(customers: ir.Table, stores: ir.Table) -> ir.Table:
 
 def _single_currency(transactions: ir.Table) -> str | None:
     """Profiles add amounts up, so all transactions must share one currency."""
-    currencies = sorted(c for c in transactions.currency.distinct().execute()["currency"] if c is not None)
+    currencies = sorted(c for c in transactions.select("currency").distinct().execute()["currency"] if c is not None)
     if len(currencies) > 1:
         raise DataError(
             f"transactions mix currencies {', '.join(currencies)}; profiles add amounts up and "
