@@ -129,9 +129,92 @@ class Warehouse:
             return self.con.read_json(str(path), format="newline_delimited")
         raise DataError(f"{path}: unsupported file type {suffix!r} (use .csv, .parquet or .jsonl)")
 
-    def compile(self, expr: ir.Expr) -> str:
-        """The SQL the backend would run for ``expr`` (used by `segment sql` and snapshots)."""
-        return str(self.con.compile(expr))
+    def compile(self, expr: ir.Expr, dialect: str | None = None, *, pretty: bool = False) -> str:
+        """The SQL for ``expr`` in ``dialect`` (default: this backend's), for `segment sql` and snapshots.
+
+        The backend's own dialect is compiled by the connected backend (exactly what runs); another
+        dialect ("duckdb" or "spark") goes through that Ibis compiler without a connection.  Table
+        names are printed unqualified (no catalog/database) so the text does not depend on where
+        the workspace lives.
+        """
+        import sqlglot
+        import sqlglot.expressions as sge
+
+        target = {"pyspark": "spark"}.get(dialect or self.backend_name, dialect or self.backend_name)
+        native = {"duckdb": "duckdb", "spark": "spark"}[self.backend_name]
+        if target == native:
+            sql = str(self.con.compile(expr))
+        elif target == "spark":
+            _ = ibis.pyspark  # registers ibis.options.pyspark, which the compiler reads
+            from ibis.backends.sql.compilers.pyspark import compiler as spark_compiler
+
+            sql = spark_compiler.to_sqlglot(expr).sql(dialect="spark")
+        elif target == "duckdb":
+            from ibis.backends.sql.compilers.duckdb import compiler as duckdb_compiler
+
+            sql = duckdb_compiler.to_sqlglot(expr).sql(dialect="duckdb")
+        else:
+            raise WorkspaceError(f"unknown SQL dialect {dialect!r} (use duckdb or spark)")
+        tree = sqlglot.parse_one(sql, dialect=target)
+        for table in tree.find_all(sge.Table):
+            table.set("catalog", None)
+            table.set("db", None)
+        return tree.sql(dialect=target, pretty=pretty)
+
+    def replace_rows(self, name: str, rows: ir.Table, match: dict[str, Any]) -> int:
+        """Replace the rows of table ``name`` whose columns equal ``match`` by ``rows``; returns the count.
+
+        Creates the table (with ``rows``' schema) when it does not exist.  On DuckDB the delete
+        uses bound parameters and runs in one transaction with the insert; other backends rewrite
+        the table through Arrow.
+        """
+        if not self.has_table(name):
+            self.con.create_table(name, schema=rows.schema())
+        columns = list(self.con.table(name).columns)
+        rows = rows.select(*columns)
+        if self.backend_name == "duckdb":
+            self.con._run_pre_execute_hooks(rows)
+            select_sql = self.con.compile(rows)
+            where = " AND ".join(f"{_ident(k)} = ?" for k in match) or "TRUE"
+            raw = self.con.con
+            raw.execute("BEGIN TRANSACTION")
+            try:
+                raw.execute(f"DELETE FROM {_ident(name)} WHERE {where}", list(match.values()))
+                raw.execute(f"INSERT INTO {_ident(name)} {select_sql}")
+                raw.execute("COMMIT")
+            except Exception:
+                raw.execute("ROLLBACK")
+                raise
+            return int(self.con.table(name).filter(
+                [self.con.table(name)[k] == v for k, v in match.items()]).count().execute())
+        table = self.con.table(name)
+        keep = table
+        if match:
+            same = ibis.and_(*[table[k] == v for k, v in match.items()])
+            keep = table.filter(~same)
+        data = keep.union(rows).to_pyarrow()
+        self.con.create_table(name, data, overwrite=True)
+        return int(rows.count().execute())
+
+    def load_tables_from(self, source: Warehouse, names: list[str] | None = None) -> list[str]:
+        """Copy tables from another warehouse (e.g. DuckDB into Spark for parity tests); returns names.
+
+        Data goes through Arrow/pandas in the driver, so this is for test- and demo-sized tables.
+        """
+        copied = []
+        for name in names or sorted(source.con.list_tables()):
+            if not source.has_table(name):
+                continue
+            data = source.con.table(name).to_pyarrow()
+            if self.backend_name == "spark":
+                frame = data.to_pandas()
+                # Spark infers types per column from pandas; an all-null column has none.
+                schema = source.con.table(name).schema()
+                self.con.create_table(name, frame, schema=schema, overwrite=True)
+            else:
+                self.con.create_table(name, data, overwrite=True)
+            copied.append(name)
+        return copied
 
     def raw_sql(self, sql: str) -> Any:
         """Run SQL this package generated itself (never user text)."""
