@@ -377,11 +377,13 @@ def _maximise(
     )
     iterations = int(res.nit)
     theta = res.x
-    # Polish: a few Newton-like BFGS steps from the L-BFGS-B point (cheap; fixes early line-search stops).
-    res2 = optimize.minimize(objective, theta, jac=True, method="BFGS", options={"gtol": 1e-10, "maxiter": 200})
-    if np.isfinite(res2.fun) and res2.fun <= res.fun:
-        theta, iterations = res2.x, iterations + int(res2.nit)
     final_f, final_g = objective(theta)
+    if not (np.isfinite(final_f) and float(np.max(np.abs(final_g))) < 1e-6):
+        # Polish with BFGS from the L-BFGS-B point (fixes early line-search stops near the optimum).
+        res2 = optimize.minimize(objective, theta, jac=True, method="BFGS", options={"gtol": 1e-9, "maxiter": 200})
+        if np.isfinite(res2.fun) and res2.fun <= final_f:
+            theta, iterations = res2.x, iterations + int(res2.nit)
+            final_f, final_g = objective(theta)
     grad_norm = float(np.max(np.abs(final_g)))
     converged = bool(np.isfinite(final_f) and final_f < 1e299 and grad_norm < 1e-5)
     params = np.exp(theta)
