@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from micromarketing.cli import clv, customers, datasets, demo, ingest, profile
+from micromarketing.cli import segment
 from micromarketing.cli._common import JsonOption, console, handle_errors, print_json
 from micromarketing.workspace import Workspace
 
@@ -40,6 +41,7 @@ def init(
 app.add_typer(datasets.app, name="datasets")
 app.add_typer(customers.app, name="customers")
 app.add_typer(clv.app, name="clv")
+app.add_typer(segment.app, name="segment")
 app.command("ingest")(ingest.ingest)
 app.command("profile")(profile.profile)
 app.command("demo")(demo.demo)
