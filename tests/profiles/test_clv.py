@@ -1,0 +1,208 @@
+"""CLV in a workspace: SQL summary conventions, versioned fits, per-customer scores and tiers, CLI."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import ibis
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from micromarketing import Workspace
+from micromarketing.cli.clv import app
+from micromarketing.errors import DataError
+from micromarketing.profiles import clv, clv_models
+from micromarketing.profiles.clv_validate import cdnow_path, read_transactions_file, validate
+
+CAL_END = date(1997, 9, 30)
+AS_OF = date(1997, 10, 1)  # exclusive: the calibration period ends the day before
+
+
+def _rows(df: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "order_id": [f"o{i}" for i in range(len(df))],
+        "line_no": 1,
+        "customer_id": df["customer_id"].astype(str),
+        "ordered_at": pd.to_datetime(df["ordered_at"]).dt.tz_localize("UTC") + pd.Timedelta(hours=15),
+        "amount": df["amount"].astype(float),
+        "currency": "USD",
+    })
+
+
+@pytest.fixture(scope="module")
+def cdnow_ws(tmp_path_factory):
+    ws = Workspace.init(tmp_path_factory.mktemp("clv") / "ws")
+    ws.warehouse.upsert("transactions", ibis.memtable(_rows(read_transactions_file(cdnow_path()))))
+    yield ws
+    ws.close()
+
+
+@pytest.fixture
+def tiny_ws(tmp_path):
+    ws = Workspace.init(tmp_path / "ws")
+    tx = pd.DataFrame({
+        "customer_id": ["a", "a", "a", "a", "b", "c", "c", "late"],
+        "ordered_at": ["2024-01-01", "2024-01-01", "2024-01-15", "2024-01-29", "2024-01-10", "2024-01-03",
+                       "2024-02-01", "2024-02-01"],
+        "amount": [10.0, 5.0, 20.0, 40.0, 7.0, 0.0, 3.0, 99.0],
+    })
+    ws.warehouse.upsert("transactions", ibis.memtable(_rows(tx)))
+    yield ws
+    ws.close()
+
+
+def test_summary_merges_same_day_purchases_and_uses_repeat_spend(tiny_ws):
+    s = clv.clv_summary(tiny_ws.table("transactions"), date(2024, 2, 1), unit_days=7.0).to_pandas()
+    s = s.set_index("customer_id").sort_index()
+    assert list(s.index) == ["a", "b", "c"]  # 'c' on 2024-02-01 and 'late' are not before as_of
+    a = s.loc["a"]
+    assert a.frequency == 2  # three purchase days (two orders on Jan 1 are one transaction)
+    assert a.recency == pytest.approx(28 / 7)
+    assert a["T"] == pytest.approx(30 / 7)  # Jan 1 to Jan 31, the last observed day
+    assert a.monetary_value == pytest.approx(30.0)  # mean of the repeat days (20, 40), not the first (15)
+    assert s.loc["b"].frequency == 0 and s.loc["b"].recency == 0 and pd.isna(s.loc["b"].monetary_value)
+    assert s.loc["c"].frequency == 0
+
+
+def test_summary_matches_the_papers_cdnow_statistics(cdnow_ws):
+    s = clv.clv_summary(cdnow_ws.table("transactions"), AS_OF, unit_days=7.0).to_pandas()
+    assert len(s) == 2357
+    assert int(s["frequency"].sum()) == 2457  # repeat transactions in calibration
+    assert int((s["frequency"] > 0).sum()) == 946
+    assert s["T"].max() == pytest.approx(272 / 7)  # first purchase 1997-01-01, T runs to 1997-09-30
+    assert s["monetary_value"].mean() == pytest.approx(35.078, abs=0.001)
+
+
+def test_fit_clv_stores_versions_and_matches_published_params(cdnow_ws):
+    first = clv.fit_clv(cdnow_ws, as_of=AS_OF)
+    assert first.version is not None and first.as_of == AS_OF
+    assert first.converged and first.spend_converged
+    assert first.n_customers == 2357 and first.n_repeaters == 946
+    for k, v in {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}.items():
+        assert first.params[k] == pytest.approx(v, rel=0.01)
+    for k, v in {"p": 6.25, "q": 3.74, "gamma": 15.44}.items():
+        assert first.spend_params[k] == pytest.approx(v, rel=0.01)
+    second = clv.fit_clv(cdnow_ws, as_of=AS_OF, model="paretonbd")
+    assert second.version == first.version + 1
+    latest = clv.latest_clv_fit(cdnow_ws)
+    assert latest is not None and latest.version == second.version and latest.model == "paretonbd"
+    assert latest.params == pytest.approx(second.params)
+    assert latest.std_errors["s"] > 0
+
+
+def test_clv_features_score_every_customer_consistently(cdnow_ws):
+    fit = clv.fit_clv(cdnow_ws, as_of=AS_OF)
+    feats = clv.clv_features(cdnow_ws, AS_OF, fit).to_pandas().set_index("customer_id")
+    assert len(feats) == 2357 and feats.index.is_unique
+    assert set(feats.columns) == {"p_alive", "expected_purchases_90d", "expected_purchases_365d",
+                                  "expected_avg_spend", "clv_12m", "value_tier"}
+    assert feats.notna().all().all()
+    assert feats["p_alive"].between(0, 1).all()
+    assert (feats["expected_purchases_365d"] >= feats["expected_purchases_90d"]).all()
+    # Customers without repeat purchases get the population mean spend p*gamma/(q-1).
+    s = clv.clv_summary(cdnow_ws.table("transactions"), AS_OF, unit_days=7.0).to_pandas().set_index("customer_id")
+    p, q, g = fit.spend_vector
+    zero = s.index[s["frequency"] == 0]
+    np.testing.assert_allclose(feats.loc[zero, "expected_avg_spend"], p * g / (q - 1))
+    # One customer recomputed by hand from the closed forms.
+    cid = s["frequency"].idxmax()
+    row = s.loc[cid]
+    e90 = clv_models.bgnbd_conditional_expected(fit.vector, 90 / 7, row.frequency, row.recency, row["T"])
+    assert feats.loc[cid, "expected_purchases_90d"] == pytest.approx(float(e90), rel=1e-9)
+    spend = p * (g + row.frequency * row.monetary_value) / (p * row.frequency + q - 1)
+    assert feats.loc[cid, "expected_avg_spend"] == pytest.approx(spend, rel=1e-9)
+    cfg = cdnow_ws.settings.clv
+    disc = clv_models.discounted_expected_purchases(
+        "bgnbd", fit.vector, [row.frequency], [row.recency], [row["T"]], months=12, unit_days=7.0,
+        annual_discount_rate=cfg.annual_discount_rate)
+    assert feats.loc[cid, "clv_12m"] == pytest.approx(cfg.margin * spend * float(disc[0]), rel=1e-9)
+    assert feats.loc[cid, "clv_12m"] < cfg.margin * spend * feats.loc[cid, "expected_purchases_365d"]  # discounted
+    # Tiers: top 1 % / 10 % / 50 % of customers by CLV.
+    counts = feats["value_tier"].value_counts()
+    assert counts["top_1"] == 23 and counts["top_1"] + counts["top_10"] == 235
+    assert counts["top_1"] + counts["top_10"] + counts["top_50"] == 1178
+    assert feats.loc[feats["value_tier"] == "top_1", "clv_12m"].min() >= feats.loc[
+        feats["value_tier"] == "top_10", "clv_12m"].max()
+
+
+def test_errors_name_the_problem(tiny_ws, tmp_path):
+    with pytest.raises(DataError, match="no transactions before 2023-01-01"):
+        clv.fit_clv(tiny_ws, as_of=date(2023, 1, 1))
+    assert clv.latest_clv_fit(tiny_ws) is None
+    tiny_ws.warehouse.upsert("transactions", ibis.memtable(_rows(pd.DataFrame(
+        {"customer_id": ["z"], "ordered_at": ["2024-01-05"], "amount": [1.0]}))).mutate(currency=ibis.literal("EUR")))
+    with pytest.raises(DataError, match="currency"):
+        clv.fit_clv(tiny_ws, as_of=date(2024, 2, 1))
+
+
+def test_cli_fit_prints_json(cdnow_ws, monkeypatch):
+    root = cdnow_ws.root
+    cdnow_ws.close()
+    result = CliRunner().invoke(app, ["fit", "--as-of", "1997-10-01", "--json", "-w", str(root)])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["model"] == "bgnbd" and out["n_customers"] == 2357 and out["converged"] is True
+    assert set(out["std_errors"]) == {"r", "alpha", "a", "b"}
+    assert out["params"]["r"] == pytest.approx(0.243, rel=0.01)
+    bad = CliRunner().invoke(app, ["fit", "--model", "nope", "-w", str(root)])
+    assert bad.exit_code == 2 and "unknown model" in bad.output
+
+
+def test_validate_reproduces_the_cdnow_protocol():
+    r = validate(read_transactions_file(cdnow_path()), CAL_END, date(1998, 6, 30))
+    p = r.payload
+    assert p["n_customers"] == 2357 and p["n_repeaters"] == 946
+    assert p["holdout"]["weeks"] == 39
+    # Actual holdout repeat transactions by calibration frequency 0..7+: plain counts, as in the BG/NBD and
+    # Pareto/NBD conditional-expectation tables of the BTYD walkthrough (McCarthy & Wadsworth, "Buy 'Til You
+    # Die - A Walkthrough", CDNOW sample): bin sizes 1411, 439, 214, 100, 62, 38, 29, 64.
+    bins = p["by_frequency"]
+    assert [b["customers"] for b in bins] == [1411, 439, 214, 100, 62, 38, 29, 64]
+    np.testing.assert_allclose(
+        [b["actual"] for b in bins], [0.2367, 0.6970, 1.3925, 1.5600, 2.5323, 2.9474, 3.8621, 6.3594], atol=5e-5)
+    assert p["holdout"]["actual"] == 1882
+    # The same walkthrough's Pareto/NBD conditional expectations for the 0 and 1 bins.
+    assert bins[0]["paretonbd"] == pytest.approx(0.1385, abs=2e-4)
+    assert bins[1]["paretonbd"] == pytest.approx(0.5995, abs=5e-4)
+    for model, keys in (("bgnbd", "r alpha a b"), ("paretonbd", "r alpha s beta"), ("gamma_gamma", "p q gamma")):
+        for k in keys.split():
+            assert p[model][k] == pytest.approx(p["published"][model][k], rel=0.01), (model, k)
+    h = p["holdout"]
+    # Predicted holdout totals within 1 % of those implied by the published parameters.
+    assert h["predicted_bgnbd"] == pytest.approx(h["predicted_bgnbd_published_params"], rel=0.01)
+    assert h["predicted_paretonbd"] == pytest.approx(h["predicted_paretonbd_published_params"], rel=0.01)
+    assert 1600 < h["predicted_bgnbd"] < 1700
+    # The cumulative curve ends at all repeat transactions of the 78 weeks (2,457 in calibration + holdout).
+    assert int(r.curve["actual"].iloc[-1]) == 2457 + 1882
+    assert len(r.curve) == 78
+
+
+def test_cli_validate_writes_json_and_report(tmp_path):
+    out = tmp_path / "clv.html"
+    result = CliRunner().invoke(app, [
+        "validate", "--transactions", str(cdnow_path()), "--calibration-end", "1997-09-30",
+        "--holdout-end", "1998-06-30", "--json", "--report", str(out),
+    ])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    assert set(payload["bgnbd"]) >= {"r", "alpha", "a", "b", "loglik"}
+    assert set(payload["paretonbd"]) >= {"r", "alpha", "s", "beta", "loglik"}
+    assert set(payload["gamma_gamma"]) >= {"p", "q", "gamma"}
+    assert set(payload["holdout"]) >= {"actual", "predicted_bgnbd", "predicted_paretonbd"}
+    html = out.read_text()
+    assert html.count("<svg") == 2 and "Conditional expectations" in html and "<script" not in html
+
+
+def test_read_transactions_file_names_bad_rows(tmp_path):
+    f = tmp_path / "t.csv"
+    f.write_text("customer_id,ordered_at,amount\na,2024-01-01,3\nb,notadate,4\n")
+    from micromarketing.errors import IngestError
+
+    with pytest.raises(IngestError, match=r"row 2, field 'ordered_at'"):
+        read_transactions_file(f)
+    f.write_text("customer_id,amount\na,3\n")
+    with pytest.raises(IngestError, match="missing column 'ordered_at'"):
+        read_transactions_file(f)
