@@ -7,7 +7,7 @@ import pytest
 
 from micromarketing.errors import DataError
 from micromarketing.profiles.build import RFM_GRID, build_profiles
-from micromarketing.profiles.geo import haversine_km
+from micromarketing.exprs import haversine_km
 
 AS_OF = date(2024, 6, 15)  # the fixture population is built around this date
 

@@ -19,7 +19,8 @@ import ibis
 import ibis.expr.types as ir
 
 from micromarketing.errors import DataError
-from micromarketing.profiles.geo import haversine_km
+from micromarketing.exprs import max_by
+from micromarketing.profiles.geo import customer_geo
 from micromarketing.progress import ProgressCallback, noop_progress
 from micromarketing.workspace import Workspace
 
@@ -83,7 +84,7 @@ def build_profiles(
         customers=ws.table("customers"),
         transactions=transactions,
         events=ws.table("events"),
-        stores=ws.table("stores"),
+        geo=customer_geo(ws),
         as_of=as_of,
     )
     progress("profile", 1, steps)
@@ -123,7 +124,7 @@ def profile_expr(
     customers: ir.Table,
     transactions: ir.Table,
     events: ir.Table,
-    stores: ir.Table,
+    geo: ir.Table,
     as_of: date,
 ) -> ir.Table:
     """The profile of every customer as one Ibis expression (nothing is executed here)."""
@@ -131,25 +132,23 @@ def profile_expr(
     as_of_lit = ibis.literal(as_of, type="date")
     tx = transactions.filter(transactions.ordered_at < cutoff)
 
-    orders = tx.group_by("customer_id", "order_id").aggregate(
-        ordered_at=tx.ordered_at.min(), order_amount=tx.amount.sum()
+    # One pass over the order lines by (customer, category) gives spend, first and last order and
+    # the top category; a second one counts distinct orders.
+    by_category = tx.group_by("customer_id", "category").aggregate(
+        spend=tx.amount.sum(), first_at=tx.ordered_at.min(), last_at=tx.ordered_at.max()
     )
-    order_stats = orders.group_by("customer_id").aggregate(
-        first_order_at=orders.ordered_at.min(),
-        last_order_at=orders.ordered_at.max(),
-        frequency=orders.count(),
-        monetary=orders.order_amount.sum(),
+    spend_stats = by_category.group_by("customer_id").aggregate(
+        first_order_at=by_category.first_at.min(),
+        last_order_at=by_category.last_at.max(),
+        monetary=by_category.spend.sum(),
+        # A NULL key makes both engines skip the row, so uncategorised spend never wins.
+        top_category=max_by(
+            by_category.category, ibis.ifelse(by_category.category.notnull(), by_category.spend, None)
+        ),
     )
-    category_spend = (
-        tx.filter(tx.category.notnull())
-        .group_by("customer_id", "category")
-        .aggregate(spend=tx.amount.sum())
-    )
-    top_category = category_spend.group_by("customer_id").aggregate(
-        top_category=category_spend.category.argmax(category_spend.spend)
-    )
+    order_counts = tx.group_by("customer_id").aggregate(frequency=tx.order_id.nunique())
+    order_stats = _left_join_on_customer(spend_stats, order_counts)
     preferred_channel = _preferred_channel(events, cutoff)
-    nearest_store = _nearest_store(customers, stores)
 
     base = customers.select(
         "customer_id", "birth_date", "signup_date", "h3_cell"
@@ -163,9 +162,10 @@ def profile_expr(
         last_order_at=base.last_order_at,
         frequency=base.frequency.fill_null(0),
         monetary=base.monetary.fill_null(0.0),
+        top_category=base.top_category,
     )
     joined = base
-    for extra in (top_category, preferred_channel, nearest_store):
+    for extra in (preferred_channel, geo):
         joined = _left_join_on_customer(joined, extra)
 
     has_orders = joined.frequency > 0
@@ -284,19 +284,7 @@ def _preferred_channel(events: ir.Table, cutoff: ir.TimestampScalar) -> ir.Table
     ev = ev.filter(ev.engaged_channel.notnull())
     counts = ev.group_by("customer_id", "engaged_channel").aggregate(n=ev.count())
     return counts.group_by("customer_id").aggregate(
-        preferred_channel=counts.engaged_channel.argmax(counts.n)
-    )
-
-
-def _nearest_store(customers: ir.Table, stores: ir.Table) -> ir.Table:
-    """Nearest store and its great-circle distance for every customer with coordinates."""
-    located = customers.filter(customers.lat.notnull() & customers.lon.notnull()).select(
-        "customer_id", c_lat=customers.lat, c_lon=customers.lon
-    )
-    pairs = located.cross_join(stores.select("store_id", s_lat=stores.lat, s_lon=stores.lon))
-    pairs = pairs.mutate(km=haversine_km(pairs.c_lat, pairs.c_lon, pairs.s_lat, pairs.s_lon))
-    return pairs.group_by("customer_id").aggregate(
-        nearest_store_id=pairs.store_id.argmin(pairs.km), nearest_store_km=pairs.km.min()
+        preferred_channel=max_by(counts.engaged_channel, counts.n)
     )
 
 
