@@ -1,0 +1,1 @@
+def write_cdnow(*a, **k): raise NotImplementedError
