@@ -92,6 +92,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from micromarketing.datasets import reference as ref
+from micromarketing.errors import DataError
 from micromarketing.progress import ProgressCallback, noop_progress
 from micromarketing.store import schema
 
@@ -848,7 +849,8 @@ def generate(
     blocks of :data:`BLOCK` with independent random streams and written ``chunk_size`` (rounded
     up to a whole number of blocks) at a time, so memory stays flat and the bytes depend only on
     ``customers``, ``seed`` and ``fmt`` (Parquet row groups also follow the chunk size).
-    ``progress`` is called as ``("customers", done, total)`` after each chunk.
+    ``progress`` is called as ``("customers", done, total)`` after each chunk.  Files of the
+    same names in the other format are removed from ``out`` so a directory never holds both.
     """
     if customers < 1:
         raise ValueError("customers must be at least 1")
@@ -857,6 +859,8 @@ def generate(
     if fmt not in ("csv", "parquet"):
         raise ValueError(f"fmt must be 'csv' or 'parquet', not {fmt!r}")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out}: exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
     text = fmt == "csv"
     ext = "csv" if text else "parquet"
@@ -868,6 +872,10 @@ def generate(
                     "jsonl" if name == "events" and text else ext)
         for name in names
     }
+    for name, sink in sinks.items():  # a previous run in the other format must not be ingested too
+        for stale in (out / f"{name}.{suffix}" for suffix in ("csv", "parquet", "jsonl")):
+            if stale != sink.path and stale.exists():
+                stale.unlink()
     try:
         sinks["products"].write(_products_table())
         sinks["stores"].write(_stores_table())
