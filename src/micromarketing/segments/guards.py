@@ -89,7 +89,7 @@ def minimum_detectable_lift(size: int, *, n_tests: int = 1, baseline_rate: float
         return math.inf
     z = norm.ppf(1 - alpha / (2 * max(n_tests, 1))) + norm.ppf(power)
     se = math.sqrt(baseline_rate * (1 - baseline_rate) * (1 / n_t + 1 / n_c))
-    return z * se / baseline_rate
+    return float(z * se / baseline_rate)
 
 
 def power_warnings(sizes: dict[str, int], **assumptions: float) -> list[str]:

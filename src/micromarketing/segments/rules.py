@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -814,6 +815,7 @@ def did_you_mean(name: str, candidates: list[str]) -> str:
         head = low.split("_")[0]
         if head != low and len(head) >= 3:
             score = max(score, difflib.SequenceMatcher(None, target, head).ratio() - 0.05)
+        score += 0.01 * len(os.path.commonprefix([target, low]))  # tie-break: S013 -> S012, not S001
         if score > best_score:
             best, best_score = cand, score
     return f"; did you mean {best!r}?" if best is not None and best_score >= 0.6 else ""

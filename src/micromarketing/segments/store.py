@@ -176,9 +176,14 @@ class Segments:
                     for v in rows]
 
     # -- compile ----------------------------------------------------------------------------------
-    def compile(self, rule: str, as_of: date | None = None) -> CompiledRule:
-        """Compile rule text (``in_segment`` resolves against the stored segments)."""
-        return compile_rule(rule, self.catalog, as_of=as_of, resolve_segment=self._resolve)
+    def compile(self, rule: str, as_of: date | None = None, *, defining: str | None = None) -> CompiledRule:
+        """Compile rule text (``in_segment`` resolves against the stored segments).
+
+        ``defining`` names the segment the rule is for, so a rule that reaches back to it through
+        ``in_segment`` is refused as a cycle.
+        """
+        return compile_rule(rule, self.catalog, as_of=as_of, resolve_segment=self._resolve,
+                            _stack=(defining,) if defining else ())
 
     def _compiled_for(self, name: str | None, rule: str | None, as_of: date | None) -> CompiledRule:
         if (name is None) == (rule is None):
@@ -226,7 +231,7 @@ class Segments:
         warnings carry the size, overlap and power guards.
         """
         _check_name(name)
-        compiled = self.compile(rule, as_of)
+        compiled = self.compile(rule, as_of, defining=name)
         found = guards.sensitive_fields(compiled.fields, self.sensitive)
         guards.check_sensitive(name, found, allow=allow_sensitive, reason=reason)
         details: dict[str, Any] = {"fields": sorted(compiled.fields), "segments": list(compiled.segments)}
