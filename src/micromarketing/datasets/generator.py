@@ -51,7 +51,7 @@ dropout will not match ``a, b``.
 
 Planted micro-segments (:data:`SEGMENTS`; truth in ``truth.csv``)
 -----------------------------------------------------------------
-* ``mainstream`` — ages 35–64 in suburbs and small towns (5–55 km from a store), occasional
+* ``mainstream`` — ages 35–64 in suburbs and small towns (3–55 km from a store), occasional
   purchases of ~60 EUR across fashion/home/beauty/books/toys, ~35 % in store, few e-mail opens.
 * ``urban_young_eco`` — ages 25–34 within 3.5 km of a city centre, buys eco/sports/outdoor about
   monthly online or in the app, ~45 EUR orders, high e-mail engagement (~10 opens / 90 days).
@@ -431,8 +431,9 @@ def _simulate_block(seed: int, block: int, n: int) -> dict[str, dict[str, np.nda
 
     # -- customers -------------------------------------------------------------------------------
     seg = np.searchsorted(_SHARE_CUM, rng.random(n), side="right").clip(0, _N_SEG - 1)
-    age_days = rng.uniform(_AGE_LO[seg] * 365.25, _AGE_HI[seg] * 365.25 - 1)
-    birth_day = _REF_DAY - age_days.astype(np.int64)
+    # whole days strictly inside [lo, hi + 1) years, so the calendar age is within the range
+    age_days = rng.integers(np.ceil(_AGE_LO[seg] * 365.25) + 1, np.floor(_AGE_HI[seg] * 365.25) - 1)
+    birth_day = _REF_DAY - age_days
     female = rng.random(n) < 0.52
     first = np.where(
         female,

@@ -115,7 +115,7 @@ class Place:
     """A suburb or small town outside the city centres where customers live (no store there)."""
 
     name: str
-    kind: str  # "suburb" (5–25 km from a store) or "town" (25–55 km, customers scattered rurally)
+    kind: str  # "suburb" (3–25 km from a store) or "town" (16–55 km, customers scattered rurally)
     postcode: str
     lat: float
     lon: float
@@ -132,13 +132,13 @@ PLACES: tuple[Place, ...] = (
     Place("Cergy", "suburb", "95000", 49.0364, 2.0761, 3.0),
     Place("Vénissieux", "suburb", "69200", 45.6973, 4.8859, 2.0),
     Place("Aubagne", "suburb", "13400", 43.2927, 5.5708, 2.5),
-    Place("Blagnac", "suburb", "31700", 43.6373, 1.3900, 2.0),
+    Place("Blagnac", "suburb", "31700", 43.6373, 1.3900, 1.5),
     Place("Muret", "suburb", "31600", 43.4617, 1.3270, 2.5),
-    Place("Mérignac", "suburb", "33700", 44.8386, -0.6436, 2.5),
-    Place("Pessac", "suburb", "33600", 44.8067, -0.6311, 2.5),
+    Place("Mérignac", "suburb", "33700", 44.8386, -0.6436, 1.5),
+    Place("Pessac", "suburb", "33600", 44.8067, -0.6311, 1.5),
     Place("Roubaix", "suburb", "59100", 50.6942, 3.1746, 2.0),
     Place("Tourcoing", "suburb", "59200", 50.7239, 3.1612, 2.0),
-    Place("Villeneuve-d'Ascq", "suburb", "59650", 50.6233, 3.1450, 2.5),
+    Place("Villeneuve-d'Ascq", "suburb", "59650", 50.6233, 3.1450, 1.5),
     Place("Saint-Herblain", "suburb", "44800", 47.2122, -1.6497, 2.5),
     Place("Illkirch-Graffenstaden", "suburb", "67400", 48.5297, 7.7156, 2.0),
     Place("Meaux", "town", "77100", 48.9601, 2.8788, 6.0),
