@@ -223,6 +223,8 @@ def tokenize(text: str) -> list[Token]:
                     raise error_at("unterminated text literal (missing closing quote)", pos)
                 c = text[i]
                 if c == "\\" and i + 1 < n:
+                    if ord(text[i + 1]) < 32 and text[i + 1] not in "\t\n" or text[i + 1] == "\x7f":
+                        raise error_at(f"control character {text[i + 1]!r} in text literal", lines.pos(i + 1))
                     chars.append(text[i + 1])
                     i += 2
                     continue
@@ -233,6 +235,8 @@ def tokenize(text: str) -> list[Token]:
                         continue
                     i += 1
                     break
+                if ord(c) < 32 and c not in "\t\n" or c == "\x7f":
+                    raise error_at(f"control character {c!r} in text literal", lines.pos(i))
                 chars.append(c)
                 i += 1
             tokens.append(Token("string", text[start:i], "".join(chars), pos))

@@ -1,0 +1,267 @@
+"""The per-customer feature matrix that segment discovery clusters on, computed in the warehouse.
+
+What it owns
+------------
+:data:`FEATURES` (the catalogue of clusterable features: group, unit, whether ``log1p`` tames its
+tail), :func:`feature_table` (one Ibis expression over ``profiles`` + ``transactions`` +
+``events`` as of the profiles' ``as_of`` date) and :func:`load_features` (executes it and returns
+the numeric matrix as numpy, plus the descriptive columns personas need).
+
+Features (the names match :data:`micromarketing.datasets.CLUSTER_FEATURES`):
+
+* behaviour — ``recency_days``, ``frequency`` (distinct orders), ``tenure_days``,
+  ``store_order_share`` (orders placed in a store / orders), ``email_opens_90d`` and
+  ``email_clicks_90d`` (events in the 90 days before ``as_of``);
+* value — ``monetary`` (spend), ``avg_order_value``;
+* lifestyle — ``age``, ``store_distance_km`` (nearest store, from the profile) and
+  ``share_<category>``: that category's share of the customer's spend, one column per category
+  present in the transactions (at most :data:`MAX_CATEGORIES`, by spend; the rest is left out).
+
+Only orders and events strictly before ``as_of`` (midnight UTC) count, as in the profile.
+
+Customers without orders are **excluded** from the matrix: recency, order value, channel and
+category shares are undefined for them, and imputing them would put every prospect into one
+artificial cluster that merely restates ``rfm_segment = 'prospects'`` (a rule segment
+``frequency = 0`` already selects them).  :func:`load_features` reports how many were left out.
+Missing age or distance (no birth date / no coordinates) is imputed with the buyers' mean, so it
+does not pull a customer towards any cluster.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+import numpy as np
+
+from micromarketing.errors import DataError
+from micromarketing.workspace import Workspace
+
+EMAIL_WINDOW_DAYS = 90
+MAX_CATEGORIES = 30
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """One clusterable feature: its group, how it reads in a persona, and its transform."""
+
+    name: str
+    group: str  # behaviour | value | lifestyle
+    label: str
+    unit: str = ""
+    log: bool = False  # log1p before standardising (heavy right tail: money and counts)
+
+
+FEATURES: dict[str, FeatureSpec] = {
+    f.name: f
+    for f in (
+        FeatureSpec("recency_days", "behaviour", "days since last order", "days"),
+        FeatureSpec("frequency", "behaviour", "orders", "", log=True),
+        FeatureSpec("monetary", "value", "total spend", "money", log=True),
+        FeatureSpec("avg_order_value", "value", "average order value", "money", log=True),
+        FeatureSpec("tenure_days", "behaviour", "days as a customer", "days"),
+        FeatureSpec("age", "lifestyle", "age", "years"),
+        FeatureSpec("store_distance_km", "lifestyle", "distance to the nearest store", "km", log=True),
+        FeatureSpec("store_order_share", "behaviour", "share of orders in store", "share"),
+        FeatureSpec("email_opens_90d", "behaviour", "e-mail opens in 90 days", "", log=True),
+        FeatureSpec("email_clicks_90d", "behaviour", "e-mail clicks in 90 days", "", log=True),
+    )
+}
+GROUPS = ("behaviour", "value", "lifestyle")
+CATEGORY_PREFIX = "share_"
+# Descriptive columns pulled back with the matrix for personas (never clustered on).
+DESCRIPTIVE = ("order_interval_days", "clv_12m")
+
+
+def category_feature(category: str) -> FeatureSpec:
+    """The spend-share feature of one product category (``share_<slug>``)."""
+    slug = re.sub(r"[^a-z0-9]+", "_", category.lower()).strip("_") or "unknown"
+    return FeatureSpec(f"{CATEGORY_PREFIX}{slug}", "lifestyle", f"share of spend on {category}", "share")
+
+
+@dataclass
+class FeatureMatrix:
+    """What :func:`load_features` pulled back: ids, the raw matrix and descriptive columns."""
+
+    as_of: date
+    customer_ids: np.ndarray  # object array of str, one per row
+    names: list[str]
+    specs: list[FeatureSpec]
+    values: np.ndarray  # float64 (n, len(names)), raw units, NaN already imputed
+    descriptive: dict[str, np.ndarray] = field(default_factory=dict)  # float64, NaN where unknown
+    excluded_no_orders: int = 0
+    categories: dict[str, str] = field(default_factory=dict)  # feature name -> category
+
+    @property
+    def n(self) -> int:
+        return len(self.customer_ids)
+
+    def transformed(self) -> np.ndarray:
+        """The matrix after ``log1p`` on heavy-tailed columns (before standardising)."""
+        out = self.values.copy()
+        for j, spec in enumerate(self.specs):
+            if spec.log:
+                out[:, j] = np.log1p(np.clip(out[:, j], 0, None))
+        return out
+
+
+def profiles_as_of(ws: Workspace) -> date:
+    """The ``as_of`` date of the stored profiles (discovery always runs on that snapshot)."""
+    if not ws.warehouse.has_table("profiles"):
+        raise DataError("no profiles yet: run `micromarketing profile` before discovering segments")
+    value = ws.table("profiles").as_of.max().execute()
+    if value is None or value != value:
+        raise DataError("the profiles table is empty: ingest customers and run `profile` first")
+    return value if isinstance(value, date) and not isinstance(value, datetime) else value.date()
+
+
+def available_categories(ws: Workspace, as_of: date) -> list[str]:
+    """Product categories with spend before ``as_of``, largest spend first (at most MAX_CATEGORIES)."""
+    tx = ws.table("transactions")
+    tx = tx.filter(tx.ordered_at < _midnight(as_of), tx.category.notnull())
+    rows = (tx.group_by("category").aggregate(spend=tx.amount.sum())
+            .order_by([ibis.desc("spend"), "category"]).limit(MAX_CATEGORIES).to_pyarrow().to_pylist())
+    return [r["category"] for r in rows]
+
+
+def resolve_features(requested: list[str] | None, categories: list[str]) -> list[FeatureSpec]:
+    """The feature specs for ``requested`` names or groups (None: every feature).
+
+    Accepts feature names, group names (``behaviour``, ``value``, ``lifestyle``) and
+    ``categories`` (every ``share_<category>``); raises :class:`DataError` naming an unknown one.
+    """
+    cat_specs = {category_feature(c).name: category_feature(c) for c in categories}
+    every = {**FEATURES, **cat_specs}
+    if not requested:
+        return list(every.values())
+    chosen: dict[str, FeatureSpec] = {}
+    for raw in requested:
+        for item in (p.strip() for p in raw.split(",")):
+            if not item:
+                continue
+            if item in every:
+                chosen[item] = every[item]
+            elif item in GROUPS:
+                chosen.update({n: s for n, s in every.items() if s.group == item})
+            elif item == "categories":
+                chosen.update(cat_specs)
+            else:
+                from micromarketing.segments.rules import did_you_mean
+
+                known = sorted(every) + list(GROUPS) + ["categories"]
+                raise DataError(f"unknown feature {item!r}{did_you_mean(item, known)}; "
+                                f"known: {', '.join(known)}")
+    if len(chosen) < 2:
+        raise DataError("discovery needs at least two features")
+    return list(chosen.values())
+
+
+def feature_table(ws: Workspace, as_of: date, categories: list[str]) -> ir.Table:
+    """Every feature (and the descriptive columns) for customers with orders, as one Ibis expression.
+
+    Nothing is executed: the warehouse runs it as one statement when the caller asks for rows.
+    """
+    cutoff = _midnight(as_of)
+    profiles = ws.table("profiles")
+    profiles = profiles.filter(profiles.frequency > 0)
+    tx = ws.table("transactions")
+    tx = tx.filter(tx.ordered_at < cutoff)
+    events = ws.table("events")
+    window_start = _midnight(as_of - timedelta(days=EMAIL_WINDOW_DAYS))
+    events = events.filter(events.occurred_at >= window_start, events.occurred_at < cutoff,
+                           events.event_type.isin(["email_open", "email_click"]))
+
+    # Orders first (one row per order), so an order split over lines counts once.
+    orders = tx.group_by("customer_id", "order_id").aggregate(
+        in_store=(tx.channel == "store").fill_null(False).cast("int64").max()
+    )
+    order_stats = orders.group_by("customer_id").aggregate(
+        n_orders=orders.count(), store_orders=orders.in_store.sum()
+    )
+    spend_aggs: dict[str, ir.Value] = {"spend_total": tx.amount.sum()}
+    for c in categories:
+        spend_aggs[f"_spend_{category_feature(c).name}"] = ibis.ifelse(tx.category == c, tx.amount, 0.0).sum()
+    spend = tx.group_by("customer_id").aggregate(**spend_aggs)
+    email = events.group_by("customer_id").aggregate(
+        email_opens_90d=(events.event_type == "email_open").cast("int64").sum(),
+        email_clicks_90d=(events.event_type == "email_click").cast("int64").sum(),
+    )
+
+    t = _left(profiles, order_stats)
+    t = _left(t, spend)
+    t = _left(t, email)
+    total = ibis.ifelse(t.spend_total > 0, t.spend_total, None)
+    columns: dict[str, ir.Value] = {
+        "recency_days": t.recency_days.cast("float64"),
+        "frequency": t.frequency.cast("float64"),
+        "monetary": t.monetary.cast("float64"),
+        "avg_order_value": t.avg_order_value.cast("float64"),
+        "tenure_days": t.tenure_days.cast("float64"),
+        "age": t.age.cast("float64"),
+        "store_distance_km": t.nearest_store_km.cast("float64"),
+        "store_order_share": (t.store_orders.cast("float64") / ibis.ifelse(t.n_orders > 0, t.n_orders, None)),
+        "email_opens_90d": t.email_opens_90d.fill_null(0).cast("float64"),
+        "email_clicks_90d": t.email_clicks_90d.fill_null(0).cast("float64"),
+    }
+    for c in categories:
+        name = category_feature(c).name
+        columns[name] = (t[f"_spend_{name}"] / total).fill_null(0.0).cast("float64")
+    span_days = t.last_order_at.delta(t.first_order_at, unit="day").cast("float64")
+    columns["order_interval_days"] = ibis.ifelse(t.frequency > 1, span_days / (t.frequency - 1), None)
+    columns["clv_12m"] = t.clv_12m.cast("float64") if "clv_12m" in profiles.columns else ibis.null("float64")
+    return t.select("customer_id", **columns)
+
+
+def load_features(ws: Workspace, features: list[str] | None = None, as_of: date | None = None) -> FeatureMatrix:
+    """Execute :func:`feature_table` and return the matrix (rows ordered by customer_id).
+
+    ``features`` selects names or groups (see :func:`resolve_features`).  ``as_of`` defaults to
+    the profiles' date and must equal it: the profile columns are a snapshot of that date.
+    """
+    stored = profiles_as_of(ws)
+    if as_of is not None and as_of != stored:
+        raise DataError(f"profiles are as of {stored}, not {as_of}: run `micromarketing profile --as-of {as_of}` "
+                        "before discovering segments for that date")
+    as_of = stored
+    categories = available_categories(ws, as_of)
+    specs = resolve_features(features, categories)
+    names = [s.name for s in specs]
+    cat_names = {category_feature(c).name: c for c in categories}
+    expr = feature_table(ws, as_of, [cat_names[n] for n in names if n in cat_names])
+    expr = expr.select("customer_id", *names, *DESCRIPTIVE).order_by("customer_id")
+    data = expr.to_pyarrow()
+    profiles = ws.table("profiles")
+    total = int(profiles.count().execute())
+    ids = np.asarray(data.column("customer_id").to_numpy(zero_copy_only=False), dtype=object)
+    values = np.empty((data.num_rows, len(names)), dtype=np.float64)
+    for j, n in enumerate(names):
+        values[:, j] = _floats(data.column(n))
+    if data.num_rows:
+        means = np.nanmean(np.where(np.isnan(values), np.nan, values), axis=0)
+        means = np.where(np.isnan(means), 0.0, means)
+        holes = np.isnan(values)
+        if holes.any():
+            values[holes] = np.take(means, np.nonzero(holes)[1])
+    descriptive = {n: _floats(data.column(n)) for n in DESCRIPTIVE}
+    return FeatureMatrix(as_of=as_of, customer_ids=ids, names=names, specs=specs, values=values,
+                         descriptive=descriptive, excluded_no_orders=total - data.num_rows,
+                         categories={n: c for n, c in cat_names.items() if n in names})
+
+
+def _floats(column: Any) -> np.ndarray:
+    return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
+def _left(left: ir.Table, right: ir.Table) -> ir.Table:
+    """Left join on customer_id keeping one key column."""
+    left = left.view()
+    right = right.rename(_rid="customer_id")
+    return left.left_join(right, left.customer_id == right._rid).drop("_rid")
+
+
+def _midnight(day: date) -> ir.TimestampScalar:
+    return ibis.literal(datetime.combine(day, time(), tzinfo=UTC), type="timestamp('UTC')")
