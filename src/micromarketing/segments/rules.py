@@ -636,7 +636,10 @@ def haversine_km(lat: Any, lon: Any, point: tuple[float, float]) -> Any:
     lat2, lon2 = math.radians(point[0]), math.radians(point[1])
     lat1, lon1 = lat.cast("float64").radians(), lon.cast("float64").radians()
     a = ((lat1 - lat2) / 2).sin() ** 2 + lat1.cos() * math.cos(lat2) * ((lon1 - lon2) / 2).sin() ** 2
-    return 2 * EARTH_RADIUS_KM * a.clip(upper=1.0).sqrt().asin()
+    # LEAST guards asin against rounding just above 1; it skips NULLs on both engines, so missing
+    # coordinates are handled explicitly (a NULL distance, never a match).
+    dist = 2 * EARTH_RADIUS_KM * ibis.least(a, 1.0).sqrt().asin()
+    return ibis.ifelse(lat.isnull() | lon.isnull(), ibis.null("float64"), dist)
 
 
 def _fn_distance(c: _Compiler, node: dsl.Call) -> V:

@@ -1,0 +1,90 @@
+SELECT
+  `t5`.`customer_id`
+FROM (
+  SELECT
+    `t2`.`customer_id`,
+    `t2`.`recency_days`,
+    `t2`.`frequency`,
+    `t2`.`monetary`,
+    `t2`.`rfm_segment`,
+    `t2`.`age`,
+    `t2`.`age_band`,
+    `t2`.`clv_12m`,
+    `t2`.`last_order_at`,
+    `t4`.`lat`,
+    `t4`.`lon`
+  FROM `profiles` AS `t2`
+  LEFT OUTER JOIN (
+    SELECT
+      `t1`.`customer_id`,
+      `t1`.`lat`,
+      `t1`.`lon`
+    FROM `customers` AS `t1`
+  ) AS `t4`
+    ON `t2`.`customer_id` = `t4`.`customer_id`
+) AS `t5`
+WHERE
+  (
+    `t5`.`lat` BETWEEN 45.71895495495496 AND 45.809045045045046
+    AND `t5`.`lon` BETWEEN 4.771129974484668 AND 4.900270025515332
+    AND (
+      IF(
+        `t5`.`lat` IS NULL
+        OR ISNAN(`t5`.`lat`)
+        OR (
+          `t5`.`lon` IS NULL OR ISNAN(`t5`.`lon`)
+        ),
+        CAST(NULL AS DOUBLE),
+        ASIN(
+          SQRT(
+            LEAST(
+              (
+                POWER(SIN((
+                  RADIANS(`t5`.`lat`) - 0.7987324788826851
+                ) / 2), 2)
+              ) + (
+                COS(RADIANS(`t5`.`lat`)) * 0.6976154134297105 * (
+                  POWER(SIN((
+                    RADIANS(`t5`.`lon`) - 0.0843988866386898
+                  ) / 2), 2)
+                )
+              ),
+              1.0
+            )
+          )
+        ) * 12742.0176
+      ) <= 5
+    )
+  )
+  OR (
+    `t5`.`lat` BETWEEN 48.82297297297298 AND 48.877027027027026
+    AND `t5`.`lon` BETWEEN 2.3089275259575426 AND 2.3910724740424576
+    AND (
+      IF(
+        `t5`.`lat` IS NULL
+        OR ISNAN(`t5`.`lat`)
+        OR (
+          `t5`.`lon` IS NULL OR ISNAN(`t5`.`lon`)
+        ),
+        CAST(NULL AS DOUBLE),
+        ASIN(
+          SQRT(
+            LEAST(
+              (
+                POWER(SIN((
+                  RADIANS(`t5`.`lat`) - 0.85259333959923
+                ) / 2), 2)
+              ) + (
+                COS(RADIANS(`t5`.`lat`)) * 0.6580326035166145 * (
+                  POWER(SIN((
+                    RADIANS(`t5`.`lon`) - 0.041015237421866746
+                  ) / 2), 2)
+                )
+              ),
+              1.0
+            )
+          )
+        ) * 12742.0176
+      ) <= 3
+    )
+  )
