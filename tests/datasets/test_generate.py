@@ -112,7 +112,8 @@ def test_transactions_valid(small_csv: GeneratedDataset) -> None:
     assert (t.loc[t["channel"] != "store", "store_id"] == "").all()
     assert (products.loc[t["product_id"], "category"].to_numpy() == t["category"].to_numpy()).all()
     # lines of one order share customer, time and channel, and are numbered 1..n
-    per_order = t.groupby("order_id").agg(n=("line_no", "size"), top=("line_no", lambda s: s.astype(int).max()),
+    t["line_no"] = t["line_no"].astype(int)
+    per_order = t.groupby("order_id").agg(n=("line_no", "size"), top=("line_no", "max"),
                                            cust=("customer_id", "nunique"), ts=("ordered_at", "nunique"))
     assert (per_order["n"] == per_order["top"]).all()
     assert (per_order["cust"] == 1).all() and (per_order["ts"] == 1).all()
