@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -17,12 +17,12 @@ app = typer.Typer(
 )
 
 
-class FileFormat(str, Enum):
+class FileFormat(StrEnum):
     csv = "csv"
     parquet = "parquet"
 
 
-class CdnowFile(str, Enum):
+class CdnowFile(StrEnum):
     master = "master"
     sample = "sample"
 

@@ -60,7 +60,8 @@ def write_cdnow(out: Path, which: Literal["master", "sample"] = "master") -> Pat
     source = cdnow_source(which)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    columns: dict[str, list] = {k: [] for k in ("order_id", "customer_id", "ordered_at", "quantity", "amount")}
+    names = ("order_id", "customer_id", "ordered_at", "quantity", "amount")
+    columns: dict[str, list] = {k: [] for k in names}
     seen: Counter[tuple[str, str]] = Counter()
     with source.open(encoding="ascii") as fh:
         for lineno, line in enumerate(fh, start=1):

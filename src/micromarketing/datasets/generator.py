@@ -887,8 +887,8 @@ def generate(
         for chunk_start in range(0, n_blocks, blocks_per_chunk):
             block_ids = range(chunk_start, min(chunk_start + blocks_per_chunk, n_blocks))
             sizes = [min(BLOCK, customers - b * BLOCK) for b in block_ids]
-            merged = _merge_blocks([_simulate_block(seed, b, s) for b, s in zip(block_ids, sizes, strict=True)],
-                                   sizes)
+            blocks = [_simulate_block(seed, b, s) for b, s in zip(block_ids, sizes, strict=True)]
+            merged = _merge_blocks(blocks, sizes)
             first_num = chunk_start * BLOCK + 1
             sinks["customers"].write(_customers_table(merged["customers"], first_num, width))
             sinks["truth"].write(_truth_table(merged["customers"], first_num, width))
