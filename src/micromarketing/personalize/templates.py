@@ -1,0 +1,701 @@
+"""Message templates: storage, the Jinja2 sandbox, context building and fast batch rendering.
+
+What it owns
+------------
+* Template versions in the operations store (:class:`~micromarketing.store.models.Template`): a
+  *message template* (name without a dot) has up to four parts — ``subject``, ``html``, ``text``
+  and ``sms`` — and a *shared block* (name with a file suffix, e.g. ``header.html``) has one
+  ``source``.  Blocks shipped in ``personalize/templates/`` (header, footer, product card) are the
+  defaults; a workspace block of the same name overrides them.  Parts pull blocks in with
+  ``{% include "header.html" %}``, so many segment variants reuse the same modular assets.
+* The sandbox: Jinja2's :class:`~jinja2.sandbox.ImmutableSandboxedEnvironment` (no attribute
+  starting with ``_``, no ``str.format`` escapes, no mutation of lists/dicts) with
+  :class:`~jinja2.StrictUndefined`, autoescaping for HTML parts and blocks (by name), ``*`` and
+  ``**`` guarded against memory/CPU bombs, and the subject stripped of line breaks (no header
+  injection).  A missing field fails with its name unless the template gives a default
+  (``{{ first_name | default('there') }}``); a NULL value counts as missing.
+* The render context of one recipient: every non-null customer attribute and profile field at top
+  level and as ``customer``; ``segment`` (name, description, persona); ``offer`` (next best offer);
+  ``recommendations`` (products); ``unsubscribe_url``; ``product_card(p)`` / ``product_card_text(p)``.
+
+Why the renderer is hand-tuned
+------------------------------
+A plain loop calling ``Template.render`` for every part and re-rendering each product card for each
+recipient spends most of its time on per-call overhead and on identical cards.  Here templates are
+compiled once per run, product cards are rendered once per product (through the sandbox too) and
+cached as ``Markup``, recipient data comes from the warehouse in Arrow batches, recommendations
+and offers are fetched per batch only when the template reads them, and the hot loop calls the
+compiled render functions directly (falling back to ``Template.render`` only to build a precise
+error message with the template line).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import operator
+import os
+import re
+import secrets
+import traceback
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import ibis
+import jinja2
+from jinja2 import meta, nodes
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from markupsafe import Markup
+from sqlalchemy import func, select
+
+from micromarketing.errors import MicromarketingError, NotFoundError
+from micromarketing.store.models import Template
+from micromarketing.workspace import Workspace
+
+PARTS = ("subject", "html", "text", "sms")
+DEFAULT_BLOCKS_DIR = Path(__file__).with_name("templates")
+EXAMPLES_DIR = DEFAULT_BLOCKS_DIR / "examples"
+EXAMPLE_TEMPLATE = "seasonal_picks"
+BLOCK_SUFFIXES = (".html", ".htm", ".txt")
+DEFAULT_UNSUBSCRIBE_BASE = "https://example.invalid/unsubscribe"
+MAX_REPEAT = 100_000  # longest string/list that `*` may build
+MAX_EXPONENT = 64
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
+_BLOCK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}\.(html|htm|txt)$")
+# Variables the renderer provides itself; anything else a template reads comes from the data.
+CONTEXT_VARIABLES = ("customer", "segment", "offer", "recommendations", "unsubscribe_url",
+                     "product_card", "product_card_text")
+
+
+class TemplateError(MicromarketingError):
+    """A template cannot be stored or rendered (syntax error, missing field, unsafe access)."""
+
+    def __init__(self, message: str, *, template: str = "", part: str = "", line: int | None = None,
+                 customer_id: str | None = None) -> None:
+        where = template + (f"/{part}" if part else "") + (f" line {line}" if line else "")
+        who = f" (customer {customer_id})" if customer_id else ""
+        super().__init__(f"template {where}: {message}{who}" if where else message + who)
+        self.template = template
+        self.part = part
+        self.line = line
+        self.customer_id = customer_id
+        self.reason = message
+
+
+class TemplateSecurityError(TemplateError):
+    """A template tried to reach something the sandbox forbids."""
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedMessage:
+    """One recipient's rendered message; parts the template lacks are ``None``."""
+
+    customer_id: str
+    subject: str | None
+    html: str | None
+    text: str | None
+    sms: str | None
+
+
+@dataclass(frozen=True)
+class TemplateInfo:
+    """A stored template version: name, version, kind (message | block) and its parts."""
+
+    name: str
+    version: int
+    kind: str
+    parts: dict[str, str]
+    variables: list[str] = field(default_factory=list)
+
+
+class Product:
+    """A product as templates see it (one shared instance per product, so cards can be cached)."""
+
+    __slots__ = ("product_id", "name", "category", "price", "currency", "repeatable")
+
+    def __init__(self, product_id: str, name: str | None, category: str | None, price: float | None,
+                 currency: str | None, repeatable: bool | None = True) -> None:
+        self.product_id = product_id
+        self.name = name if name is not None else product_id
+        self.category = category
+        self.price = float(price) if price is not None else 0.0
+        self.currency = currency
+        self.repeatable = repeatable
+
+    def __repr__(self) -> str:
+        return f"Product({self.product_id!r})"
+
+
+# ---------------------------------------------------------------------------------------------
+# the sandbox
+# ---------------------------------------------------------------------------------------------
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox plus guards on ``*`` and ``**`` (``'a' * 10**9``, ``9**9**9``)."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator_: str, left: Any, right: Any) -> Any:
+        if operator_ == "**":
+            if isinstance(right, int | float) and abs(right) > MAX_EXPONENT:
+                raise SecurityError(f"exponent {right} is larger than {MAX_EXPONENT}")
+            return operator.pow(left, right)
+        for seq, times in ((left, right), (right, left)):
+            if isinstance(seq, str | list | tuple) and isinstance(times, int):
+                if len(seq) * times > MAX_REPEAT:
+                    raise SecurityError(f"repetition would build more than {MAX_REPEAT} items")
+        return operator.mul(left, right)
+
+
+def _autoescape(name: str | None) -> bool:
+    return bool(name) and (name.endswith((".html", ".htm")) or name.endswith("#html"))  # type: ignore[union-attr]
+
+
+class _Loader(jinja2.BaseLoader):
+    """Serves message parts (``NAME#part``), workspace blocks, then the shipped default blocks."""
+
+    def __init__(self, sources: Mapping[str, str]) -> None:
+        self.sources = dict(sources)
+
+    def get_source(self, environment: jinja2.Environment, template: str) -> tuple[str, str, Callable[[], bool]]:
+        if template in self.sources:
+            return self.sources[template], template, lambda: True
+        if _BLOCK_NAME.match(template) and (DEFAULT_BLOCKS_DIR / template).is_file():
+            return (DEFAULT_BLOCKS_DIR / template).read_text(encoding="utf-8"), template, lambda: True
+        raise jinja2.TemplateNotFound(template)
+
+
+def make_environment(sources: Mapping[str, str] | None = None) -> jinja2.Environment:
+    """The sandboxed environment templates run in (strict undefined, autoescape for HTML)."""
+    env = _Sandbox(
+        loader=_Loader(sources or {}),
+        autoescape=_autoescape,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=False,
+        auto_reload=False,
+        cache_size=-1,
+    )
+    for name in ("lipsum", "cycler", "joiner"):  # less surface; nothing needs them
+        env.globals.pop(name, None)
+    return env
+
+
+def default_blocks() -> dict[str, str]:
+    """The shipped shared blocks by name (header.html, footer.html, product_card.html, …)."""
+    return {p.name: p.read_text(encoding="utf-8") for p in sorted(DEFAULT_BLOCKS_DIR.iterdir())
+            if p.is_file() and p.suffix in BLOCK_SUFFIXES}
+
+
+# ---------------------------------------------------------------------------------------------
+# storage
+# ---------------------------------------------------------------------------------------------
+def part_for_file(path: str | os.PathLike[str]) -> str:
+    """Which message part a file holds, from its name: ``*.subject``, ``*.html``, ``*.sms``, ``*.txt``.
+
+    ``subject.txt`` and ``sms.txt`` are recognised by their stem as well.
+    """
+    p = Path(path)
+    stem, suffix = p.stem.lower(), p.suffix.lower()
+    if suffix == ".subject" or stem == "subject":
+        return "subject"
+    if suffix == ".sms" or stem == "sms":
+        return "sms"
+    if suffix in (".html", ".htm"):
+        return "html"
+    if suffix in (".txt", ".text"):
+        return "text"
+    raise TemplateError(f"{p}: cannot tell which part this file is (name it *.subject, *.html, *.txt or *.sms)")
+
+
+def add_template(ws: Workspace, name: str, parts: Mapping[str, str] | Iterable[str | os.PathLike[str]]) -> TemplateInfo:
+    """Store a new version of message template ``name`` from part texts or files; returns it.
+
+    ``parts`` maps part names (subject, html, text, sms) to Jinja source, or lists files whose
+    names say the part (see :func:`part_for_file`).  Every part is compiled in the sandbox and
+    every included block must exist, so a broken template is refused with its file and line.
+    """
+    if not _NAME.match(name):
+        raise TemplateError(f"invalid template name {name!r}: use letters, digits, '_' or '-'")
+    texts = _read_parts(parts)
+    unknown = sorted(set(texts) - set(PARTS))
+    if unknown:
+        raise TemplateError(f"unknown template part(s) {', '.join(unknown)} (use {', '.join(PARTS)})")
+    if not texts:
+        raise TemplateError(f"template {name!r} has no parts")
+    blocks = _stored_blocks(ws)
+    env = make_environment({**{f"{name}#{p}": s for p, s in texts.items()}, **blocks})
+    variables: set[str] = set()
+    for part, source in texts.items():
+        variables |= _check_source(env, f"{name}#{part}", source, name, part)
+    return _store(ws, name, "message", texts, sorted(variables))
+
+
+def add_block(ws: Workspace, path_or_name: str | os.PathLike[str], source: str | None = None) -> TemplateInfo:
+    """Store a new version of a shared block (``header.html``, ``product_card.html``, …).
+
+    Called with a file path, the block is named after the file; with a name and ``source``, the
+    text is stored directly.  The block is compiled in the sandbox first.
+    """
+    name = Path(path_or_name).name
+    if source is None:
+        source = _read_text(Path(path_or_name))
+    if not _BLOCK_NAME.match(name):
+        raise TemplateError(f"invalid block name {name!r}: use NAME.html or NAME.txt")
+    env = make_environment({name: source, **_stored_blocks(ws)})
+    variables = _check_source(env, name, source, name, "")
+    return _store(ws, name, "block", {"source": source}, sorted(variables))
+
+
+def install_examples(ws: Workspace) -> TemplateInfo:
+    """Store the shipped example campaign template (``seasonal_picks``) in the workspace."""
+    files = sorted(p for p in EXAMPLES_DIR.iterdir() if p.stem == EXAMPLE_TEMPLATE)
+    return add_template(ws, EXAMPLE_TEMPLATE, files)
+
+
+def get_template(ws: Workspace, name: str, version: int | None = None) -> TemplateInfo:
+    """The stored template (or block) ``name`` at ``version`` (default: latest)."""
+    with ws.ops.session() as s:
+        q = select(Template).where(Template.name == name)
+        q = q.where(Template.version == version) if version else q.order_by(Template.version.desc())
+        row = s.scalars(q.limit(1)).first()
+        if row is None:
+            known = sorted(set(s.scalars(select(Template.name))))
+            hint = f" (known: {', '.join(known[:20])})" if known else " (none stored yet: `template add`)"
+            raise NotFoundError(f"no template named {name!r}" + (f" version {version}" if version else "") + hint)
+        parts = dict(row.parts or {})
+    kind = str(parts.pop("_kind", "message"))
+    variables = list(parts.pop("_variables", []))
+    return TemplateInfo(row.name, row.version, kind, parts, variables)
+
+
+def list_templates(ws: Workspace) -> list[TemplateInfo]:
+    """Latest version of every stored template and block, by name."""
+    with ws.ops.session() as s:
+        latest = select(Template.name, func.max(Template.version).label("v")).group_by(Template.name).subquery()
+        rows = s.scalars(select(Template).join(latest, (Template.name == latest.c.name)
+                                               & (Template.version == latest.c.v)).order_by(Template.name))
+        out = []
+        for row in rows:
+            parts = dict(row.parts or {})
+            kind = str(parts.pop("_kind", "message"))
+            variables = list(parts.pop("_variables", []))
+            out.append(TemplateInfo(row.name, row.version, kind, parts, variables))
+    return out
+
+
+def _store(ws: Workspace, name: str, kind: str, parts: dict[str, str], variables: list[str]) -> TemplateInfo:
+    with ws.ops.session() as s:
+        current = s.scalar(select(func.max(Template.version)).where(Template.name == name))
+        version = int(current or 0) + 1
+        s.add(Template(name=name, version=version, parts={**parts, "_kind": kind, "_variables": variables}))
+    ws.audit("template.add", name, {"version": version, "kind": kind})
+    return TemplateInfo(name, version, kind, parts, variables)
+
+
+def _stored_blocks(ws: Workspace) -> dict[str, str]:
+    return {i.name: i.parts["source"] for i in list_templates(ws) if i.kind == "block"}
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise TemplateError(f"{path}: no such file") from None
+    except UnicodeDecodeError as exc:
+        raise TemplateError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def _read_parts(parts: Mapping[str, str] | Iterable[str | os.PathLike[str]]) -> dict[str, str]:
+    if isinstance(parts, Mapping):
+        return {str(k): str(v) for k, v in parts.items()}
+    texts: dict[str, str] = {}
+    for f in parts:
+        part = part_for_file(f)
+        if part in texts:
+            raise TemplateError(f"{f}: a second file for part {part!r}")
+        texts[part] = _read_text(Path(f))
+    return texts
+
+
+def _check_source(env: jinja2.Environment, key: str, source: str, name: str, part: str) -> set[str]:
+    """Compile ``source``, check its includes exist; returns the variables it reads."""
+    try:
+        ast = env.parse(source, name=key)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(f"syntax error: {exc.message}", template=name, part=part, line=exc.lineno) from None
+    for included in meta.find_referenced_templates(ast):
+        if included is None:
+            continue
+        try:
+            env.get_template(included)
+        except jinja2.TemplateNotFound:
+            known = ", ".join(sorted(set(default_blocks()) | {k for k in env.loader.sources if "#" not in k}))  # type: ignore[union-attr]
+            raise TemplateError(f"includes unknown block {included!r} (known: {known})",
+                                template=name, part=part) from None
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(f"syntax error: {exc.message}", template=included, line=exc.lineno) from None
+    return set(meta.find_undeclared_variables(ast))
+
+
+# ---------------------------------------------------------------------------------------------
+# compiled templates and the render loop
+# ---------------------------------------------------------------------------------------------
+class CompiledTemplate:
+    """A message template compiled once in the sandbox, ready to render many recipients."""
+
+    def __init__(self, info: TemplateInfo, blocks: Mapping[str, str]) -> None:
+        self.info = info
+        self.name = info.name
+        sources = {**blocks, **{f"{info.name}#{p}": s for p, s in info.parts.items()}}
+        self.env = make_environment(sources)
+        self._cards: dict[tuple[str, str], Any] = {}
+        self.env.globals["product_card"] = self._card_html
+        self.env.globals["product_card_text"] = self._card_text
+        self.templates: dict[str, jinja2.Template] = {}
+        for part in PARTS:
+            if part in info.parts:
+                try:
+                    self.templates[part] = self.env.get_template(f"{info.name}#{part}")
+                except jinja2.TemplateSyntaxError as exc:
+                    raise TemplateError(f"syntax error: {exc.message}", template=info.name, part=part,
+                                        line=exc.lineno) from None
+        self.reads = self._variables()
+        self._globals = dict(self.env.globals)
+        self._fast = [(p, t.root_render_func, t.name, t.blocks, t.globals) for p, t in self.templates.items()]
+
+    # -- which data the template needs ----------------------------------------------------------
+    def _variables(self) -> set[str]:
+        """Names read by the parts and every block they reach (dynamic includes: assume all)."""
+        seen: set[str] = set()
+        names: set[str] = set()
+        todo = [t.name for t in self.templates.values()]
+        loader = self.env.loader
+        while todo:
+            key = todo.pop()
+            if key in seen or key is None:
+                continue
+            seen.add(key)
+            try:
+                source = loader.get_source(self.env, key)[0]  # type: ignore[union-attr]
+            except jinja2.TemplateNotFound:
+                continue
+            ast = self.env.parse(source)
+            names |= meta.find_undeclared_variables(ast)
+            for ref in meta.find_referenced_templates(ast):
+                if ref is None:
+                    names |= {"recommendations", "offer", "segment"}
+                else:
+                    todo.append(ref)
+            if any(isinstance(n, nodes.Name) and n.name in ("product_card", "product_card_text")
+                   for n in ast.find_all(nodes.Name)):
+                names.add("recommendations")
+        return names
+
+    def needs(self, variable: str) -> bool:
+        """Whether any part (or block it includes) reads ``variable``."""
+        return variable in self.reads
+
+    # -- product cards, once per product ---------------------------------------------------------
+    def _card(self, product: Any, block: str) -> Any:
+        key = (getattr(product, "product_id", None) or str(product), block)
+        card = self._cards.get(key)
+        if card is None:
+            try:
+                tpl = self.env.get_template(block)
+                card = tpl.render(product=product)
+            except jinja2.TemplateNotFound:
+                raise TemplateError(f"block {block!r} not found", template=self.name) from None
+            card = Markup(card) if block.endswith((".html", ".htm")) else card
+            self._cards[key] = card
+        return card
+
+    def _card_html(self, product: Any) -> Any:
+        return self._card(product, "product_card.html")
+
+    def _card_text(self, product: Any) -> Any:
+        return self._card(product, "product_card.txt")
+
+    # -- rendering ------------------------------------------------------------------------------
+    def render(self, context: Mapping[str, Any], customer_id: str = "") -> RenderedMessage:
+        """Render every part for one recipient's context (raises :class:`TemplateError`)."""
+        env = self.env
+        data = {**self._globals, **context}
+        out: dict[str, str | None] = {"subject": None, "html": None, "text": None, "sms": None}
+        try:
+            for part, fn, name, blocks, glb in self._fast:
+                ctx = jinja2.runtime.new_context(env, name, blocks, data, True, glb, None)
+                out[part] = "".join(fn(ctx))
+        except Exception:  # redo through the public API for a precise, line-numbered error
+            self._raise_precise(context, customer_id)
+            raise
+        subject = out["subject"]
+        if subject is not None:
+            out["subject"] = " ".join(subject.split())
+        return RenderedMessage(customer_id, out["subject"], out["html"], out["text"], out["sms"])
+
+    def _raise_precise(self, context: Mapping[str, Any], customer_id: str) -> None:
+        for part, tpl in self.templates.items():
+            try:
+                tpl.render(**context)
+            except Exception as exc:
+                raise _wrap(exc, self.name, part, customer_id) from None
+
+
+def _wrap(exc: BaseException, template: str, part: str, customer_id: str) -> TemplateError:
+    """Turn a Jinja/Python error into a TemplateError naming the template file and line."""
+    line = None
+    where_part = part
+    where_name = template
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        fname = frame.filename or ""
+        if fname.startswith(f"{template}#") or _BLOCK_NAME.match(fname):
+            line = frame.lineno
+            if "#" in fname:
+                where_name, where_part = fname.split("#", 1)
+            else:
+                where_name, where_part = fname, ""
+            break
+    if isinstance(exc, SecurityError):
+        return TemplateSecurityError(f"unsafe: {exc}", template=where_name, part=where_part, line=line,
+                                     customer_id=customer_id or None)
+    if isinstance(exc, jinja2.UndefinedError):
+        msg = str(exc)
+        return TemplateError(f"missing field: {msg} (give a default: {{{{ x | default('…') }}}})",
+                             template=where_name, part=where_part, line=line, customer_id=customer_id or None)
+    if isinstance(exc, TemplateError):
+        return exc
+    return TemplateError(f"{type(exc).__name__}: {exc}", template=where_name, part=where_part, line=line,
+                         customer_id=customer_id or None)
+
+
+def compile_template(ws: Workspace, name: str, version: int | None = None) -> CompiledTemplate:
+    """Load template ``name`` (latest version unless given) with the workspace's blocks, compiled."""
+    info = get_template(ws, name, version)
+    if info.kind != "message":
+        raise TemplateError(f"{name!r} is a shared block, not a message template")
+    return CompiledTemplate(info, _stored_blocks(ws))
+
+
+# ---------------------------------------------------------------------------------------------
+# recipient data
+# ---------------------------------------------------------------------------------------------
+def unsubscribe_key(ws: Workspace) -> bytes:
+    """The workspace's secret for unsubscribe tokens (created on first use, file mode 0600)."""
+    path = ws.root / "secrets" / "unsubscribe.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+    return path.read_text().strip().encode()
+
+
+def unsubscribe_token(key: bytes, customer_id: str) -> str:
+    """An HMAC token proving an unsubscribe link was issued for ``customer_id``."""
+    return hmac.new(key, customer_id.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def _segment_context(ws: Workspace, name: str) -> dict[str, Any]:
+    from micromarketing.segments import Segments
+
+    info = Segments(ws).get(name)
+    details = dict(info.details or {})
+    persona = details.get("persona") or info.description or ""
+    if isinstance(persona, dict):
+        persona = persona.get("summary") or persona.get("description") or ""
+    return {"name": info.name, "description": info.description, "persona": persona, "kind": info.kind}
+
+
+def _recipients_table(ws: Workspace, ids: ibis.Table) -> ibis.Table:
+    """customers ⋈ profiles for the given ids (profile columns win only where customers lack them)."""
+    customers = ws.table("customers")
+    base = ids.select(_cid=ids.customer_id.cast("string")).distinct()
+    joined = base.join(customers, base._cid == customers.customer_id).drop("_cid")
+    if ws.warehouse.has_table("profiles"):
+        profiles = ws.table("profiles")
+        extra = [c for c in profiles.columns if c not in joined.columns]
+        prof = profiles.select(_pid=profiles.customer_id, **{c: profiles[c] for c in extra})
+        joined = joined.left_join(prof, joined.customer_id == prof._pid).drop("_pid")
+    return joined.order_by("customer_id")
+
+
+def recipients_for(ws: Workspace, who: str | Sequence[str], as_of: Any = None) -> tuple[ibis.Table, dict[str, Any] | None]:
+    """The ``customer_id`` table for a segment name or a list of ids, plus the segment context."""
+    if isinstance(who, str):
+        from micromarketing.segments import Segments
+
+        segment = _segment_context(ws, who)
+        return Segments(ws).member_table(who, as_of=as_of), segment
+    ids = [str(c) for c in who]
+    return ibis.memtable({"customer_id": ids}, schema={"customer_id": "string"}), None
+
+
+def render_for_customers(
+    ws: Workspace,
+    template_name: str,
+    customers: str | Sequence[str],
+    *,
+    k: int = 5,
+    version: int | None = None,
+    extra: Mapping[str, Any] | None = None,
+    segment: str | None = None,
+    unsubscribe_base: str = DEFAULT_UNSUBSCRIBE_BASE,
+    batch_size: int = 10_000,
+    errors: str = "raise",
+    failures: list[TemplateError] | None = None,
+    compiled: CompiledTemplate | None = None,
+) -> Iterator[RenderedMessage]:
+    """Render template ``template_name`` for a segment (name) or a list of customer ids, lazily.
+
+    Recipient data is read from the warehouse in Arrow batches of ``batch_size``; recommendations
+    (``k`` per recipient) and the next best offer are computed per batch only when the template
+    reads them.  ``extra`` adds constant variables (e.g. ``brand``); ``segment`` names the segment
+    whose persona fills ``segment`` when rendering for a list of ids.  With ``errors="raise"`` the
+    first failure raises :class:`TemplateError`; with ``errors="collect"`` failures are appended to
+    ``failures`` and the recipient is skipped.  Customer ids not in the warehouse are skipped.
+    """
+    tpl = compiled or compile_template(ws, template_name, version)
+    ids_table, seg_ctx = recipients_for(ws, customers)
+    if segment is not None:
+        seg_ctx = _segment_context(ws, segment)
+    yield from render_rows(ws, tpl, _recipients_table(ws, ids_table), k=k, extra=extra, segment=seg_ctx,
+                           unsubscribe_base=unsubscribe_base, batch_size=batch_size, errors=errors,
+                           failures=failures)
+
+
+def render_rows(
+    ws: Workspace,
+    tpl: CompiledTemplate,
+    recipients: ibis.Table,
+    *,
+    k: int = 5,
+    extra: Mapping[str, Any] | None = None,
+    segment: Mapping[str, Any] | None = None,
+    unsubscribe_base: str = DEFAULT_UNSUBSCRIBE_BASE,
+    batch_size: int = 10_000,
+    errors: str = "raise",
+    failures: list[TemplateError] | None = None,
+) -> Iterator[RenderedMessage]:
+    """Render ``tpl`` for every row of the ``recipients`` table (customers ⋈ profiles columns)."""
+    if errors not in ("raise", "collect"):
+        raise ValueError("errors must be 'raise' or 'collect'")
+    key = unsubscribe_key(ws)
+    constant: dict[str, Any] = dict(extra or {})
+    if segment is not None:
+        constant["segment"] = dict(segment)
+    want_recs = tpl.needs("recommendations")
+    want_offer = tpl.needs("offer")
+    catalogue = product_catalogue(ws) if want_recs else {}
+    sep = "&" if "?" in unsubscribe_base else "?"
+    for batch in recipients.to_pyarrow_batches(chunk_size=batch_size):
+        rows = batch.to_pylist()
+        if not rows:
+            continue
+        ids = [r["customer_id"] for r in rows]
+        recs: dict[str, list[Product]] = {}
+        offers: dict[str, dict[str, Any]] = {}
+        if want_recs:
+            recs = recommendations_by_customer(ws, ids, k, catalogue)
+        if want_offer:
+            offers = offers_by_customer(ws, ids)
+        for row in rows:
+            cid = row["customer_id"]
+            ctx = {k_: v for k_, v in row.items() if v is not None}
+            ctx["customer"] = dict(ctx)
+            ctx.update(constant)
+            ctx["unsubscribe_url"] = (f"{unsubscribe_base}{sep}c={quote(cid, safe='')}"
+                                      f"&t={unsubscribe_token(key, cid)}")
+            if want_recs:
+                ctx["recommendations"] = recs.get(cid, [])
+            if cid in offers:
+                ctx["offer"] = offers[cid]
+            try:
+                yield tpl.render(ctx, cid)
+            except TemplateError as exc:
+                if errors == "raise":
+                    raise
+                if failures is not None:
+                    failures.append(exc)
+
+
+def product_catalogue(ws: Workspace) -> dict[str, Product]:
+    """Every product as a shared :class:`Product` instance, by id."""
+    if not ws.warehouse.has_table("products"):
+        return {}
+    rows = ws.table("products").to_pyarrow().to_pylist()
+    return {r["product_id"]: Product(r["product_id"], r.get("name"), r.get("category"), r.get("price"),
+                                     r.get("currency"), r.get("repeatable")) for r in rows}
+
+
+def recommendations_by_customer(ws: Workspace, ids: Sequence[str], k: int,
+                                catalogue: Mapping[str, Product]) -> dict[str, list[Product]]:
+    """``k`` recommended products per customer (the fitted recommender; popularity if none)."""
+    from micromarketing.personalize.recommend import recommend_for
+
+    frame = recommend_for(ws, ids, k)
+    out: dict[str, list[Product]] = {}
+    for cid, pid in zip(frame["customer_id"].tolist(), frame["product_id"].tolist(), strict=True):
+        product = catalogue.get(pid)
+        if product is not None:
+            out.setdefault(cid, []).append(product)
+    return out
+
+
+def offers_by_customer(ws: Workspace, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The next best offer of each customer as a template variable (absent: no eligible offer)."""
+    from micromarketing.personalize.offers import next_best_offer, offer_contexts
+
+    frame = next_best_offer(ws, ids)
+    contexts = offer_contexts(ws)
+    return {cid: contexts[name] for cid, name in zip(frame["customer_id"], frame["offer"], strict=True)
+            if name is not None and name in contexts}
+
+
+# ---------------------------------------------------------------------------------------------
+# preview and check
+# ---------------------------------------------------------------------------------------------
+def preview_template(ws: Workspace, name: str, customer_id: str, *, k: int = 5, version: int | None = None,
+                     segment: str | None = None, extra: Mapping[str, Any] | None = None) -> RenderedMessage:
+    """Render template ``name`` for one real customer; raises :class:`TemplateError` on failure."""
+    for message in render_for_customers(ws, name, [customer_id], k=k, version=version, segment=segment,
+                                        extra=extra):
+        return message
+    raise NotFoundError(f"customer {customer_id!r} not found")
+
+
+@dataclass
+class CheckReport:
+    """What ``template check`` found: recipients, rendered, and each failure (customer, reason)."""
+
+    template: str
+    segment: str
+    recipients: int
+    rendered: int
+    failures: list[dict[str, Any]]
+    sms_over_160: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+def check_template(ws: Workspace, name: str, segment: str, *, k: int = 5, version: int | None = None,
+                   extra: Mapping[str, Any] | None = None, max_failures: int = 1000) -> CheckReport:
+    """Render ``name`` for every member of ``segment`` without sending; report every failure.
+
+    Failures with the same reason are all listed (up to ``max_failures``) so that a field missing
+    for some customers shows how many it affects.
+    """
+    failures: list[TemplateError] = []
+    rendered = 0
+    long_sms = 0
+    for message in render_for_customers(ws, name, segment, k=k, version=version, extra=extra,
+                                        errors="collect", failures=failures):
+        rendered += 1
+        if message.sms is not None and len(message.sms) > 160:
+            long_sms += 1
+    listed = [{"customer_id": f.customer_id, "part": f.part, "line": f.line, "reason": f.reason,
+               "message": str(f)} for f in failures[:max_failures]]
+    return CheckReport(name, segment, rendered + len(failures), rendered, listed, long_sms)
