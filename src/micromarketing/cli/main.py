@@ -12,6 +12,7 @@ import typer
 
 from micromarketing.cli import clv, customers, datasets, demo, ingest, profile
 from micromarketing.cli import segment
+from micromarketing.cli import offer, recommend, template
 from micromarketing.cli._common import JsonOption, console, handle_errors, print_json
 from micromarketing.workspace import Workspace
 
@@ -42,6 +43,9 @@ app.add_typer(datasets.app, name="datasets")
 app.add_typer(customers.app, name="customers")
 app.add_typer(clv.app, name="clv")
 app.add_typer(segment.app, name="segment")
+app.add_typer(template.app, name="template")
+app.add_typer(recommend.app, name="recommend")
+app.add_typer(offer.app, name="offer")
 app.command("ingest")(ingest.ingest)
 app.command("profile")(profile.profile)
 app.command("demo")(demo.demo)
