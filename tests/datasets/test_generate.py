@@ -37,7 +37,7 @@ def _read(out: Path, name: str) -> pd.DataFrame:
 def test_same_seed_same_bytes_and_chunking_does_not_matter(
     tmp_path: Path, small_csv: GeneratedDataset
 ) -> None:
-    one_chunk = generate(tmp_path / "a", customers=2_500, seed=5)  # a single 50k chunk
+    one_chunk = generate(tmp_path / "a", customers=2_500, seed=5, chunk_size=50_000)  # one chunk
     assert _digests(one_chunk.out) == _digests(small_csv.out)  # fixture used 1,000-customer chunks
     assert one_chunk.rows == small_csv.rows
     other_seed = generate(tmp_path / "b", customers=2_500, seed=6)
@@ -230,3 +230,34 @@ def test_bad_arguments(tmp_path: Path) -> None:
         generate(tmp_path / "x", customers=0)
     with pytest.raises(ValueError, match="fmt"):
         generate(tmp_path / "x", customers=10, fmt="xlsx")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("table", sorted(schema.TABLES))
+def test_every_value_casts_to_the_warehouse_type(small_csv: GeneratedDataset, table: str) -> None:
+    """DuckDB reads each file as text (as ingest does) and every cell casts to the schema's SQL type."""
+    import duckdb
+
+    spec = schema.TABLES[table]
+    path = str(small_csv.paths[table]).replace("'", "''")
+    if path.endswith(".jsonl"):
+        source = f"read_json('{path}', format='newline_delimited', columns={{"
+        source += ", ".join(f"'{c}': 'VARCHAR'" for c in spec.column_names) + "})"
+    else:
+        source = f"read_csv('{path}', all_varchar=true, header=true)"
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(f"CREATE TABLE t AS SELECT * FROM {source}")
+    source = "t"
+    for col in spec.columns:
+        sql_type = schema.SQL_TYPES[col.type]
+        bad = con.execute(
+            f'SELECT count(*) FROM {source} WHERE "{col.name}" IS NOT NULL '
+            f'AND TRY_CAST("{col.name}" AS {sql_type}) IS NULL'
+        ).fetchone()[0]
+        assert bad == 0, (table, col.name)
+        if col.required:
+            assert con.execute(f'SELECT count(*) FROM {source} WHERE "{col.name}" IS NULL').fetchone()[0] == 0
+        if col.allowed:
+            values = {r[0] for r in con.execute(f'SELECT DISTINCT "{col.name}" FROM {source}').fetchall()}
+            assert values - {None} <= set(col.allowed), (table, col.name)
+    con.close()

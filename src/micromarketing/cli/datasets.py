@@ -41,7 +41,7 @@ def generate(
     ] = FileFormat.csv,
     chunk_size: Annotated[
         int, typer.Option("--chunk-size", min=1, help="Customers simulated and written per chunk.")
-    ] = 50_000,
+    ] = 10_000,
     json_output: JsonOption = False,
 ) -> None:
     """Generate French demo customers, products, stores, orders, events and consent (+ truth.csv)."""
