@@ -47,6 +47,7 @@ from urllib.parse import quote
 import ibis
 import jinja2
 from jinja2 import meta, nodes
+from jinja2.runtime import new_context
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from markupsafe import Markup
 from sqlalchemy import func, select
@@ -67,7 +68,9 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
 _BLOCK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}\.(html|htm|txt)$")
 # Variables the renderer provides itself; anything else a template reads comes from the data.
 CONTEXT_VARIABLES = ("customer", "segment", "offer", "recommendations", "unsubscribe_url",
-                     "product_card", "product_card_text")
+                     "product_card", "product_card_text", "product_cards", "product_cards_text")
+_INCLUDE = re.compile(r"""\{%\s*include\s+(["'])([^"']+)\1\s*(?:with\s+context\s*)?%\}""")
+_NOT_INLINABLE = re.compile(r"\{%-?\s*(set|block|extends|import|from|macro|include)\b")
 
 
 class TemplateError(MicromarketingError):
@@ -351,8 +354,6 @@ class CompiledTemplate:
         sources = {**blocks, **{f"{info.name}#{p}": s for p, s in info.parts.items()}}
         self.env = make_environment(sources)
         self._cards: dict[tuple[str, str], Any] = {}
-        self.env.globals["product_card"] = self._card_html
-        self.env.globals["product_card_text"] = self._card_text
         self.templates: dict[str, jinja2.Template] = {}
         for part in PARTS:
             if part in info.parts:
@@ -362,8 +363,21 @@ class CompiledTemplate:
                     raise TemplateError(f"syntax error: {exc.message}", template=info.name, part=part,
                                         line=exc.lineno) from None
         self.reads = self._variables()
-        self._globals = dict(self.env.globals)
-        self._fast = [(p, t.root_render_func, t.name, t.blocks, t.globals) for p, t in self.templates.items()]
+        # The fast path renders copies of the parts with constant includes inlined (no per-recipient
+        # include context); errors are re-raised through the originals for exact file and line.
+        inlined = {key: _inline_includes(src, sources, key) for key, src in sources.items() if "#" in key}
+        self.fast_env = make_environment({**sources, **inlined})
+        self.fast_env.globals.update(self._helpers())
+        self.env.globals.update(self._helpers())
+        self._globals = dict(self.fast_env.globals)
+        self._fast = []
+        for part in self.templates:
+            t = self.fast_env.get_template(f"{info.name}#{part}")
+            self._fast.append((part, t.root_render_func, t.name, t.blocks))
+
+    def _helpers(self) -> dict[str, Any]:
+        return {"product_card": self._card_html, "product_card_text": self._card_text,
+                "product_cards": self._cards_html, "product_cards_text": self._cards_text}
 
     # -- which data the template needs ----------------------------------------------------------
     def _variables(self) -> set[str]:
@@ -388,7 +402,7 @@ class CompiledTemplate:
                     names |= {"recommendations", "offer", "segment"}
                 else:
                     todo.append(ref)
-            if any(isinstance(n, nodes.Name) and n.name in ("product_card", "product_card_text")
+            if any(isinstance(n, nodes.Name) and n.name.startswith("product_card")
                    for n in ast.find_all(nodes.Name)):
                 names.add("recommendations")
         return names
@@ -417,15 +431,25 @@ class CompiledTemplate:
     def _card_text(self, product: Any) -> Any:
         return self._card(product, "product_card.txt")
 
+    def _cards_html(self, products: Iterable[Any]) -> Markup:
+        cache, card = self._cards, self._card
+        return Markup("".join([cache.get((getattr(p, "product_id", None), "product_card.html"))
+                               or card(p, "product_card.html") for p in products]))
+
+    def _cards_text(self, products: Iterable[Any]) -> str:
+        cache, card = self._cards, self._card
+        return "\n".join([cache.get((getattr(p, "product_id", None), "product_card.txt"))
+                           or card(p, "product_card.txt") for p in products])
+
     # -- rendering ------------------------------------------------------------------------------
     def render(self, context: Mapping[str, Any], customer_id: str = "") -> RenderedMessage:
         """Render every part for one recipient's context (raises :class:`TemplateError`)."""
-        env = self.env
+        env = self.fast_env
         data = {**self._globals, **context}
         out: dict[str, str | None] = {"subject": None, "html": None, "text": None, "sms": None}
         try:
-            for part, fn, name, blocks, glb in self._fast:
-                ctx = jinja2.runtime.new_context(env, name, blocks, data, True, glb, None)
+            for part, fn, name, blocks in self._fast:
+                ctx = new_context(env, name, blocks, data, True, None, None)
                 out[part] = "".join(fn(ctx))
         except Exception:  # redo through the public API for a precise, line-numbered error
             self._raise_precise(context, customer_id)
@@ -441,6 +465,25 @@ class CompiledTemplate:
                 tpl.render(**context)
             except Exception as exc:
                 raise _wrap(exc, self.name, part, customer_id) from None
+
+
+def _inline_includes(source: str, sources: Mapping[str, str], key: str = "") -> str:
+    """``source`` with each constant ``{% include "block" %}`` replaced by the block's text.
+
+    Only blocks without statements that would change meaning when pasted (set, block, extends,
+    import, macro, nested include) and with the same autoescaping as ``key`` (the including
+    template's name) are inlined; the rest stay includes.
+    """
+    def paste(m: re.Match[str]) -> str:
+        name = m.group(2)
+        block = sources.get(name)
+        if block is None and _BLOCK_NAME.match(name) and (DEFAULT_BLOCKS_DIR / name).is_file():
+            block = (DEFAULT_BLOCKS_DIR / name).read_text(encoding="utf-8")
+        if block is None or _NOT_INLINABLE.search(block) or _autoescape(name) != _autoescape(key):
+            return m.group(0)
+        return block[:-1] if block.endswith("\n") else block
+
+    return _INCLUDE.sub(paste, source)
 
 
 def _wrap(exc: BaseException, template: str, part: str, customer_id: str) -> TemplateError:
@@ -577,8 +620,13 @@ def render_rows(
     batch_size: int = 10_000,
     errors: str = "raise",
     failures: list[TemplateError] | None = None,
+    recommender: Callable[[list[str]], Mapping[str, list[Product]]] | None = None,
 ) -> Iterator[RenderedMessage]:
-    """Render ``tpl`` for every row of the ``recipients`` table (customers ⋈ profiles columns)."""
+    """Render ``tpl`` for every row of the ``recipients`` table (customers ⋈ profiles columns).
+
+    ``recommender`` maps a batch of customer ids to their products (default: the fitted
+    recommender through :func:`recommendations_by_customer`).
+    """
     if errors not in ("raise", "collect"):
         raise ValueError("errors must be 'raise' or 'collect'")
     key = unsubscribe_key(ws)
@@ -587,17 +635,17 @@ def render_rows(
         constant["segment"] = dict(segment)
     want_recs = tpl.needs("recommendations")
     want_offer = tpl.needs("offer")
-    catalogue = product_catalogue(ws) if want_recs else {}
+    catalogue = product_catalogue(ws) if want_recs and recommender is None else {}
     sep = "&" if "?" in unsubscribe_base else "?"
     for batch in recipients.to_pyarrow_batches(chunk_size=batch_size):
         rows = batch.to_pylist()
         if not rows:
             continue
         ids = [r["customer_id"] for r in rows]
-        recs: dict[str, list[Product]] = {}
+        recs: Mapping[str, list[Product]] = {}
         offers: dict[str, dict[str, Any]] = {}
         if want_recs:
-            recs = recommendations_by_customer(ws, ids, k, catalogue)
+            recs = recommender(ids) if recommender else recommendations_by_customer(ws, ids, k, catalogue)
         if want_offer:
             offers = offers_by_customer(ws, ids)
         for row in rows:
