@@ -1,3 +1,4 @@
+# ruff: noqa: E501
 """CLV benchmark: fit BG/NBD on 1M generated customers against lifetimes and pymc-marketing (MAP).
 
 Prints, for the same 1M customers (BG/NBD draws, recency and T at day resolution, in weeks):
@@ -32,7 +33,7 @@ CACHE = ROOT / ".bench-cache"
 TRUE = (0.8, 6.0, 1.2, 3.5)  # r, alpha, a, b (weeks)
 END = date(2024, 12, 31)  # last observed day
 
-BASELINE = r'''
+BASELINE = r"""
 import json, sys, time, warnings
 warnings.simplefilter("ignore")
 import numpy as np, pandas as pd
@@ -40,9 +41,9 @@ df = pd.read_csv(sys.argv[1])
 out = {}
 from lifetimes import BetaGeoFitter
 small = df.iloc[:20000]
-BetaGeoFitter().fit(small.frequency, small.recency, small.T)  # warm-up
+BetaGeoFitter().fit(small["frequency"], small["recency"], small["T"])  # warm-up
 t0 = time.perf_counter()
-bgf = BetaGeoFitter().fit(df.frequency, df.recency, df.T)
+bgf = BetaGeoFitter().fit(df["frequency"], df["recency"], df["T"])
 out["lifetimes"] = {"seconds": time.perf_counter() - t0, "params": [float(bgf.params_[k]) for k in ("r", "alpha", "a", "b")]}
 from pymc_marketing.clv import BetaGeoModel
 def pymc_fit(frame):
@@ -56,7 +57,7 @@ t0 = time.perf_counter()
 params = pymc_fit(df)
 out["pymc_marketing_map"] = {"seconds": time.perf_counter() - t0, "params": params}
 print("BASELINE_JSON " + json.dumps(out))
-'''
+"""
 
 
 def simulate(n: int, seed: int = 2024) -> pd.DataFrame:
@@ -76,11 +77,19 @@ def simulate(n: int, seed: int = 2024) -> pd.DataFrame:
         x[buy] += 1
         last[buy] = t[buy]
         active = buy & (rng.uniform(size=n) >= p)
-    last_day = np.floor(last)
+    last_day = np.minimum(np.floor(last), age - 1)
     # Repeat purchases that fall on the same day as the previous one would merge in SQL; keep the
     # frame consistent with that by treating x as distinct days (a negligible share at these rates).
-    return pd.DataFrame({"customer_id": np.arange(n).astype(str), "frequency": x,
-                         "recency": last_day / 7.0, "T": (age - 1) / 7.0, "age_days": age, "last_day": last_day})
+    return pd.DataFrame(
+        {
+            "customer_id": np.arange(n).astype(str),
+            "frequency": x,
+            "recency": last_day / 7.0,
+            "T": (age - 1) / 7.0,
+            "age_days": age,
+            "last_day": last_day,
+        }
+    )
 
 
 def ensure_bench_venv() -> Path:
@@ -105,10 +114,16 @@ def transactions_from(summary: pd.DataFrame, seed: int = 7) -> pd.DataFrame:
     owner = np.concatenate([np.arange(len(x)), np.flatnonzero(x > 0), rep])
     ts = first[owner] + pd.to_timedelta(offsets, unit="D")
     amount = np.round(rng.gamma(6.0, 5.0, len(owner)), 2)
-    return pd.DataFrame({
-        "order_id": np.char.add("o", np.arange(len(owner)).astype(str)), "line_no": 1,
-        "customer_id": ids[owner], "ordered_at": ts, "amount": amount, "currency": "USD",
-    })
+    return pd.DataFrame(
+        {
+            "order_id": np.char.add("o", np.arange(len(owner)).astype(str)),
+            "line_no": 1,
+            "customer_id": ids[owner],
+            "ordered_at": ts,
+            "amount": amount,
+            "currency": "USD",
+        }
+    )
 
 
 def main() -> None:
@@ -121,8 +136,10 @@ def main() -> None:
 
     t0 = time.perf_counter()
     df = simulate(args.customers)
-    print(f"generated {len(df):,} customers in {time.perf_counter() - t0:.1f} s; "
-          f"mean frequency {df.frequency.mean():.2f}, repeaters {(df.frequency > 0).mean():.1%}")
+    print(
+        f"generated {len(df):,} customers in {time.perf_counter() - t0:.1f} s; "
+        f"mean frequency {df.frequency.mean():.2f}, repeaters {(df.frequency > 0).mean():.1%}"
+    )
 
     # Ours: customer-level frame in, collapse + fit (warm: one small fit first).
     m.fit_transactions("bgnbd", m.Triples.build(df.frequency[:20000], df.recency[:20000], df["T"][:20000]))
@@ -130,8 +147,10 @@ def main() -> None:
     trip = m.Triples.build(df.frequency, df.recency, df["T"])
     ours = m.fit_transactions("bgnbd", trip)
     ours_s = time.perf_counter() - t0
-    print(f"ours: {ours_s:.2f} s ({len(trip.x):,} unique triples), converged={ours.converged}, "
-          f"LL={ours.loglik:.3f}, params={ {k: round(v, 4) for k, v in ours.params.items()} }")
+    print(
+        f"ours: {ours_s:.2f} s ({len(trip.x):,} unique triples), converged={ours.converged}, "
+        f"LL={ours.loglik:.3f}, params={ {k: round(v, 4) for k, v in ours.params.items()} }"
+    )
 
     if not args.skip_baselines:
         py = ensure_bench_venv()
@@ -147,8 +166,10 @@ def main() -> None:
         base = json.loads(line.split(" ", 1)[1])
         for name, res in base.items():
             ll = m.bgnbd_loglik(res["params"], trip)[0]
-            print(f"{name}: {res['seconds']:.2f} s, ratio {res['seconds'] / ours_s:.1f}x slower than ours, "
-                  f"LL={ll:.3f} (ours - theirs = {ours.loglik - ll:+.4f}), params={[round(v, 4) for v in res['params']]}")
+            print(
+                f"{name}: {res['seconds']:.2f} s, ratio {res['seconds'] / ours_s:.1f}x slower than ours, "
+                f"LL={ll:.3f} (ours - theirs = {ours.loglik - ll:+.4f}), params={[round(v, 4) for v in res['params']]}"
+            )
 
     if not args.skip_pipeline:
         import ibis
@@ -161,7 +182,9 @@ def main() -> None:
             ws = Workspace.init(Path(tmp) / "ws")
             t0 = time.perf_counter()
             ws.warehouse.upsert("transactions", ibis.memtable(tx))
-            print(f"pipeline setup: {len(tx):,} transaction rows loaded in {time.perf_counter() - t0:.1f} s (not timed)")
+            print(
+                f"pipeline setup: {len(tx):,} transaction rows loaded in {time.perf_counter() - t0:.1f} s (not timed)"
+            )
             as_of = END + timedelta(days=1)
             t0 = time.perf_counter()
             fit = fit_clv(ws, as_of=as_of)
@@ -170,9 +193,11 @@ def main() -> None:
             scores = ws.warehouse.replace_table("clv_bench_scores", clv_features(ws, as_of, fit))
             n = int(scores.count().execute())
             t_score = time.perf_counter() - t1
-            print(f"pipeline: fit_clv {t_fit:.2f} s (SQL summary + BG/NBD + Gamma-Gamma + store), "
-                  f"clv_features {t_score:.2f} s for {n:,} customers; total {t_fit + t_score:.2f} s "
-                  f"(target <= 30 s); LL={fit.loglik:.2f}, converged={fit.converged}")
+            print(
+                f"pipeline: fit_clv {t_fit:.2f} s (SQL summary + BG/NBD + Gamma-Gamma + store), "
+                f"clv_features {t_score:.2f} s for {n:,} customers; total {t_fit + t_score:.2f} s "
+                f"(target <= 30 s); LL={fit.loglik:.2f}, converged={fit.converged}"
+            )
             ws.close()
 
 

@@ -22,14 +22,16 @@ AS_OF = date(1997, 10, 1)  # exclusive: the calibration period ends the day befo
 
 
 def _rows(df: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame({
-        "order_id": [f"o{i}" for i in range(len(df))],
-        "line_no": 1,
-        "customer_id": df["customer_id"].astype(str),
-        "ordered_at": pd.to_datetime(df["ordered_at"]).dt.tz_localize("UTC") + pd.Timedelta(hours=15),
-        "amount": df["amount"].astype(float),
-        "currency": "USD",
-    })
+    return pd.DataFrame(
+        {
+            "order_id": [f"o{i}" for i in range(len(df))],
+            "line_no": 1,
+            "customer_id": df["customer_id"].astype(str),
+            "ordered_at": pd.to_datetime(df["ordered_at"]).dt.tz_localize("UTC") + pd.Timedelta(hours=15),
+            "amount": df["amount"].astype(float),
+            "currency": "USD",
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +45,22 @@ def cdnow_ws(tmp_path_factory):
 @pytest.fixture
 def tiny_ws(tmp_path):
     ws = Workspace.init(tmp_path / "ws")
-    tx = pd.DataFrame({
-        "customer_id": ["a", "a", "a", "a", "b", "c", "c", "late"],
-        "ordered_at": ["2024-01-01", "2024-01-01", "2024-01-15", "2024-01-29", "2024-01-10", "2024-01-03",
-                       "2024-02-01", "2024-02-01"],
-        "amount": [10.0, 5.0, 20.0, 40.0, 7.0, 0.0, 3.0, 99.0],
-    })
+    tx = pd.DataFrame(
+        {
+            "customer_id": ["a", "a", "a", "a", "b", "c", "c", "late"],
+            "ordered_at": [
+                "2024-01-01",
+                "2024-01-01",
+                "2024-01-15",
+                "2024-01-29",
+                "2024-01-10",
+                "2024-01-03",
+                "2024-02-01",
+                "2024-02-01",
+            ],
+            "amount": [10.0, 5.0, 20.0, 40.0, 7.0, 0.0, 3.0, 99.0],
+        }
+    )
     ws.warehouse.upsert("transactions", ibis.memtable(_rows(tx)))
     yield ws
     ws.close()
@@ -97,13 +109,23 @@ def test_clv_features_score_every_customer_consistently(cdnow_ws):
     fit = clv.fit_clv(cdnow_ws, as_of=AS_OF)
     feats = clv.clv_features(cdnow_ws, AS_OF, fit).to_pandas().set_index("customer_id")
     assert len(feats) == 2357 and feats.index.is_unique
-    assert set(feats.columns) == {"p_alive", "expected_purchases_90d", "expected_purchases_365d",
-                                  "expected_avg_spend", "clv_12m", "value_tier"}
+    assert set(feats.columns) == {
+        "p_alive",
+        "expected_purchases_90d",
+        "expected_purchases_365d",
+        "expected_avg_spend",
+        "clv_12m",
+        "value_tier",
+    }
     assert feats.notna().all().all()
     assert feats["p_alive"].between(0, 1).all()
     assert (feats["expected_purchases_365d"] >= feats["expected_purchases_90d"]).all()
     # Customers without repeat purchases get the population mean spend p*gamma/(q-1).
-    s = clv.clv_summary(cdnow_ws.table("transactions"), AS_OF, unit_days=7.0).to_pandas().set_index("customer_id")
+    s = (
+        clv.clv_summary(cdnow_ws.table("transactions"), AS_OF, unit_days=7.0)
+        .to_pandas()
+        .set_index("customer_id")
+    )
     p, q, g = fit.spend_vector
     zero = s.index[s["frequency"] == 0]
     np.testing.assert_allclose(feats.loc[zero, "expected_avg_spend"], p * g / (q - 1))
@@ -116,24 +138,39 @@ def test_clv_features_score_every_customer_consistently(cdnow_ws):
     assert feats.loc[cid, "expected_avg_spend"] == pytest.approx(spend, rel=1e-9)
     cfg = cdnow_ws.settings.clv
     disc = clv_models.discounted_expected_purchases(
-        "bgnbd", fit.vector, [row.frequency], [row.recency], [row["T"]], months=12, unit_days=7.0,
-        annual_discount_rate=cfg.annual_discount_rate)
+        "bgnbd",
+        fit.vector,
+        [row.frequency],
+        [row.recency],
+        [row["T"]],
+        months=12,
+        unit_days=7.0,
+        annual_discount_rate=cfg.annual_discount_rate,
+    )
     assert feats.loc[cid, "clv_12m"] == pytest.approx(cfg.margin * spend * float(disc[0]), rel=1e-9)
-    assert feats.loc[cid, "clv_12m"] < cfg.margin * spend * feats.loc[cid, "expected_purchases_365d"]  # discounted
+    assert (
+        feats.loc[cid, "clv_12m"] < cfg.margin * spend * feats.loc[cid, "expected_purchases_365d"]
+    )  # discounted
     # Tiers: top 1 % / 10 % / 50 % of customers by CLV.
     counts = feats["value_tier"].value_counts()
     assert counts["top_1"] == 23 and counts["top_1"] + counts["top_10"] == 235
     assert counts["top_1"] + counts["top_10"] + counts["top_50"] == 1178
-    assert feats.loc[feats["value_tier"] == "top_1", "clv_12m"].min() >= feats.loc[
-        feats["value_tier"] == "top_10", "clv_12m"].max()
+    assert (
+        feats.loc[feats["value_tier"] == "top_1", "clv_12m"].min()
+        >= feats.loc[feats["value_tier"] == "top_10", "clv_12m"].max()
+    )
 
 
 def test_errors_name_the_problem(tiny_ws, tmp_path):
     with pytest.raises(DataError, match="no transactions before 2023-01-01"):
         clv.fit_clv(tiny_ws, as_of=date(2023, 1, 1))
     assert clv.latest_clv_fit(tiny_ws) is None
-    tiny_ws.warehouse.upsert("transactions", ibis.memtable(_rows(pd.DataFrame(
-        {"customer_id": ["z"], "ordered_at": ["2024-01-05"], "amount": [1.0]}))).mutate(currency=ibis.literal("EUR")))
+    tiny_ws.warehouse.upsert(
+        "transactions",
+        ibis.memtable(
+            _rows(pd.DataFrame({"customer_id": ["z"], "ordered_at": ["2024-01-05"], "amount": [1.0]}))
+        ).mutate(currency=ibis.literal("EUR")),
+    )
     with pytest.raises(DataError, match="currency"):
         clv.fit_clv(tiny_ws, as_of=date(2024, 2, 1))
 
@@ -162,12 +199,19 @@ def test_validate_reproduces_the_cdnow_protocol():
     bins = p["by_frequency"]
     assert [b["customers"] for b in bins] == [1411, 439, 214, 100, 62, 38, 29, 64]
     np.testing.assert_allclose(
-        [b["actual"] for b in bins], [0.2367, 0.6970, 1.3925, 1.5600, 2.5323, 2.9474, 3.8621, 6.3594], atol=5e-5)
+        [b["actual"] for b in bins],
+        [0.2367, 0.6970, 1.3925, 1.5600, 2.5323, 2.9474, 3.8621, 6.3594],
+        atol=5e-5,
+    )
     assert p["holdout"]["actual"] == 1882
     # The same walkthrough's Pareto/NBD conditional expectations for the 0 and 1 bins.
     assert bins[0]["paretonbd"] == pytest.approx(0.1385, abs=2e-4)
     assert bins[1]["paretonbd"] == pytest.approx(0.5995, abs=5e-4)
-    for model, keys in (("bgnbd", "r alpha a b"), ("paretonbd", "r alpha s beta"), ("gamma_gamma", "p q gamma")):
+    for model, keys in (
+        ("bgnbd", "r alpha a b"),
+        ("paretonbd", "r alpha s beta"),
+        ("gamma_gamma", "p q gamma"),
+    ):
         for k in keys.split():
             assert p[model][k] == pytest.approx(p["published"][model][k], rel=0.01), (model, k)
     h = p["holdout"]
@@ -182,10 +226,21 @@ def test_validate_reproduces_the_cdnow_protocol():
 
 def test_cli_validate_writes_json_and_report(tmp_path):
     out = tmp_path / "clv.html"
-    result = CliRunner().invoke(app, [
-        "validate", "--transactions", str(cdnow_path()), "--calibration-end", "1997-09-30",
-        "--holdout-end", "1998-06-30", "--json", "--report", str(out),
-    ])
+    result = CliRunner().invoke(
+        app,
+        [
+            "validate",
+            "--transactions",
+            str(cdnow_path()),
+            "--calibration-end",
+            "1997-09-30",
+            "--holdout-end",
+            "1998-06-30",
+            "--json",
+            "--report",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.output)
     assert set(payload["bgnbd"]) >= {"r", "alpha", "a", "b", "loglik"}

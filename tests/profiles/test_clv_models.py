@@ -36,12 +36,14 @@ def cdnow():
     g = cal.groupby("cid")["date"].agg(["min", "max", "count"])
     first = cal.groupby("cid")["date"].transform("min")
     mx = cal[cal["date"] > first].groupby("cid")["amt"].mean().reindex(g.index)
-    return pd.DataFrame({
-        "x": (g["count"] - 1).to_numpy(float),
-        "t_x": ((g["max"] - g["min"]).dt.days / 7).to_numpy(),
-        "T": ((end - g["min"]).dt.days / 7).to_numpy(),
-        "m": mx.to_numpy(),
-    })
+    return pd.DataFrame(
+        {
+            "x": (g["count"] - 1).to_numpy(float),
+            "t_x": ((g["max"] - g["min"]).dt.days / 7).to_numpy(),
+            "T": ((end - g["min"]).dt.days / 7).to_numpy(),
+            "m": mx.to_numpy(),
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +61,14 @@ def bgnbd_ll_direct(p, x, t_x, T):
     r, alpha, a, b = p
     common = special.gamma(r + x) * alpha**r / special.gamma(r)
     l1 = special.beta(a, b + x) / special.beta(a, b) * common / (alpha + T) ** (r + x)
-    l2 = np.where(x > 0, special.beta(a + 1, np.maximum(b + x - 1, 1e-9)) / special.beta(a, b)
-                  * common / (alpha + t_x) ** (r + x), 0.0)
+    l2 = np.where(
+        x > 0,
+        special.beta(a + 1, np.maximum(b + x - 1, 1e-9))
+        / special.beta(a, b)
+        * common
+        / (alpha + t_x) ** (r + x),
+        0.0,
+    )
     return np.log(l1 + l2)
 
 
@@ -68,9 +76,15 @@ def pnbd_ll_direct(p, x, t_x, T):
     """Fader & Hardie (2005) note, eq. (22) with the hypergeometric arguments as printed."""
     r, alpha, s, beta = p
     if alpha >= beta:
-        F = lambda t: special.hyp2f1(r + s + x, s + 1, r + s + x + 1, (alpha - beta) / (alpha + t)) / (alpha + t) ** (r + s + x)  # noqa: E731
+        F = lambda t: (  # noqa: E731
+            special.hyp2f1(r + s + x, s + 1, r + s + x + 1, (alpha - beta) / (alpha + t))
+            / (alpha + t) ** (r + s + x)
+        )  # noqa: E731
     else:
-        F = lambda t: special.hyp2f1(r + s + x, r + x, r + s + x + 1, (beta - alpha) / (beta + t)) / (beta + t) ** (r + s + x)  # noqa: E731
+        F = lambda t: (  # noqa: E731
+            special.hyp2f1(r + s + x, r + x, r + s + x + 1, (beta - alpha) / (beta + t))
+            / (beta + t) ** (r + s + x)
+        )  # noqa: E731
     A0 = F(t_x) - F(T)
     lead = special.gamma(r + x) * alpha**r * beta**s / special.gamma(r)
     return np.log(lead * (1 / ((alpha + T) ** (r + x) * (beta + T) ** s) + s / (r + s + x) * A0))
@@ -104,14 +118,18 @@ def test_gamma_gamma_matches_published_cdnow_estimates(cdnow):
 @pytest.mark.parametrize("params", [[0.243, 4.414, 0.793, 2.426], [1.3, 20.0, 2.5, 0.7]])
 def test_bgnbd_loglik_equals_direct_closed_form(cdnow, triples, params):
     ours = m.bgnbd_loglik(params, triples)[0]
-    direct = bgnbd_ll_direct(np.array(params), cdnow["x"].to_numpy(), cdnow["t_x"].to_numpy(), cdnow["T"].to_numpy()).sum()
+    direct = bgnbd_ll_direct(
+        np.array(params), cdnow["x"].to_numpy(), cdnow["t_x"].to_numpy(), cdnow["T"].to_numpy()
+    ).sum()
     assert ours == pytest.approx(direct, rel=1e-9)
 
 
 @pytest.mark.parametrize("params", [[0.553, 10.578, 0.606, 11.669], [0.9, 15.0, 1.4, 6.0]])
 def test_paretonbd_loglik_equals_direct_closed_form(cdnow, triples, params):
     ours = m.paretonbd_loglik(params, triples)[0]
-    direct = pnbd_ll_direct(params, cdnow["x"].to_numpy(), cdnow["t_x"].to_numpy(), cdnow["T"].to_numpy()).sum()
+    direct = pnbd_ll_direct(
+        params, cdnow["x"].to_numpy(), cdnow["t_x"].to_numpy(), cdnow["T"].to_numpy()
+    ).sum()
     assert ours == pytest.approx(direct, rel=1e-9)
 
 
@@ -119,7 +137,9 @@ def test_bgnbd_loglik_equals_lifetimes(cdnow, triples):
     lifetimes = pytest.importorskip("lifetimes")
     params = np.array([0.243, 4.414, 0.793, 2.426])
     x, t_x, T = (cdnow[c].to_numpy() for c in ("x", "t_x", "T"))
-    neg_mean = lifetimes.BetaGeoFitter._negative_log_likelihood(np.log(params), x, t_x, T, np.ones_like(x), 0.0)
+    neg_mean = lifetimes.BetaGeoFitter._negative_log_likelihood(
+        np.log(params), x, t_x, T, np.ones_like(x), 0.0
+    )
     assert m.bgnbd_loglik(params, triples)[0] == pytest.approx(-neg_mean * len(x), rel=1e-6)
 
 
@@ -133,8 +153,14 @@ def test_gamma_gamma_loglik_equals_numerical_integral(cdnow):
 
         def integrand(nu, x=x, mean=mean):
             return np.exp(
-                special.xlogy(p * x, nu * x) - special.gammaln(p * x) + special.xlogy(p * x - 1, mean) - nu * x * mean
-                + special.xlogy(q, g) - special.gammaln(q) + special.xlogy(q - 1, nu) - g * nu
+                special.xlogy(p * x, nu * x)
+                - special.gammaln(p * x)
+                + special.xlogy(p * x - 1, mean)
+                - nu * x * mean
+                + special.xlogy(q, g)
+                - special.gammaln(q)
+                + special.xlogy(q - 1, nu)
+                - g * nu
             )
 
         value, _ = integrate.quad(integrand, 0, np.inf, limit=200)
@@ -147,7 +173,11 @@ def test_analytic_gradient_matches_finite_differences(triples, cdnow, model):
     if model == "bgnbd":
         f, data, p = m.bgnbd_loglik, triples, np.array([0.3, 5.0, 0.9, 2.0])
     else:
-        f, data, p = m.gamma_gamma_loglik, m.SpendData.build(cdnow["x"], cdnow["m"]), np.array([5.0, 3.0, 12.0])
+        f, data, p = (
+            m.gamma_gamma_loglik,
+            m.SpendData.build(cdnow["x"], cdnow["m"]),
+            np.array([5.0, 3.0, 12.0]),
+        )
     _, grad = f(p, data, gradient=True)
     for i in range(len(p)):
         h = 1e-6 * p[i]
@@ -165,8 +195,10 @@ def test_conditional_expectation_euler_form_equals_paper_form():
     t_x = np.array([0.0, 10, 20, 30, 35, 38])
     T, t = 38.86, 39.0
     z = t / (alpha + T + t)
-    numer = (a + b + x - 1) / (a - 1) * (
-        1 - ((alpha + T) / (alpha + T + t)) ** (r + x) * special.hyp2f1(r + x, b + x, a + b + x - 1, z)
+    numer = (
+        (a + b + x - 1)
+        / (a - 1)
+        * (1 - ((alpha + T) / (alpha + T + t)) ** (r + x) * special.hyp2f1(r + x, b + x, a + b + x - 1, z))
     )
     denom = 1 + np.where(x > 0, a / (b + x - 1) * ((alpha + T) / (alpha + t_x)) ** (r + x), 0)
     expected = numer / denom
@@ -179,7 +211,10 @@ def test_huge_frequency_and_long_tenure_stay_finite():
     T = np.array([10.0, 5_000, 5_000, 50_000, 100_000, 100_000])
     t_x = np.array([0.0, 1, 4_000, 49_999, 100_000, 10.0])
     d = m.Triples.build(x, t_x, T)
-    for model, params in (("bgnbd", [0.243, 4.414, 0.793, 2.426]), ("paretonbd", [0.553, 10.578, 0.606, 11.669])):
+    for model, params in (
+        ("bgnbd", [0.243, 4.414, 0.793, 2.426]),
+        ("paretonbd", [0.553, 10.578, 0.606, 11.669]),
+    ):
         ll, _ = (m.bgnbd_loglik if model == "bgnbd" else m.paretonbd_loglik)(params, d)
         assert np.isfinite(ll)
         pa = m.p_alive(model, params, x, t_x, T)

@@ -9,13 +9,24 @@ from typing import Annotated, Literal
 import typer
 from rich.table import Table
 
-from micromarketing.cli._common import JsonOption, WorkspaceOption, console, handle_errors, open_workspace, print_json
+from micromarketing.cli._common import (
+    JsonOption,
+    WorkspaceOption,
+    console,
+    handle_errors,
+    open_workspace,
+    print_json,
+)
 from micromarketing.errors import ModelError
 
-app = typer.Typer(help="Customer lifetime value: BG/NBD or Pareto/NBD with Gamma-Gamma spend.", no_args_is_help=True)
+app = typer.Typer(
+    help="Customer lifetime value: BG/NBD or Pareto/NBD with Gamma-Gamma spend.", no_args_is_help=True
+)
 
-DateOption = Annotated[datetime | None, typer.Option("--as-of", formats=["%Y-%m-%d"],
-                                                     help="Use transactions before this date (default: all).")]
+DateOption = Annotated[
+    datetime | None,
+    typer.Option("--as-of", formats=["%Y-%m-%d"], help="Use transactions before this date (default: all)."),
+]
 
 
 @app.command("fit")
@@ -37,7 +48,7 @@ def fit(
     if json_output:
         print_json(result.to_dict())
         return
-    title = f"CLV model v{result.version}: {result.model} + Gamma-Gamma, as of {result.as_of} (time unit {result.unit_days:g} days)"
+    title = f"CLV model v{result.version}: {result.model} + Gamma-Gamma, as of {result.as_of} (time unit {result.unit_days:g} days)"  # noqa: E501
     table = Table(title=title)
     for col in ("model", "parameter", "estimate", "std. error"):
         table.add_column(col, justify="left" if col in ("model", "parameter") else "right")
@@ -48,7 +59,7 @@ def fit(
     console.print(table)
     console.print(
         f"{result.model}: log-likelihood {result.loglik:,.2f}, "
-        f"{'converged' if result.converged else '[bold red]NOT converged[/]'}, {result.n_customers:,} customers"
+        f"{'converged' if result.converged else '[bold red]NOT converged[/]'}, {result.n_customers:,} customers"  # noqa: E501
     )
     console.print(
         f"gamma_gamma: log-likelihood {result.spend_loglik:,.2f}, "
@@ -60,11 +71,16 @@ def fit(
 @app.command("validate")
 @handle_errors
 def validate(
-    transactions: Annotated[Path, typer.Option("--transactions", help="Transaction log (CDNOW .txt, CSV, Parquet, JSONL).")],
-    calibration_end: Annotated[datetime, typer.Option("--calibration-end", formats=["%Y-%m-%d"],
-                                                      help="Last day of the calibration period.")],
-    holdout_end: Annotated[datetime, typer.Option("--holdout-end", formats=["%Y-%m-%d"],
-                                                  help="Last day of the holdout period.")],
+    transactions: Annotated[
+        Path, typer.Option("--transactions", help="Transaction log (CDNOW .txt, CSV, Parquet, JSONL).")
+    ],
+    calibration_end: Annotated[
+        datetime,
+        typer.Option("--calibration-end", formats=["%Y-%m-%d"], help="Last day of the calibration period."),
+    ],
+    holdout_end: Annotated[
+        datetime, typer.Option("--holdout-end", formats=["%Y-%m-%d"], help="Last day of the holdout period.")
+    ],
     report: Annotated[Path | None, typer.Option("--report", help="Write an HTML report here.")] = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -84,19 +100,27 @@ def validate(
     for col in ("model", "parameters", "log-likelihood"):
         table.add_column(col)
     table.add_row("BG/NBD", _params(p["bgnbd"], ("r", "alpha", "a", "b")), f"{p['bgnbd']['loglik']:,.2f}")
-    table.add_row("Pareto/NBD", _params(p["paretonbd"], ("r", "alpha", "s", "beta")), f"{p['paretonbd']['loglik']:,.2f}")
-    table.add_row("Gamma-Gamma", _params(p["gamma_gamma"], ("p", "q", "gamma")), f"{p['gamma_gamma']['loglik']:,.2f}")
+    table.add_row(
+        "Pareto/NBD", _params(p["paretonbd"], ("r", "alpha", "s", "beta")), f"{p['paretonbd']['loglik']:,.2f}"
+    )
+    table.add_row(
+        "Gamma-Gamma", _params(p["gamma_gamma"], ("p", "q", "gamma")), f"{p['gamma_gamma']['loglik']:,.2f}"
+    )
     console.print(table)
     h = p["holdout"]
     console.print(
         f"{p['n_customers']:,} customers, {p['n_repeaters']:,} repeaters. Holdout repeat transactions: "
-        f"actual {h['actual']:,}, BG/NBD {h['predicted_bgnbd']:,.1f}, Pareto/NBD {h['predicted_paretonbd']:,.1f}"
+        f"actual {h['actual']:,}, BG/NBD {h['predicted_bgnbd']:,.1f}, Pareto/NBD {h['predicted_paretonbd']:,.1f}"  # noqa: E501
     )
     freq = Table(title="Holdout transactions per customer by calibration frequency")
     for col in ("frequency", "customers", "actual", "BG/NBD", "Pareto/NBD"):
         freq.add_column(col, justify="right")
     for row in p["by_frequency"]:
-        freq.add_row(row["frequency"], f"{row['customers']:,}", *(f"{row[k] or 0:.3f}" for k in ("actual", "bgnbd", "paretonbd")))
+        freq.add_row(
+            row["frequency"],
+            f"{row['customers']:,}",
+            *(f"{row[k] or 0:.3f}" for k in ("actual", "bgnbd", "paretonbd")),
+        )
     console.print(freq)
     if report is not None:
         console.print(f"Report written to [bold]{report}[/]")

@@ -1,3 +1,4 @@
+# ruff: noqa: E501
 """Self-contained HTML reports: headings, paragraphs, key figures, tables and inline SVG charts.
 
 This module owns the one report format every measurement (CLV validation, campaign lift, KPIs)
@@ -121,12 +122,14 @@ class Report:
 
     def table(self, columns: Sequence[str], rows: Sequence[Sequence[Any]], caption: str = "") -> Report:
         """A table; numbers are formatted with :func:`format_value`."""
-        self.blocks.append({
-            "kind": "table",
-            "columns": list(columns),
-            "rows": [[format_value(c) for c in row] for row in rows],
-            "caption": caption,
-        })
+        self.blocks.append(
+            {
+                "kind": "table",
+                "columns": list(columns),
+                "rows": [[format_value(c) for c in row] for row in rows],
+                "caption": caption,
+            }
+        )
         return self
 
     def figure(self, fig: Any, caption: str = "") -> Report:

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 CLV_KIND = "clv"
 DEFAULT_UNIT_DAYS = 7.0
 VALUE_TIERS = ("top_1", "top_10", "top_50", "rest")
+SUMMARY_TABLE = "clv_summary"  # the last summary fitted or scored, kept in the warehouse
 
 
 # ---------------------------------------------------------------------------------------------
@@ -62,9 +63,7 @@ def purchase_days(transactions: ir.Table, as_of: date, start: date | None = None
         flt = flt & (t.ordered_at >= _day_bound(start))
     t = t.filter(flt)
     days = t.group_by([t.customer_id, t.ordered_at.date().name("day")]).aggregate(amount=t.amount.sum())
-    return days.mutate(
-        day_no=ibis.row_number().over(group_by=days.customer_id, order_by=days.day)
-    )
+    return days.mutate(day_no=ibis.row_number().over(group_by=days.customer_id, order_by=days.day))
 
 
 def clv_summary(
@@ -157,8 +156,18 @@ class ClvFit:
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, version: int | None = None) -> ClvFit:
         gg = data["gamma_gamma"]
-        known = {"model", "as_of", "version", "unit_days", "params", "std_errors", "loglik", "converged",
-                 "n_customers", "gamma_gamma"}
+        known = {
+            "model",
+            "as_of",
+            "version",
+            "unit_days",
+            "params",
+            "std_errors",
+            "loglik",
+            "converged",
+            "n_customers",
+            "gamma_gamma",
+        }
         return cls(
             model=data["model"],
             as_of=date.fromisoformat(data["as_of"]),
@@ -194,15 +203,21 @@ def fit_summary(
         repeaters = summary.filter(summary.frequency > 0)
         spend = repeaters.group_by(["frequency", "monetary_value"]).aggregate(n=repeaters.count()).to_pandas()
     else:
-        trip = summary.groupby(["frequency", "recency", "T"], as_index=False).size().rename(columns={"size": "n"})
+        trip = (
+            summary.groupby(["frequency", "recency", "T"], as_index=False)
+            .size()
+            .rename(columns={"size": "n"})
+        )
         rep = summary[summary.frequency > 0]
-        spend = rep.groupby(["frequency", "monetary_value"], as_index=False).size().rename(columns={"size": "n"})
+        spend = (
+            rep.groupby(["frequency", "monetary_value"], as_index=False).size().rename(columns={"size": "n"})
+        )
     if trip.empty:
         raise DataError(f"no transactions before {as_of.isoformat()}: nothing to fit the CLV model on")
     triples = m.Triples.build(trip["frequency"], trip["recency"], trip["T"], trip["n"], collapse=False)
     if not np.any(triples.x > 0):
         raise ModelError(
-            f"no customer made a repeat purchase before {as_of.isoformat()}: the CLV model needs repeat buyers"
+            f"no customer made a repeat purchase before {as_of.isoformat()}: the CLV model needs repeat buyers"  # noqa: E501
         )
     tx_fit = m.fit_transactions(model, triples)
     spend_data = m.SpendData.build(spend["frequency"], spend["monetary_value"], spend["n"])
@@ -229,9 +244,11 @@ def default_as_of(ws: Workspace) -> date:
     last = ws.table("transactions").ordered_at.max().execute()
     if last is None or pd.isna(last):
         raise DataError("the transactions table is empty: ingest transactions before fitting CLV")
-    return pd.Timestamp(last).tz_convert("UTC").date() + timedelta(days=1) if pd.Timestamp(
-        last
-    ).tzinfo else pd.Timestamp(last).date() + timedelta(days=1)
+    return (
+        pd.Timestamp(last).tz_convert("UTC").date() + timedelta(days=1)
+        if pd.Timestamp(last).tzinfo
+        else pd.Timestamp(last).date() + timedelta(days=1)
+    )
 
 
 def _check_single_currency(tx: ir.Table, as_of: date) -> None:
@@ -258,7 +275,8 @@ def fit_clv(
     as_of = as_of or default_as_of(ws)
     tx = ws.table("transactions")
     _check_single_currency(tx, as_of)
-    summary = clv_summary(tx, as_of, unit_days=DEFAULT_UNIT_DAYS)
+    # Materialised once (table ``clv_summary``): the triples and the spend groups both read it.
+    summary = ws.warehouse.replace_table(SUMMARY_TABLE, clv_summary(tx, as_of, unit_days=DEFAULT_UNIT_DAYS))
     fit = fit_summary(summary, as_of=as_of, model=model, unit_days=DEFAULT_UNIT_DAYS)
     with ws.ops.session() as session:
         current = session.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.kind == CLV_KIND))
@@ -272,7 +290,10 @@ def latest_clv_fit(ws: Workspace) -> ClvFit | None:
     """The most recently stored CLV fit, or ``None`` if no model was fitted yet."""
     with ws.ops.session() as session:
         row = session.scalars(
-            select(ModelVersion).where(ModelVersion.kind == CLV_KIND).order_by(ModelVersion.version.desc()).limit(1)
+            select(ModelVersion)
+            .where(ModelVersion.kind == CLV_KIND)
+            .order_by(ModelVersion.version.desc())
+            .limit(1)
         ).first()
         if row is None:
             return None
@@ -283,7 +304,13 @@ def latest_clv_fit(ws: Workspace) -> ClvFit | None:
 # Scoring
 # ---------------------------------------------------------------------------------------------
 def score_triples(
-    fit: ClvFit, x: np.ndarray, t_x: np.ndarray, T: np.ndarray, *, horizon_months: int, annual_discount_rate: float
+    fit: ClvFit,
+    x: np.ndarray,
+    t_x: np.ndarray,
+    T: np.ndarray,
+    *,
+    horizon_months: int,
+    annual_discount_rate: float,
 ) -> dict[str, np.ndarray]:
     """Vectorised per-triple scores: p_alive, expected purchases in 90/365 days, discounted purchases."""
     p = fit.vector
@@ -293,7 +320,13 @@ def score_triples(
         "expected_purchases_90d": m.conditional_expected(fit.model, p, 90.0 / days, x, t_x, T),
         "expected_purchases_365d": m.conditional_expected(fit.model, p, 365.0 / days, x, t_x, T),
         "discounted_purchases": m.discounted_expected_purchases(
-            fit.model, p, x, t_x, T, months=horizon_months, unit_days=days,
+            fit.model,
+            p,
+            x,
+            t_x,
+            T,
+            months=horizon_months,
+            unit_days=days,
             annual_discount_rate=annual_discount_rate,
         ),
     }
@@ -309,7 +342,9 @@ def clv_features(ws: Workspace, as_of: date, fit: ClvFit) -> ir.Table:
     ``clv.horizon_months``, 12 by default) and the tiers (top 1 %, 10 %, 50 % by CLV) are SQL.
     """
     cfg = ws.settings.clv
-    summary = clv_summary(ws.table("transactions"), as_of, unit_days=fit.unit_days)
+    summary = ws.warehouse.replace_table(
+        SUMMARY_TABLE, clv_summary(ws.table("transactions"), as_of, unit_days=fit.unit_days)
+    )
     trip = summary_triples(summary).to_pandas()
     if trip.empty:
         raise DataError(f"no transactions before {as_of.isoformat()}: nothing to score")
@@ -317,14 +352,17 @@ def clv_features(ws: Workspace, as_of: date, fit: ClvFit) -> ir.Table:
     tx = trip["recency"].to_numpy(np.float64)
     T = trip["T"].to_numpy(np.float64)
     with np.errstate(all="ignore"):
-        scores = score_triples(fit, x, tx, T, horizon_months=cfg.horizon_months,
-                               annual_discount_rate=cfg.annual_discount_rate)
-    scored = pd.DataFrame({
-        "frequency": trip["frequency"].astype("int64"),
-        "recency": tx,
-        "T": T,
-        **{k: np.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0) for k, v in scores.items()},
-    })
+        scores = score_triples(
+            fit, x, tx, T, horizon_months=cfg.horizon_months, annual_discount_rate=cfg.annual_discount_rate
+        )
+    scored = pd.DataFrame(
+        {
+            "frequency": trip["frequency"].astype("int64"),
+            "recency": tx,
+            "T": T,
+            **{k: np.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0) for k, v in scores.items()},
+        }
+    )
     scored_t = ibis.memtable(scored)
     j = summary.join(scored_t, ["frequency", "recency", "T"])
     p, q, g = fit.spend_vector
@@ -355,6 +393,11 @@ def clv_features(ws: Workspace, as_of: date, fit: ClvFit) -> ir.Table:
         else_="rest",
     )
     return ranked.select(
-        "customer_id", "p_alive", "expected_purchases_90d", "expected_purchases_365d",
-        "expected_avg_spend", "clv_12m", value_tier=tier,
+        "customer_id",
+        "p_alive",
+        "expected_purchases_90d",
+        "expected_purchases_365d",
+        "expected_avg_spend",
+        "clv_12m",
+        value_tier=tier,
     )

@@ -73,7 +73,13 @@ class Triples:
 
     @classmethod
     def build(
-        cls, x: ArrayLike, t_x: ArrayLike, T: ArrayLike, weight: ArrayLike | None = None, *, collapse: bool = True
+        cls,
+        x: ArrayLike,
+        t_x: ArrayLike,
+        T: ArrayLike,
+        weight: ArrayLike | None = None,
+        *,
+        collapse: bool = True,
     ) -> Triples:
         """Validate the statistics and (optionally) collapse duplicate triples into counts."""
         xa = np.asarray(x, dtype=np.float64).ravel()
@@ -107,8 +113,18 @@ class Triples:
         ix, ux = pd.factorize(xa)
         iT, uT = pd.factorize(Ta)
         it, ut = pd.factorize(ta)
-        return cls(xa, ta, Ta, wa, np.asarray(ux, np.float64), ix, np.asarray(uT, np.float64), iT,
-                   np.asarray(ut, np.float64), it)
+        return cls(
+            xa,
+            ta,
+            Ta,
+            wa,
+            np.asarray(ux, np.float64),
+            ix,
+            np.asarray(uT, np.float64),
+            iT,
+            np.asarray(ut, np.float64),
+            it,
+        )
 
     @property
     def n_customers(self) -> int:
@@ -118,7 +134,9 @@ class Triples:
         """``k`` triples drawn uniformly without replacement, weights scaled so sums stay unbiased."""
         idx = np.sort(np.random.default_rng(seed).choice(len(self.x), size=k, replace=False))
         scale = len(self.x) / k
-        return Triples.build(self.x[idx], self.t_x[idx], self.T[idx], self.weight[idx] * scale, collapse=False)
+        return Triples.build(
+            self.x[idx], self.t_x[idx], self.T[idx], self.weight[idx] * scale, collapse=False
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -188,7 +206,7 @@ def bgnbd_expected(params: ArrayLike, t: ArrayLike) -> FloatArray:
     r, alpha, a, b = (float(v) for v in np.asarray(params, dtype=np.float64))
     t = np.asarray(t, dtype=np.float64)
     z = t / (alpha + t)
-    # (alpha/(alpha+t))^r 2F1(r, b; a+b-1; z), Euler-transformed: (1-z)^r (1-z)^(a-1-r) 2F1(a+b-1-r, a-1; a+b-1; z)
+    # (alpha/(alpha+t))^r 2F1(r, b; a+b-1; z), Euler-transformed: (1-z)^r (1-z)^(a-1-r) 2F1(a+b-1-r, a-1; a+b-1; z)  # noqa: E501
     h = np.exp((a - 1.0) * np.log1p(-z)) * special.hyp2f1(a + b - 1.0 - r, a - 1.0, a + b - 1.0, z)
     return (a + b - 1.0) / (a - 1.0) * (1.0 - h)
 
@@ -228,7 +246,9 @@ def _pnbd_log_F(r: float, alpha: float, s: float, beta: float, x: FloatArray, t:
     return (1.0 - bb) * log_1mz + np.log(special.hyp2f1(1.0, k + 1.0 - bb, k + 1.0, z)) - k * np.log(m + t)
 
 
-def _pnbd_terms(params: ArrayLike, x: FloatArray, t_x: FloatArray, T: FloatArray) -> tuple[FloatArray, FloatArray]:
+def _pnbd_terms(
+    params: ArrayLike, x: FloatArray, t_x: FloatArray, T: FloatArray
+) -> tuple[FloatArray, FloatArray]:
     """The two log terms of the Pareto/NBD likelihood (without the common factor)."""
     r, alpha, s, beta = (float(v) for v in np.asarray(params, dtype=np.float64))
     term1 = -(r + x) * np.log(alpha + T) - s * np.log(beta + T)
@@ -241,7 +261,9 @@ def _pnbd_terms(params: ArrayLike, x: FloatArray, t_x: FloatArray, T: FloatArray
     return term1, term2
 
 
-def paretonbd_loglik(params: ArrayLike, d: Triples, *, gradient: bool = False) -> tuple[float, FloatArray | None]:
+def paretonbd_loglik(
+    params: ArrayLike, d: Triples, *, gradient: bool = False
+) -> tuple[float, FloatArray | None]:
     """Total Pareto/NBD log-likelihood over ``d`` (gradient by central differences if asked)."""
     p = np.asarray(params, dtype=np.float64)
     r, alpha, s, beta = (float(v) for v in p)
@@ -285,8 +307,10 @@ def paretonbd_conditional_expected(
     T = np.asarray(T, dtype=np.float64)
     t = np.asarray(t, dtype=np.float64)
     scale = (r + x) * (beta + T) / (alpha + T)
-    return scale * _one_minus_pow_over((beta + T) / (beta + T + t), s - 1.0) * paretonbd_p_alive(
-        params, x, t_x, T
+    return (
+        scale
+        * _one_minus_pow_over((beta + T) / (beta + T + t), s - 1.0)
+        * paretonbd_p_alive(params, x, t_x, T)
     )
 
 
@@ -329,8 +353,13 @@ def gamma_gamma_loglik(
     px = p * x
     log_gxm = np.log(g + x * m)
     ll_i = (
-        special.gammaln(px + q) - special.gammaln(px) - special.gammaln(q) + q * np.log(g)
-        + (px - 1.0) * np.log(m) + px * np.log(x) - (px + q) * log_gxm
+        special.gammaln(px + q)
+        - special.gammaln(px)
+        - special.gammaln(q)
+        + q * np.log(g)
+        + (px - 1.0) * np.log(m)
+        + px * np.log(x)
+        - (px + q) * log_gxm
     )
     total = float(_wsum(w, ll_i))
     if not gradient:
@@ -413,8 +442,9 @@ def _maximise(
     message = ""
     if warm_start is not None:
         warm_obj = make_objective(warm_start, weight_total)
-        pre = optimize.minimize(warm_obj, theta0, jac=True, method="L-BFGS-B", bounds=bounds,
-                                options={**opts, "gtol": 1e-9})
+        pre = optimize.minimize(
+            warm_obj, theta0, jac=True, method="L-BFGS-B", bounds=bounds, options={**opts, "gtol": 1e-9}
+        )
         if np.isfinite(pre.fun) and pre.fun < 1e299:
             theta0, iterations = pre.x, int(pre.nit)
             if analytic_gradient:
@@ -429,7 +459,9 @@ def _maximise(
     final_f, final_g = objective(theta)
     if not (np.isfinite(final_f) and float(np.max(np.abs(final_g))) < 1e-6):
         # Polish with BFGS (fixes early line-search stops near the optimum).
-        res2 = optimize.minimize(objective, theta, jac=True, method="BFGS", options={"gtol": 1e-9, "maxiter": 200})
+        res2 = optimize.minimize(
+            objective, theta, jac=True, method="BFGS", options={"gtol": 1e-9, "maxiter": 200}
+        )
         if np.isfinite(res2.fun) and res2.fun <= final_f:
             theta, iterations = res2.x, iterations + int(res2.nit)
             final_f, final_g = objective(theta)
@@ -470,7 +502,10 @@ def _hessian_from_gradient(
 
 
 def _newton(
-    objective: Callable[[FloatArray], tuple[float, FloatArray]], theta: FloatArray, H: FloatArray, max_steps: int = 12
+    objective: Callable[[FloatArray], tuple[float, FloatArray]],
+    theta: FloatArray,
+    H: FloatArray,
+    max_steps: int = 12,
 ) -> tuple[FloatArray | None, int]:
     """Quasi-Newton iterations with a fixed Hessian and step halving; None if they do not converge."""
     try:
@@ -498,7 +533,10 @@ def _newton(
 
 
 def _standard_errors_from_gradient(
-    objective: Callable[[FloatArray], tuple[float, FloatArray]], theta: FloatArray, g0: FloatArray, total: float
+    objective: Callable[[FloatArray], tuple[float, FloatArray]],
+    theta: FloatArray,
+    g0: FloatArray,
+    total: float,
 ) -> FloatArray:
     """Standard errors from a forward-difference Hessian of the analytic gradient (log space)."""
     H = _hessian_from_gradient(objective, theta, g0) * max(total, 1.0)
@@ -555,8 +593,16 @@ def fit_transactions(model: TransactionModel, d: Triples) -> FitResult:
         rate_start = max(mean_T / max(mean_x, 1e-3), 1e-3)
         start = np.array([1.0, rate_start, 1.0, max(mean_T, 1e-3)])
         warm = d.sample(WARM_START_TRIPLES // 4) if len(d.x) > WARM_START_TRIPLES // 2 else None
-        return _maximise(model, paretonbd_loglik, d, start, d.n_customers, float(d.weight.sum()),
-                         analytic_gradient=False, warm_start=warm)
+        return _maximise(
+            model,
+            paretonbd_loglik,
+            d,
+            start,
+            d.n_customers,
+            float(d.weight.sum()),
+            analytic_gradient=False,
+            warm_start=warm,
+        )
     raise ModelError(f"unknown transaction model {model!r} (use 'bgnbd' or 'paretonbd')")
 
 

@@ -90,8 +90,11 @@ def read_transactions_file(path: str | Path) -> pd.DataFrame:
         raise IngestError(f"{p}: unsupported file type {suffix!r} (use .txt, .csv, .parquet or .jsonl)")
     date_col = next((c for c in ("ordered_at", "date") if c in df.columns), None)
     amount_col = next((c for c in ("amount", "dollar_value") if c in df.columns), None)
-    for needed, found in (("customer_id", "customer_id" if "customer_id" in df.columns else None),
-                          ("ordered_at", date_col), ("amount", amount_col)):
+    for needed, found in (
+        ("customer_id", "customer_id" if "customer_id" in df.columns else None),
+        ("ordered_at", date_col),
+        ("amount", amount_col),
+    ):
         if found is None:
             raise IngestError(f"{p}: missing column {needed!r}")
     out = pd.DataFrame({"customer_id": df["customer_id"].astype(str).str.strip()})
@@ -107,7 +110,9 @@ def read_transactions_file(path: str | Path) -> pd.DataFrame:
     amount = pd.to_numeric(df[amount_col], errors="coerce")
     if amount.isna().any():
         row = int(np.flatnonzero(amount.isna().to_numpy())[0])
-        raise IngestError(f"{p}: row {row + 1}, field {amount_col!r}: not a number {df[amount_col].iloc[row]!r}")
+        raise IngestError(
+            f"{p}: row {row + 1}, field {amount_col!r}: not a number {df[amount_col].iloc[row]!r}"
+        )
     out["amount"] = amount.astype(float)
     return out.reset_index(drop=True)
 
@@ -128,7 +133,7 @@ def validate(
     """Fit on the calibration period and compare holdout repeat transactions with predictions."""
     if holdout_end <= calibration_end:
         raise DataError(
-            f"--holdout-end {holdout_end.isoformat()} must be after --calibration-end {calibration_end.isoformat()}"
+            f"--holdout-end {holdout_end.isoformat()} must be after --calibration-end {calibration_end.isoformat()}"  # noqa: E501
         )
     as_of = calibration_end + timedelta(days=1)
     tx = ibis.memtable(transactions[["customer_id", "ordered_at", "amount"]])
@@ -160,10 +165,17 @@ def validate(
 
     bins = np.minimum(x, FREQUENCY_BINS - 1).astype(int)
     by_freq = pd.DataFrame({"bin": bins, "actual": x_star, "bgnbd": pred_bg, "paretonbd": pred_pn})
-    by_freq = by_freq.groupby("bin").agg(
-        customers=("actual", "size"), actual=("actual", "mean"), bgnbd=("bgnbd", "mean"),
-        paretonbd=("paretonbd", "mean"),
-    ).reindex(range(FREQUENCY_BINS)).reset_index()
+    by_freq = (
+        by_freq.groupby("bin")
+        .agg(
+            customers=("actual", "size"),
+            actual=("actual", "mean"),
+            bgnbd=("bgnbd", "mean"),
+            paretonbd=("paretonbd", "mean"),
+        )
+        .reindex(range(FREQUENCY_BINS))
+        .reset_index()
+    )
     by_freq["frequency"] = [str(i) if i < FREQUENCY_BINS - 1 else f"{i}+" for i in by_freq["bin"]]
 
     # Weekly cumulative repeat transactions, calibration start to holdout end.
@@ -181,16 +193,26 @@ def validate(
     with np.errstate(all="ignore"):
         cum_bg = (m.bgnbd_expected(bg.vector, ages) * cohort_n).sum(axis=1)
         cum_pn = (m.paretonbd_expected(pn.vector, ages) * cohort_n).sum(axis=1)
-    curve = pd.DataFrame({
-        "week": weeks.astype(int), "actual": np.cumsum(actual_weekly), "bgnbd": cum_bg, "paretonbd": cum_pn,
-    })
+    curve = pd.DataFrame(
+        {
+            "week": weeks.astype(int),
+            "actual": np.cumsum(actual_weekly),
+            "bgnbd": cum_bg,
+            "paretonbd": cum_pn,
+        }
+    )
     cal_weeks = ((pd.Timestamp(as_of) - start).days) / unit_days
     # Unconditional holdout totals (the cumulative curve's increase over the holdout).
     ages_T = T
     with np.errstate(all="ignore"):
-        unc_bg = float(np.sum(m.bgnbd_expected(bg.vector, ages_T + horizon) - m.bgnbd_expected(bg.vector, ages_T)))
-        unc_pn = float(np.sum(m.paretonbd_expected(pn.vector, ages_T + horizon)
-                              - m.paretonbd_expected(pn.vector, ages_T)))
+        unc_bg = float(
+            np.sum(m.bgnbd_expected(bg.vector, ages_T + horizon) - m.bgnbd_expected(bg.vector, ages_T))
+        )
+        unc_pn = float(
+            np.sum(
+                m.paretonbd_expected(pn.vector, ages_T + horizon) - m.paretonbd_expected(pn.vector, ages_T)
+            )
+        )
 
     payload: dict[str, Any] = {
         "calibration_end": calibration_end.isoformat(),
@@ -200,9 +222,19 @@ def validate(
         "n_repeaters": int((summary["frequency"] > 0).sum()),
         "calibration_repeat_transactions": int(summary["frequency"].sum()),
         "bgnbd": {**bg.params, "loglik": bg.loglik, "converged": bg.converged, "std_errors": bg.std_errors},
-        "paretonbd": {**pn.params, "loglik": pn.loglik, "converged": pn.converged, "std_errors": pn.std_errors},
-        "gamma_gamma": {**bg.spend_params, "loglik": bg.spend_loglik, "converged": bg.spend_converged,
-                        "std_errors": bg.spend_std_errors, "n_customers": bg.n_repeaters},
+        "paretonbd": {
+            **pn.params,
+            "loglik": pn.loglik,
+            "converged": pn.converged,
+            "std_errors": pn.std_errors,
+        },
+        "gamma_gamma": {
+            **bg.spend_params,
+            "loglik": bg.spend_loglik,
+            "converged": bg.spend_converged,
+            "std_errors": bg.spend_std_errors,
+            "n_customers": bg.n_repeaters,
+        },
         "holdout": {
             "weeks": horizon,
             "actual": int(x_star.sum()),
@@ -214,8 +246,13 @@ def validate(
             "unconditional_paretonbd": unc_pn,
         },
         "by_frequency": [
-            {"frequency": row.frequency, "customers": int(row.customers) if row.customers == row.customers else 0,
-             "actual": _num(row.actual), "bgnbd": _num(row.bgnbd), "paretonbd": _num(row.paretonbd)}
+            {
+                "frequency": row.frequency,
+                "customers": int(row.customers) if row.customers == row.customers else 0,
+                "actual": _num(row.actual),
+                "bgnbd": _num(row.bgnbd),
+                "paretonbd": _num(row.paretonbd),
+            }
             for row in by_freq.itertuples()
         ],
         "published": PUBLISHED,
@@ -242,38 +279,71 @@ def build_report(result: ValidationResult) -> Any:
         subtitle=f"Calibration to {p['calibration_end']}, holdout to {p['holdout_end']} "
         f"({h['weeks']:.1f} weeks); time unit {p['time_unit_days']:g} days",
     )
-    rep.metrics({
-        "customers": p["n_customers"], "repeat buyers": p["n_repeaters"],
-        "holdout actual": h["actual"], "BG/NBD predicted": h["predicted_bgnbd"],
-        "Pareto/NBD predicted": h["predicted_paretonbd"],
-    })
+    rep.metrics(
+        {
+            "customers": p["n_customers"],
+            "repeat buyers": p["n_repeaters"],
+            "holdout actual": h["actual"],
+            "BG/NBD predicted": h["predicted_bgnbd"],
+            "Pareto/NBD predicted": h["predicted_paretonbd"],
+        }
+    )
     rep.heading("Parameters")
     rows: list[list[Any]] = []
     for model in ("bgnbd", "paretonbd", "gamma_gamma"):
         for name in m.PARAM_NAMES[model]:
-            rows.append([f"{model} {name}", p[model][name], p[model]["std_errors"][name],
-                         PUBLISHED[model].get(name, float("nan"))])
-        rows.append([f"{model} log-likelihood", p[model]["loglik"], float("nan"),
-                     PUBLISHED[model].get("loglik", float("nan"))])
+            rows.append(
+                [
+                    f"{model} {name}",
+                    p[model][name],
+                    p[model]["std_errors"][name],
+                    PUBLISHED[model].get(name, float("nan")),
+                ]
+            )
+        rows.append(
+            [
+                f"{model} log-likelihood",
+                p[model]["loglik"],
+                float("nan"),
+                PUBLISHED[model].get("loglik", float("nan")),
+            ]
+        )
     rep.table(["parameter", "estimate", "std. error", "published"], rows)
     rep.heading("Cumulative repeat transactions")
     rep.line_chart(
-        result.curve["week"], {"actual": result.curve["actual"], "BG/NBD": result.curve["bgnbd"],
-                               "Pareto/NBD": result.curve["paretonbd"]},
-        xlabel="week", ylabel="cumulative repeat transactions", vline=result.calibration_weeks,
+        result.curve["week"],
+        {
+            "actual": result.curve["actual"],
+            "BG/NBD": result.curve["bgnbd"],
+            "Pareto/NBD": result.curve["paretonbd"],
+        },
+        xlabel="week",
+        ylabel="cumulative repeat transactions",
+        vline=result.calibration_weeks,
         caption="Weekly cumulative repeat transactions; the dashed line marks the end of calibration.",
     )
     rep.heading("Conditional expectations")
     bf = result.by_frequency.fillna(0.0)
     rep.bar_chart(
-        list(bf["frequency"]), {"actual": bf["actual"], "BG/NBD": bf["bgnbd"], "Pareto/NBD": bf["paretonbd"]},
-        xlabel="repeat transactions in calibration", ylabel="mean holdout transactions",
+        list(bf["frequency"]),
+        {"actual": bf["actual"], "BG/NBD": bf["bgnbd"], "Pareto/NBD": bf["paretonbd"]},
+        xlabel="repeat transactions in calibration",
+        ylabel="mean holdout transactions",
         caption="Holdout repeat transactions per customer by calibration-period frequency.",
     )
-    rep.table(["calibration frequency", "customers", "actual", "BG/NBD", "Pareto/NBD"],
-              [[r.frequency, int(r.customers), r.actual, r.bgnbd, r.paretonbd] for r in bf.itertuples()])
+    rep.table(
+        ["calibration frequency", "customers", "actual", "BG/NBD", "Pareto/NBD"],
+        [[r.frequency, int(r.customers), r.actual, r.bgnbd, r.paretonbd] for r in bf.itertuples()],
+    )
     return rep
 
 
-__all__ = ["PUBLISHED", "ValidationResult", "build_report", "cdnow_path", "read_transactions_file", "validate",
-           "ModelError"]
+__all__ = [
+    "PUBLISHED",
+    "ValidationResult",
+    "build_report",
+    "cdnow_path",
+    "read_transactions_file",
+    "validate",
+    "ModelError",
+]
