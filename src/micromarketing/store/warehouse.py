@@ -8,6 +8,7 @@ opened lazily and closed with the workspace.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -107,8 +108,9 @@ class Warehouse:
         self.con._run_pre_execute_hooks(rows)
         select_sql = self.con.compile(rows)
         cols = ", ".join(_ident(c) for c in columns)
-        self.con.raw_sql(f"INSERT OR REPLACE INTO {_ident(spec.name)} ({cols}) {select_sql}")
-        return int(rows.count().execute())
+        cursor = self.con.raw_sql(f"INSERT OR REPLACE INTO {_ident(spec.name)} ({cols}) {select_sql}")
+        written = cursor.fetchone()  # DuckDB answers an INSERT with its row count: no second pass
+        return int(written[0]) if written else 0
 
     def replace_table(self, name: str, expr: ir.Table) -> ir.Table:
         """Materialise ``expr`` as table ``name`` (replacing it) and return the new table."""
@@ -170,8 +172,8 @@ class Warehouse:
         """
         if not self.has_table(name):
             self.con.create_table(name, schema=rows.schema())
-        columns = list(self.con.table(name).columns)
-        rows = rows.select(*columns)
+        schema = self.con.table(name).schema()
+        rows = rows.select(*schema.names).cast(schema)
         if self.backend_name == "duckdb":
             self.con._run_pre_execute_hooks(rows)
             select_sql = self.con.compile(rows)
@@ -216,6 +218,150 @@ class Warehouse:
             copied.append(name)
         return copied
 
+    # -- staging (ingest) -------------------------------------------------------------------
+    def stage_text(
+        self,
+        path: Path,
+        name: str,
+        columns: Sequence[str],
+        *,
+        header: bool = True,
+        delim: str = ",",
+        quote: str = '"',
+    ) -> tuple[ir.Table, ir.Table]:
+        """Load a delimited text file into temp table ``name`` as text, numbering its records.
+
+        Returns ``(rows, rejects)``.  ``rows`` has ``_row`` (1-based record number, header
+        excluded, counting unparsable records too) and one VARCHAR column per name in
+        ``columns``.  ``rejects`` (temp table ``<name>_rejects``) lists the records the reader
+        could not parse (ragged rows, invalid UTF-8, unterminated quotes) with ``_row``,
+        ``_field``, ``_error`` (DuckDB's error type, e.g. ``TOO MANY COLUMNS``), ``_reason``
+        (its message) and ``_raw`` (the record's text).  Numbers come from DuckDB's
+        insertion order (``rowid``) plus the rejects' record numbers, so the read stays
+        parallel.  Raises :class:`DataError` when DuckDB cannot read the file at all.
+        """
+        errors, scans, raw = f"{name}_errors", f"{name}_scans", f"{name}_raw"
+        struct = ", ".join(f"'{_quote(c)}': 'VARCHAR'" for c in columns)
+        options = (
+            f"columns = {{{struct}}}, header = {str(header).lower()}, auto_detect = false, "
+            f"delim = '{_quote(delim)}', quote = '{_quote(quote)}', escape = '{_quote(quote)}', "
+            f"store_rejects = true, rejects_table = '{errors}', rejects_scan = '{scans}'"
+        )
+        try:
+            self.raw_sql(
+                f"CREATE OR REPLACE TEMP TABLE {_ident(raw)} AS "
+                f"SELECT * FROM read_csv('{_quote(str(path))}', {options})"
+            )
+        except Exception as exc:  # duckdb.Error; its message names the line when DuckDB knows it
+            raise DataError(f"{path}: cannot be read: {_first_line(exc)}") from None
+        # One reject per unparsable record (its first error).  DuckDB's `line` counts records
+        # (a quoted newline does not start a new one) and includes the header line.
+        offset = 1 if header else 0
+        self.raw_sql(
+            f"CREATE OR REPLACE TEMP TABLE {_ident(name + '_rejects')} AS "
+            f"SELECT CAST(line - {offset} AS BIGINT) AS _row, "
+            f"arg_min(coalesce(column_name, ''), column_idx) AS _field, "
+            f"arg_min(CAST(error_type AS VARCHAR), column_idx) AS _error, "
+            f"arg_min(error_message, column_idx) AS _reason, "
+            f"arg_min(csv_line, column_idx) AS _raw FROM {_ident(errors)} GROUP BY line"
+        )
+        cols = ", ".join(_ident(c) for c in columns)
+        if self._count(name + "_rejects"):
+            # Accepted record k (file order) is record k + #{rejects j : r_j - j < k}.
+            sql = (
+                f"WITH r AS (SELECT _row - row_number() OVER (ORDER BY _row) AS before, "
+                f"row_number() OVER (ORDER BY _row) AS skipped FROM {_ident(name + '_rejects')}), "
+                f"g AS (SELECT before, max(skipped) AS skipped FROM r GROUP BY before), "
+                f"s AS (SELECT rowid + 1 AS _k, * FROM {_ident(raw)}) "
+                f"SELECT CAST(s._k + coalesce(g.skipped, 0) AS BIGINT) AS _row, {cols} "
+                f"FROM s ASOF LEFT JOIN g ON s._k > g.before"
+            )
+        else:
+            sql = f"SELECT CAST(rowid + 1 AS BIGINT) AS _row, {cols} FROM {_ident(raw)}"
+        self.raw_sql(f"CREATE OR REPLACE TEMP TABLE {_ident(name)} AS {sql}")
+        for table in (raw, errors, scans):
+            self.drop_temp(table)
+        return self.con.table(name), self.con.table(name + "_rejects")
+
+    def stage_jsonl(self, path: Path, name: str) -> tuple[ir.Table, ir.Table]:
+        """Load a JSON-lines file into temp table ``name``: ``_row`` (the line number) and one
+        VARCHAR column per top-level key found in any line (scalars as text, nested values as
+        JSON text).  Blank lines are skipped; lines that are not a JSON object, or not UTF-8, go
+        to ``rejects`` (temp table ``<name>_rejects``, columns as in :meth:`stage_text`;
+        ``_error`` is ``INVALID JSON`` or ``NOT AN OBJECT`` for lines that do not parse).
+        """
+        lines, rejects = self.stage_text(path, f"{name}_lines", ["_line"], header=False, delim="\x1e", quote="")
+        src, rej = _ident(f"{name}_lines"), _ident(f"{name}_lines_rejects")
+        # CASE guards the JSON functions: AND does not short-circuit, and they raise on bad JSON.
+        ok = "coalesce(CASE WHEN json_valid(_line) THEN json_type(_line) = 'OBJECT' END, false)"
+        obj = f"CASE WHEN {ok} THEN _line ELSE '{{}}' END"
+        keys = [
+            r[0]
+            for r in self.raw_sql(
+                f"SELECT DISTINCT unnest(json_keys({obj})) AS k FROM {src} WHERE _line IS NOT NULL "
+                f"ORDER BY k"
+            ).fetchall()
+        ]
+        pointer = {k: "/" + k.replace("~", "~0").replace("/", "~1") for k in keys}
+        cols = "".join(
+            f", json_extract_string({obj}, '{_quote(pointer[k])}') AS {_ident(k)}"
+            for k in keys
+        )
+        self.raw_sql(
+            f"CREATE OR REPLACE TEMP TABLE {_ident(name)} AS SELECT _row{cols} FROM {src} "
+            f"WHERE _line IS NOT NULL AND {ok}"
+        )
+        self.raw_sql(
+            f"CREATE OR REPLACE TEMP TABLE {_ident(name + '_rejects')} AS "
+            f"SELECT _row, _field, _error, _reason, _raw FROM {rej} UNION ALL "
+            f"SELECT _row, '' AS _field, CASE WHEN json_valid(_line) THEN 'NOT AN OBJECT' "
+            f"ELSE 'INVALID JSON' END AS _error, CASE WHEN json_valid(_line) THEN "
+            f"'the line is JSON but not an object' ELSE 'the line is not valid JSON' END AS _reason, "
+            f"_line AS _raw FROM {src} "
+            f"WHERE _line IS NOT NULL AND NOT {ok}"
+        )
+        self.drop_temp(f"{name}_lines")
+        self.drop_temp(f"{name}_lines_rejects")
+        return self.con.table(name), self.con.table(name + "_rejects")
+
+    def stage_parquet(self, path: Path, name: str) -> ir.Table:
+        """Load a Parquet file into temp table ``name``: ``_row`` (1-based) and every column as text."""
+        source = f"read_parquet('{_quote(str(path))}', file_row_number = true)"
+        try:
+            described = self.raw_sql(f"DESCRIBE SELECT * FROM {source}").fetchall()
+            cols = ", ".join(
+                f"CAST({_ident(r[0])} AS VARCHAR) AS {_ident(r[0])}"
+                for r in described
+                if r[0] != "file_row_number"
+            )
+            self.raw_sql(
+                f"CREATE OR REPLACE TEMP TABLE {_ident(name)} AS "
+                f"SELECT CAST(file_row_number + 1 AS BIGINT) AS _row, {cols} FROM {source}"
+            )
+        except Exception as exc:  # duckdb.Error
+            raise DataError(f"{path}: cannot be read as Parquet: {_first_line(exc)}") from None
+        return self.con.table(name)
+
+    def materialize_temp(self, name: str, expr: ir.Table) -> ir.Table:
+        """Compute ``expr`` once into temp table ``name`` (replacing it) and return it."""
+        self.con._run_pre_execute_hooks(expr)
+        self.raw_sql(f"CREATE OR REPLACE TEMP TABLE {_ident(name)} AS {self.con.compile(expr)}")
+        return self.con.table(name)
+
+    def drop_temp(self, name: str) -> None:
+        """Drop temp table ``name`` if it exists."""
+        self.raw_sql(f"DROP TABLE IF EXISTS temp.main.{_ident(name)}")
+
+    def write_csv(self, expr: ir.Table, path: Path) -> None:
+        """Write ``expr`` to a CSV file with a header (UTF-8, RFC 4180 quoting)."""
+        self.con._run_pre_execute_hooks(expr)
+        self.raw_sql(
+            f"COPY ({self.con.compile(expr)}) TO '{_quote(str(path))}' (FORMAT csv, HEADER true)"
+        )
+
+    def _count(self, name: str) -> int:
+        return int(self.raw_sql(f"SELECT count(*) FROM {_ident(name)}").fetchone()[0])
+
     def raw_sql(self, sql: str) -> Any:
         """Run SQL this package generated itself (never user text)."""
         return self.con.raw_sql(sql)
@@ -229,6 +375,10 @@ def _create_table_ddl(spec: TableSpec) -> str:
 
 def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _quote(text: str) -> str:
