@@ -22,7 +22,7 @@ Purchase process (buy-till-you-die)
 -----------------------------------
 Time unit: days.  Per customer: purchase rate ``lambda ~ Gamma(shape=r, rate=alpha)``; dropout
 probability ``p ~ Beta(a, b)``; the customer is "born" with the first purchase (a few days after
-signup), then buys at Poisson(lambda) times and after every purchase drops out with probability
+signup), then buys at Poisson(lambda) times and after every repeat purchase drops out with probability
 ``p`` (BG/NBD, Fader-Hardie-Lee 2005).  Order value: ``nu ~ Gamma(shape=q, rate=gamma)`` per
 customer and each order total ``z ~ Gamma(shape=p_gg, rate=nu)`` (Gamma-Gamma; mean order value
 ``p_gg * gamma / (q - 1)``).  An order is split into ``1 + Poisson(extra_lines)`` lines; the line
@@ -47,7 +47,12 @@ Every segment except ``lapsed_high_value`` is a pure BG/NBD / Gamma-Gamma proces
 the first purchase to the reference date, so fitting the models on one segment's customers should
 recover roughly its row of the table.  ``lapsed_high_value`` customers are additionally forced to
 stop 180–330 days before the reference date (that is what makes them "lapsed"), so their fitted
-dropout will not match ``a, b``.
+dropout will not match ``a, b``; ``new_high_potential`` customers have too little history for
+``a, b`` to be identified.  Measured on 60,000 customers (seed 3, orders from the files, time in
+days) with :mod:`micromarketing.profiles.clv_models`: BG/NBD r/alpha came back as 4.06/610
+(mainstream), 5.93/239 (eco), 9.97/281 (regulars), 6.04/179 (bargain); Gamma-Gamma p/q/gamma
+within about 10 % for every segment.  With few customers dying in the window, a and b are only
+loosely identified (their mean a/(a+b) is close).
 
 Planted micro-segments (:data:`SEGMENTS`; truth in ``truth.csv``)
 -----------------------------------------------------------------
@@ -477,7 +482,9 @@ def _simulate_block(seed: int, block: int, n: int) -> dict[str, dict[str, np.nda
     lapse_day = _REF_DAY - rng.integers(np.maximum(_LAPSE[seg, 0], 0), np.maximum(_LAPSE[seg, 1], 0) + 1)
     end_t = np.where(lapse, lapse_day, _REF_DAY + 1).astype(np.float64)
     horizon = np.maximum(end_t - t0, 0.0)
-    lives = rng.geometric(np.maximum(p_drop, 1e-9)) - 1  # repeat purchases before dropping out
+    # BG/NBD: death is possible after each *repeat* purchase (not at the first), so the number of
+    # repeat purchases made before dropping out is Geometric(p) on {1, 2, ...}
+    lives = rng.geometric(np.maximum(p_drop, 1e-9))
     mu = lam * horizon
     cap = np.ceil(mu + 6 * np.sqrt(mu) + 10).astype(np.int64)
     n_gap = np.minimum(lives, cap)
