@@ -290,7 +290,8 @@ class Warehouse:
         to ``rejects`` (temp table ``<name>_rejects``, columns as in :meth:`stage_text`;
         ``_error`` is ``INVALID JSON`` or ``NOT AN OBJECT`` for lines that do not parse).
         """
-        lines, rejects = self.stage_text(path, f"{name}_lines", ["_line"], header=False, delim="\x1e", quote="")
+        # One text column per line: a record separator as delimiter, no quoting.
+        self.stage_text(path, f"{name}_lines", ["_line"], header=False, delim="\x1e", quote="")
         src, rej = _ident(f"{name}_lines"), _ident(f"{name}_lines_rejects")
         # CASE guards the JSON functions: AND does not short-circuit, and they raise on bad JSON.
         ok = "coalesce(CASE WHEN json_valid(_line) THEN json_type(_line) = 'OBJECT' END, false)"
@@ -313,7 +314,7 @@ class Warehouse:
         )
         self.raw_sql(
             f"CREATE OR REPLACE TEMP TABLE {_ident(name + '_rejects')} AS "
-            f"SELECT _row, _field, _error, _reason, _raw FROM {rej} UNION ALL "
+            f"SELECT _row, '' AS _field, _error, _reason, _raw FROM {rej} UNION ALL "
             f"SELECT _row, '' AS _field, CASE WHEN json_valid(_line) THEN 'NOT AN OBJECT' "
             f"ELSE 'INVALID JSON' END AS _error, CASE WHEN json_valid(_line) THEN "
             f"'the line is JSON but not an object' ELSE 'the line is not valid JSON' END AS _reason, "

@@ -1,0 +1,9 @@
+"""Ingest: read CSV/Parquet/JSONL files, validate them against the schema, upsert, quarantine rejects.
+
+``ingest_file(ws, kind, path)`` is the entry point (``Workspace.ingest`` delegates to it).
+"""
+
+from micromarketing.ingest.pipeline import IngestResult, ingest_file
+from micromarketing.ingest.validate import MAX_TEXT
+
+__all__ = ["MAX_TEXT", "IngestResult", "ingest_file"]

@@ -1,0 +1,308 @@
+"""One file in, validated rows upserted, rejects quarantined: :func:`ingest_file`.
+
+The file is staged in the warehouse as text (``Warehouse.stage_text`` / ``stage_jsonl`` /
+``stage_parquet``) with a row number, validated in one vectorised pass
+(:mod:`micromarketing.ingest.validate`), de-duplicated on the table key (the last valid
+occurrence wins) and upserted.  Rejected rows, with the first failing field and the reason, are
+written to ``<workspace>/<settings.ingest.quarantine_dir>/<kind>-<file>-<sha256 prefix>.csv``;
+the name depends on the file's content, so re-ingesting the same file rewrites the same
+quarantine file and leaves the table unchanged.  Each run is recorded as an
+:class:`~micromarketing.store.models.IngestRun`.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import ibis
+import ibis.expr.datatypes as dt
+import ibis.expr.types as ir
+
+from micromarketing.errors import DataError, IngestError
+from micromarketing.ingest.validate import checked_table
+from micromarketing.progress import ProgressCallback, noop_progress
+from micromarketing.store.models import IngestRun
+from micromarketing.store.schema import TABLES, TableSpec
+
+if TYPE_CHECKING:
+    from micromarketing.workspace import Workspace
+
+FORMATS = {".csv": "csv", ".csv.gz": "csv", ".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+QUARANTINE_META = ("file", "row", "field", "reason")
+_STEPS = 5
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What one ingest did.
+
+    ``rows_read`` counts data rows (CSV: records after the header; JSONL: non-blank lines;
+    Parquet: rows); ``accepted + rejected == rows_read``.  ``reasons`` counts rejects per
+    ``"field: reason"``; ``warnings`` lists what was tolerated (e.g. ignored extra columns).
+    """
+
+    kind: str
+    path: Path
+    rows_read: int
+    accepted: int
+    rejected: int
+    quarantine_path: Path | None
+    reasons: dict[str, int] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    sha256: str = ""
+
+
+def ingest_file(
+    ws: Workspace, kind: str, path: Path, progress: ProgressCallback = noop_progress
+) -> IngestResult:
+    """Validate one file of ``kind`` and upsert its valid rows; quarantine the others.
+
+    ``kind`` is a table of :data:`micromarketing.store.schema.TABLES`; the format follows the
+    extension (.csv, .csv.gz, .parquet, .jsonl, .ndjson).  Rows are checked against the
+    table's spec; rejected rows go to a quarantine CSV with columns ``file``, ``row`` (the
+    1-based data row number: header excluded for CSV, the line number for JSONL), ``field``,
+    ``reason`` and the row's raw values (``raw_line`` holds the text of records the reader could
+    not split into fields).  Duplicate keys within the file: the last valid occurrence wins, the
+    earlier ones are rejected.  Raises :class:`IngestError` for an unknown kind, a missing or
+    unreadable file, or a file lacking a required column.
+    """
+    path = Path(path)
+    spec = TABLES.get(kind)
+    if spec is None:
+        raise IngestError(f"unknown kind {kind!r} (use one of: {', '.join(TABLES)})")
+    if not path.is_file():
+        raise IngestError(f"{path}: no such file")
+    fmt = _format(path)
+    started = datetime.now(UTC)
+    step = f"ingest {path.name}"
+    progress(step, 0, _STEPS)
+    digest = _sha256(path)
+    wh = ws.warehouse
+    stage = f"_ingest_{digest[:12]}"
+    try:
+        staged, parse_rejects, names = _stage(wh, path, fmt, stage)
+        progress(step, 1, _STEPS)
+        present, warnings = _match_columns(path, spec, names, has_rows=_has_rows(staged, parse_rejects))
+        checked = wh.materialize_temp(
+            f"{stage}_checked", checked_table(staged, spec, present, ws.settings.ingest.currencies)
+        )
+        progress(step, 2, _STEPS)
+        rejects = _rejects(wh, checked, spec, stage)
+        progress(step, 3, _STEPS)
+        keep = checked.filter(checked._reason.isnull())
+        keep = keep.anti_join(rejects, "_row")
+        accepted = wh.upsert(spec.name, keep.select(*spec.column_names, *[d.name for d in spec.derived]))
+        progress(step, 4, _STEPS)
+        counted = _reason_counts(rejects, parse_rejects)
+        rejected = sum(counted.values())
+        rows_read = int(staged.count().execute()) + int(parse_rejects.count().execute())
+        quarantine = None
+        if rejected:
+            quarantine = _write_quarantine(ws, kind, path, digest, staged, names, rejects, parse_rejects)
+    except DataError as exc:
+        raise IngestError(str(exc)) from None
+    finally:
+        for suffix in ("", "_rejects", "_checked", "_bad", "_dups"):
+            wh.drop_temp(stage + suffix)
+    if accepted + rejected != rows_read:  # pragma: no cover - an invariant, not a user error
+        raise AssertionError(f"{path}: accepted {accepted} + rejected {rejected} != read {rows_read}")
+    with ws.ops.session() as session:
+        session.add(
+            IngestRun(
+                kind=kind, path=str(path.resolve()), sha256=digest, rows_read=rows_read, accepted=accepted,
+                rejected=rejected, quarantine_path=str(quarantine) if quarantine else None,
+                started_at=started, finished_at=datetime.now(UTC),
+            )
+        )
+    progress(step, _STEPS, _STEPS)
+    return IngestResult(
+        kind=kind, path=path, rows_read=rows_read, accepted=accepted, rejected=rejected,
+        quarantine_path=quarantine, reasons=counted, warnings=tuple(warnings), sha256=digest,
+    )
+
+
+# -- reading ------------------------------------------------------------------------------------
+def _format(path: Path) -> str:
+    name = path.name.lower()
+    for suffix, fmt in FORMATS.items():
+        if name.endswith(suffix) and (suffix != ".csv" or not name.endswith(".csv.gz")):
+            return fmt
+    raise IngestError(f"{path}: unsupported file type (use {', '.join(FORMATS)})")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _csv_header(path: Path) -> list[str]:
+    """The header record of a CSV file (BOM stripped), read with Python's csv module."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rb") as raw:
+            head = raw.read(1 << 16)
+    except OSError as exc:
+        raise IngestError(f"{path}: cannot be read: {exc}") from None
+    if not head.strip():
+        raise IngestError(f"{path}: file is empty (a CSV file needs a header line)")
+    text = head.decode("utf-8-sig", errors="replace")
+    try:
+        header = next(csv.reader(io.StringIO(text, newline="")))
+    except (csv.Error, StopIteration) as exc:
+        raise IngestError(f"{path}: line 1: cannot read the header: {exc}") from None
+    if any("\ufffd" in name for name in header):
+        raise IngestError(f"{path}: line 1: the header is not valid UTF-8")
+    return header
+
+
+def _normalise(names: list[str], path: Path) -> list[str]:
+    out = [n.strip().lower() for n in names]
+    seen: set[str] = set()
+    for i, name in enumerate(out, start=1):
+        if not name:
+            raise IngestError(f"{path}: header column {i} has no name")
+        if name in seen or name == "_row":
+            raise IngestError(f"{path}: header column {name!r} appears twice (or is reserved)")
+        seen.add(name)
+    return out
+
+
+def _stage(wh, path: Path, fmt: str, stage: str) -> tuple[ir.Table, ir.Table, list[str]]:  # type: ignore[no-untyped-def]
+    """Staged raw rows, reader rejects and the (normalised) column names of the file."""
+    if fmt == "csv":
+        names = _normalise(_csv_header(path), path)
+        staged, rejects = wh.stage_text(path, stage, names)
+        return staged, rejects, names
+    if fmt == "jsonl":
+        staged, rejects = wh.stage_jsonl(path, stage)
+        names = [c for c in staged.columns if c != "_row"]
+        lowered = _normalise(names, path)
+        staged = staged.rename(dict(zip(lowered, names, strict=True)))
+        return staged, rejects, lowered
+    staged = wh.stage_parquet(path, stage)
+    names = [c for c in staged.columns if c != "_row"]
+    lowered = _normalise(names, path)
+    staged = staged.rename(dict(zip(lowered, names, strict=True)))
+    schema = {"_row": "int64", "_field": "string", "_error": "string", "_reason": "string", "_raw": "string"}
+    empty = ibis.memtable({c: [] for c in schema}, schema=schema)
+    rejects = wh.materialize_temp(stage + "_rejects", empty)
+    return staged, rejects, lowered
+
+
+def _has_rows(staged: ir.Table, parse_rejects: ir.Table) -> bool:
+    return bool(staged.count().execute()) or bool(parse_rejects.count().execute())
+
+
+def _match_columns(
+    path: Path, spec: TableSpec, names: list[str], has_rows: bool
+) -> tuple[list[str], list[str]]:
+    """The spec columns present in the file, and warnings; a missing required column fails the file."""
+    present = [c for c in spec.column_names if c in names]
+    missing = [c.name for c in spec.columns if c.required and c.name not in names]
+    if missing and (has_rows or names):
+        raise IngestError(
+            f"{path}: missing required column{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+            f"for {spec.name}"
+        )
+    derived = {d.name for d in spec.derived}
+    extra = [n for n in names if n not in spec.column_names]
+    warnings = []
+    if extra:
+        plural = "s" if len(extra) > 1 else ""
+        note = " (derived columns are computed, not read)" if derived & set(extra) else ""
+        warnings.append(f"ignored column{plural} not in {spec.name}: {', '.join(extra)}{note}")
+    return present, warnings
+
+
+# -- rejects and quarantine ---------------------------------------------------------------------
+def _rejects(wh, checked: ir.Table, spec: TableSpec, stage: str) -> ir.Table:  # type: ignore[no-untyped-def]
+    """Temp table of rejected rows (``_row``, ``_field``, ``_reason``, ``_label``): invalid + superseded."""
+    bad = checked.filter(checked._reason.notnull()).select(
+        "_row", "_field", "_reason", _label=checked._field.concat(": ", checked._reason)
+    )
+    valid = checked.filter(checked._reason.isnull())
+    key = list(spec.key)
+    dups = wh.materialize_temp(
+        stage + "_dups",
+        valid.group_by(key).aggregate(_last=valid._row.max(), _n=valid._row.count()).filter(ibis._._n > 1),
+    )
+    label = "+".join(key)
+    superseded = valid.join(dups, key).filter(valid._row < dups._last)
+    superseded = superseded.select(
+        "_row",
+        _field=ibis.literal(label),
+        _reason=ibis.literal("duplicate key, superseded by row ").concat(superseded._last.cast("string")),
+        _label=ibis.literal(f"{label}: duplicate key, superseded by a later row"),
+    )
+    return wh.materialize_temp(stage + "_bad", bad.union(superseded))
+
+
+def _reason_counts(rejects: ir.Table, parse_rejects: ir.Table) -> dict[str, int]:
+    parse = parse_rejects.select(_label=_parse_label(parse_rejects))
+    both = rejects.select("_label").union(parse)
+    frame = both.group_by("_label").aggregate(n=both.count()).order_by(ibis.desc("n"), "_label").to_pyarrow()
+    labels, counts = frame["_label"].to_pylist(), frame["n"].to_pylist()
+    return {label: int(n) for label, n in zip(labels, counts, strict=True)}
+
+
+_READER_ERRORS = {
+    "MISSING COLUMNS": "too few fields",
+    "TOO MANY COLUMNS": "too many fields",
+    "INVALID ENCODING": "invalid UTF-8",
+    "UNQUOTED VALUE": "unterminated or misplaced quote",
+    "LINE SIZE OVER MAXIMUM": "line too long",
+    "INVALID JSON": "invalid JSON",
+    "NOT AN OBJECT": "not a JSON object",
+}
+
+
+def _parse_field(parse_rejects: ir.Table) -> ir.StringValue:
+    """Reader errors about the record's shape name ``(row)``; an encoding error names its column."""
+    error = parse_rejects._error
+    return ibis.ifelse(
+        (error == "INVALID ENCODING") & (parse_rejects._field != ""), parse_rejects._field, "(row)"
+    )
+
+
+def _parse_reason(parse_rejects: ir.Table) -> ir.StringValue:
+    return parse_rejects._error.substitute(_READER_ERRORS, else_=parse_rejects._error.lower())
+
+
+def _parse_label(parse_rejects: ir.Table) -> ir.StringValue:
+    """A countable label for reader errors: ``field: reason`` without the per-line detail."""
+    return _parse_field(parse_rejects).concat(": ", _parse_reason(parse_rejects))
+
+
+def _write_quarantine(  # type: ignore[no-untyped-def]
+    ws, kind: str, path: Path, digest: str, staged: ir.Table, names: list[str],
+    rejects: ir.Table, parse_rejects: ir.Table,
+) -> Path:
+    folder = ws.root / ws.settings.ingest.quarantine_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", path.name)
+    target = folder / f"{kind}-{stem}-{digest[:12]}.csv"
+    raw_names = {n: (f"raw_{n}" if n in (*QUARANTINE_META, "raw_line") else n) for n in names}
+    joined = rejects.join(staged, "_row", how="left")
+    valued = joined.select(
+        file=ibis.literal(str(path)), row=joined._row, field=joined._field, reason=joined._reason,
+        **{raw_names[n]: joined[n] for n in names}, raw_line=ibis.null(dt.string),
+    )
+    unparsed = parse_rejects.select(
+        file=ibis.literal(str(path)), row=parse_rejects._row,
+        field=_parse_field(parse_rejects),
+        reason=_parse_reason(parse_rejects).concat(" (", parse_rejects._reason, ")"),
+        **{raw_names[n]: ibis.null(dt.string) for n in names}, raw_line=parse_rejects._raw,
+    )
+    ws.warehouse.write_csv(valued.union(unparsed).order_by("row"), target)
+    return target
