@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 from datetime import date
 from pathlib import Path
@@ -30,9 +31,6 @@ def load_generated(ws: Workspace, out: Path) -> None:
         ws.warehouse.upsert(kind, ibis.memtable(pq.read_table(out / f"{kind}.parquet")))
 
 
-import importlib  # noqa: E402
-
-
 @pytest.fixture(scope="session")
 def generated_ws(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     """3,000 generated customers, profiled; shared read-mostly by the tests of a worker."""
@@ -46,10 +44,9 @@ def generated_ws(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     ws.close()
 
 
-@pytest.fixture
-def tiny_ws(tmp_path: Path) -> Workspace:
+def build_tiny(root: Path) -> Workspace:
     """Four customers (one with an HTML-injection name, one with no first name), six products."""
-    ws = Workspace.init(tmp_path / "ws")
+    ws = Workspace.init(root)
     w = ws.warehouse
     w.upsert("customers", ibis.memtable(pd.DataFrame({
         "customer_id": ["c1", "c2", "c3", "c4"],
@@ -80,5 +77,20 @@ def tiny_ws(tmp_path: Path) -> Workspace:
         "currency": ["EUR"] * len(tx),
     })))
     ws.profile(as_of=date(2024, 6, 1))
+    return ws
+
+
+@pytest.fixture
+def tiny_ws(tmp_path: Path) -> Workspace:
+    """A fresh tiny workspace per test (tests may write to it)."""
+    ws = build_tiny(tmp_path / "ws")
+    yield ws
+    ws.close()
+
+
+@pytest.fixture(scope="module")
+def tiny_shared(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    """A tiny workspace shared by a module's tests (they only add uniquely named objects)."""
+    ws = build_tiny(tmp_path_factory.mktemp("tiny") / "ws")
     yield ws
     ws.close()

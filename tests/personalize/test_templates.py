@@ -1,0 +1,177 @@
+"""Templates: storage, strict variables, escaping, modular blocks, the sandbox, and the fast path."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from micromarketing.errors import NotFoundError
+from micromarketing.personalize.templates import (
+    TemplateError,
+    TemplateSecurityError,
+    add_block,
+    add_template,
+    check_template,
+    compile_template,
+    install_examples,
+    list_templates,
+    preview_template,
+    render_for_customers,
+    unsubscribe_key,
+    unsubscribe_token,
+)
+from micromarketing.segments import Segments
+
+
+def test_preview_renders_every_part_for_a_real_customer(tiny_ws):
+    add_template(tiny_ws, "hello", {
+        "subject": "Hi {{ first_name }}\nBcc: evil@example.com",
+        "html": "<p>Hello {{ first_name }} from {{ city }}</p>",
+        "text": "Hello {{ first_name }} from {{ customer.city }}",
+        "sms": "{{ first_name }}: STOP {{ unsubscribe_url }}",
+    })
+    msg = preview_template(tiny_ws, "hello", "c1")
+    assert msg.customer_id == "c1"
+    assert msg.subject == "Hi Ada Bcc: evil@example.com"  # no line break survives: no header injection
+    assert msg.html == "<p>Hello Ada from Lyon</p>"
+    assert msg.text == "Hello Ada from Lyon"
+    assert msg.sms.startswith("Ada: STOP https://example.invalid/unsubscribe?c=c1&t=")
+
+
+def test_customer_text_is_escaped_in_html_only(tiny_ws):
+    add_template(tiny_ws, "hello", {"html": "<p>{{ first_name }}</p>", "text": "{{ first_name }}"})
+    msg = preview_template(tiny_ws, "hello", "c2")
+    assert msg.html == "<p>&lt;script&gt;alert(1)&lt;/script&gt;</p>"
+    assert msg.text == "<script>alert(1)</script>"
+
+
+def test_missing_field_fails_with_its_name_unless_defaulted(tiny_ws):
+    add_template(tiny_ws, "strict", {"html": "<p>Hi</p>\n<p>{{ first_name }}</p>"})
+    add_template(tiny_ws, "lenient", {"html": "<p>{{ first_name | default('there') }}</p>"})
+    with pytest.raises(TemplateError) as err:
+        preview_template(tiny_ws, "strict", "c3")  # c3 has no first name (NULL)
+    assert "first_name" in str(err.value)
+    assert err.value.part == "html" and err.value.line == 2 and err.value.customer_id == "c3"
+    assert preview_template(tiny_ws, "lenient", "c3").html == "<p>there</p>"
+    add_template(tiny_ws, "typo", {"text": "{{ frist_name }}"})
+    with pytest.raises(TemplateError, match="frist_name"):
+        preview_template(tiny_ws, "typo", "c1")
+
+
+def test_check_reports_each_failing_member_without_stopping(tiny_ws):
+    Segments(tiny_ws).save_discovered("everyone", ["c1", "c2", "c3", "c4"], as_of=tiny_ws.table(
+        "profiles").as_of.max().execute())
+    add_template(tiny_ws, "strict", {"text": "Dear {{ first_name }}"})
+    report = check_template(tiny_ws, "strict", "everyone")
+    assert (report.recipients, report.rendered) == (4, 3)
+    assert [f["customer_id"] for f in report.failures] == ["c3"]
+    assert "first_name" in report.failures[0]["reason"] and not report.ok
+
+
+def test_shared_blocks_are_reused_and_overridable(tiny_ws):
+    add_template(tiny_ws, "a", {"html": '{% include "header.html" %}<p>A</p>{% include "footer.html" %}'})
+    add_template(tiny_ws, "b", {"html": '{% include "header.html" %}<p>B</p>{% include "footer.html" %}'})
+    a = preview_template(tiny_ws, "a", "c1", extra={"brand": "Maison <Lyon>"})
+    assert "Maison &lt;Lyon&gt;" in a.html and "Unsubscribe" in a.html
+    add_block(tiny_ws, "footer.html", "<footer>bye {{ first_name | default('') }}</footer>")
+    for name in ("a", "b"):
+        html = preview_template(tiny_ws, name, "c1").html
+        assert html.endswith("<footer>bye Ada</footer>")
+    kinds = {i.name: i.kind for i in list_templates(tiny_ws)}
+    assert kinds == {"a": "message", "b": "message", "footer.html": "block"}
+
+
+def test_broken_templates_are_refused_when_stored(tiny_ws, tmp_path):
+    with pytest.raises(TemplateError, match=r"line 2: syntax error"):
+        add_template(tiny_ws, "bad", {"html": "<p>ok</p>\n{% if x %}no end"})
+    with pytest.raises(TemplateError, match="unknown block 'nope.html'"):
+        add_template(tiny_ws, "bad", {"html": '{% include "nope.html" %}'})
+    with pytest.raises(TemplateError, match="cannot tell which part"):
+        add_template(tiny_ws, "bad", [tmp_path / "body.docx"])
+    with pytest.raises(NotFoundError):
+        preview_template(tiny_ws, "never-stored", "c1")
+    (tmp_path / "winback.html").write_text("<p>{{ first_name }}</p>")
+    (tmp_path / "winback.subject").write_text("Come back")
+    info = add_template(tiny_ws, "winback", [tmp_path / "winback.html", tmp_path / "winback.subject"])
+    assert (info.version, sorted(info.parts)) == (1, ["html", "subject"])
+    assert add_template(tiny_ws, "winback", {"text": "v2"}).version == 2
+
+
+SANDBOX_ESCAPES = [
+    "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+    "{{ ().__class__.__bases__[0].__subclasses__() }}",
+    "{% for c in [].__class__.__base__.__subclasses__() %}{{ c }}{% endfor %}",
+    "{{ self._TemplateReference__context }}",
+    "{{ self.__init__.__globals__ }}",
+    "{{ namespace.__init__.__globals__['os'] }}",
+    "{{ range.__init__.__globals__ }}",
+    "{{ product_card.__globals__['os'].popen('id').read() }}",
+    "{{ product_card.__self__.env }}",
+    "{{ customer.__class__ }}",
+    "{{ recommendations.__class__.__mro__ }}",
+    "{{ '{0.__class__.__mro__}'.format(first_name) }}",
+    "{{ '{0.__class__}'.format_map({'0': 1}) }}",
+    "{{ first_name.__class__.__dict__ }}",
+    "{{ dict.mro() }}",
+    "{{ recommendations.append(1) }}",
+    "{{ customer.update({'x': 1}) }}",
+    "{{ customer.clear() }}",
+    "{{ 'x' * 1000000 }}",
+    "{{ 9 ** (9 ** 9) }}",
+]
+
+
+@pytest.mark.parametrize("i", range(len(SANDBOX_ESCAPES)))
+def test_templates_cannot_reach_python_internals(tiny_shared, i):
+    for part in ("html", "text"):
+        name = f"evil{i}-{part}"
+        add_template(tiny_shared, name, {part: SANDBOX_ESCAPES[i]})
+        with pytest.raises(TemplateError) as err:
+            preview_template(tiny_shared, name, "c1")
+        assert "uid=" not in str(err.value)
+
+
+def test_security_errors_are_typed(tiny_shared):
+    add_template(tiny_shared, "evil-typed", {"text": "{{ ''.__class__ }}"})
+    with pytest.raises(TemplateSecurityError, match="unsafe"):
+        preview_template(tiny_shared, "evil-typed", "c1")
+
+
+def test_unsubscribe_link_carries_a_verifiable_token(tiny_ws):
+    add_template(tiny_ws, "u", {"text": "{{ unsubscribe_url }}"})
+    url = preview_template(tiny_ws, "u", "c4").text
+    q = parse_qs(urlparse(url).query)
+    assert q["c"] == ["c4"]
+    assert q["t"] == [unsubscribe_token(unsubscribe_key(tiny_ws), "c4")]
+    assert q["t"] != [unsubscribe_token(unsubscribe_key(tiny_ws), "c1")]
+
+
+def test_fast_path_matches_plain_jinja_rendering(generated_ws):
+    """Inlined includes and cached product cards give byte-identical output to Template.render."""
+    ws = generated_ws
+    install_examples(ws)
+    tpl = compile_template(ws, "seasonal_picks")
+    customers = ws.table("customers").order_by("customer_id").limit(100).to_pyarrow().to_pylist()
+    ids = [r["customer_id"] for r in customers]
+    rows = {r["customer_id"]: r for r in customers}
+    messages = list(render_for_customers(ws, "seasonal_picks", ids, compiled=tpl, extra={"brand": "Maison"}))
+    assert [m.customer_id for m in messages] == ids
+    from micromarketing.personalize.templates import product_catalogue, recommendations_by_customer
+
+    recs = recommendations_by_customer(ws, ids[:20], 5, product_catalogue(ws))
+    key = unsubscribe_key(ws)
+    for msg in messages[:20]:
+        ctx = {k: v for k, v in rows[msg.customer_id].items() if v is not None}
+        ctx.update(brand="Maison", recommendations=recs[msg.customer_id],
+                   unsubscribe_url=f"https://example.invalid/unsubscribe?c={msg.customer_id}"
+                                   f"&t={unsubscribe_token(key, msg.customer_id)}")
+        for part in ("html", "text"):
+            assert getattr(msg, part) == tpl.templates[part].render(**ctx)
+        assert len(recs[msg.customer_id]) == 5
+        for p in recs[msg.customer_id]:
+            assert p.name in msg.text
+    # one card per distinct product, however many recipients showed it
+    shown = {p.product_id for r in recs.values() for p in r}
+    assert shown <= {pid for pid, _ in tpl._cards}
+    assert len(tpl._cards) <= 2 * 360
