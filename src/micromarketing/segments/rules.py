@@ -94,12 +94,17 @@ class Catalog:
         self._profile_as_of = False
 
     def profile_as_of(self) -> date | None:
-        """The as-of date of the profiles table (its latest snapshot), if profiles exist."""
+        """The as-of date of the profiles table, if profiles exist.
+
+        The profile builder replaces the whole table with one snapshot (every row has the same
+        ``as_of``), so one row answers it: a full ``max()`` would cost a scan of every profile.
+        """
         if self._profile_as_of is False:
             profiles = self.table("profiles")
             value = None
             if profiles is not None and "as_of" in profiles.columns:
-                value = _to_date(profiles.as_of.max().execute())
+                first = profiles.select("as_of").limit(1).to_pyarrow()
+                value = _to_date(first.column(0)[0].as_py()) if first.num_rows else None
             self._profile_as_of = value
         return self._profile_as_of  # type: ignore[return-value]
 

@@ -1,0 +1,435 @@
+"""Discovered micro-segments: cluster customers on behaviour, value and lifestyle, save them with personas.
+
+What it owns
+------------
+:func:`discover_segments` — the whole run: pull the feature matrix from the warehouse
+(:mod:`micromarketing.segments.features`), standardise it, choose k, fit k-means, assign every
+customer, describe each cluster with a persona (:mod:`micromarketing.segments.personas`) and save
+the clusters through the segment store as kind ``discovered``.  :func:`select_k` and
+:func:`fit_clusters` are the model steps, usable on any matrix.
+
+Method
+------
+* Standardisation: heavy-tailed money and count features go through ``log1p``; then every column
+  is centred and scaled to unit variance over the clustered customers.
+* Fitting: scikit-learn ``KMeans`` (k-means++, several restarts, fixed seed) on a uniform sample
+  of at most :data:`FIT_SAMPLE` customers; every customer is then assigned to the nearest
+  centre in vectorised batches, so a million customers cost one pass of distance computations.
+* Choosing k (``k="auto"``) over :data:`K_RANGE` by **stability, then silhouette**: for each k,
+  k-means is fitted on :data:`REPLICATES` independent subsamples and each model labels a common
+  evaluation sample; the mean pairwise adjusted Rand index of those labelings is the stability (Ben-Hur et al.
+  2002; Lange et al. 2004: a k that matches real structure is reproduced, an arbitrary split of a
+  blob is not).  Among the k whose stability is at least :data:`STABLE` and whose smallest
+  cluster (estimated on the evaluation sample) reaches the minimum practical size, the one with
+  the highest silhouette (on the same evaluation sample) wins; if none qualifies, the most
+  stable k.  Silhouette alone keeps rising past the true k on our data, because splitting a
+  segment along its noisy category-share dimensions also scores well; stability rejects those
+  splits.  Every score is returned and printed, and the run is deterministic for a given seed.
+* Names: the clusters are saved as ``<prefix>_01`` … ``<prefix>_NN``.  Re-running discovery
+  replaces the previous set with the same prefix: each new cluster takes the name of the old
+  cluster it shares most customers with (Hungarian matching on the overlap), which gets a new
+  version; old names left over are retired (a new version marked ``retired`` with no members).
+  So re-runs version the set instead of piling up segments.
+* Size guard: clusters smaller than the minimum practical size (``--min-size``, default the
+  workspace's ``segments.min_size``) are still saved, with the warning of
+  :func:`micromarketing.segments.guards.min_size_warning`.
+
+Customers without orders before the as-of date are not clustered (see
+:mod:`micromarketing.segments.features` for why); the result reports how many.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from typing import Any
+
+import ibis
+import numpy as np
+import pyarrow as pa
+
+from micromarketing.errors import DataError
+from micromarketing.progress import ProgressCallback, noop_progress
+from micromarketing.segments import guards
+from micromarketing.segments.features import FeatureMatrix, load_features
+from micromarketing.segments.personas import ClusterFacts, Persona, build_personas, cluster_facts
+from micromarketing.segments.store import Segments
+from micromarketing.workspace import Workspace
+
+K_RANGE = (2, 12)
+FIT_SAMPLE = 30_000  # customers the final k-means is fitted on
+SELECT_SAMPLE = 3_000  # subsample size for each stability fit
+EVAL_SAMPLE = 3_000  # common evaluation sample for stability and silhouette
+REPLICATES = 3  # stability fits per k
+STABLE = 0.98  # mean pairwise ARI between subsample fits a k must reach to be preferred
+N_INIT = 8  # k-means++ restarts per fit (fewer lets local optima pass for instability)
+BATCH = 200_000
+DEFAULT_PREFIX = "discovered"
+CRITERION = (f"stability then silhouette: among k with stability (ARI of two fits on independent "
+             f"subsamples) >= {STABLE} and smallest cluster >= the minimum size, the highest "
+             "silhouette; else the most stable k")
+
+
+@dataclass
+class KScore:
+    """How one candidate k scored during selection."""
+
+    k: int
+    stability: float
+    silhouette: float
+    smallest: int  # estimated size of the smallest cluster in the whole population
+    eligible: bool
+
+
+@dataclass
+class DiscoveredSegment:
+    """One saved cluster: its segment name and version, persona and the guard warnings."""
+
+    name: str
+    version: int
+    cluster: int
+    size: int
+    persona: Persona
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DiscoveryResult:
+    """What :func:`discover_segments` did."""
+
+    as_of: date
+    prefix: str
+    k: int
+    k_mode: str  # auto | fixed
+    criterion: str
+    scores: list[KScore]
+    features: list[str]
+    customers: int  # clustered (customers with orders)
+    excluded_no_orders: int
+    min_size: int
+    seed: int
+    segments: list[DiscoveredSegment]
+    retired: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    saved: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly view."""
+        data = asdict(self)
+        data["as_of"] = self.as_of.isoformat()
+        return data
+
+
+@dataclass
+class ClusterModel:
+    """Standardisation and k-means centres: enough to assign any customer to a cluster."""
+
+    features: list[str]
+    log: list[bool]
+    mean: np.ndarray
+    scale: np.ndarray
+    centers: np.ndarray  # in standardised units
+
+    def standardise(self, raw: np.ndarray) -> np.ndarray:
+        """log1p the heavy-tailed columns, centre and scale (float32)."""
+        x = np.array(raw, dtype=np.float64, copy=True)
+        for j, use_log in enumerate(self.log):
+            if use_log:
+                x[:, j] = np.log1p(np.clip(x[:, j], 0, None))
+        return ((x - self.mean) / self.scale).astype(np.float32)
+
+    def assign(self, x: np.ndarray, batch: int = BATCH) -> np.ndarray:
+        """Nearest centre for every row of the standardised matrix ``x``, in batches."""
+        centers = self.centers.astype(np.float32)
+        c2 = (centers**2).sum(axis=1)
+        out = np.empty(len(x), dtype=np.int32)
+        for start in range(0, len(x), batch):
+            block = x[start:start + batch]
+            d = c2[None, :] - 2.0 * block @ centers.T  # |x|^2 is the same for every centre
+            out[start:start + batch] = d.argmin(axis=1)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"features": self.features, "log1p": self.log, "mean": _round(self.mean),
+                "scale": _round(self.scale), "centers": [_round(c) for c in self.centers]}
+
+
+def fit_standardiser(fm: FeatureMatrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(standardised float32 matrix, mean, scale) of the transformed features."""
+    x = fm.transformed()
+    mean = x.mean(axis=0) if len(x) else np.zeros(x.shape[1])
+    scale = x.std(axis=0) if len(x) else np.ones(x.shape[1])
+    scale = np.where(scale > 1e-12, scale, 1.0)
+    return ((x - mean) / scale).astype(np.float32), mean, scale
+
+
+def select_k(x: np.ndarray, *, k_range: tuple[int, int] = K_RANGE, seed: int = 0, min_size: int = 1,
+             progress: ProgressCallback = noop_progress) -> tuple[int, list[KScore]]:
+    """Choose k by stability then silhouette (see the module docstring); returns (k, scores).
+
+    For each k, :data:`REPLICATES` k-means models are fitted on independent subsamples of
+    :data:`SELECT_SAMPLE` rows and label a common evaluation sample; stability is the mean
+    pairwise adjusted Rand index of those labelings, silhouette that of the first labeling.
+    """
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score, silhouette_score
+
+    n = len(x)
+    lo, hi = k_range
+    hi = max(lo, min(hi, n // 10))
+    rng = np.random.default_rng(seed)
+    eval_idx = rng.choice(n, min(n, EVAL_SAMPLE), replace=False)
+    x_eval = x[eval_idx]
+    subsamples = [rng.choice(n, min(n, SELECT_SAMPLE), replace=False) for _ in range(REPLICATES)]
+    scores: list[KScore] = []
+    ks = list(range(lo, hi + 1))
+    with _single_thread():
+        for i, k in enumerate(ks):
+            labels = [KMeans(k, n_init=N_INIT, random_state=seed + r).fit(x[sub]).predict(x_eval)
+                      for r, sub in enumerate(subsamples)]
+            pairs = [adjusted_rand_score(labels[a], labels[b])
+                     for a in range(len(labels)) for b in range(a + 1, len(labels))]
+            stability = float(np.mean(pairs))
+            first = labels[0]
+            sil = float(silhouette_score(x_eval, first)) if len(set(first.tolist())) > 1 else -1.0
+            smallest = int(round(np.bincount(first, minlength=k).min() * n / len(x_eval)))
+            scores.append(KScore(k, round(stability, 4), round(sil, 4), smallest, smallest >= min_size))
+            progress("choose k", i + 1, len(ks))
+    eligible = [s for s in scores if s.stability >= STABLE and s.eligible]
+    if eligible:
+        best = max(eligible, key=lambda s: (s.silhouette, -s.k))
+    else:
+        best = max(scores, key=lambda s: (s.stability, s.silhouette, -s.k))
+    return best.k, scores
+
+
+def fit_clusters(x: np.ndarray, k: int, *, seed: int = 0) -> np.ndarray:
+    """k-means centres (standardised units) fitted on a sample of at most FIT_SAMPLE rows."""
+    from sklearn.cluster import KMeans
+
+    rng = np.random.default_rng(seed)
+    sample = x if len(x) <= FIT_SAMPLE else x[np.sort(rng.choice(len(x), FIT_SAMPLE, replace=False))]
+    with _single_thread():
+        model = KMeans(k, n_init=N_INIT, random_state=seed).fit(sample)
+    return np.asarray(model.cluster_centers_, dtype=np.float64)
+
+
+def discover_segments(
+    ws: Workspace,
+    *,
+    features: list[str] | None = None,
+    k: int | str = "auto",
+    min_size: int | None = None,
+    seed: int = 0,
+    prefix: str = DEFAULT_PREFIX,
+    save: bool = True,
+    progress: ProgressCallback = noop_progress,
+) -> DiscoveryResult:
+    """Cluster the customers with orders and save each cluster as a discovered segment with a persona.
+
+    ``features`` names features or groups (default: all; see
+    :func:`micromarketing.segments.features.resolve_features`); ``k`` is ``"auto"`` (chosen by
+    :func:`select_k`) or a number; ``min_size`` is the minimum practical segment size (default
+    the workspace setting).  With ``save=False`` nothing is written (a dry run).  Runs on the
+    profiles' as-of date.  Deterministic for a given ``seed``.
+    """
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    segs = Segments(ws)
+    min_size = int(min_size if min_size is not None else segs.min_size)
+    if min_size < 1:
+        raise DataError("--min-size must be at least 1")
+    k_mode = "auto" if str(k).lower() == "auto" else "fixed"
+    if k_mode == "fixed":
+        try:
+            k = int(k)
+        except (TypeError, ValueError):
+            raise DataError(f"--k must be 'auto' or a whole number, not {k!r}") from None
+        if k < 2:
+            raise DataError("--k must be at least 2")
+    if not _valid_prefix(prefix):
+        raise DataError(f"invalid prefix {prefix!r}: use letters, digits, '_' or '-', starting with a letter")
+
+    steps = 5
+    progress("discover", 0, steps)
+    fm = load_features(ws, features)
+    timings["features"] = time.perf_counter() - t0
+    if fm.n < 2 or (k_mode == "fixed" and fm.n < int(k)):
+        raise DataError(f"only {fm.n} customers with orders before {fm.as_of}: too few to cluster"
+                        + (f" into {k}" if k_mode == "fixed" else ""))
+    progress("discover", 1, steps)
+
+    t = time.perf_counter()
+    x, mean, scale = fit_standardiser(fm)
+    scores: list[KScore] = []
+    if k_mode == "auto":
+        k, scores = select_k(x, seed=seed, min_size=min_size, progress=progress)
+    timings["choose_k"] = time.perf_counter() - t
+    progress("discover", 2, steps)
+
+    t = time.perf_counter()
+    centers = fit_clusters(x, int(k), seed=seed)
+    model = ClusterModel(fm.names, [s.log for s in fm.specs], mean, scale, centers)
+    labels = model.assign(x)
+    timings["fit_assign"] = time.perf_counter() - t
+    progress("discover", 3, steps)
+
+    t = time.perf_counter()
+    order = _order_clusters(labels, centers)
+    labels = order[labels]
+    centers = centers[np.argsort(order)]
+    model.centers = centers
+    k = int(k)
+    facts = cluster_facts(ws, fm, x, labels, k)
+    personas = build_personas(facts, currency=_currency(ws))
+    timings["personas"] = time.perf_counter() - t
+    progress("discover", 4, steps)
+
+    t = time.perf_counter()
+    result = DiscoveryResult(
+        as_of=fm.as_of, prefix=prefix, k=k, k_mode=k_mode, criterion=CRITERION if k_mode == "auto" else "fixed k",
+        scores=scores, features=fm.names, customers=fm.n, excluded_no_orders=fm.excluded_no_orders,
+        min_size=min_size, seed=seed, segments=[], saved=save,
+    )
+    if save:
+        _save(ws, segs, result, fm, labels, facts, personas, model)
+    else:
+        for c, persona in enumerate(personas):
+            warning = guards.min_size_warning(f"{prefix}_{c + 1:02d}", persona.size, min_size)
+            result.segments.append(DiscoveredSegment(f"{prefix}_{c + 1:02d}", 0, c, persona.size, persona,
+                                                     [warning] if warning else []))
+    result.warnings = _unique(w for s in result.segments for w in s.warnings)
+    timings["save"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - t0
+    result.timings = {k_: round(v, 3) for k_, v in timings.items()}
+    progress("discover", steps, steps)
+    return result
+
+
+# ------------------------------------------------------------------------------------------------
+def _save(ws: Workspace, segs: Segments, result: DiscoveryResult, fm: FeatureMatrix, labels: np.ndarray,
+          facts: list[ClusterFacts], personas: list[Persona], model: ClusterModel) -> None:
+    prefix, k = result.prefix, result.k
+    previous = _previous_set(segs, prefix)
+    names = _match_names(segs, previous, fm, labels, k, prefix)
+    assignments = ibis.memtable(pa.table({
+        "customer_id": pa.array(fm.customer_ids.tolist(), pa.string()),
+        "cluster": pa.array(labels, pa.int32()),
+    }))
+    run = {"prefix": prefix, "k": k, "k_mode": result.k_mode, "criterion": result.criterion,
+           "scores": [asdict(s) for s in result.scores], "features": fm.names, "seed": result.seed,
+           "min_size": result.min_size, "customers": fm.n, "excluded_no_orders": fm.excluded_no_orders,
+           "model": model.to_dict()}
+    for c in range(k):
+        name = names[c]
+        persona = personas[c]
+        details = {"persona": persona.to_dict(), "discovery": {**run, "cluster": c}}
+        members = assignments.filter(assignments.cluster == c).select("customer_id")
+        mat = segs.save_discovered(name, members, as_of=fm.as_of, description=persona.name,
+                                   details=details, replace=name in previous)
+        store_default = guards.min_size_warning(name, mat.size, segs.min_size)
+        warnings = [w for w in mat.warnings if w != store_default]
+        mine = guards.min_size_warning(name, mat.size, result.min_size)
+        if mine:
+            warnings.insert(0, mine)
+        result.segments.append(DiscoveredSegment(name, mat.version, c, mat.size, persona, warnings))
+    used = set(names.values())
+    for old in sorted(set(previous) - used):
+        segs.save_discovered(old, [], as_of=fm.as_of, description="(retired by a later discovery run)",
+                             details={"retired": True, "discovery": {"prefix": prefix, "retired": True}},
+                             replace=True)
+        result.retired.append(old)
+    ws.audit("segment.discover", prefix, {"k": k, "segments": [s.name for s in result.segments],
+                                          "retired": result.retired, "as_of": fm.as_of.isoformat()})
+
+
+def _previous_set(segs: Segments, prefix: str) -> list[str]:
+    """The live (not retired) discovered segments of an earlier run with this prefix."""
+    out = []
+    for info in segs.list():
+        disc = info.details.get("discovery") or {}
+        if info.kind == "discovered" and disc.get("prefix") == prefix and not info.details.get("retired"):
+            out.append(info.name)
+    return out
+
+
+def _match_names(segs: Segments, previous: list[str], fm: FeatureMatrix, labels: np.ndarray, k: int,
+                 prefix: str) -> dict[int, str]:
+    """Cluster -> segment name: inherit the name of the previous cluster sharing most customers."""
+    names: dict[int, str] = {}
+    if previous:
+        from scipy.optimize import linear_sum_assignment
+
+        index = {cid: i for i, cid in enumerate(fm.customer_ids.tolist())}
+        overlap = np.zeros((k, len(previous)))
+        for j, old in enumerate(previous):
+            try:
+                ids = segs.member_table(old).customer_id.to_pyarrow().to_pylist()
+            except DataError:
+                continue
+            rows = np.fromiter((index[i] for i in ids if i in index), dtype=np.int64)
+            if len(rows):
+                overlap[:, j] = np.bincount(labels[rows], minlength=k)
+        new_idx, old_idx = linear_sum_assignment(-overlap)
+        for c, j in zip(new_idx, old_idx, strict=True):
+            if overlap[c, j] > 0:
+                names[int(c)] = previous[int(j)]
+    taken = set(names.values()) | set(previous)
+    counter = 1
+    for c in range(k):
+        if c in names:
+            continue
+        while f"{prefix}_{counter:02d}" in taken:
+            counter += 1
+        names[c] = f"{prefix}_{counter:02d}"
+        taken.add(names[c])
+    return names
+
+
+def _order_clusters(labels: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """old label -> new label, largest cluster first (ties by centre coordinates): deterministic."""
+    sizes = np.bincount(labels, minlength=len(centers))
+    keys = sorted(range(len(centers)), key=lambda c: (-int(sizes[c]), tuple(np.round(centers[c], 6))))
+    order = np.empty(len(centers), dtype=np.int64)
+    for new, old in enumerate(keys):
+        order[old] = new
+    return order
+
+
+def _single_thread() -> Any:
+    """Limit BLAS/OpenMP to one thread: on a small shared machine, k-means on a few thousand rows
+    runs an order of magnitude faster single-threaded than with oversubscribed thread pools."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1)
+
+
+def _currency(ws: Workspace) -> str | None:
+    tx = ws.table("transactions")
+    values = [v for v in tx.select("currency").distinct().limit(2).to_pyarrow().column(0).to_pylist() if v]
+    return values[0] if len(values) == 1 else None
+
+
+def _valid_prefix(prefix: str) -> bool:
+    from micromarketing.segments.store import NAME_RE
+
+    return bool(NAME_RE.match(prefix or "")) and len(prefix) <= 60
+
+
+def _unique(items: Any) -> list[str]:
+    seen: dict[str, None] = {}
+    for item in items:
+        seen.setdefault(item, None)
+    return list(seen)
+
+
+def _round(a: np.ndarray) -> list[float]:
+    return [round(float(v), 6) for v in a]
+
+
+__all__ = [
+    "CRITERION", "ClusterModel", "DiscoveredSegment", "DiscoveryResult", "KScore", "discover_segments",
+    "fit_clusters", "select_k",
+]
