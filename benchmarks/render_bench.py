@@ -52,29 +52,38 @@ def build(root: Path, n: int) -> tuple[Workspace, dict[str, list[Product]], list
     ws = Workspace.init(root / "ws")
     ids = [f"C{i:07d}" for i in range(1, n + 1)]
     first = np.array(["Léa", "Hugo", "Chloé", "Louis", "Inès", "<b>Zoé</b>", "Jules", "Manon"])
-    customers = pd.DataFrame({
-        "customer_id": ids,
-        "first_name": first[rng.integers(0, len(first), n)],
-        "email": [f"{c.lower()}@example.com" for c in ids],
-        "city": np.array(["Lyon", "Paris", "Lille", "Nantes"])[rng.integers(0, 4, n)],
-    })
+    customers = pd.DataFrame(
+        {
+            "customer_id": ids,
+            "first_name": first[rng.integers(0, len(first), n)],
+            "email": [f"{c.lower()}@example.com" for c in ids],
+            "city": np.array(["Lyon", "Paris", "Lille", "Nantes"])[rng.integers(0, 4, n)],
+        }
+    )
     ws.warehouse.upsert("customers", ibis.memtable(customers))
-    products = pd.DataFrame({
-        "product_id": [f"P{i:04d}" for i in range(1, N_PRODUCTS + 1)],
-        "name": [f"Product & Co {i}" for i in range(1, N_PRODUCTS + 1)],
-        "category": [f"cat{i % 12}" for i in range(N_PRODUCTS)],
-        "price": np.round(rng.uniform(2, 500, N_PRODUCTS), 2),
-        "currency": "EUR",
-        "repeatable": True,
-    })
+    products = pd.DataFrame(
+        {
+            "product_id": [f"P{i:04d}" for i in range(1, N_PRODUCTS + 1)],
+            "name": [f"Product & Co {i}" for i in range(1, N_PRODUCTS + 1)],
+            "category": [f"cat{i % 12}" for i in range(N_PRODUCTS)],
+            "price": np.round(rng.uniform(2, 500, N_PRODUCTS), 2),
+            "currency": "EUR",
+            "repeatable": True,
+        }
+    )
     ws.warehouse.upsert("products", ibis.memtable(products))
-    catalogue = {r.product_id: Product(r.product_id, r.name, r.category, r.price, r.currency)
-                 for r in products.itertuples()}
+    catalogue = {
+        r.product_id: Product(r.product_id, r.name, r.category, r.price, r.currency)
+        for r in products.itertuples()
+    }
     plist = list(catalogue.values())
     picks = rng.integers(0, N_PRODUCTS, (n, K))
     recs = {c: [plist[j] for j in row] for c, row in zip(ids, picks, strict=True)}
-    add_template(ws, "bench", sorted(p for p in EXAMPLES_DIR.iterdir()
-                                     if p.stem == "seasonal_picks" and p.suffix != ".sms"))
+    add_template(
+        ws,
+        "bench",
+        sorted(p for p in EXAMPLES_DIR.iterdir() if p.stem == "seasonal_picks" and p.suffix != ".sms"),
+    )
     rows = customers.to_dict(orient="records")
     return ws, recs, rows
 
@@ -82,13 +91,34 @@ def build(root: Path, n: int) -> tuple[Workspace, dict[str, list[Product]], list
 def naive(rows: list[dict], recs: dict[str, list[Product]]) -> float:
     """A plain sandboxed loop: every part rendered with Template.render, cards included per recipient."""
     sources = {p.name: p.read_text() for p in DEFAULT_BLOCKS_DIR.iterdir() if p.is_file()}
-    html = (EXAMPLES_DIR / "seasonal_picks.html").read_text().replace(
-        "{{ product_cards(recommendations) }}", "{% for p in recommendations %}{% with product = p %}{% include \"product_card.html\" %}{% endwith %}{% endfor %}")
-    text = (EXAMPLES_DIR / "seasonal_picks.txt").read_text().replace(
-        "{{ product_cards_text(recommendations) }}", "{% for p in recommendations %}{% with product = p %}{% include \"product_card.txt\" %}{% endwith %}\n{% endfor %}")
-    sources |= {"m.subject": (EXAMPLES_DIR / "seasonal_picks.subject").read_text(), "m.html": html, "m.txt": text}
-    env = SandboxedEnvironment(loader=jinja2.DictLoader(sources), undefined=jinja2.StrictUndefined,
-                               autoescape=jinja2.select_autoescape(["html"]))
+    html = (
+        (EXAMPLES_DIR / "seasonal_picks.html")
+        .read_text()
+        .replace(
+            "{{ product_cards(recommendations) }}",
+            '{% for p in recommendations %}{% with product = p %}'
+            '{% include "product_card.html" %}{% endwith %}{% endfor %}',
+        )
+    )
+    text = (
+        (EXAMPLES_DIR / "seasonal_picks.txt")
+        .read_text()
+        .replace(
+            "{{ product_cards_text(recommendations) }}",
+            '{% for p in recommendations %}{% with product = p %}'
+            '{% include "product_card.txt" %}{% endwith %}\n{% endfor %}',
+        )
+    )
+    sources |= {
+        "m.subject": (EXAMPLES_DIR / "seasonal_picks.subject").read_text(),
+        "m.html": html,
+        "m.txt": text,
+    }
+    env = SandboxedEnvironment(
+        loader=jinja2.DictLoader(sources),
+        undefined=jinja2.StrictUndefined,
+        autoescape=jinja2.select_autoescape(["html"]),
+    )
     parts = [env.get_template(n) for n in ("m.subject", "m.html", "m.txt")]
     start = time.perf_counter()
     total = 0
@@ -109,8 +139,9 @@ def ours(ws: Workspace, recs: dict[str, list[Product]]) -> tuple[float, int]:
     customers = ws.table("customers")
     n = 0
     chars = 0
-    for msg in render_rows(ws, tpl, customers, k=K, recommender=lambda ids: {c: recs[c] for c in ids},
-                           batch_size=20_000):
+    for msg in render_rows(
+        ws, tpl, customers, k=K, recommender=lambda ids: {c: recs[c] for c in ids}, batch_size=20_000
+    ):
         n += 1
         chars += len(msg.subject) + len(msg.html) + len(msg.text)
     elapsed = time.perf_counter() - start
@@ -119,7 +150,9 @@ def ours(ws: Workspace, recs: dict[str, list[Product]]) -> tuple[float, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--recipients", type=int, default=100_000)
     args = parser.parse_args()
     try:
@@ -133,11 +166,18 @@ def main() -> None:
         ws.close()
     assert n == args.recipients, n
     print(f"recipients: {args.recipients:,}, {K} recommendations each, parts: subject + HTML + text, 1 core")
-    print(f"naive sandbox loop (data in memory): {args.recipients / t_naive:>9,.0f} messages/s ({t_naive:.2f} s)")
-    print(f"micromarketing render_rows:          {args.recipients / t_ours:>9,.0f} messages/s ({t_ours:.2f} s, "
-          f"incl. warehouse reads)")
-    print(f"speed-up: {t_naive / t_ours:.2f}x; target >= 20,000 messages/s: "
-          f"{'met' if args.recipients / t_ours >= 20_000 else 'NOT met'}")
+    print(
+        f"naive sandbox loop (data in memory): {args.recipients / t_naive:>9,.0f} messages/s "
+        f"({t_naive:.2f} s)"
+    )
+    print(
+        f"micromarketing render_rows:          {args.recipients / t_ours:>9,.0f} messages/s ({t_ours:.2f} s, "
+        f"incl. warehouse reads)"
+    )
+    print(
+        f"speed-up: {t_naive / t_ours:.2f}x; target >= 20,000 messages/s: "
+        f"{'met' if args.recipients / t_ours >= 20_000 else 'NOT met'}"
+    )
     sys.stdout.flush()
 
 

@@ -48,34 +48,64 @@ def build_tiny(root: Path) -> Workspace:
     """Four customers (one with an HTML-injection name, one with no first name), six products."""
     ws = Workspace.init(root)
     w = ws.warehouse
-    w.upsert("customers", ibis.memtable(pd.DataFrame({
-        "customer_id": ["c1", "c2", "c3", "c4"],
-        "first_name": ["Ada", "<script>alert(1)</script>", None, "Zoë"],
-        "email": ["ada@example.com", "x@example.com", "c3@example.com", "zoe@example.com"],
-        "city": ["Lyon", "Lyon", "Paris", "Paris"],
-        "birth_date": [date(1990, 1, 1), date(1985, 5, 5), date(1970, 7, 7), date(2000, 2, 2)],
-        "signup_date": [date(2022, 1, 1)] * 4,
-    })))
-    w.upsert("products", ibis.memtable(pd.DataFrame({
-        "product_id": ["p1", "p2", "p3", "p4", "p5", "p6"],
-        "name": ["Tea", "Coffee", "Sofa", "Lamp", "Mug", "Rug & <Co>"],
-        "category": ["grocery", "grocery", "furniture", "home", "home", "home"],
-        "price": [4.5, 7.25, 499.0, 35.0, 9.9, 120.0],
-        "currency": ["EUR"] * 6,
-        "repeatable": [True, True, False, True, True, True],
-    })))
+    w.upsert(
+        "customers",
+        ibis.memtable(
+            pd.DataFrame(
+                {
+                    "customer_id": ["c1", "c2", "c3", "c4"],
+                    "first_name": ["Ada", "<script>alert(1)</script>", None, "Zoë"],
+                    "email": ["ada@example.com", "x@example.com", "c3@example.com", "zoe@example.com"],
+                    "city": ["Lyon", "Lyon", "Paris", "Paris"],
+                    "birth_date": [date(1990, 1, 1), date(1985, 5, 5), date(1970, 7, 7), date(2000, 2, 2)],
+                    "signup_date": [date(2022, 1, 1)] * 4,
+                }
+            )
+        ),
+    )
+    w.upsert(
+        "products",
+        ibis.memtable(
+            pd.DataFrame(
+                {
+                    "product_id": ["p1", "p2", "p3", "p4", "p5", "p6"],
+                    "name": ["Tea", "Coffee", "Sofa", "Lamp", "Mug", "Rug & <Co>"],
+                    "category": ["grocery", "grocery", "furniture", "home", "home", "home"],
+                    "price": [4.5, 7.25, 499.0, 35.0, 9.9, 120.0],
+                    "currency": ["EUR"] * 6,
+                    "repeatable": [True, True, False, True, True, True],
+                }
+            )
+        ),
+    )
     tx = [
-        ("o1", 1, "c1", "2024-01-10", "p1"), ("o1", 2, "c1", "2024-01-10", "p2"),
-        ("o2", 1, "c1", "2024-02-10", "p3"), ("o3", 1, "c2", "2024-01-12", "p1"),
-        ("o3", 2, "c2", "2024-01-12", "p2"), ("o4", 1, "c2", "2024-03-01", "p5"),
-        ("o5", 1, "c3", "2024-03-05", "p3"), ("o5", 2, "c3", "2024-03-05", "p4"),
+        ("o1", 1, "c1", "2024-01-10", "p1"),
+        ("o1", 2, "c1", "2024-01-10", "p2"),
+        ("o2", 1, "c1", "2024-02-10", "p3"),
+        ("o3", 1, "c2", "2024-01-12", "p1"),
+        ("o3", 2, "c2", "2024-01-12", "p2"),
+        ("o4", 1, "c2", "2024-03-01", "p5"),
+        ("o5", 1, "c3", "2024-03-05", "p3"),
+        ("o5", 2, "c3", "2024-03-05", "p4"),
     ]
-    w.upsert("transactions", ibis.memtable(pd.DataFrame({
-        "order_id": [t[0] for t in tx], "line_no": [t[1] for t in tx], "customer_id": [t[2] for t in tx],
-        "ordered_at": pd.to_datetime([t[3] + "T10:00Z" for t in tx]), "product_id": [t[4] for t in tx],
-        "category": ["x"] * len(tx), "quantity": [1] * len(tx), "amount": [10.0] * len(tx),
-        "currency": ["EUR"] * len(tx),
-    })))
+    w.upsert(
+        "transactions",
+        ibis.memtable(
+            pd.DataFrame(
+                {
+                    "order_id": [t[0] for t in tx],
+                    "line_no": [t[1] for t in tx],
+                    "customer_id": [t[2] for t in tx],
+                    "ordered_at": pd.to_datetime([t[3] + "T10:00Z" for t in tx]),
+                    "product_id": [t[4] for t in tx],
+                    "category": ["x"] * len(tx),
+                    "quantity": [1] * len(tx),
+                    "amount": [10.0] * len(tx),
+                    "currency": ["EUR"] * len(tx),
+                }
+            )
+        ),
+    )
     ws.profile(as_of=date(2024, 6, 1))
     return ws
 

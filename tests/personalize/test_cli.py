@@ -22,19 +22,43 @@ def _run(app, *args, ok=True):
 def test_template_commands(tiny_ws, tmp_path):
     ws = str(tiny_ws.root)
     (tmp_path / "hi.subject").write_text("Hi {{ first_name | default('you') }}")
-    (tmp_path / "hi.html").write_text('{% include "header.html" %}<p>{{ first_name }}</p>{% include "footer.html" %}')
+    (tmp_path / "hi.html").write_text(
+        '{% include "header.html" %}<p>{{ first_name }}</p>{% include "footer.html" %}'
+    )
     (tmp_path / "hi.txt").write_text("{{ first_name }}")
-    out = _run(template.app, "add", "hi", tmp_path / "hi.subject", tmp_path / "hi.html", tmp_path / "hi.txt",
-               "-w", ws, "--json")
+    out = _run(
+        template.app,
+        "add",
+        "hi",
+        tmp_path / "hi.subject",
+        tmp_path / "hi.html",
+        tmp_path / "hi.txt",
+        "-w",
+        ws,
+        "--json",
+    )
     assert json.loads(out.stdout)["parts"] == ["html", "subject", "text"]
-    shown = json.loads(_run(template.app, "preview", "hi", "--customer", "c2", "-w", ws, "--json",
-                            "--vars", '{"brand": "Maison"}').stdout)
+    shown = json.loads(
+        _run(
+            template.app,
+            "preview",
+            "hi",
+            "--customer",
+            "c2",
+            "-w",
+            ws,
+            "--json",
+            "--vars",
+            '{"brand": "Maison"}',
+        ).stdout
+    )
     assert shown["subject"] == "Hi <script>alert(1)</script>"
     assert "&lt;script&gt;" in shown["html"] and "Maison" in shown["html"]
     failed = _run(template.app, "preview", "hi", "--customer", "c3", "-w", ws, ok=False)
     assert failed.exit_code == 2 and "first_name" in failed.output
-    Segments(tiny_ws).save_discovered("all4", ["c1", "c2", "c3", "c4"], as_of=tiny_ws.table(
-        "profiles").as_of.max().execute())
+    Segments(tiny_ws).save_discovered(
+        "all4", ["c1", "c2", "c3", "c4"], as_of=tiny_ws.table("profiles").as_of.max().execute()
+    )
     checked = _run(template.app, "check", "hi", "--segment", "all4", "-w", ws, "--json", ok=False)
     assert checked.exit_code == 1
     report = json.loads(checked.stdout)
@@ -57,8 +81,20 @@ def test_recommend_and_offer_commands(tiny_ws):
     missing = _run(recommend.app, "show", "nobody", "-w", ws, ok=False)
     assert missing.exit_code == 2
     _run(offer.app, "add", "ship", "--kind", "free_shipping", "--value", "4.9", "--cost", "1", "-w", ws)
-    bad = _run(offer.app, "add", "oops", "--kind", "discount", "--value", "10", "--rule", "frequency >=", "-w", ws,
-               ok=False)
+    bad = _run(
+        offer.app,
+        "add",
+        "oops",
+        "--kind",
+        "discount",
+        "--value",
+        "10",
+        "--rule",
+        "frequency >=",
+        "-w",
+        ws,
+        ok=False,
+    )
     assert bad.exit_code == 2 and "line 1" in bad.output
     best = json.loads(_run(offer.app, "best", "c1", "c4", "--on", "2024-06-01", "-w", ws, "--json").stdout)
     assert [b["offer"] for b in best] == ["ship", "ship"]

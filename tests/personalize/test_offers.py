@@ -5,11 +5,9 @@ from __future__ import annotations
 import math
 from datetime import date
 
-import ibis
 import numpy as np
 import pandas as pd
 import pytest
-
 from sqlalchemy import delete
 
 from micromarketing.errors import ModelError, PolicyError, RuleError
@@ -105,8 +103,14 @@ def test_propensity_is_learnt_from_campaign_outcomes(generated_ws):
     # planted: frequent buyers convert far more, and free shipping converts better than 10 % off
     logit = -3.0 + 0.8 * (sample.f_score.to_numpy() - 3) + np.where(offers == "nbo_ship", 1.0, 0.0)
     converted = rng.random(len(sample)) < 1 / (1 + np.exp(-logit))
-    outcomes = pd.DataFrame({"customer_id": sample.customer_id.to_numpy(), "offer": offers,
-                             "sent_at": pd.Timestamp("2026-05-01T09:00Z"), "converted": converted})
+    outcomes = pd.DataFrame(
+        {
+            "customer_id": sample.customer_id.to_numpy(),
+            "offer": offers,
+            "sent_at": pd.Timestamp("2026-05-01T09:00Z"),
+            "converted": converted,
+        }
+    )
     ws.warehouse.create_from(OUTCOMES_TABLE, outcomes)
     model = fit_propensity(ws)
     ids = prof.customer_id.tolist()[:500]

@@ -50,7 +50,12 @@ def test_fit_stores_arrays_and_version_then_recommends(generated_ws):
     ws = generated_ws
     fit = fit_recommender(ws, method="item")
     folder = ws.root / fit.path
-    assert {p.name for p in folder.iterdir()} == {"items.npy", "repeatable.npy", "popularity.npy", "similarity.npz"}
+    assert {p.name for p in folder.iterdir()} == {
+        "items.npy",
+        "repeatable.npy",
+        "popularity.npy",
+        "similarity.npz",
+    }
     info = recommender_info(ws)[0]
     assert info["version"] == fit.version and info["method"] == "item" and info["products"] == 360
     rec = load_recommender(ws)
@@ -67,8 +72,12 @@ def test_fit_stores_arrays_and_version_then_recommends(generated_ws):
     # never a non-repeatable product the customer already bought
     tx = ws.table("transactions")
     products = ws.table("products")
-    bought = tx.join(products, tx.product_id == products.product_id).filter(
-        lambda t: ~t.repeatable & t.customer_id.isin(ids)).select("customer_id", tx.product_id).to_pandas()
+    bought = (
+        tx.join(products, tx.product_id == products.product_id)
+        .filter(lambda t: ~t.repeatable & t.customer_id.isin(ids))
+        .select("customer_id", tx.product_id)
+        .to_pandas()
+    )
     clash = frame.merge(bought, on=["customer_id", "product_id"])
     assert clash.empty
     assert len(bought) > 20  # the rule had something to exclude
@@ -83,7 +92,12 @@ def test_recommendations_follow_the_planted_category_preferences(generated_ws, t
     frame = recommend_for(ws, ids, k=5)
     cats = ws.table("products").select("product_id", "category").to_pandas()
     rec_cats = frame.merge(cats, on="product_id")
-    tx = ws.table("transactions").filter(lambda t: t.customer_id.isin(ids)).select("customer_id", "category").to_pandas()
+    tx = (
+        ws.table("transactions")
+        .filter(lambda t: t.customer_id.isin(ids))
+        .select("customer_id", "category")
+        .to_pandas()
+    )
     share = tx.groupby(["customer_id", "category"]).size().rename("n").reset_index()
     top2 = share.sort_values("n", ascending=False).groupby("customer_id").head(2)
     hit = rec_cats.merge(top2, on=["customer_id", "category"])
@@ -112,18 +126,39 @@ def test_cold_start_uses_the_group_when_it_is_large_enough(tmp_path):
     ids = [f"u{i:03d}" for i in range(n)] + ["new_lyon", "new_paris"]
     cities = ["Lyon" if i % 2 else "Paris" for i in range(n)] + ["Lyon", "Paris"]
     ws.warehouse.upsert("customers", ibis.memtable(pd.DataFrame({"customer_id": ids, "city": cities})))
-    ws.warehouse.upsert("products", ibis.memtable(pd.DataFrame({
-        "product_id": ["lyon1", "lyon2", "paris1", "paris2", "all"], "category": ["a"] * 5,
-        "repeatable": [True] * 5})))
+    ws.warehouse.upsert(
+        "products",
+        ibis.memtable(
+            pd.DataFrame(
+                {
+                    "product_id": ["lyon1", "lyon2", "paris1", "paris2", "all"],
+                    "category": ["a"] * 5,
+                    "repeatable": [True] * 5,
+                }
+            )
+        ),
+    )
     rows = []
     for i in range(n):
         local = ["lyon1", "lyon2"] if i % 2 else ["paris1", "paris2"]
         for j, pid in enumerate(local + (["all"] if i < 10 else [])):
             rows.append((f"o{i}", j + 1, ids[i], pid))
-    ws.warehouse.upsert("transactions", ibis.memtable(pd.DataFrame({
-        "order_id": [r[0] for r in rows], "line_no": [r[1] for r in rows], "customer_id": [r[2] for r in rows],
-        "product_id": [r[3] for r in rows], "ordered_at": pd.Timestamp("2024-01-01T10:00Z"),
-        "amount": 1.0, "currency": "EUR"})))
+    ws.warehouse.upsert(
+        "transactions",
+        ibis.memtable(
+            pd.DataFrame(
+                {
+                    "order_id": [r[0] for r in rows],
+                    "line_no": [r[1] for r in rows],
+                    "customer_id": [r[2] for r in rows],
+                    "product_id": [r[3] for r in rows],
+                    "ordered_at": pd.Timestamp("2024-01-01T10:00Z"),
+                    "amount": 1.0,
+                    "currency": "EUR",
+                }
+            )
+        ),
+    )
     fit_recommender(ws)
     frame = rec.recommend_for(ws, ["new_lyon", "new_paris"], k=2)
     assert frame[frame.customer_id == "new_lyon"].product_id.tolist() == ["lyon1", "lyon2"]

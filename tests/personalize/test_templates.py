@@ -25,12 +25,16 @@ from micromarketing.segments import Segments
 
 
 def test_preview_renders_every_part_for_a_real_customer(tiny_ws):
-    add_template(tiny_ws, "hello", {
-        "subject": "Hi {{ first_name }}\nBcc: evil@example.com",
-        "html": "<p>Hello {{ first_name }} from {{ city }}</p>",
-        "text": "Hello {{ first_name }} from {{ customer.city }}",
-        "sms": "{{ first_name }}: STOP {{ unsubscribe_url }}",
-    })
+    add_template(
+        tiny_ws,
+        "hello",
+        {
+            "subject": "Hi {{ first_name }}\nBcc: evil@example.com",
+            "html": "<p>Hello {{ first_name }} from {{ city }}</p>",
+            "text": "Hello {{ first_name }} from {{ customer.city }}",
+            "sms": "{{ first_name }}: STOP {{ unsubscribe_url }}",
+        },
+    )
     msg = preview_template(tiny_ws, "hello", "c1")
     assert msg.customer_id == "c1"
     assert msg.subject == "Hi Ada Bcc: evil@example.com"  # no line break survives: no header injection
@@ -60,8 +64,9 @@ def test_missing_field_fails_with_its_name_unless_defaulted(tiny_ws):
 
 
 def test_check_reports_each_failing_member_without_stopping(tiny_ws):
-    Segments(tiny_ws).save_discovered("everyone", ["c1", "c2", "c3", "c4"], as_of=tiny_ws.table(
-        "profiles").as_of.max().execute())
+    Segments(tiny_ws).save_discovered(
+        "everyone", ["c1", "c2", "c3", "c4"], as_of=tiny_ws.table("profiles").as_of.max().execute()
+    )
     add_template(tiny_ws, "strict", {"text": "Dear {{ first_name }}"})
     report = check_template(tiny_ws, "strict", "everyone")
     assert (report.recipients, report.rendered) == (4, 3)
@@ -163,9 +168,12 @@ def test_fast_path_matches_plain_jinja_rendering(generated_ws):
     key = unsubscribe_key(ws)
     for msg in messages[:20]:
         ctx = {k: v for k, v in rows[msg.customer_id].items() if v is not None}
-        ctx.update(brand="Maison", recommendations=recs[msg.customer_id],
-                   unsubscribe_url=f"https://example.invalid/unsubscribe?c={msg.customer_id}"
-                                   f"&t={unsubscribe_token(key, msg.customer_id)}")
+        ctx.update(
+            brand="Maison",
+            recommendations=recs[msg.customer_id],
+            unsubscribe_url=f"https://example.invalid/unsubscribe?c={msg.customer_id}"
+            f"&t={unsubscribe_token(key, msg.customer_id)}",
+        )
         for part in ("html", "text"):
             assert getattr(msg, part) == tpl.templates[part].render(**ctx)
         assert len(recs[msg.customer_id]) == 5

@@ -17,8 +17,9 @@ from micromarketing.cli._common import (
     print_json,
 )
 
-app = typer.Typer(help="Offers (discount, free shipping, bundle, loyalty points) and next best offer.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Offers (discount, free shipping, bundle, loyalty points) and next best offer.", no_args_is_help=True
+)
 
 DateOpt = Annotated[datetime | None, typer.Option(formats=["%Y-%m-%d"])]
 
@@ -28,12 +29,20 @@ DateOpt = Annotated[datetime | None, typer.Option(formats=["%Y-%m-%d"])]
 def add(
     name: Annotated[str, typer.Argument(help="Offer name.")],
     kind: Annotated[str, typer.Option("--kind", help="discount, free_shipping, bundle or loyalty_points.")],
-    value: Annotated[float, typer.Option("--value", help="Percent off, shipping fee, bundle saving or points.")],
+    value: Annotated[
+        float, typer.Option("--value", help="Percent off, shipping fee, bundle saving or points.")
+    ],
     cost: Annotated[float, typer.Option("--cost", help="What one redemption costs us (currency).")] = 0.0,
     rule: Annotated[str, typer.Option("--rule", "-r", help="Eligibility rule in the segment language.")] = "",
-    valid_from: Annotated[datetime | None, typer.Option("--from", formats=["%Y-%m-%d"], help="First valid day.")] = None,
-    valid_to: Annotated[datetime | None, typer.Option("--to", formats=["%Y-%m-%d"], help="Last valid day.")] = None,
-    headline: Annotated[str | None, typer.Option("--headline", help="What templates show as offer.headline.")] = None,
+    valid_from: Annotated[
+        datetime | None, typer.Option("--from", formats=["%Y-%m-%d"], help="First valid day.")
+    ] = None,
+    valid_to: Annotated[
+        datetime | None, typer.Option("--to", formats=["%Y-%m-%d"], help="Last valid day.")
+    ] = None,
+    headline: Annotated[
+        str | None, typer.Option("--headline", help="What templates show as offer.headline.")
+    ] = None,
     replace: Annotated[bool, typer.Option("--replace", help="Change an existing offer.")] = False,
     workspace: WorkspaceOption = None,
     json_output: JsonOption = False,
@@ -44,13 +53,24 @@ def add(
     from micromarketing.personalize.offers import add_offer
 
     with open_workspace(workspace) as ws:
-        info = add_offer(ws, name, kind=kind, value=value, cost=cost, rule=rule,
-                         valid_from=valid_from.date() if valid_from else None,
-                         valid_to=valid_to.date() if valid_to else None, headline=headline, replace=replace)
+        info = add_offer(
+            ws,
+            name,
+            kind=kind,
+            value=value,
+            cost=cost,
+            rule=rule,
+            valid_from=valid_from.date() if valid_from else None,
+            valid_to=valid_to.date() if valid_to else None,
+            headline=headline,
+            replace=replace,
+        )
     if json_output:
         print_json(asdict(info))
         return
-    console.print(f"Offer [bold]{info.name}[/]: {info.headline} (cost {info.cost:g}; rule: {info.rule or 'everyone'})")
+    console.print(
+        f"Offer [bold]{info.name}[/]: {info.headline} (cost {info.cost:g}; rule: {info.rule or 'everyone'})"
+    )
 
 
 @app.command("list")
@@ -68,8 +88,14 @@ def list_(workspace: WorkspaceOption = None, json_output: JsonOption = False) ->
         return
     table = Table("name", "kind", "value", "cost", "valid", "rule")
     for o in offers:
-        table.add_row(o.name, o.kind, f"{o.value:g}", f"{o.cost:g}", f"{o.valid_from or '…'} – {o.valid_to or '…'}",
-                      o.rule or "everyone")
+        table.add_row(
+            o.name,
+            o.kind,
+            f"{o.value:g}",
+            f"{o.cost:g}",
+            f"{o.valid_from or '…'} – {o.valid_to or '…'}",
+            o.rule or "everyone",
+        )
     console.print(table)
 
 
@@ -77,8 +103,12 @@ def list_(workspace: WorkspaceOption = None, json_output: JsonOption = False) ->
 @handle_errors
 def best(
     customer_ids: Annotated[list[str] | None, typer.Argument(help="Customer ids.")] = None,
-    segment: Annotated[str | None, typer.Option("--segment", "-s", help="All members of this segment.")] = None,
-    on: Annotated[datetime | None, typer.Option("--on", formats=["%Y-%m-%d"], help="Day (default: today).")] = None,
+    segment: Annotated[
+        str | None, typer.Option("--segment", "-s", help="All members of this segment.")
+    ] = None,
+    on: Annotated[
+        datetime | None, typer.Option("--on", formats=["%Y-%m-%d"], help="Day (default: today).")
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="Rows to print.")] = 20,
     workspace: WorkspaceOption = None,
     json_output: JsonOption = False,
@@ -103,7 +133,11 @@ def best(
     console.print(", ".join(f"{k}: {v:,}" for k, v in counts.items()))
     table = Table("customer", "offer", "expected margin", "propensity", "source")
     for r in frame.head(limit).itertuples(index=False):
-        table.add_row(r.customer_id, str(r.offer or "—"),
-                      "" if r.expected_margin != r.expected_margin else f"{r.expected_margin:.2f}",
-                      "" if r.propensity != r.propensity else f"{r.propensity:.3f}", str(r.source or ""))
+        table.add_row(
+            r.customer_id,
+            str(r.offer or "—"),
+            "" if r.expected_margin != r.expected_margin else f"{r.expected_margin:.2f}",
+            "" if r.propensity != r.propensity else f"{r.propensity:.3f}",
+            str(r.source or ""),
+        )
     console.print(table)

@@ -21,10 +21,12 @@ from micromarketing.cli._common import (
 app = typer.Typer(help="Product recommendations from purchases and product views.", no_args_is_help=True)
 
 AsOfOption = Annotated[
-    datetime | None, typer.Option("--as-of", formats=["%Y-%m-%d"], help="Use data before this date (default: all).")
+    datetime | None,
+    typer.Option("--as-of", formats=["%Y-%m-%d"], help="Use data before this date (default: all)."),
 ]
 MethodOption = Annotated[
-    str | None, typer.Option("--method", help="item (item-item co-occurrence, default) or als (implicit ALS).")
+    str | None,
+    typer.Option("--method", help="item (item-item co-occurrence, default) or als (implicit ALS)."),
 ]
 
 
@@ -46,9 +48,11 @@ def fit(
     if json_output:
         print_json(asdict(result))
         return
-    console.print(f"Recommender v{result.version} ({result.method}) as of {result.as_of}: "
-                  f"{result.customers:,} customers × {result.products:,} products, "
-                  f"{result.interactions:,} interactions → {result.path}")
+    console.print(
+        f"Recommender v{result.version} ({result.method}) as of {result.as_of}: "
+        f"{result.customers:,} customers × {result.products:,} products, "
+        f"{result.interactions:,} interactions → {result.path}"
+    )
 
 
 @app.command("show")
@@ -72,9 +76,13 @@ def show(
     if json_output:
         print_json(frame.astype(object).where(frame.notna(), None).to_dict(orient="records"))
         return
-    table = Table("rank", "product", "name", "category", "price", "score", title=f"Recommendations for {customer_id}")
+    table = Table(
+        "rank", "product", "name", "category", "price", "score", title=f"Recommendations for {customer_id}"
+    )
     for r in frame.itertuples(index=False):
-        table.add_row(str(r.rank), r.product_id, str(r.name), str(r.category), f"{r.price:.2f}", f"{r.score:.3f}")
+        table.add_row(
+            str(r.rank), r.product_id, str(r.name), str(r.category), f"{r.price:.2f}", f"{r.score:.3f}"
+        )
     console.print(table)
 
 
@@ -83,7 +91,9 @@ def show(
 def evaluate(
     method: MethodOption = None,
     k: Annotated[int, typer.Option("--k", min=1, max=100, help="Cut-off rank for the metrics.")] = 10,
-    holdout_days: Annotated[int, typer.Option("--holdout-days", min=1, help="Length of the test period.")] = 90,
+    holdout_days: Annotated[
+        int, typer.Option("--holdout-days", min=1, help="Length of the test period.")
+    ] = 90,
     as_of: AsOfOption = None,
     workspace: WorkspaceOption = None,
     json_output: JsonOption = False,
@@ -92,16 +102,31 @@ def evaluate(
     from micromarketing.personalize.recommend import evaluate as run
 
     with open_workspace(workspace) as ws, progress_bar(not json_output) as report:
-        result = run(ws, method=method, k=k, holdout_days=holdout_days, as_of=as_of.date() if as_of else None,
-                     progress=report)
+        result = run(
+            ws,
+            method=method,
+            k=k,
+            holdout_days=holdout_days,
+            as_of=as_of.date() if as_of else None,
+            progress=report,
+        )
     if json_output:
         print_json(result.to_dict())
         return
-    table = Table("metric", f"{result.method}", "popularity", "ratio",
-                  title=f"Train before {result.cutoff}, test {result.cutoff} – {result.as_of}: "
-                        f"{result.test_customers:,} customers")
+    table = Table(
+        "metric",
+        f"{result.method}",
+        "popularity",
+        "ratio",
+        title=f"Train before {result.cutoff}, test {result.cutoff} – {result.as_of}: "
+        f"{result.test_customers:,} customers",
+    )
     lift = result.lift()
     for metric in ("precision", "recall", "ndcg", "coverage"):
-        table.add_row(f"{metric}@{k}" if metric != "coverage" else metric, f"{getattr(result.model, metric):.4f}",
-                      f"{getattr(result.popularity, metric):.4f}", f"{lift[metric]:.2f}×")
+        table.add_row(
+            f"{metric}@{k}" if metric != "coverage" else metric,
+            f"{getattr(result.model, metric):.4f}",
+            f"{getattr(result.popularity, metric):.4f}",
+            f"{lift[metric]:.2f}×",
+        )
     console.print(table)

@@ -19,7 +19,9 @@ from micromarketing.cli._common import (
     print_json,
 )
 
-app = typer.Typer(help="Message templates (subject, HTML, text, SMS) in a Jinja2 sandbox.", no_args_is_help=True)
+app = typer.Typer(
+    help="Message templates (subject, HTML, text, SMS) in a Jinja2 sandbox.", no_args_is_help=True
+)
 
 ExtraOption = Annotated[
     str | None, typer.Option("--vars", help='Constant variables as JSON, e.g. \'{"brand": "Maison"}\'.')
@@ -54,17 +56,27 @@ def add(
     with open_workspace(workspace) as ws:
         info = add_template(ws, name, files)
     if json_output:
-        print_json({"name": info.name, "version": info.version, "parts": sorted(info.parts),
-                    "variables": info.variables})
+        print_json(
+            {
+                "name": info.name,
+                "version": info.version,
+                "parts": sorted(info.parts),
+                "variables": info.variables,
+            }
+        )
         return
-    console.print(f"Template [bold]{info.name}[/] v{info.version}: parts {', '.join(sorted(info.parts))}; "
-                  f"reads {', '.join(info.variables) or 'nothing'}")
+    console.print(
+        f"Template [bold]{info.name}[/] v{info.version}: parts {', '.join(sorted(info.parts))}; "
+        f"reads {', '.join(info.variables) or 'nothing'}"
+    )
 
 
 @app.command("add-block")
 @handle_errors
 def add_block(
-    files: Annotated[list[Path], typer.Argument(help="Shared block files, named as included (header.html …).")],
+    files: Annotated[
+        list[Path], typer.Argument(help="Shared block files, named as included (header.html …).")
+    ],
     workspace: WorkspaceOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -103,8 +115,18 @@ def list_(workspace: WorkspaceOption = None, json_output: JsonOption = False) ->
     with open_workspace(workspace) as ws:
         infos = list_templates(ws)
     if json_output:
-        print_json([{"name": i.name, "version": i.version, "kind": i.kind, "parts": sorted(i.parts),
-                     "variables": i.variables} for i in infos])
+        print_json(
+            [
+                {
+                    "name": i.name,
+                    "version": i.version,
+                    "kind": i.kind,
+                    "parts": sorted(i.parts),
+                    "variables": i.variables,
+                }
+                for i in infos
+            ]
+        )
         return
     table = Table("name", "version", "kind", "parts", "variables")
     for i in infos:
@@ -117,9 +139,13 @@ def list_(workspace: WorkspaceOption = None, json_output: JsonOption = False) ->
 def preview(
     name: Annotated[str, typer.Argument(help="Template name.")],
     customer: Annotated[str, typer.Option("--customer", "-c", help="Render for this customer id.")],
-    segment: Annotated[str | None, typer.Option("--segment", "-s", help="Segment whose persona to use.")] = None,
+    segment: Annotated[
+        str | None, typer.Option("--segment", "-s", help="Segment whose persona to use.")
+    ] = None,
     k: Annotated[int, typer.Option("--k", min=0, max=50, help="Recommendations per recipient.")] = 5,
-    version: Annotated[int | None, typer.Option("--version", help="Template version (default: latest).")] = None,
+    version: Annotated[
+        int | None, typer.Option("--version", help="Template version (default: latest).")
+    ] = None,
     extra: ExtraOption = None,
     workspace: WorkspaceOption = None,
     json_output: JsonOption = False,
@@ -130,8 +156,15 @@ def preview(
     with open_workspace(workspace) as ws:
         msg = preview_template(ws, name, customer, k=k, version=version, segment=segment, extra=_extra(extra))
     if json_output:
-        print_json({"customer_id": msg.customer_id, "subject": msg.subject, "html": msg.html, "text": msg.text,
-                    "sms": msg.sms})
+        print_json(
+            {
+                "customer_id": msg.customer_id,
+                "subject": msg.subject,
+                "html": msg.html,
+                "text": msg.text,
+                "sms": msg.sms,
+            }
+        )
         return
     for part in ("subject", "text", "sms", "html"):
         value = getattr(msg, part)
@@ -146,7 +179,9 @@ def check(
     name: Annotated[str, typer.Argument(help="Template name.")],
     segment: Annotated[str, typer.Option("--segment", "-s", help="Render for every member of this segment.")],
     k: Annotated[int, typer.Option("--k", min=0, max=50, help="Recommendations per recipient.")] = 5,
-    version: Annotated[int | None, typer.Option("--version", help="Template version (default: latest).")] = None,
+    version: Annotated[
+        int | None, typer.Option("--version", help="Template version (default: latest).")
+    ] = None,
     extra: ExtraOption = None,
     workspace: WorkspaceOption = None,
     json_output: JsonOption = False,
@@ -169,8 +204,11 @@ def check(
             key = f"{f['part'] or '?'} line {f['line']}: {f['reason']}"
             reasons[key] = reasons.get(key, 0) + 1
         for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1]):
-            first = next(f["customer_id"] for f in report.failures
-                         if f"{f['part'] or '?'} line {f['line']}: {f['reason']}" == reason)
+            first = next(
+                f["customer_id"]
+                for f in report.failures
+                if f"{f['part'] or '?'} line {f['line']}: {f['reason']}" == reason
+            )
             err_console.print(f"[red]{n} failed[/] {reason} (e.g. customer {first})", highlight=False)
     if not report.ok:
         raise typer.Exit(1)

@@ -54,8 +54,15 @@ PRIOR_R, PRIOR_F, PRIOR_DISCOUNT = 0.25, 0.15, 0.03
 OUTCOMES_TABLE = "offer_outcomes"
 MIN_OUTCOMES = 200
 PROPENSITY_KIND = "offer_propensity"
-FEATURES = ("r_score", "f_score", "m_score", "log_frequency", "log_aov", "percent_off",
-            *(f"kind_{k}" for k in KINDS))
+FEATURES = (
+    "r_score",
+    "f_score",
+    "m_score",
+    "log_frequency",
+    "log_aov",
+    "percent_off",
+    *(f"kind_{k}" for k in KINDS),
+)
 
 
 @dataclass(frozen=True)
@@ -73,7 +80,9 @@ class OfferInfo:
     details: dict[str, Any]
 
     def valid_on(self, day: date) -> bool:
-        return (self.valid_from is None or self.valid_from <= day) and (self.valid_to is None or day <= self.valid_to)
+        return (self.valid_from is None or self.valid_from <= day) and (
+            self.valid_to is None or day <= self.valid_to
+        )
 
 
 def _headline(kind: str, value: float, currency: str) -> str:
@@ -86,9 +95,19 @@ def _headline(kind: str, value: float, currency: str) -> str:
     return f"{value:g} bonus loyalty points"
 
 
-def add_offer(ws: Workspace, name: str, *, kind: str, value: float, cost: float = 0.0, rule: str = "",
-              valid_from: date | None = None, valid_to: date | None = None, headline: str | None = None,
-              replace: bool = False) -> OfferInfo:
+def add_offer(
+    ws: Workspace,
+    name: str,
+    *,
+    kind: str,
+    value: float,
+    cost: float = 0.0,
+    rule: str = "",
+    valid_from: date | None = None,
+    valid_to: date | None = None,
+    headline: str | None = None,
+    replace: bool = False,
+) -> OfferInfo:
     """Store an offer after checking its kind, amounts, dates and rule (compiled, not run)."""
     if kind not in KINDS:
         raise PolicyError(f"offer {name!r}: unknown kind {kind!r} (use {', '.join(KINDS)})")
@@ -118,8 +137,17 @@ def add_offer(ws: Workspace, name: str, *, kind: str, value: float, cost: float 
 
 def _info(row: Offer) -> OfferInfo:
     details = dict(row.details or {})
-    return OfferInfo(row.name, row.kind, float(row.value), float(row.cost), row.rule or "", row.valid_from,
-                     row.valid_to, str(details.get("headline") or _headline(row.kind, row.value, "")), details)
+    return OfferInfo(
+        row.name,
+        row.kind,
+        float(row.value),
+        float(row.cost),
+        row.rule or "",
+        row.valid_from,
+        row.valid_to,
+        str(details.get("headline") or _headline(row.kind, row.value, "")),
+        details,
+    )
 
 
 def get_offer(ws: Workspace, name: str) -> OfferInfo:
@@ -139,8 +167,17 @@ def list_offers(ws: Workspace) -> list[OfferInfo]:
 
 def offer_contexts(ws: Workspace) -> dict[str, dict[str, Any]]:
     """What templates see as ``offer``: name, kind, value, headline, valid_from, valid_to."""
-    return {o.name: {"name": o.name, "kind": o.kind, "value": o.value, "headline": o.headline,
-                     "valid_from": o.valid_from, "valid_to": o.valid_to} for o in list_offers(ws)}
+    return {
+        o.name: {
+            "name": o.name,
+            "kind": o.kind,
+            "value": o.value,
+            "headline": o.headline,
+            "valid_from": o.valid_from,
+            "valid_to": o.valid_to,
+        }
+        for o in list_offers(ws)
+    }
 
 
 def eligible_customers(ws: Workspace, rule: str, as_of: date | None = None) -> ir.Table:
@@ -207,8 +244,10 @@ def fit_propensity(ws: Workspace) -> PropensityModel:
     offers = {o.name: o for o in list_offers(ws)}
     outcomes = outcomes[outcomes["offer"].isin(offers)]
     if len(outcomes) < MIN_OUTCOMES or outcomes["converted"].nunique() < 2:
-        raise ModelError(f"{len(outcomes)} usable outcomes (need {MIN_OUTCOMES} with conversions and "
-                         "non-conversions); the prior is used")
+        raise ModelError(
+            f"{len(outcomes)} usable outcomes (need {MIN_OUTCOMES} with conversions and "
+            "non-conversions); the prior is used"
+        )
     profile = _profile_frame(ws, outcomes["customer_id"].unique().tolist())
     data = outcomes.merge(profile, on="customer_id", how="left")
     xs = []
@@ -225,23 +264,40 @@ def fit_propensity(ws: Workspace) -> PropensityModel:
     with ws.ops.session() as s:
         current = s.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.kind == PROPENSITY_KIND))
         version = int(current or 0) + 1
-        s.add(ModelVersion(kind=PROPENSITY_KIND, version=version, as_of=datetime.now(UTC).date(), params={
-            "features": list(FEATURES), "intercept": float(lr.intercept_[0]), "coef": lr.coef_[0].tolist(),
-            "mean": mean.tolist(), "scale": scale.tolist(), "outcomes": int(len(data)),
-            "conversion_rate": float(y.mean())}))
+        s.add(
+            ModelVersion(
+                kind=PROPENSITY_KIND,
+                version=version,
+                as_of=datetime.now(UTC).date(),
+                params={
+                    "features": list(FEATURES),
+                    "intercept": float(lr.intercept_[0]),
+                    "coef": lr.coef_[0].tolist(),
+                    "mean": mean.tolist(),
+                    "scale": scale.tolist(),
+                    "outcomes": int(len(data)),
+                    "conversion_rate": float(y.mean()),
+                },
+            )
+        )
     return PropensityModel(version, float(lr.intercept_[0]), lr.coef_[0], mean, scale)
 
 
 def load_propensity(ws: Workspace) -> PropensityModel | None:
     """The latest fitted propensity model, or ``None`` (the prior is used)."""
     with ws.ops.session() as s:
-        row = s.scalars(select(ModelVersion).where(ModelVersion.kind == PROPENSITY_KIND)
-                        .order_by(ModelVersion.version.desc()).limit(1)).first()
+        row = s.scalars(
+            select(ModelVersion)
+            .where(ModelVersion.kind == PROPENSITY_KIND)
+            .order_by(ModelVersion.version.desc())
+            .limit(1)
+        ).first()
         if row is None:
             return None
         p = dict(row.params)
-        return PropensityModel(row.version, p["intercept"], np.array(p["coef"]), np.array(p["mean"]),
-                               np.array(p["scale"]))
+        return PropensityModel(
+            row.version, p["intercept"], np.array(p["coef"]), np.array(p["mean"]), np.array(p["scale"])
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -258,8 +314,9 @@ def _profile_frame(ws: Workspace, ids: Sequence[str]) -> pd.DataFrame:
     return frame.merge(got, on="customer_id", how="left")
 
 
-def next_best_offer(ws: Workspace, customer_ids: Sequence[str], *, on: date | None = None,
-                    margin_rate: float | None = None) -> pd.DataFrame:
+def next_best_offer(
+    ws: Workspace, customer_ids: Sequence[str], *, on: date | None = None, margin_rate: float | None = None
+) -> pd.DataFrame:
     """The offer with the highest expected margin per customer among those valid ``on`` (today).
 
     Returns DataFrame(customer_id, offer, expected_margin, propensity, source), one row per
@@ -270,9 +327,15 @@ def next_best_offer(ws: Workspace, customer_ids: Sequence[str], *, on: date | No
     on = on or datetime.now(UTC).date()
     rate = float(margin_rate if margin_rate is not None else ws.settings.clv.margin)
     offers = [o for o in list_offers(ws) if o.valid_on(on)]
-    out = pd.DataFrame({"customer_id": ids, "offer": pd.Series([None] * len(ids), dtype=object),
-                        "expected_margin": np.nan, "propensity": np.nan,
-                        "source": pd.Series([None] * len(ids), dtype=object)})
+    out = pd.DataFrame(
+        {
+            "customer_id": ids,
+            "offer": pd.Series([None] * len(ids), dtype=object),
+            "expected_margin": np.nan,
+            "propensity": np.nan,
+            "source": pd.Series([None] * len(ids), dtype=object),
+        }
+    )
     if not ids or not offers:
         return out
     profile = _profile_frame(ws, ids)

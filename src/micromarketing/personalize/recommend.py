@@ -64,8 +64,14 @@ def _midnight(day: date) -> ir.TimestampScalar:
     return ibis.literal(datetime.combine(day, time(), tzinfo=UTC), type="timestamp('UTC')")
 
 
-def interactions_expr(ws: Workspace, *, start: date | None = None, end: date | None = None,
-                      customers: ir.Table | None = None, views: bool = True) -> ir.Table:
+def interactions_expr(
+    ws: Workspace,
+    *,
+    start: date | None = None,
+    end: date | None = None,
+    customers: ir.Table | None = None,
+    views: bool = True,
+) -> ir.Table:
     """Per (customer_id, product_id): distinct ``orders`` and ``views`` (views + carts) in [start, end)."""
     tx = ws.table("transactions")
     tx = tx.filter(tx.product_id.notnull())
@@ -74,7 +80,8 @@ def interactions_expr(ws: Workspace, *, start: date | None = None, end: date | N
     if end is not None:
         tx = tx.filter(tx.ordered_at < _midnight(end))
     bought = tx.group_by("customer_id", "product_id").aggregate(
-        orders=tx.order_id.nunique().cast("int64"), views=ibis.literal(0, type="int64"))
+        orders=tx.order_id.nunique().cast("int64"), views=ibis.literal(0, type="int64")
+    )
     parts = [bought]
     if views and ws.warehouse.has_table("events"):
         ev = ws.table("events")
@@ -83,10 +90,15 @@ def interactions_expr(ws: Workspace, *, start: date | None = None, end: date | N
             ev = ev.filter(ev.occurred_at >= _midnight(start))
         if end is not None:
             ev = ev.filter(ev.occurred_at < _midnight(end))
-        parts.append(ev.group_by("customer_id", "product_id").aggregate(
-            orders=ibis.literal(0, type="int64"), views=ev.count().cast("int64")))
+        parts.append(
+            ev.group_by("customer_id", "product_id").aggregate(
+                orders=ibis.literal(0, type="int64"), views=ev.count().cast("int64")
+            )
+        )
     rows = parts[0] if len(parts) == 1 else parts[0].union(parts[1], distinct=False)
-    rows = rows.group_by("customer_id", "product_id").aggregate(orders=rows.orders.sum(), views=rows.views.sum())
+    rows = rows.group_by("customer_id", "product_id").aggregate(
+        orders=rows.orders.sum(), views=rows.views.sum()
+    )
     if customers is not None:
         ids = customers.select(_cid=customers.customer_id.cast("string")).distinct()
         rows = rows.join(ids, rows.customer_id == ids._cid).drop("_cid")
@@ -173,8 +185,16 @@ class ALS:
     alpha: float
 
     @classmethod
-    def fit(cls, weights: sp.csr_matrix, *, factors: int = 32, iterations: int = 15,
-            regularization: float = 0.05, alpha: float = 10.0, seed: int = 0) -> ALS:
+    def fit(
+        cls,
+        weights: sp.csr_matrix,
+        *,
+        factors: int = 32,
+        iterations: int = 15,
+        regularization: float = 0.05,
+        alpha: float = 10.0,
+        seed: int = 0,
+    ) -> ALS:
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
         try:
             from implicit.als import AlternatingLeastSquares
@@ -182,8 +202,14 @@ class ALS:
         except ImportError:  # pragma: no cover - depends on the environment
             raise ModelError("method 'als' needs the `implicit` package (pip install implicit)") from None
         with threadpool_limits(1, "blas"):
-            model = AlternatingLeastSquares(factors=factors, iterations=iterations, regularization=regularization,
-                                            alpha=alpha, random_state=seed, use_gpu=False)
+            model = AlternatingLeastSquares(
+                factors=factors,
+                iterations=iterations,
+                regularization=regularization,
+                alpha=alpha,
+                random_state=seed,
+                use_gpu=False,
+            )
             model.fit(weights.astype(np.float32).tocsr(), show_progress=False)
         return cls(np.asarray(model.item_factors, dtype=np.float32), regularization, alpha)
 
@@ -244,8 +270,11 @@ def top_k(scores: np.ndarray, exclude: sp.csr_matrix | None, k: int) -> tuple[np
         ex = exclude.tocoo()
         scores[ex.row, ex.col] = -np.inf
     k = min(k, scores.shape[1])
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else \
-        np.tile(np.arange(scores.shape[1]), (scores.shape[0], 1))
+    part = (
+        np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        if k < scores.shape[1]
+        else np.tile(np.arange(scores.shape[1]), (scores.shape[0], 1))
+    )
     part_scores = np.take_along_axis(scores, part, axis=1)
     order = np.lexsort((part, -part_scores), axis=1)
     idx = np.take_along_axis(part, order, axis=1)
@@ -282,9 +311,14 @@ def default_method() -> str:
     return "item"
 
 
-def fit_recommender(ws: Workspace, *, method: str | None = None, as_of: date | None = None,
-                    params: dict[str, Any] | None = None,
-                    progress: ProgressCallback = noop_progress) -> FitResult:
+def fit_recommender(
+    ws: Workspace,
+    *,
+    method: str | None = None,
+    as_of: date | None = None,
+    params: dict[str, Any] | None = None,
+    progress: ProgressCallback = noop_progress,
+) -> FitResult:
     """Fit the recommender on interactions before ``as_of`` and store it as a new version."""
     method = method or default_method()
     if method not in METHODS:
@@ -316,9 +350,16 @@ def fit_recommender(ws: Workspace, *, method: str | None = None, as_of: date | N
         np.save(folder / "item_factors.npy", model.item_factors, allow_pickle=False)
         params.setdefault("regularization", model.regularization)
         params.setdefault("alpha", model.alpha)
-    meta = {"method": method, "path": str(folder.relative_to(ws.root)), "customers": len(users),
-            "products": int(len(cat.items)), "interactions": int(weights.nnz), "view_weight": VIEW_WEIGHT,
-            "params": params, "fitted_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    meta = {
+        "method": method,
+        "path": str(folder.relative_to(ws.root)),
+        "customers": len(users),
+        "products": int(len(cat.items)),
+        "interactions": int(weights.nnz),
+        "view_weight": VIEW_WEIGHT,
+        "params": params,
+        "fitted_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
     if method == "als":
         import implicit
 
@@ -326,8 +367,9 @@ def fit_recommender(ws: Workspace, *, method: str | None = None, as_of: date | N
     with ws.ops.session() as s:
         s.add(ModelVersion(kind=KIND, version=version, as_of=as_of, params=meta))
     progress("recommend fit", 3, 3)
-    return FitResult(version, method, as_of, len(users), int(len(cat.items)), int(weights.nnz),
-                     meta["path"], params)
+    return FitResult(
+        version, method, as_of, len(users), int(len(cat.items)), int(weights.nnz), meta["path"], params
+    )
 
 
 @dataclass
@@ -356,16 +398,21 @@ def load_recommender(ws: Workspace, version: int | None = None) -> LoadedRecomme
     folder = ws.root / meta["path"]
     if not folder.is_dir():
         raise ModelError(f"recommender v{ver}: artefacts missing under {folder}; run `recommend fit` again")
-    cat = Catalogue(np.load(folder / "items.npy", allow_pickle=False),
-                    np.load(folder / "repeatable.npy", allow_pickle=False))
+    cat = Catalogue(
+        np.load(folder / "items.npy", allow_pickle=False),
+        np.load(folder / "repeatable.npy", allow_pickle=False),
+    )
     popularity = np.load(folder / "popularity.npy", allow_pickle=False)
     model: ItemItem | ALS
     if meta["method"] == "item":
         model = ItemItem(sp.load_npz(folder / "similarity.npz").tocsr())
     else:
         p = meta.get("params", {})
-        model = ALS(np.load(folder / "item_factors.npy", allow_pickle=False), float(p.get("regularization", 0.05)),
-                    float(p.get("alpha", 10.0)))
+        model = ALS(
+            np.load(folder / "item_factors.npy", allow_pickle=False),
+            float(p.get("regularization", 0.05)),
+            float(p.get("alpha", 10.0)),
+        )
     return LoadedRecommender(ver, meta["method"], as_of, cat, popularity, model)
 
 
@@ -393,7 +440,8 @@ def _group_keys(ws: Workspace, ids: ir.Table) -> ir.Table:
         cur = cur.select("segment", "customer_id")
         sizes = cur.group_by("segment").aggregate(_n=cur.count())
         ranked = cur.join(sizes, "segment").mutate(
-            _r=ibis.row_number().over(group_by="customer_id", order_by=[ibis.asc("_n"), ibis.asc("segment")]))
+            _r=ibis.row_number().over(group_by="customer_id", order_by=[ibis.asc("_n"), ibis.asc("segment")])
+        )
         seg = ranked.filter(ranked._r == 0).select(_sid="customer_id", seg="segment")
     elif ws.warehouse.has_table("profiles") and "age_band" in ws.table("profiles").columns:
         p = ws.table("profiles")
@@ -422,8 +470,12 @@ def cold_start(ws: Workspace, customer_ids: list[str], k: int, *, as_of: date | 
         tx = tx.filter(tx.ordered_at < _midnight(as_of))
     buyers = tx.select("customer_id", "product_id").distinct()
     joined = buyers.join(all_keys, "customer_id")
-    levels: list[tuple[str, list[str]]] = [("seg_region", ["seg", "region"]), ("seg", ["seg"]),
-                                           ("region", ["region"]), ("all", [])]
+    levels: list[tuple[str, list[str]]] = [
+        ("seg_region", ["seg", "region"]),
+        ("seg", ["seg"]),
+        ("region", ["region"]),
+        ("all", []),
+    ]
     tables: dict[str, pd.DataFrame] = {}
     sizes: dict[str, pd.DataFrame] = {}
     for level, cols in levels:
@@ -463,8 +515,14 @@ def cold_start(ws: Workspace, customer_ids: list[str], k: int, *, as_of: date | 
     return pd.DataFrame(out, columns=["customer_id", "rank", "product_id", "score"])
 
 
-def recommend_for(ws: Workspace, customer_ids: list[str] | tuple[str, ...], k: int = 5, *,
-                  version: int | None = None, as_of: date | None = None) -> pd.DataFrame:
+def recommend_for(
+    ws: Workspace,
+    customer_ids: list[str] | tuple[str, ...],
+    k: int = 5,
+    *,
+    version: int | None = None,
+    as_of: date | None = None,
+) -> pd.DataFrame:
     """Top-``k`` products per customer: DataFrame(customer_id, rank, product_id, score).
 
     Uses the latest fitted recommender (or ``version``) with each customer's current history
@@ -479,8 +537,9 @@ def recommend_for(ws: Workspace, customer_ids: list[str] | tuple[str, ...], k: i
     if rec is None:
         return cold_start(ws, ids, k, as_of=as_of)
     uniq = list(dict.fromkeys(ids))
-    frame = interactions_expr(ws, end=as_of, customers=ibis.memtable(
-        {"customer_id": uniq}, schema={"customer_id": "string"})).to_pandas()
+    frame = interactions_expr(
+        ws, end=as_of, customers=ibis.memtable({"customer_id": uniq}, schema={"customer_id": "string"})
+    ).to_pandas()
     warm = sorted(set(frame["customer_id"]))
     parts = []
     if warm:
@@ -493,12 +552,16 @@ def recommend_for(ws: Workspace, customer_ids: list[str] | tuple[str, ...], k: i
             scores = scores + 1e-6 * (rec.popularity / max(float(rec.popularity.max()), 1.0))
             idx, val = top_k(scores, exclude[lo:hi], k)
             n = hi - lo
-            parts.append(pd.DataFrame({
-                "customer_id": np.repeat(np.array(warm[lo:hi], dtype=object), idx.shape[1]),
-                "rank": np.tile(np.arange(1, idx.shape[1] + 1), n),
-                "product_id": rec.catalogue.items[idx.ravel()].astype(object),
-                "score": val.ravel(),
-            }))
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "customer_id": np.repeat(np.array(warm[lo:hi], dtype=object), idx.shape[1]),
+                        "rank": np.tile(np.arange(1, idx.shape[1] + 1), n),
+                        "product_id": rec.catalogue.items[idx.ravel()].astype(object),
+                        "score": val.ravel(),
+                    }
+                )
+            )
     cold = [c for c in uniq if c not in set(warm)]
     if cold:
         known = ws.table("customers")
@@ -568,9 +631,16 @@ def ranking_metrics(recommended: np.ndarray, relevant: list[set[int]], k: int, n
     return Metrics(float(p / n), float(r / n), float(g / n), float(coverage))
 
 
-def evaluate(ws: Workspace, *, method: str | None = None, k: int = 10, holdout_days: int = 90,
-             as_of: date | None = None, params: dict[str, Any] | None = None,
-             progress: ProgressCallback = noop_progress) -> Evaluation:
+def evaluate(
+    ws: Workspace,
+    *,
+    method: str | None = None,
+    k: int = 10,
+    holdout_days: int = 90,
+    as_of: date | None = None,
+    params: dict[str, Any] | None = None,
+    progress: ProgressCallback = noop_progress,
+) -> Evaluation:
     """Time-based offline evaluation of ``method`` against popularity in the same run.
 
     Interactions before ``as_of - holdout_days`` train both; each customer with training
@@ -619,7 +689,12 @@ def evaluate(ws: Workspace, *, method: str | None = None, k: int = 10, holdout_d
     progress("evaluate", 2, 3)
     n_items = len(cat.items)
     result = Evaluation(
-        method, k, cutoff, as_of, len(users), len(rows),
+        method,
+        k,
+        cutoff,
+        as_of,
+        len(users),
+        len(rows),
         ranking_metrics(np.vstack(model_recs), rel, k, n_items),
         ranking_metrics(np.vstack(base_recs), rel, k, n_items),
     )
@@ -630,7 +705,9 @@ def evaluate(ws: Workspace, *, method: str | None = None, k: int = 10, holdout_d
 def recommender_info(ws: Workspace) -> list[dict[str, Any]]:
     """Every stored recommender version with its metadata (newest first)."""
     with ws.ops.session() as s:
-        rows = s.scalars(select(ModelVersion).where(ModelVersion.kind == KIND).order_by(ModelVersion.version.desc()))
+        rows = s.scalars(
+            select(ModelVersion).where(ModelVersion.kind == KIND).order_by(ModelVersion.version.desc())
+        )
         return [{"version": r.version, "as_of": r.as_of, **dict(r.params)} for r in rows]
 
 

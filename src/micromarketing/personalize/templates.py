@@ -67,8 +67,17 @@ MAX_EXPONENT = 64
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
 _BLOCK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}\.(html|htm|txt)$")
 # Variables the renderer provides itself; anything else a template reads comes from the data.
-CONTEXT_VARIABLES = ("customer", "segment", "offer", "recommendations", "unsubscribe_url",
-                     "product_card", "product_card_text", "product_cards", "product_cards_text")
+CONTEXT_VARIABLES = (
+    "customer",
+    "segment",
+    "offer",
+    "recommendations",
+    "unsubscribe_url",
+    "product_card",
+    "product_card_text",
+    "product_cards",
+    "product_cards_text",
+)
 _INCLUDE = re.compile(r"""\{%\s*include\s+(["'])([^"']+)\1\s*(?:with\s+context\s*)?%\}""")
 _NOT_INLINABLE = re.compile(r"\{%-?\s*(set|block|extends|import|from|macro|include)\b")
 
@@ -76,8 +85,15 @@ _NOT_INLINABLE = re.compile(r"\{%-?\s*(set|block|extends|import|from|macro|inclu
 class TemplateError(MicromarketingError):
     """A template cannot be stored or rendered (syntax error, missing field, unsafe access)."""
 
-    def __init__(self, message: str, *, template: str = "", part: str = "", line: int | None = None,
-                 customer_id: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        template: str = "",
+        part: str = "",
+        line: int | None = None,
+        customer_id: str | None = None,
+    ) -> None:
         where = template + (f"/{part}" if part else "") + (f" line {line}" if line else "")
         who = f" (customer {customer_id})" if customer_id else ""
         super().__init__(f"template {where}: {message}{who}" if where else message + who)
@@ -119,8 +135,15 @@ class Product:
 
     __slots__ = ("product_id", "name", "category", "price", "currency", "repeatable")
 
-    def __init__(self, product_id: str, name: str | None, category: str | None, price: float | None,
-                 currency: str | None, repeatable: bool | None = True) -> None:
+    def __init__(
+        self,
+        product_id: str,
+        name: str | None,
+        category: str | None,
+        price: float | None,
+        currency: str | None,
+        repeatable: bool | None = True,
+    ) -> None:
         self.product_id = product_id
         self.name = name if name is not None else product_id
         self.category = category
@@ -162,7 +185,9 @@ class _Loader(jinja2.BaseLoader):
     def __init__(self, sources: Mapping[str, str]) -> None:
         self.sources = dict(sources)
 
-    def get_source(self, environment: jinja2.Environment, template: str) -> tuple[str, str, Callable[[], bool]]:
+    def get_source(
+        self, environment: jinja2.Environment, template: str
+    ) -> tuple[str, str, Callable[[], bool]]:
         if template in self.sources:
             return self.sources[template], template, lambda: True
         if _BLOCK_NAME.match(template) and (DEFAULT_BLOCKS_DIR / template).is_file():
@@ -187,8 +212,11 @@ def make_environment(sources: Mapping[str, str] | None = None) -> jinja2.Environ
 
 def default_blocks() -> dict[str, str]:
     """The shipped shared blocks by name (header.html, footer.html, product_card.html, …)."""
-    return {p.name: p.read_text(encoding="utf-8") for p in sorted(DEFAULT_BLOCKS_DIR.iterdir())
-            if p.is_file() and p.suffix in BLOCK_SUFFIXES}
+    return {
+        p.name: p.read_text(encoding="utf-8")
+        for p in sorted(DEFAULT_BLOCKS_DIR.iterdir())
+        if p.is_file() and p.suffix in BLOCK_SUFFIXES
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -209,10 +237,14 @@ def part_for_file(path: str | os.PathLike[str]) -> str:
         return "html"
     if suffix in (".txt", ".text"):
         return "text"
-    raise TemplateError(f"{p}: cannot tell which part this file is (name it *.subject, *.html, *.txt or *.sms)")
+    raise TemplateError(
+        f"{p}: cannot tell which part this file is (name it *.subject, *.html, *.txt or *.sms)"
+    )
 
 
-def add_template(ws: Workspace, name: str, parts: Mapping[str, str] | Iterable[str | os.PathLike[str]]) -> TemplateInfo:
+def add_template(
+    ws: Workspace, name: str, parts: Mapping[str, str] | Iterable[str | os.PathLike[str]]
+) -> TemplateInfo:
     """Store a new version of message template ``name`` from part texts or files; returns it.
 
     ``parts`` maps part names (subject, html, text, sms) to Jinja source, or lists files whose
@@ -266,7 +298,9 @@ def get_template(ws: Workspace, name: str, version: int | None = None) -> Templa
         if row is None:
             known = sorted(set(s.scalars(select(Template.name))))
             hint = f" (known: {', '.join(known[:20])})" if known else " (none stored yet: `template add`)"
-            raise NotFoundError(f"no template named {name!r}" + (f" version {version}" if version else "") + hint)
+            raise NotFoundError(
+                f"no template named {name!r}" + (f" version {version}" if version else "") + hint
+            )
         parts = dict(row.parts or {})
     kind = str(parts.pop("_kind", "message"))
     variables = list(parts.pop("_variables", []))
@@ -276,9 +310,14 @@ def get_template(ws: Workspace, name: str, version: int | None = None) -> Templa
 def list_templates(ws: Workspace) -> list[TemplateInfo]:
     """Latest version of every stored template and block, by name."""
     with ws.ops.session() as s:
-        latest = select(Template.name, func.max(Template.version).label("v")).group_by(Template.name).subquery()
-        rows = s.scalars(select(Template).join(latest, (Template.name == latest.c.name)
-                                               & (Template.version == latest.c.v)).order_by(Template.name))
+        latest = (
+            select(Template.name, func.max(Template.version).label("v")).group_by(Template.name).subquery()
+        )
+        rows = s.scalars(
+            select(Template)
+            .join(latest, (Template.name == latest.c.name) & (Template.version == latest.c.v))
+            .order_by(Template.name)
+        )
         out = []
         for row in rows:
             parts = dict(row.parts or {})
@@ -327,7 +366,9 @@ def _check_source(env: jinja2.Environment, key: str, source: str, name: str, par
     try:
         ast = env.parse(source, name=key)
     except jinja2.TemplateSyntaxError as exc:
-        raise TemplateError(f"syntax error: {exc.message}", template=name, part=part, line=exc.lineno) from None
+        raise TemplateError(
+            f"syntax error: {exc.message}", template=name, part=part, line=exc.lineno
+        ) from None
     for included in meta.find_referenced_templates(ast):
         if included is None:
             continue
@@ -335,8 +376,9 @@ def _check_source(env: jinja2.Environment, key: str, source: str, name: str, par
             env.get_template(included)
         except jinja2.TemplateNotFound:
             known = ", ".join(sorted(set(default_blocks()) | {k for k in env.loader.sources if "#" not in k}))  # type: ignore[union-attr]
-            raise TemplateError(f"includes unknown block {included!r} (known: {known})",
-                                template=name, part=part) from None
+            raise TemplateError(
+                f"includes unknown block {included!r} (known: {known})", template=name, part=part
+            ) from None
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(f"syntax error: {exc.message}", template=included, line=exc.lineno) from None
     return set(meta.find_undeclared_variables(ast))
@@ -360,8 +402,9 @@ class CompiledTemplate:
                 try:
                     self.templates[part] = self.env.get_template(f"{info.name}#{part}")
                 except jinja2.TemplateSyntaxError as exc:
-                    raise TemplateError(f"syntax error: {exc.message}", template=info.name, part=part,
-                                        line=exc.lineno) from None
+                    raise TemplateError(
+                        f"syntax error: {exc.message}", template=info.name, part=part, line=exc.lineno
+                    ) from None
         self.reads = self._variables()
         # The fast path renders copies of the parts with constant includes inlined (no per-recipient
         # include context); errors are re-raised through the originals for exact file and line.
@@ -376,8 +419,12 @@ class CompiledTemplate:
             self._fast.append((part, t.root_render_func, t.name, t.blocks))
 
     def _helpers(self) -> dict[str, Any]:
-        return {"product_card": self._card_html, "product_card_text": self._card_text,
-                "product_cards": self._cards_html, "product_cards_text": self._cards_text}
+        return {
+            "product_card": self._card_html,
+            "product_card_text": self._card_text,
+            "product_cards": self._cards_html,
+            "product_cards_text": self._cards_text,
+        }
 
     # -- which data the template needs ----------------------------------------------------------
     def _variables(self) -> set[str]:
@@ -402,8 +449,10 @@ class CompiledTemplate:
                     names |= {"recommendations", "offer", "segment"}
                 else:
                     todo.append(ref)
-            if any(isinstance(n, nodes.Name) and n.name.startswith("product_card")
-                   for n in ast.find_all(nodes.Name)):
+            if any(
+                isinstance(n, nodes.Name) and n.name.startswith("product_card")
+                for n in ast.find_all(nodes.Name)
+            ):
                 names.add("recommendations")
         return names
 
@@ -433,13 +482,24 @@ class CompiledTemplate:
 
     def _cards_html(self, products: Iterable[Any]) -> Markup:
         cache, card = self._cards, self._card
-        return Markup("".join([cache.get((getattr(p, "product_id", None), "product_card.html"))
-                               or card(p, "product_card.html") for p in products]))
+        return Markup(
+            "".join(
+                [
+                    cache.get((getattr(p, "product_id", None), "product_card.html"))
+                    or card(p, "product_card.html")
+                    for p in products
+                ]
+            )
+        )
 
     def _cards_text(self, products: Iterable[Any]) -> str:
         cache, card = self._cards, self._card
-        return "\n".join([cache.get((getattr(p, "product_id", None), "product_card.txt"))
-                           or card(p, "product_card.txt") for p in products])
+        return "\n".join(
+            [
+                cache.get((getattr(p, "product_id", None), "product_card.txt")) or card(p, "product_card.txt")
+                for p in products
+            ]
+        )
 
     # -- rendering ------------------------------------------------------------------------------
     def render(self, context: Mapping[str, Any], customer_id: str = "") -> RenderedMessage:
@@ -474,6 +534,7 @@ def _inline_includes(source: str, sources: Mapping[str, str], key: str = "") -> 
     import, macro, nested include) and with the same autoescaping as ``key`` (the including
     template's name) are inlined; the rest stay includes.
     """
+
     def paste(m: re.Match[str]) -> str:
         name = m.group(2)
         block = sources.get(name)
@@ -501,16 +562,27 @@ def _wrap(exc: BaseException, template: str, part: str, customer_id: str) -> Tem
                 where_name, where_part = fname, ""
             break
     if isinstance(exc, SecurityError):
-        return TemplateSecurityError(f"unsafe: {exc}", template=where_name, part=where_part, line=line,
-                                     customer_id=customer_id or None)
+        return TemplateSecurityError(
+            f"unsafe: {exc}", template=where_name, part=where_part, line=line, customer_id=customer_id or None
+        )
     if isinstance(exc, jinja2.UndefinedError):
         msg = str(exc)
-        return TemplateError(f"missing field: {msg} (give a default: {{{{ x | default('…') }}}})",
-                             template=where_name, part=where_part, line=line, customer_id=customer_id or None)
+        return TemplateError(
+            f"missing field: {msg} (give a default: {{{{ x | default('…') }}}})",
+            template=where_name,
+            part=where_part,
+            line=line,
+            customer_id=customer_id or None,
+        )
     if isinstance(exc, TemplateError):
         return exc
-    return TemplateError(f"{type(exc).__name__}: {exc}", template=where_name, part=where_part, line=line,
-                         customer_id=customer_id or None)
+    return TemplateError(
+        f"{type(exc).__name__}: {exc}",
+        template=where_name,
+        part=where_part,
+        line=line,
+        customer_id=customer_id or None,
+    )
 
 
 def compile_template(ws: Workspace, name: str, version: int | None = None) -> CompiledTemplate:
@@ -564,7 +636,9 @@ def _recipients_table(ws: Workspace, ids: ibis.Table) -> ibis.Table:
     return joined.order_by("customer_id")
 
 
-def recipients_for(ws: Workspace, who: str | Sequence[str], as_of: Any = None) -> tuple[ibis.Table, dict[str, Any] | None]:
+def recipients_for(
+    ws: Workspace, who: str | Sequence[str], as_of: Any = None
+) -> tuple[ibis.Table, dict[str, Any] | None]:
     """The ``customer_id`` table for a segment name or a list of ids, plus the segment context."""
     if isinstance(who, str):
         from micromarketing.segments import Segments
@@ -603,9 +677,18 @@ def render_for_customers(
     ids_table, seg_ctx = recipients_for(ws, customers)
     if segment is not None:
         seg_ctx = _segment_context(ws, segment)
-    yield from render_rows(ws, tpl, _recipients_table(ws, ids_table), k=k, extra=extra, segment=seg_ctx,
-                           unsubscribe_base=unsubscribe_base, batch_size=batch_size, errors=errors,
-                           failures=failures)
+    yield from render_rows(
+        ws,
+        tpl,
+        _recipients_table(ws, ids_table),
+        k=k,
+        extra=extra,
+        segment=seg_ctx,
+        unsubscribe_base=unsubscribe_base,
+        batch_size=batch_size,
+        errors=errors,
+        failures=failures,
+    )
 
 
 def render_rows(
@@ -653,8 +736,9 @@ def render_rows(
             ctx = {k_: v for k_, v in row.items() if v is not None}
             ctx["customer"] = dict(ctx)
             ctx.update(constant)
-            ctx["unsubscribe_url"] = (f"{unsubscribe_base}{sep}c={quote(cid, safe='')}"
-                                      f"&t={unsubscribe_token(key, cid)}")
+            ctx["unsubscribe_url"] = (
+                f"{unsubscribe_base}{sep}c={quote(cid, safe='')}&t={unsubscribe_token(key, cid)}"
+            )
             if want_recs:
                 ctx["recommendations"] = recs.get(cid, [])
             if cid in offers:
@@ -673,12 +757,22 @@ def product_catalogue(ws: Workspace) -> dict[str, Product]:
     if not ws.warehouse.has_table("products"):
         return {}
     rows = ws.table("products").to_pyarrow().to_pylist()
-    return {r["product_id"]: Product(r["product_id"], r.get("name"), r.get("category"), r.get("price"),
-                                     r.get("currency"), r.get("repeatable")) for r in rows}
+    return {
+        r["product_id"]: Product(
+            r["product_id"],
+            r.get("name"),
+            r.get("category"),
+            r.get("price"),
+            r.get("currency"),
+            r.get("repeatable"),
+        )
+        for r in rows
+    }
 
 
-def recommendations_by_customer(ws: Workspace, ids: Sequence[str], k: int,
-                                catalogue: Mapping[str, Product]) -> dict[str, list[Product]]:
+def recommendations_by_customer(
+    ws: Workspace, ids: Sequence[str], k: int, catalogue: Mapping[str, Product]
+) -> dict[str, list[Product]]:
     """``k`` recommended products per customer (the fitted recommender; popularity if none)."""
     from micromarketing.personalize.recommend import recommend_for
 
@@ -697,18 +791,30 @@ def offers_by_customer(ws: Workspace, ids: Sequence[str]) -> dict[str, dict[str,
 
     frame = next_best_offer(ws, ids)
     contexts = offer_contexts(ws)
-    return {cid: contexts[name] for cid, name in zip(frame["customer_id"], frame["offer"], strict=True)
-            if name is not None and name in contexts}
+    return {
+        cid: contexts[name]
+        for cid, name in zip(frame["customer_id"], frame["offer"], strict=True)
+        if name is not None and name in contexts
+    }
 
 
 # ---------------------------------------------------------------------------------------------
 # preview and check
 # ---------------------------------------------------------------------------------------------
-def preview_template(ws: Workspace, name: str, customer_id: str, *, k: int = 5, version: int | None = None,
-                     segment: str | None = None, extra: Mapping[str, Any] | None = None) -> RenderedMessage:
+def preview_template(
+    ws: Workspace,
+    name: str,
+    customer_id: str,
+    *,
+    k: int = 5,
+    version: int | None = None,
+    segment: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> RenderedMessage:
     """Render template ``name`` for one real customer; raises :class:`TemplateError` on failure."""
-    for message in render_for_customers(ws, name, [customer_id], k=k, version=version, segment=segment,
-                                        extra=extra):
+    for message in render_for_customers(
+        ws, name, [customer_id], k=k, version=version, segment=segment, extra=extra
+    ):
         return message
     raise NotFoundError(f"customer {customer_id!r} not found")
 
@@ -729,8 +835,16 @@ class CheckReport:
         return not self.failures
 
 
-def check_template(ws: Workspace, name: str, segment: str, *, k: int = 5, version: int | None = None,
-                   extra: Mapping[str, Any] | None = None, max_failures: int = 1000) -> CheckReport:
+def check_template(
+    ws: Workspace,
+    name: str,
+    segment: str,
+    *,
+    k: int = 5,
+    version: int | None = None,
+    extra: Mapping[str, Any] | None = None,
+    max_failures: int = 1000,
+) -> CheckReport:
     """Render ``name`` for every member of ``segment`` without sending; report every failure.
 
     Failures with the same reason are all listed (up to ``max_failures``) so that a field missing
@@ -739,11 +853,14 @@ def check_template(ws: Workspace, name: str, segment: str, *, k: int = 5, versio
     failures: list[TemplateError] = []
     rendered = 0
     long_sms = 0
-    for message in render_for_customers(ws, name, segment, k=k, version=version, extra=extra,
-                                        errors="collect", failures=failures):
+    for message in render_for_customers(
+        ws, name, segment, k=k, version=version, extra=extra, errors="collect", failures=failures
+    ):
         rendered += 1
         if message.sms is not None and len(message.sms) > 160:
             long_sms += 1
-    listed = [{"customer_id": f.customer_id, "part": f.part, "line": f.line, "reason": f.reason,
-               "message": str(f)} for f in failures[:max_failures]]
+    listed = [
+        {"customer_id": f.customer_id, "part": f.part, "line": f.line, "reason": f.reason, "message": str(f)}
+        for f in failures[:max_failures]
+    ]
     return CheckReport(name, segment, rendered + len(failures), rendered, listed, long_sms)
