@@ -163,12 +163,14 @@ class Catalog:
         """The universe left-joined to the ``customers`` columns in ``needed`` (all if None)."""
         universe = self.universe()
         customers = self.table("customers")
+        # Hidden columns are never resolvable as fields, so the universe need not be projected
+        # (fewer nodes to compile: this is on the path of every count).
         if customers is None or universe is customers:
-            return universe.select(*[c for c in universe.columns if c not in HIDDEN_COLUMNS])
+            return universe
         extra = [c for c, src in self.fields().items() if src == "customers" and (needed is None or c in needed)]
         keep = [c for c in universe.columns if c not in HIDDEN_COLUMNS]
         if not extra:
-            return universe.select(*keep)
+            return universe
         right = customers.select("customer_id", *extra)
         joined = universe.left_join(right, universe.customer_id == right.customer_id)
         return joined.select(*[universe[c] for c in keep], *[right[c] for c in extra])
@@ -180,12 +182,19 @@ class CompiledRule:
 
     text: str
     tree: dsl.Node
-    as_of: date
+    _as_of: date | Callable[[], date]
     base: ir.Table
     predicate: ir.BooleanValue
     fields: dict[str, Pos]  # resolved base fields this rule reads (first position), transitively
     segments: tuple[str, ...] = ()  # segments referenced through in_segment, transitively
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def as_of(self) -> date:
+        """The evaluation date (looked up only when needed: a rule without dates does not)."""
+        if callable(self._as_of):
+            self._as_of = self._as_of()
+        return self._as_of
 
     def matches(self) -> ir.Table:
         """The base rows that satisfy the rule."""
@@ -210,8 +219,7 @@ def compile_rule(
     functions, wrong argument types and cyclic ``in_segment`` references.
     """
     tree = dsl.parse(text)
-    when = as_of or catalog.default_as_of()
-    return _Compiler(catalog, when, resolve_segment, _stack).compile(text, tree)
+    return _Compiler(catalog, as_of, resolve_segment, _stack).compile(text, tree)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -273,10 +281,10 @@ class _Behaviour:
 
 
 class _Compiler:
-    def __init__(self, catalog: Catalog, as_of: date, resolver: SegmentResolver | None,
+    def __init__(self, catalog: Catalog, as_of: date | None, resolver: SegmentResolver | None,
                  stack: tuple[str, ...]) -> None:
         self.catalog = catalog
-        self.as_of = as_of
+        self.explicit_as_of = as_of
         self.resolver = resolver
         self.stack = stack
         self.available = catalog.fields()
@@ -285,6 +293,13 @@ class _Compiler:
         self.behaviours: dict[dsl.Call, _Behaviour] = {}
         self.warnings: list[str] = []
         self.base: ir.Table | None = None
+
+    @property
+    def as_of(self) -> date:
+        """The explicit as-of date, else the catalog's default (looked up on first use)."""
+        if self.explicit_as_of is None:
+            self.explicit_as_of = self.catalog.default_as_of()
+        return self.explicit_as_of
 
     # -- driver -------------------------------------------------------------------------------
     def compile(self, text: str, tree: dsl.Node) -> CompiledRule:
@@ -321,14 +336,16 @@ class _Compiler:
         predicate = value.e()
         if value.is_lit:
             predicate = ibis.literal(bool(value.lit))
-        profile_as_of = self.catalog.profile_as_of()
+        profile_as_of = self.catalog.profile_as_of() if self.explicit_as_of is not None else None
         if profile_as_of is not None and profile_as_of != self.as_of and any(
             self.available.get(f) == "profiles" for f in self.fields
         ):
             self.warnings.append(
                 f"profile fields are as of {profile_as_of}, the rule is evaluated as of {self.as_of}"
             )
-        return CompiledRule(text, tree, self.as_of, base, predicate, self.fields,
+        when: date | Callable[[], date] = (self.explicit_as_of if self.explicit_as_of is not None
+                                           else self.catalog.default_as_of)
+        return CompiledRule(text, tree, when, base, predicate, self.fields,
                             tuple(dict.fromkeys(self.segments)), self.warnings)
 
     # -- fields -------------------------------------------------------------------------------

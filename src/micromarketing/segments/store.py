@@ -27,7 +27,14 @@ from sqlalchemy import func, select
 
 from micromarketing.errors import DataError, NotFoundError, PolicyError, RuleError
 from micromarketing.segments import guards
-from micromarketing.segments.rules import Catalog, CompiledRule, SegmentRef, _to_date, compile_rule
+from micromarketing.segments.rules import (
+    HIDDEN_COLUMNS,
+    Catalog,
+    CompiledRule,
+    SegmentRef,
+    _to_date,
+    compile_rule,
+)
 from micromarketing.store.models import Segment, SegmentVersion
 
 MEMBERS_TABLE = "segment_members"
@@ -404,7 +411,8 @@ class Segments:
         revenue_share = (float(totals["rev_in"] or 0) / float(rev)) if rev else None
         clv = totals.get("clv_in")
         show = [c for c in base.columns
-                if c not in PRIVATE_COLUMNS and not guards.is_sensitive(c, self.sensitive)][:12]
+                if c not in PRIVATE_COLUMNS and c not in HIDDEN_COLUMNS
+                and not guards.is_sensitive(c, self.sensitive)][:12]
         sample_rows = (flagged.filter(flagged._in).select("customer_id", *show).order_by("customer_id")
                        .limit(sample).to_pyarrow().to_pylist())
         diffs = _differences(flagged, [c for c in base.columns if c not in PRIVATE_COLUMNS

@@ -1,34 +1,23 @@
 SELECT
-  `t11`.`customer_id`
+  `t10`.`customer_id`
 FROM (
   SELECT
-    `t4`.`customer_id`,
-    `t4`.`recency_days`,
-    `t4`.`frequency`,
-    `t4`.`monetary`,
-    `t4`.`rfm_segment`,
-    `t4`.`age`,
-    `t4`.`age_band`,
-    `t4`.`clv_12m`,
-    `t4`.`last_order_at`,
-    COALESCE(`t9`.`_b0`, FALSE) AS `_b0`,
-    COALESCE(`t10`.`_b1`, 0) AS `_b1`
-  FROM (
-    SELECT
-      `t0`.`customer_id`,
-      `t0`.`recency_days`,
-      `t0`.`frequency`,
-      `t0`.`monetary`,
-      `t0`.`rfm_segment`,
-      `t0`.`age`,
-      `t0`.`age_band`,
-      `t0`.`clv_12m`,
-      `t0`.`last_order_at`
-    FROM `profiles` AS `t0`
-  ) AS `t4`
+    `t3`.`customer_id`,
+    `t3`.`as_of`,
+    `t3`.`recency_days`,
+    `t3`.`frequency`,
+    `t3`.`monetary`,
+    `t3`.`rfm_segment`,
+    `t3`.`age`,
+    `t3`.`age_band`,
+    `t3`.`clv_12m`,
+    `t3`.`last_order_at`,
+    COALESCE(`t8`.`_b0`, FALSE) AS `_b0`,
+    COALESCE(`t9`.`_b1`, 0) AS `_b1`
+  FROM `profiles` AS `t3`
   LEFT OUTER JOIN (
     SELECT
-      `t5`.`customer_id`,
+      `t4`.`customer_id`,
       TRUE AS `_b0`
     FROM (
       SELECT DISTINCT
@@ -38,12 +27,12 @@ FROM (
         `t1`.`category` = 'running'
         AND `t1`.`ordered_at` < CAST('2024-07-01T00:00:00+00:00' AS TIMESTAMP)
         AND `t1`.`ordered_at` >= CAST('2024-04-02T00:00:00+00:00' AS TIMESTAMP)
-    ) AS `t5`
-  ) AS `t9`
-    ON `t4`.`customer_id` = `t9`.`customer_id`
+    ) AS `t4`
+  ) AS `t8`
+    ON `t3`.`customer_id` = `t8`.`customer_id`
   LEFT OUTER JOIN (
     SELECT
-      `t6`.`customer_id`,
+      `t5`.`customer_id`,
       COUNT(*) AS `_b1`
     FROM (
       SELECT
@@ -53,11 +42,11 @@ FROM (
         `t2`.`event_type` = 'email_click'
         AND `t2`.`occurred_at` < CAST('2024-07-01T00:00:00+00:00' AS TIMESTAMP)
         AND `t2`.`occurred_at` >= CAST('2024-06-01T00:00:00+00:00' AS TIMESTAMP)
-    ) AS `t6`
+    ) AS `t5`
     GROUP BY
       1
-  ) AS `t10`
-    ON `t4`.`customer_id` = `t10`.`customer_id`
-) AS `t11`
+  ) AS `t9`
+    ON `t3`.`customer_id` = `t9`.`customer_id`
+) AS `t10`
 WHERE
-  `t11`.`_b0` AND `t11`.`_b1` >= 2
+  `t10`.`_b0` AND `t10`.`_b1` >= 2
