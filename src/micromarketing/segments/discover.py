@@ -30,9 +30,11 @@ Method
   cluster it shares most customers with (Hungarian matching on the overlap), which gets a new
   version; old names left over are retired (a new version marked ``retired`` with no members).
   So re-runs version the set instead of piling up segments.
-* Size guard: clusters smaller than the minimum practical size (``--min-size``, default the
+* Guards: clusters smaller than the minimum practical size (``--min-size``, default the
   workspace's ``segments.min_size``) are still saved, with the warning of
-  :func:`micromarketing.segments.guards.min_size_warning`.
+  :func:`micromarketing.segments.guards.min_size_warning` (and auto-k prefers a k without them).
+  Once the whole set is saved, the overlap and power guards run over every stored segment
+  (:meth:`Segments.overlap`) and their warnings are returned with the result.
 
 Customers without orders before the as-of date are not clustered (see
 :mod:`micromarketing.segments.features` for why); the result reports how many.
@@ -300,7 +302,7 @@ def discover_segments(
             warning = guards.min_size_warning(f"{prefix}_{c + 1:02d}", persona.size, min_size)
             result.segments.append(DiscoveredSegment(f"{prefix}_{c + 1:02d}", 0, c, persona.size, persona,
                                                      [warning] if warning else []))
-    result.warnings = _unique(w for s in result.segments for w in s.warnings)
+        result.warnings = _unique(w for s in result.segments for w in s.warnings)
     timings["save"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
     result.timings = {k_: round(v, 3) for k_, v in timings.items()}
@@ -329,18 +331,17 @@ def _save(ws: Workspace, segs: Segments, result: DiscoveryResult, fm: FeatureMat
         members = assignments.filter(assignments.cluster == c).select("customer_id")
         mat = segs.save_discovered(name, members, as_of=fm.as_of, description=persona.name,
                                    details=details, replace=name in previous)
-        store_default = guards.min_size_warning(name, mat.size, segs.min_size)
-        warnings = [w for w in mat.warnings if w != store_default]
+        # The store's own warnings describe the half-written set (power over the clusters saved so
+        # far); the guards run once more below on the finished set instead.
         mine = guards.min_size_warning(name, mat.size, result.min_size)
-        if mine:
-            warnings.insert(0, mine)
-        result.segments.append(DiscoveredSegment(name, mat.version, c, mat.size, persona, warnings))
+        result.segments.append(DiscoveredSegment(name, mat.version, c, mat.size, persona, [mine] if mine else []))
     used = set(names.values())
     for old in sorted(set(previous) - used):
         segs.save_discovered(old, [], as_of=fm.as_of, description="(retired by a later discovery run)",
                              details={"retired": True, "discovery": {"prefix": prefix, "retired": True}},
                              replace=True)
         result.retired.append(old)
+    result.warnings = _unique([w for d in result.segments for w in d.warnings] + segs.overlap().warnings)
     ws.audit("segment.discover", prefix, {"k": k, "segments": [s.name for s in result.segments],
                                           "retired": result.retired, "as_of": fm.as_of.isoformat()})
 
