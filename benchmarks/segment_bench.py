@@ -24,18 +24,33 @@ from pathlib import Path
 from micromarketing.segments import Segments, parse
 from micromarketing.workspace import Workspace
 
-RULE = ("rfm_segment in ('champions', 'loyal', 'potential_loyalists') and recency_days <= 60 "
-        "and frequency >= 3 and monetary between 200 and 5000 and age_band = '25-34'")
-HAND_SQL = ("SELECT count(*) FROM profiles WHERE rfm_segment IN ('champions', 'loyal', 'potential_loyalists') "
-            "AND recency_days <= 60 AND frequency >= 3 AND monetary BETWEEN 200 AND 5000 AND age_band = '25-34'")
+RULE = (
+    "rfm_segment in ('champions', 'loyal', 'potential_loyalists') and recency_days <= 60 "
+    "and frequency >= 3 and monetary between 200 and 5000 and age_band = '25-34'"
+)
+HAND_SQL = (
+    "SELECT count(*) FROM profiles WHERE rfm_segment IN ('champions', 'loyal', 'potential_loyalists') "
+    "AND recency_days <= 60 AND frequency >= 3 AND monetary BETWEEN 200 AND 5000 AND age_band = '25-34'"
+)
 AS_OF = date(2024, 7, 1)
 
 
 def build(root: Path, n: int) -> Workspace:
     """A workspace with ``n`` synthetic customers and profiles, generated inside DuckDB."""
     ws = Workspace.init(root)
-    segments = ["'champions'", "'loyal'", "'potential_loyalists'", "'new'", "'promising'", "'need_attention'",
-                "'at_risk'", "'cannot_lose'", "'hibernating'", "'lost'", "'prospects'"]
+    segments = [
+        "'champions'",
+        "'loyal'",
+        "'potential_loyalists'",
+        "'new'",
+        "'promising'",
+        "'need_attention'",
+        "'at_risk'",
+        "'cannot_lose'",
+        "'hibernating'",
+        "'lost'",
+        "'prospects'",
+    ]
     bands = ["'18-24'", "'25-34'", "'35-44'", "'45-54'", "'55-64'", "'65+'"]
     ws.warehouse.raw_sql(f"""
         CREATE OR REPLACE TABLE profiles AS
@@ -43,9 +58,9 @@ def build(root: Path, n: int) -> Workspace:
                CAST(hash(i, 1) % 730 AS BIGINT) AS recency_days,
                CAST(1 + hash(i, 2) % 20 AS BIGINT) AS frequency,
                round((hash(i, 3) % 800000) / 100.0, 2) AS monetary,
-               [{', '.join(segments)}][CAST(1 + hash(i, 4) % {len(segments)} AS BIGINT)] AS rfm_segment,
+               [{", ".join(segments)}][CAST(1 + hash(i, 4) % {len(segments)} AS BIGINT)] AS rfm_segment,
                CAST(18 + hash(i, 5) % 70 AS BIGINT) AS age,
-               [{', '.join(bands)}][CAST(1 + hash(i, 6) % {len(bands)} AS BIGINT)] AS age_band,
+               [{", ".join(bands)}][CAST(1 + hash(i, 6) % {len(bands)} AS BIGINT)] AS age_band,
                round((hash(i, 7) % 200000) / 100.0, 2) AS clv_12m
         FROM range({n}) t(i)
     """)
@@ -70,7 +85,9 @@ def timed(fn, repeat: int) -> tuple[float, object]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--profiles", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=15)
     args = parser.parse_args()

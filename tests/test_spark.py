@@ -25,7 +25,9 @@ import pytest
 
 pytestmark = [
     pytest.mark.spark,
-    pytest.mark.skipif(shutil.which("java") is None, reason="Spark needs Java (apt-get install openjdk-17-jre-headless)"),
+    pytest.mark.skipif(
+        shutil.which("java") is None, reason="Spark needs Java (apt-get install openjdk-17-jre-headless)"
+    ),
 ]
 
 pyspark = pytest.importorskip("pyspark", reason="pyspark is not installed")
@@ -37,7 +39,9 @@ from micromarketing.workspace import Workspace  # noqa: E402
 def _load_population() -> Any:
     name = "mm_segments_population"
     if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "segments" / "population.py")
+        spec = importlib.util.spec_from_file_location(
+            name, Path(__file__).parent / "segments" / "population.py"
+        )
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)
@@ -74,8 +78,10 @@ def spark_workspace(duck_ws: Workspace, tables: list[str] | None = None) -> Work
     settings.warehouse.backend = "spark"
     spark_ws = Workspace(duck_ws.root, settings)
     spark_ws.warehouse.load_tables_from(
-        duck_ws.warehouse, tables or ["customers", "profiles", "stores", "transactions", "events", "products",
-                                      "segment_members"])
+        duck_ws.warehouse,
+        tables
+        or ["customers", "profiles", "stores", "transactions", "events", "products", "segment_members"],
+    )
     return spark_ws
 
 

@@ -55,12 +55,24 @@ PROFILES = pd.DataFrame(
         ("C10", 60, 3, 210.0, "need_attention", 22, "18-24", 60.0, 60),
         ("C11", None, 0, 0.0, "prospects", 35, "35-44", None, None),
     ],
-    columns=["customer_id", "recency_days", "frequency", "monetary", "rfm_segment", "age", "age_band",
-             "clv_12m", "_last"],
+    columns=[
+        "customer_id",
+        "recency_days",
+        "frequency",
+        "monetary",
+        "rfm_segment",
+        "age",
+        "age_band",
+        "clv_12m",
+        "_last",
+    ],
 )
 
 STORES = pd.DataFrame(
-    [("S001", "Paris Bastille", "Paris", 48.8566, 2.3522), ("S012", "Lyon Part-Dieu", "Lyon", 45.7640, 4.8357)],
+    [
+        ("S001", "Paris Bastille", "Paris", 48.8566, 2.3522),
+        ("S012", "Lyon Part-Dieu", "Lyon", 45.7640, 4.8357),
+    ],
     columns=["store_id", "name", "city", "lat", "lon"],
 )
 
@@ -117,7 +129,10 @@ RULE_CASES: list[tuple[str, set[str]]] = [
     ("events(type='email_click', within_days=30) >= 2", {"C01", "C03"}),
     ("orders(within_days=365) >= 2", {"C02"}),  # C01's second order is after the as-of date
     ("monetary / frequency > 150", {"C09"}),  # C11 has 0 orders: 0 / 0 is null, not an error
-    ("clv_12m > 100 and recency_days <= 60 or rfm_segment = 'cannot_lose'", {"C01", "C02", "C03", "C05", "C09"}),
+    (
+        "clv_12m > 100 and recency_days <= 60 or rfm_segment = 'cannot_lose'",
+        {"C01", "C02", "C03", "C05", "C09"},
+    ),
     ("last_order_at >= '2024-06-01'", {"C01", "C03", "C06", "C09"}),  # C09: exactly 30 days
     ("last_order_at < as_of() - 90", {"C04", "C05", "C07", "C08"}),
     ("gender = 'F' and age < 40", {"C01", "C03", "C08", "C10", "C11"}),

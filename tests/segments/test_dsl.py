@@ -67,13 +67,34 @@ def test_syntax_errors(text, message):
 # --------------------------------------------------------------------------------------------
 # properties
 # --------------------------------------------------------------------------------------------
-ALPHABET = st.sampled_from(list("abcdefgxyz_0123456789 ()'\",.=<>!+-*/\n\t") + ["and", "or", "not", "in",
-                           "between", "is", "null", "frequency", "city", "bought(", "within_km(", "é", "\\"])
+ALPHABET = st.sampled_from(
+    list("abcdefgxyz_0123456789 ()'\",.=<>!+-*/\n\t")
+    + [
+        "and",
+        "or",
+        "not",
+        "in",
+        "between",
+        "is",
+        "null",
+        "frequency",
+        "city",
+        "bought(",
+        "within_km(",
+        "é",
+        "\\",
+    ]
+)
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.one_of(st.text(max_size=60), st.lists(ALPHABET, max_size=25).map(" ".join),
-                 st.lists(ALPHABET, max_size=25).map("".join)))
+@given(
+    st.one_of(
+        st.text(max_size=60),
+        st.lists(ALPHABET, max_size=25).map(" ".join),
+        st.lists(ALPHABET, max_size=25).map("".join),
+    )
+)
 def test_arbitrary_text_only_raises_rule_errors_inside_the_input(text):
     try:
         dsl.parse(text)
@@ -85,9 +106,12 @@ def test_arbitrary_text_only_raises_rule_errors_inside_the_input(text):
 
 NUM_FIELDS = ["frequency", "monetary", "recency_days", "age", "clv_12m", "lat"]
 TEXT_FIELDS = ["city", "postcode", "rfm_segment", "age_band", "interests", "email"]
-numbers = st.one_of(st.integers(-10**6, 10**6), st.floats(-1e6, 1e6, allow_nan=False).map(lambda f: round(f, 3)))
+numbers = st.one_of(
+    st.integers(-(10**6), 10**6), st.floats(-1e6, 1e6, allow_nan=False).map(lambda f: round(f, 3))
+)
 texts = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=8).map(
-    lambda s: "'" + s.replace("\\", "\\\\").replace("'", "''") + "'")
+    lambda s: "'" + s.replace("\\", "\\\\").replace("'", "''") + "'"
+)
 
 
 def _num(n):
@@ -96,20 +120,43 @@ def _num(n):
 
 num_expr = st.one_of(
     st.sampled_from(NUM_FIELDS),
-    st.sampled_from(["days_since(last_order_at)", "distance_km(store('S001'))", "distance_km(45.7, 4.8)",
-                     "events(type='email_click', within_days=30)", "orders(within_days=365)",
-                     "orders(category='running')", "monetary / frequency", "frequency * 2 - age"]),
+    st.sampled_from(
+        [
+            "days_since(last_order_at)",
+            "distance_km(store('S001'))",
+            "distance_km(45.7, 4.8)",
+            "events(type='email_click', within_days=30)",
+            "orders(within_days=365)",
+            "orders(category='running')",
+            "monetary / frequency",
+            "frequency * 2 - age",
+        ]
+    ),
 )
 atoms = st.one_of(
-    st.builds(lambda f, op, n: f"{f} {op} {_num(n)}", num_expr, st.sampled_from(["=", "!=", "<", "<=", ">", ">="]),
-              numbers),
+    st.builds(
+        lambda f, op, n: f"{f} {op} {_num(n)}",
+        num_expr,
+        st.sampled_from(["=", "!=", "<", "<=", ">", ">="]),
+        numbers,
+    ),
     st.builds(lambda f, a, b: f"{f} between {_num(a)} and {_num(b)}", num_expr, numbers, numbers),
-    st.builds(lambda f, op, t: f"{f} {op} {t}", st.sampled_from(TEXT_FIELDS),
-              st.sampled_from(["=", "!=", "contains", "starts_with", "ends_with", "not contains"]), texts),
-    st.builds(lambda f, ts: f"{f} in ({', '.join(ts)})", st.sampled_from(TEXT_FIELDS), st.lists(texts, min_size=1,
-                                                                                               max_size=3)),
-    st.builds(lambda f, neg: f"{f} is {'not ' if neg else ''}null", st.sampled_from(NUM_FIELDS + TEXT_FIELDS),
-              st.booleans()),
+    st.builds(
+        lambda f, op, t: f"{f} {op} {t}",
+        st.sampled_from(TEXT_FIELDS),
+        st.sampled_from(["=", "!=", "contains", "starts_with", "ends_with", "not contains"]),
+        texts,
+    ),
+    st.builds(
+        lambda f, ts: f"{f} in ({', '.join(ts)})",
+        st.sampled_from(TEXT_FIELDS),
+        st.lists(texts, min_size=1, max_size=3),
+    ),
+    st.builds(
+        lambda f, neg: f"{f} is {'not ' if neg else ''}null",
+        st.sampled_from(NUM_FIELDS + TEXT_FIELDS),
+        st.booleans(),
+    ),
     st.builds(lambda c, d: f"bought(category={c}, within_days={d})", texts, st.integers(1, 1000)),
     st.builds(lambda p, d: f"viewed(product={p}, within_days={d})", texts, st.integers(1, 1000)),
     st.builds(lambda km: f"within_km(store('S012'), {km})", st.integers(1, 2000)),

@@ -61,7 +61,9 @@ def test_power_warning_counts_active_segments():
 
 def test_protected_attributes_are_refused_without_a_reason(ws):
     seg = Segments(ws)
-    with pytest.raises(PolicyError, match="line 1, col 20: segment 'w' uses protected attribute\\(s\\) 'gender'"):
+    with pytest.raises(
+        PolicyError, match="line 1, col 20: segment 'w' uses protected attribute\\(s\\) 'gender'"
+    ):
         seg.create("w", "frequency >= 1 and gender = 'F'")
     with pytest.raises(PolicyError, match="needs a --reason"):
         seg.create("w", "gender = 'F'", allow_sensitive=True, reason="  ")
@@ -70,7 +72,9 @@ def test_protected_attributes_are_refused_without_a_reason(ws):
 
 def test_allowed_sensitive_segment_is_audited(ws):
     seg = Segments(ws)
-    result = seg.create("w", "gender = 'F'", allow_sensitive=True, reason="product recall for a women's model")
+    result = seg.create(
+        "w", "gender = 'F'", allow_sensitive=True, reason="product recall for a women's model"
+    )
     assert result.size == 6
     details = seg.get("w").details
     assert details["sensitive_fields"] == ["gender"] and details["reason"].startswith("product recall")
@@ -96,7 +100,10 @@ def test_workspace_marked_fields_are_sensitive(ws, monkeypatch):
         seg.create("h", "health_status = 'ok'")
     assert seg.create("l", "loyalty_code = 'x'").size == 11
     (ws.root / "micromarketing.toml").write_text(
-        (ws.root / "micromarketing.toml").read_text().replace('sensitive_fields = [', 'sensitive_fields = [\n    "loyalty_code",'))
+        (ws.root / "micromarketing.toml")
+        .read_text()
+        .replace("sensitive_fields = [", 'sensitive_fields = [\n    "loyalty_code",')
+    )
     assert "loyalty_code" in load_settings(ws.root).segments.sensitive_fields
     reopened = Workspace.open(ws.root)
     try:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
+from mm_segments_population import AS_OF, RULE_CASES
 
 from micromarketing.errors import RuleError
 from micromarketing.segments.rules import Catalog, compile_rule
-from mm_segments_population import AS_OF, RULE_CASES
 
 
 def members(ws, rule, **kw):
@@ -45,11 +45,16 @@ def test_quotes_in_values_are_data_not_sql(shared_ws):
     [
         ("cltv > 3", "line 1, col 1: unknown field 'cltv'; did you mean 'clv_12m'?"),
         ("frequency >= 3 and citty = 'Lyon'", "line 1, col 20: unknown field 'citty'; did you mean 'city'?"),
-        ("frequency >= 3 and\n  recncy_days < 4", "line 2, col 3: unknown field 'recncy_days'; "
-                                                     "did you mean 'recency_days'?"),
+        (
+            "frequency >= 3 and\n  recncy_days < 4",
+            "line 2, col 3: unknown field 'recncy_days'; did you mean 'recency_days'?",
+        ),
         ("city > 3", "line 1, col 6: cannot compare text (city) with a number (3)"),
         ("frequency", "line 1, col 1: a rule must be a condition"),
-        ("bought(categry='running')", "line 1, col 8: bought() has no argument 'categry'; did you mean 'category'?"),
+        (
+            "bought(categry='running')",
+            "line 1, col 8: bought() has no argument 'categry'; did you mean 'category'?",
+        ),
         ("events(type='email_clik') > 1", "unknown event type 'email_clik'; did you mean 'email_click'?"),
         ("within_km(store('S013'), 5)", "line 1, col 17: unknown store 'S013'; did you mean 'S012'?"),
         ("within_km(95, 2, 5)", "latitude 95 is outside -90..90"),
@@ -73,14 +78,18 @@ def test_errors_name_position_and_expectation(shared_ws, rule, message):
 def test_clv_fields_before_a_clv_fit_get_a_precise_message(ws):
     profiles = ws.table("profiles").drop("clv_12m").to_pandas()
     ws.warehouse.create_from("profiles", profiles)
-    with pytest.raises(RuleError, match="'clv_12m' is not available yet: it appears once a CLV model is fitted"):
+    with pytest.raises(
+        RuleError, match="'clv_12m' is not available yet: it appears once a CLV model is fitted"
+    ):
         compile_rule("clv_12m > 3", Catalog(ws.warehouse))
 
 
 def test_rules_work_before_profiles_exist(ws):
     ws.warehouse.raw_sql("DROP TABLE profiles")
     assert members(ws, "city = 'Lyon'", as_of=AS_OF) == {"C03", "C04"}
-    with pytest.raises(RuleError, match="field 'recency_days' is not available yet: run `micromarketing profile`"):
+    with pytest.raises(
+        RuleError, match="field 'recency_days' is not available yet: run `micromarketing profile`"
+    ):
         compile_rule("recency_days < 3", Catalog(ws.warehouse), as_of=AS_OF)
 
 

@@ -10,9 +10,9 @@ import os
 from pathlib import Path
 
 import pytest
+from mm_segments_population import AS_OF
 
 from micromarketing.segments import Segments
-from mm_segments_population import AS_OF
 
 SNAPSHOTS = Path(__file__).with_name("snapshots")
 RULES = {
@@ -20,7 +20,9 @@ RULES = {
     "customer_fields": "city in ('Lyon', 'Paris') and postcode starts_with '75' and email is not null",
     "dates": "days_since(last_order_at) > 90 and last_order_at >= '2023-01-01'",
     "geo": "within_km(store('S012'), 5) or within_km(48.85, 2.35, 3)",
-    "behaviour": "bought(category='running', within_days=90) and events(type='email_click', within_days=30) >= 2",
+    "behaviour": (
+        "bought(category='running', within_days=90) and events(type='email_click', within_days=30) >= 2"
+    ),
     "arithmetic": "monetary / frequency between 50 and 150.5",
 }
 

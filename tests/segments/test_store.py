@@ -6,10 +6,10 @@ from datetime import date
 
 import pyarrow.parquet as pq
 import pytest
+from mm_segments_population import AS_OF
 
 from micromarketing.errors import DataError, NotFoundError, PolicyError, RuleError
 from micromarketing.segments import MEMBERS_TABLE, Segments
-from mm_segments_population import AS_OF
 
 
 def ids(table):
@@ -76,9 +76,15 @@ def test_export_members_csv_and_parquet(ws, tmp_path):
     seg.create("lyon", "city = 'Lyon'")
     assert seg.export_members("lyon", tmp_path / "lyon.csv") == 2
     assert (tmp_path / "lyon.csv").read_text().splitlines() == [
-        '"customer_id","segment","as_of"', '"C03","lyon",2024-07-01', '"C04","lyon",2024-07-01']
+        '"customer_id","segment","as_of"',
+        '"C03","lyon",2024-07-01',
+        '"C04","lyon",2024-07-01',
+    ]
     seg.export_members("lyon", tmp_path / "out" / "lyon.parquet")
-    assert pq.read_table(tmp_path / "out" / "lyon.parquet").column("customer_id").to_pylist() == ["C03", "C04"]
+    assert pq.read_table(tmp_path / "out" / "lyon.parquet").column("customer_id").to_pylist() == [
+        "C03",
+        "C04",
+    ]
     with pytest.raises(DataError, match="use .csv or .parquet"):
         seg.export_members("lyon", tmp_path / "lyon.xlsx")
     with pytest.raises(NotFoundError, match="no segment named 'lyn'; did you mean 'lyon'"):

@@ -25,12 +25,15 @@ from micromarketing.cli._common import (
 from micromarketing.errors import RuleError
 from micromarketing.segments import Segments
 
-app = typer.Typer(help="Rule segments: create, preview, list, export members, overlap, SQL, fairness.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Rule segments: create, preview, list, export members, overlap, SQL, fairness.", no_args_is_help=True
+)
 
 AsOfOption = Annotated[
     datetime | None,
-    typer.Option("--as-of", formats=["%Y-%m-%d"], help="Evaluate as of this date (default: the profiles' date)."),
+    typer.Option(
+        "--as-of", formats=["%Y-%m-%d"], help="Evaluate as of this date (default: the profiles' date)."
+    ),
 ]
 
 
@@ -47,24 +50,40 @@ def _warn(warnings: list[str]) -> None:
 @handle_errors
 def create(
     name: Annotated[str, typer.Argument(help="Segment name (letters, digits, '_' or '-').")],
-    rule: Annotated[str, typer.Option("--rule", "-r", help="The rule, e.g. \"frequency >= 3 and city = 'Lyon'\".")],
+    rule: Annotated[
+        str, typer.Option("--rule", "-r", help="The rule, e.g. \"frequency >= 3 and city = 'Lyon'\".")
+    ],
     description: Annotated[str, typer.Option("--description", "-d", help="What the segment is for.")] = "",
-    allow_sensitive: Annotated[bool, typer.Option("--allow-sensitive",
-                                                  help="Allow protected attributes (needs --reason).")] = False,
-    reason: Annotated[str | None, typer.Option("--reason", help="Why protected attributes are used (audited).")] = None,
-    replace: Annotated[bool, typer.Option("--replace", help="Add a new version of an existing segment.")] = False,
+    allow_sensitive: Annotated[
+        bool, typer.Option("--allow-sensitive", help="Allow protected attributes (needs --reason).")
+    ] = False,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Why protected attributes are used (audited).")
+    ] = None,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Add a new version of an existing segment.")
+    ] = False,
     as_of: AsOfOption = None,
     workspace: WorkspaceOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Create (or with --replace, re-version) a rule segment and materialise its membership."""
     with open_workspace(workspace) as ws:
-        result = Segments(ws).create(name, rule, description=description, allow_sensitive=allow_sensitive,
-                                     reason=reason, as_of=_as_of(as_of), replace=replace)
+        result = Segments(ws).create(
+            name,
+            rule,
+            description=description,
+            allow_sensitive=allow_sensitive,
+            reason=reason,
+            as_of=_as_of(as_of),
+            replace=replace,
+        )
     if json_output:
         print_json(asdict(result))
         return
-    console.print(f"Segment [bold]{result.segment}[/] v{result.version}: {result.size:,} members as of {result.as_of}")
+    console.print(
+        f"Segment [bold]{result.segment}[/] v{result.version}: {result.size:,} members as of {result.as_of}"
+    )
     _warn(result.warnings)
 
 
@@ -72,7 +91,9 @@ def create(
 @handle_errors
 def preview(
     name: Annotated[str | None, typer.Argument(help="A stored segment (or use --rule).")] = None,
-    rule: Annotated[str | None, typer.Option("--rule", "-r", help="Preview a rule without storing it.")] = None,
+    rule: Annotated[
+        str | None, typer.Option("--rule", "-r", help="Preview a rule without storing it.")
+    ] = None,
     sample: Annotated[int, typer.Option("--sample", min=0, max=1000, help="Sample rows to show.")] = 10,
     as_of: AsOfOption = None,
     workspace: WorkspaceOption = None,
@@ -122,8 +143,14 @@ def list_(workspace: WorkspaceOption = None, json_output: JsonOption = False) ->
     for col in ("name", "kind", "version", "size", "as of", "rule / description"):
         table.add_column(col, justify="right" if col in ("version", "size") else "left")
     for i in infos:
-        table.add_row(i.name, i.kind, str(i.version), "-" if i.size is None else f"{i.size:,}",
-                      str(i.as_of or "-"), i.rule or i.description)
+        table.add_row(
+            i.name,
+            i.kind,
+            str(i.version),
+            "-" if i.size is None else f"{i.size:,}",
+            str(i.as_of or "-"),
+            i.rule or i.description,
+        )
     console.print(table)
 
 
@@ -172,7 +199,9 @@ def overlap(
 @handle_errors
 def sql(
     name: Annotated[str | None, typer.Argument(help="A stored rule segment (or use --rule).")] = None,
-    rule: Annotated[str | None, typer.Option("--rule", "-r", help="Compile a rule without storing it.")] = None,
+    rule: Annotated[
+        str | None, typer.Option("--rule", "-r", help="Compile a rule without storing it.")
+    ] = None,
     dialect: Annotated[str, typer.Option("--dialect", help="duckdb or spark.")] = "duckdb",
     as_of: AsOfOption = None,
     workspace: WorkspaceOption = None,
@@ -207,18 +236,30 @@ def fairness(
         return
     console.print(f"[bold]{name}[/]: {report.size:,} members of {report.base_size:,}")
     for f in report.fields:
-        table = Table(title=f"{f.field} (disparate impact "
-                            f"{'n/a' if f.disparate_impact is None else f'{f.disparate_impact:.2f}'})")
+        table = Table(
+            title=f"{f.field} (disparate impact "
+            f"{'n/a' if f.disparate_impact is None else f'{f.disparate_impact:.2f}'})"
+        )
         for col in ("group", "base", "segment", "base share", "segment share", "selection rate", "ratio"):
             table.add_column(col, justify="left" if col == "group" else "right")
         for g in f.groups:
-            table.add_row(g.value, f"{g.base_count:,}", f"{g.segment_count:,}", f"{g.base_share:.1%}",
-                          f"{g.segment_share:.1%}", f"{g.selection_rate:.1%}",
-                          "-" if g.impact_ratio is None else f"{g.impact_ratio:.2f}")
+            table.add_row(
+                g.value,
+                f"{g.base_count:,}",
+                f"{g.segment_count:,}",
+                f"{g.base_share:.1%}",
+                f"{g.segment_share:.1%}",
+                f"{g.selection_rate:.1%}",
+                "-" if g.impact_ratio is None else f"{g.impact_ratio:.2f}",
+            )
         console.print(table)
         if f.flagged:
-            err_console.print(f"[yellow]warning:[/] {f.field}: disparate-impact ratio {f.disparate_impact:.2f} "
-                              "is below 0.8 (four-fifths rule)", markup=True, highlight=False)
+            err_console.print(
+                f"[yellow]warning:[/] {f.field}: disparate-impact ratio {f.disparate_impact:.2f} "
+                "is below 0.8 (four-fifths rule)",
+                markup=True,
+                highlight=False,
+            )
     if not report.fields:
         console.print("No sensitive fields in the warehouse to compare on.")
 

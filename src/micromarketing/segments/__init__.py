@@ -33,7 +33,21 @@ from micromarketing.segments.store import (
 )
 
 __all__ = [
-    "MEMBERS_TABLE", "Catalog", "CompiledRule", "FairnessReport", "Materialisation", "Overlap", "Preview",
-    "SegmentInfo", "Segments", "compile_rule", "enforce_min_size", "fairness_report", "min_size_warning",
-    "minimum_detectable_lift", "overlap_warnings", "parse", "power_warnings",
+    "MEMBERS_TABLE",
+    "Catalog",
+    "CompiledRule",
+    "FairnessReport",
+    "Materialisation",
+    "Overlap",
+    "Preview",
+    "SegmentInfo",
+    "Segments",
+    "compile_rule",
+    "enforce_min_size",
+    "fairness_report",
+    "min_size_warning",
+    "minimum_detectable_lift",
+    "overlap_warnings",
+    "parse",
+    "power_warnings",
 ]

@@ -42,8 +42,20 @@ MAX_RULE_LENGTH = 10_000
 MAX_DEPTH = 64
 
 KEYWORDS = frozenset(
-    {"and", "or", "not", "in", "between", "is", "null", "true", "false", "contains", "starts_with",
-     "ends_with"}
+    {
+        "and",
+        "or",
+        "not",
+        "in",
+        "between",
+        "is",
+        "null",
+        "true",
+        "false",
+        "contains",
+        "starts_with",
+        "ends_with",
+    }
 )
 COMPARISONS = {"=": "==", "==": "==", "!=": "!=", "<>": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 TEXT_MATCHES = ("contains", "starts_with", "ends_with")
@@ -197,8 +209,9 @@ def tokenize(text: str) -> list[Token]:
             continue
         start = i
         pos = lines.pos(start)
-        if ch.isascii() and (ch.isdigit() or (ch == "." and i + 1 < n and text[i + 1].isascii()
-                                              and text[i + 1].isdigit())):
+        if ch.isascii() and (
+            ch.isdigit() or (ch == "." and i + 1 < n and text[i + 1].isascii() and text[i + 1].isdigit())
+        ):
             while i < n and text[i].isascii() and text[i].isdigit():
                 i += 1
             is_float = False
@@ -407,7 +420,9 @@ class _Parser:
             if nxt.kind != "keyword" or nxt.value not in ("in", "between", *TEXT_MATCHES):
                 raise error_at(
                     f"expected 'in', 'between', 'contains' or 'starts_with' after 'not' but found "
-                    f"{nxt.describe()}", nxt.pos)
+                    f"{nxt.describe()}",
+                    nxt.pos,
+                )
             negated, kw = True, nxt.value
         if kw == "in":
             self.expect("op", "(", "'(' after 'in'")
@@ -476,6 +491,21 @@ def walk(node: Node) -> list[Node]:
 
 
 __all__ = [
-    "Between", "Binary", "Call", "FieldRef", "InList", "IsNull", "KwArg", "Literal", "Node", "Pos",
-    "TextMatch", "Token", "Unary", "error_at", "parse", "tokenize", "walk",
+    "Between",
+    "Binary",
+    "Call",
+    "FieldRef",
+    "InList",
+    "IsNull",
+    "KwArg",
+    "Literal",
+    "Node",
+    "Pos",
+    "TextMatch",
+    "Token",
+    "Unary",
+    "error_at",
+    "parse",
+    "tokenize",
+    "walk",
 ]

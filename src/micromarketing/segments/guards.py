@@ -30,8 +30,13 @@ HEAVY_OVERLAP = 0.8  # share of the smaller segment also in the other
 DISPARATE_IMPACT_THRESHOLD = 0.8
 # Defaults for the power check: a 10 % control group, a 2 % baseline response rate, and a lift
 # worth detecting of at most 50 % relative.
-POWER_DEFAULTS = {"baseline_rate": 0.02, "control_share": 0.1, "alpha": 0.05, "power": 0.8,
-                  "max_relative_lift": 0.5}
+POWER_DEFAULTS = {
+    "baseline_rate": 0.02,
+    "control_share": 0.1,
+    "alpha": 0.05,
+    "power": 0.8,
+    "max_relative_lift": 0.5,
+}
 
 
 # -- size ------------------------------------------------------------------------------------
@@ -41,8 +46,10 @@ def min_size_warning(name: str, size: int, min_size: int) -> str | None:
     Discovery calls this for every cluster it proposes; creation calls it after materialising.
     """
     if size < min_size:
-        return (f"segment {name!r} has {size} member{'s' if size != 1 else ''}, fewer than the minimum "
-                f"practical size {min_size}: campaigns will refuse it unless forced")
+        return (
+            f"segment {name!r} has {size} member{'s' if size != 1 else ''}, fewer than the minimum "
+            f"practical size {min_size}: campaigns will refuse it unless forced"
+        )
     return None
 
 
@@ -58,8 +65,9 @@ def enforce_min_size(name: str, size: int, min_size: int, *, force: bool = False
 
 
 # -- overlap and power -------------------------------------------------------------------------
-def overlap_warnings(name: str, size: int, shared: dict[str, tuple[int, int]],
-                     threshold: float = HEAVY_OVERLAP) -> list[str]:
+def overlap_warnings(
+    name: str, size: int, shared: dict[str, tuple[int, int]], threshold: float = HEAVY_OVERLAP
+) -> list[str]:
     """Warnings for segments sharing at least ``threshold`` of the smaller one's members.
 
     ``shared`` maps another segment's name to (its size, members shared with ``name``).
@@ -71,13 +79,22 @@ def overlap_warnings(name: str, size: int, shared: dict[str, tuple[int, int]],
             continue
         share = common / smaller
         if share >= threshold:
-            out.append(f"segment {name!r} overlaps heavily with {other!r}: {common} shared members "
-                       f"({share:.0%} of the smaller segment)")
+            out.append(
+                f"segment {name!r} overlaps heavily with {other!r}: {common} shared members "
+                f"({share:.0%} of the smaller segment)"
+            )
     return out
 
 
-def minimum_detectable_lift(size: int, *, n_tests: int = 1, baseline_rate: float = 0.02,
-                            control_share: float = 0.1, alpha: float = 0.05, power: float = 0.8) -> float:
+def minimum_detectable_lift(
+    size: int,
+    *,
+    n_tests: int = 1,
+    baseline_rate: float = 0.02,
+    control_share: float = 0.1,
+    alpha: float = 0.05,
+    power: float = 0.8,
+) -> float:
     """Smallest relative lift a two-sided test on one segment of ``size`` can detect.
 
     Treatment and control are ``size * (1 - control_share)`` and ``size * control_share``; the
@@ -99,9 +116,14 @@ def power_warnings(sizes: dict[str, int], **assumptions: float) -> list[str]:
     if k == 0:
         return []
     weak = {
-        name: minimum_detectable_lift(size, n_tests=k, baseline_rate=opts["baseline_rate"],
-                                      control_share=opts["control_share"], alpha=opts["alpha"],
-                                      power=opts["power"])
+        name: minimum_detectable_lift(
+            size,
+            n_tests=k,
+            baseline_rate=opts["baseline_rate"],
+            control_share=opts["control_share"],
+            alpha=opts["alpha"],
+            power=opts["power"],
+        )
         for name, size in sizes.items()
     }
     weak = {n: v for n, v in weak.items() if v > opts["max_relative_lift"]}
@@ -141,11 +163,13 @@ def check_sensitive(name: str, found: dict[str, Pos], *, allow: bool, reason: st
     if not allow:
         raise PolicyError(
             f"line {first.line}, col {first.col}: segment {name!r} uses protected attribute(s) {names}; "
-            "targeting on them needs --allow-sensitive --reason \"…\" (recorded in the audit log)"
+            'targeting on them needs --allow-sensitive --reason "…" (recorded in the audit log)'
         )
     if not reason or not reason.strip():
-        raise PolicyError(f"segment {name!r} uses protected attribute(s) {names}: --allow-sensitive "
-                          "needs a --reason \"…\" for the audit log")
+        raise PolicyError(
+            f"segment {name!r} uses protected attribute(s) {names}: --allow-sensitive "
+            'needs a --reason "…" for the audit log'
+        )
 
 
 # -- fairness ------------------------------------------------------------------------------------
@@ -190,8 +214,14 @@ class FairnessReport:
 UNKNOWN = "(unknown)"
 
 
-def fairness_report(segment: str, base: ir.Table, members: ir.Table, sensitive: list[str],
-                    threshold: float = DISPARATE_IMPACT_THRESHOLD, min_group: int = 1) -> FairnessReport:
+def fairness_report(
+    segment: str,
+    base: ir.Table,
+    members: ir.Table,
+    sensitive: list[str],
+    threshold: float = DISPARATE_IMPACT_THRESHOLD,
+    min_group: int = 1,
+) -> FairnessReport:
     """Compare the segment's composition with the base on each sensitive field.
 
     For each group (missing values form their own "(unknown)" group, left out of the ratio),
@@ -215,13 +245,20 @@ def fairness_report(segment: str, base: ir.Table, members: ir.Table, sensitive: 
         base_total = sum(r["base_count"] for r in grouped)
         seg_total = sum(int(r["segment_count"] or 0) for r in grouped)
         report.size, report.base_size = seg_total, base_total
-        rates = {r["_g"]: (int(r["segment_count"] or 0) / r["base_count"]) for r in grouped if r["base_count"]}
-        known = {g: r for g, r in rates.items()
-                 if g != UNKNOWN and next(x for x in grouped if x["_g"] == g)["base_count"] >= min_group}
+        rates = {
+            r["_g"]: (int(r["segment_count"] or 0) / r["base_count"]) for r in grouped if r["base_count"]
+        }
+        known = {
+            g: r
+            for g, r in rates.items()
+            if g != UNKNOWN and next(x for x in grouped if x["_g"] == g)["base_count"] >= min_group
+        }
         top = max(known.values(), default=0.0)
         groups = [
             GroupShare(
-                value=r["_g"], base_count=r["base_count"], segment_count=int(r["segment_count"] or 0),
+                value=r["_g"],
+                base_count=r["base_count"],
+                segment_count=int(r["segment_count"] or 0),
                 base_share=r["base_count"] / base_total if base_total else 0.0,
                 segment_share=int(r["segment_count"] or 0) / seg_total if seg_total else 0.0,
                 selection_rate=rates.get(r["_g"], 0.0),

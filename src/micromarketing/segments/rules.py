@@ -36,12 +36,34 @@ MAX_WITHIN_DAYS = 36_500
 
 # Columns the profile builder writes only once a CLV model is fitted: naming one before that gets
 # a precise message instead of a did-you-mean.
-CLV_FIELDS = ("p_alive", "expected_purchases_90d", "expected_purchases_365d", "expected_avg_spend",
-              "clv_12m", "value_tier")
+CLV_FIELDS = (
+    "p_alive",
+    "expected_purchases_90d",
+    "expected_purchases_365d",
+    "expected_avg_spend",
+    "clv_12m",
+    "value_tier",
+)
 PROFILE_FIELDS = (
-    "recency_days", "frequency", "monetary", "avg_order_value", "tenure_days", "r_score", "f_score",
-    "m_score", "rfm_score", "rfm_segment", "top_category", "preferred_channel", "age", "age_band",
-    "nearest_store_id", "nearest_store_km", "first_order_at", "last_order_at", "h3_cell",
+    "recency_days",
+    "frequency",
+    "monetary",
+    "avg_order_value",
+    "tenure_days",
+    "r_score",
+    "f_score",
+    "m_score",
+    "rfm_score",
+    "rfm_segment",
+    "top_category",
+    "preferred_channel",
+    "age",
+    "age_band",
+    "nearest_store_id",
+    "nearest_store_km",
+    "first_order_at",
+    "last_order_at",
+    "h3_cell",
 )
 FIELD_ALIASES = {"last_order": "last_order_at", "first_order": "first_order_at"}
 # Columns never offered as rule fields (the profile snapshot date is the `as_of()` function).
@@ -167,7 +189,9 @@ class Catalog:
         # (fewer nodes to compile: this is on the path of every count).
         if customers is None or universe is customers:
             return universe
-        extra = [c for c, src in self.fields().items() if src == "customers" and (needed is None or c in needed)]
+        extra = [
+            c for c, src in self.fields().items() if src == "customers" and (needed is None or c in needed)
+        ]
         keep = [c for c in universe.columns if c not in HIDDEN_COLUMNS]
         if not extra:
             return universe
@@ -266,8 +290,16 @@ def _kind_of(dtype: Any) -> str:
     return "other"
 
 
-KIND_NAMES = {"number": "a number", "text": "text", "date": "a date", "timestamp": "a timestamp",
-              "bool": "a condition", "null": "null", "point": "a location", "other": "an unsupported value"}
+KIND_NAMES = {
+    "number": "a number",
+    "text": "text",
+    "date": "a date",
+    "timestamp": "a timestamp",
+    "bool": "a condition",
+    "null": "null",
+    "point": "a location",
+    "other": "an unsupported value",
+}
 
 
 @dataclass(frozen=True)
@@ -281,8 +313,9 @@ class _Behaviour:
 
 
 class _Compiler:
-    def __init__(self, catalog: Catalog, as_of: date | None, resolver: SegmentResolver | None,
-                 stack: tuple[str, ...]) -> None:
+    def __init__(
+        self, catalog: Catalog, as_of: date | None, resolver: SegmentResolver | None, stack: tuple[str, ...]
+    ) -> None:
         self.catalog = catalog
         self.explicit_as_of = as_of
         self.resolver = resolver
@@ -313,8 +346,11 @@ class _Compiler:
             elif isinstance(node, dsl.Call) and node.name in GEO_FUNCTIONS:
                 for name in ("lat", "lon"):
                     if name not in self.available:
-                        raise error_at(f"{node.name}() needs customer coordinates (lat, lon), "
-                                       "which the warehouse does not have", node.pos)
+                        raise error_at(
+                            f"{node.name}() needs customer coordinates (lat, lon), "
+                            "which the warehouse does not have",
+                            node.pos,
+                        )
                     self.fields.setdefault(name, node.pos)
                     needed.add(name)
         for node in nodes:
@@ -331,22 +367,29 @@ class _Compiler:
         self.base = base
         value = self.value(tree)
         if value.kind != "bool":
-            raise error_at(f"a rule must be a condition (true or false), but this is {KIND_NAMES[value.kind]}"
-                           f"; compare it, e.g. {value.label} > 0", tree.pos)
+            raise error_at(
+                f"a rule must be a condition (true or false), but this is {KIND_NAMES[value.kind]}"
+                f"; compare it, e.g. {value.label} > 0",
+                tree.pos,
+            )
         predicate = value.e()
         if value.is_lit:
             predicate = ibis.literal(bool(value.lit))
         profile_as_of = self.catalog.profile_as_of() if self.explicit_as_of is not None else None
-        if profile_as_of is not None and profile_as_of != self.as_of and any(
-            self.available.get(f) == "profiles" for f in self.fields
+        if (
+            profile_as_of is not None
+            and profile_as_of != self.as_of
+            and any(self.available.get(f) == "profiles" for f in self.fields)
         ):
             self.warnings.append(
                 f"profile fields are as of {profile_as_of}, the rule is evaluated as of {self.as_of}"
             )
-        when: date | Callable[[], date] = (self.explicit_as_of if self.explicit_as_of is not None
-                                           else self.catalog.default_as_of)
-        return CompiledRule(text, tree, when, base, predicate, self.fields,
-                            tuple(dict.fromkeys(self.segments)), self.warnings)
+        when: date | Callable[[], date] = (
+            self.explicit_as_of if self.explicit_as_of is not None else self.catalog.default_as_of
+        )
+        return CompiledRule(
+            text, tree, when, base, predicate, self.fields, tuple(dict.fromkeys(self.segments)), self.warnings
+        )
 
     # -- fields -------------------------------------------------------------------------------
     def resolve_field(self, name: str, pos: Pos) -> str:
@@ -359,8 +402,11 @@ class _Compiler:
         if name.lower() in lowered:
             return lowered[name.lower()]
         if name.lower() in CLV_FIELDS:
-            raise error_at(f"field {name!r} is not available yet: it appears once a CLV model is fitted "
-                           "(run `micromarketing profile` with CLV)", pos)
+            raise error_at(
+                f"field {name!r} is not available yet: it appears once a CLV model is fitted "
+                "(run `micromarketing profile` with CLV)",
+                pos,
+            )
         if name.lower() in PROFILE_FIELDS:
             raise error_at(f"field {name!r} is not available yet: run `micromarketing profile` first", pos)
         if name.lower() in FUNCTIONS:
@@ -398,7 +444,9 @@ class _Compiler:
             if operand.kind == "point":
                 raise error_at("a location cannot be null-checked", operand.pos)
             e = operand.e()
-            return V("bool", node.pos, f"{operand.label} is null", expr=e.notnull() if node.negated else e.isnull())
+            return V(
+                "bool", node.pos, f"{operand.label} is null", expr=e.notnull() if node.negated else e.isnull()
+            )
         if isinstance(node, dsl.Call):
             return self.call(node)
         raise error_at("unsupported expression", node.pos)  # pragma: no cover
@@ -434,8 +482,11 @@ class _Compiler:
         if left.kind == "number" and right.kind == "number":
             if left.is_lit and right.is_lit and node.op != "/":
                 try:
-                    result = {"+": left.lit + right.lit, "-": left.lit - right.lit,
-                              "*": left.lit * right.lit}[node.op]
+                    result = {
+                        "+": left.lit + right.lit,
+                        "-": left.lit - right.lit,
+                        "*": left.lit * right.lit,
+                    }[node.op]
                 except OverflowError:
                     result = math.inf
                 if isinstance(result, float) and not math.isfinite(result):
@@ -451,8 +502,10 @@ class _Compiler:
         if left.kind in ("date", "timestamp", "text") and node.op in ("+", "-") and right.kind == "number":
             d = self.as_date(left, f"'{node.op}'")
             if not right.is_lit or not float(right.lit).is_integer() or abs(right.lit) > MAX_WITHIN_DAYS * 10:
-                raise error_at("dates can only be shifted by a whole number of days (a value, e.g. "
-                               "as_of() - 90)", right.pos)
+                raise error_at(
+                    "dates can only be shifted by a whole number of days (a value, e.g. as_of() - 90)",
+                    right.pos,
+                )
             days = int(right.lit) * (1 if node.op == "+" else -1)
             if d.is_lit:
                 try:
@@ -460,11 +513,18 @@ class _Compiler:
                 except OverflowError:
                     raise error_at("date is out of range", node.pos) from None
             return V("date", node.pos, label, expr=d.e() + ibis.interval(days=days))
-        if node.op == "-" and left.kind in ("date", "timestamp") and right.kind in ("date", "timestamp", "text"):
+        if (
+            node.op == "-"
+            and left.kind in ("date", "timestamp")
+            and right.kind in ("date", "timestamp", "text")
+        ):
             a, b = self.as_date(left, "'-'"), self.as_date(right, "'-'")
             return V("number", node.pos, label, expr=a.e().delta(b.e(), unit="day"))
-        raise error_at(f"cannot apply '{node.op}' to {KIND_NAMES[left.kind]} ({left.label}) and "
-                       f"{KIND_NAMES[right.kind]} ({right.label})", node.pos)
+        raise error_at(
+            f"cannot apply '{node.op}' to {KIND_NAMES[left.kind]} ({left.label}) and "
+            f"{KIND_NAMES[right.kind]} ({right.label})",
+            node.pos,
+        )
 
     def as_date(self, v: V, where: str) -> V:
         """A date value: timestamps are truncated to their UTC date, text literals parsed as ISO."""
@@ -492,17 +552,27 @@ class _Compiler:
             return self.as_date(left, where), self.as_date(right, where)
         if left.kind == right.kind == "timestamp":
             return left, right
-        raise error_at(f"cannot compare {KIND_NAMES[left.kind]} ({left.label}) with "
-                       f"{KIND_NAMES[right.kind]} ({right.label})", pos)
+        raise error_at(
+            f"cannot compare {KIND_NAMES[left.kind]} ({left.label}) with "
+            f"{KIND_NAMES[right.kind]} ({right.label})",
+            pos,
+        )
 
     def compare(self, node: dsl.Binary) -> V:
-        left, right = self.coerce(self.value(node.left), self.value(node.right), f"'{_op_text(node.op)}'",
-                                  node.pos)
+        left, right = self.coerce(
+            self.value(node.left), self.value(node.right), f"'{_op_text(node.op)}'", node.pos
+        )
         if left.kind == "bool" and node.op not in ("==", "!="):
             raise error_at(f"conditions can only be compared with '=' or '!=', not '{node.op}'", node.pos)
         a, b = left.e(), right.e()
-        expr = {"==": lambda: a == b, "!=": lambda: a != b, "<": lambda: a < b, "<=": lambda: a <= b,
-                ">": lambda: a > b, ">=": lambda: a >= b}[node.op]()
+        expr = {
+            "==": lambda: a == b,
+            "!=": lambda: a != b,
+            "<": lambda: a < b,
+            "<=": lambda: a <= b,
+            ">": lambda: a > b,
+            ">=": lambda: a >= b,
+        }[node.op]()
         return V("bool", node.pos, f"{left.label} {_op_text(node.op)} {right.label}", expr=expr)
 
     def in_list(self, node: dsl.InList) -> V:
@@ -535,9 +605,17 @@ class _Compiler:
                 raise error_at(f"'{node.op}' works on text but found {KIND_NAMES[v.kind]} ({v.label})", v.pos)
         a = operand.e()
         b = pattern.lit if pattern.is_lit else pattern.e()
-        expr = {"contains": lambda: a.contains(b), "starts_with": lambda: a.startswith(b),
-                "ends_with": lambda: a.endswith(b)}[node.op]()
-        return V("bool", node.pos, f"{operand.label} {node.op} {pattern.label}", expr=~expr if node.negated else expr)
+        expr = {
+            "contains": lambda: a.contains(b),
+            "starts_with": lambda: a.startswith(b),
+            "ends_with": lambda: a.endswith(b),
+        }[node.op]()
+        return V(
+            "bool",
+            node.pos,
+            f"{operand.label} {node.op} {pattern.label}",
+            expr=~expr if node.negated else expr,
+        )
 
     # -- functions ----------------------------------------------------------------------------
     def call(self, node: dsl.Call) -> V:
@@ -546,8 +624,9 @@ class _Compiler:
             return V(beh.kind, node.pos, f"{node.name}(…)", expr=self.base[beh.column])  # type: ignore[index]
         handler = SCALAR_FUNCTIONS.get(node.name)
         if handler is None:
-            raise error_at(f"unknown function {node.name!r}{did_you_mean(node.name, sorted(FUNCTIONS))}",
-                           node.pos)
+            raise error_at(
+                f"unknown function {node.name!r}{did_you_mean(node.name, sorted(FUNCTIONS))}", node.pos
+            )
         return handler(self, node)
 
     def literal_arg(self, node: dsl.Node, kind: str, what: str) -> Any:
@@ -564,14 +643,19 @@ class _Compiler:
         out: dict[str, tuple[Any, Pos]] = {}
         for kw in node.kwargs:
             if kw.name not in allowed:
-                raise error_at(f"{node.name}() has no argument {kw.name!r}"
-                               f"{did_you_mean(kw.name, list(allowed))}; it takes {', '.join(allowed)}", kw.pos)
+                raise error_at(
+                    f"{node.name}() has no argument {kw.name!r}"
+                    f"{did_you_mean(kw.name, list(allowed))}; it takes {', '.join(allowed)}",
+                    kw.pos,
+                )
             kind = allowed[kw.name]
             value = self.literal_arg(kw.value, "number" if kind == "days" else "text", f"{kw.name}")
             if kind == "days":
                 if not float(value).is_integer() or not 1 <= value <= MAX_WITHIN_DAYS:
-                    raise error_at(f"within_days must be a whole number of days between 1 and {MAX_WITHIN_DAYS}",
-                                   kw.value.pos)
+                    raise error_at(
+                        f"within_days must be a whole number of days between 1 and {MAX_WITHIN_DAYS}",
+                        kw.value.pos,
+                    )
                 value = int(value)
             out[kw.name] = (value, kw.value.pos)
         return out
@@ -586,7 +670,9 @@ class _Compiler:
     def require_table(self, name: str, node: dsl.Call) -> ir.Table:
         table = self.catalog.table(name)
         if table is None:
-            raise error_at(f"{node.name}() needs the {name} table, which has no data yet (ingest {name})", node.pos)
+            raise error_at(
+                f"{node.name}() needs the {name} table, which has no data yet (ingest {name})", node.pos
+            )
         return table
 
 
@@ -618,7 +704,12 @@ def _fn_case(c: _Compiler, node: dsl.Call) -> V:
         raise error_at(f"{node.name}() needs text but found {KIND_NAMES[v.kind]}", v.pos)
     if v.is_lit:
         return V("text", node.pos, v.label, lit=v.lit.lower() if node.name == "lower" else v.lit.upper())
-    return V("text", node.pos, f"{node.name}({v.label})", expr=v.e().lower() if node.name == "lower" else v.e().upper())
+    return V(
+        "text",
+        node.pos,
+        f"{node.name}({v.label})",
+        expr=v.e().lower() if node.name == "lower" else v.e().upper(),
+    )
 
 
 def _fn_store(c: _Compiler, node: dsl.Call) -> V:
@@ -626,12 +717,15 @@ def _fn_store(c: _Compiler, node: dsl.Call) -> V:
     store_id = c.literal_arg(node.args[0], "text", "the argument of store()")
     loc = c.catalog.store_location(store_id)
     if loc is None:
-        raise error_at(f"unknown store {store_id!r}{did_you_mean(store_id, c.catalog.store_ids())}",
-                       node.args[0].pos)
+        raise error_at(
+            f"unknown store {store_id!r}{did_you_mean(store_id, c.catalog.store_ids())}", node.args[0].pos
+        )
     return V("point", node.pos, f"store({store_id!r})", lit=loc)
 
 
-def _point_and_rest(c: _Compiler, node: dsl.Call, n_rest: int, usage: str) -> tuple[tuple[float, float], list[Any]]:
+def _point_and_rest(
+    c: _Compiler, node: dsl.Call, n_rest: int, usage: str
+) -> tuple[tuple[float, float], list[Any]]:
     args = list(node.args)
     if node.kwargs:
         raise error_at(f"{node.name}() takes positional arguments: {usage}", node.kwargs[0].pos)
@@ -700,8 +794,11 @@ VIEW_ARGS = {"product": "text", "category": "text", "within_days": "days"}
 
 def _check_choice(value: str, choices: tuple[str, ...], what: str, pos: Pos) -> None:
     if value not in choices:
-        raise error_at(f"unknown {what} {value!r}{did_you_mean(value, list(choices))}; "
-                       f"expected one of {', '.join(choices)}", pos)
+        raise error_at(
+            f"unknown {what} {value!r}{did_you_mean(value, list(choices))}; "
+            f"expected one of {', '.join(choices)}",
+            pos,
+        )
 
 
 def _transactions(c: _Compiler, node: dsl.Call) -> ir.Table:
@@ -710,8 +807,12 @@ def _transactions(c: _Compiler, node: dsl.Call) -> ir.Table:
     if "channel" in args:
         _check_choice(args["channel"][0], ORDER_CHANNELS, "order channel", args["channel"][1])
     conds = []
-    for arg, col in (("category", "category"), ("product", "product_id"), ("channel", "channel"),
-                     ("store", "store_id")):
+    for arg, col in (
+        ("category", "category"),
+        ("product", "product_id"),
+        ("channel", "channel"),
+        ("store", "store_id"),
+    ):
         if arg in args:
             conds.append(tx[col] == args[arg][0])
     if conds:
@@ -782,8 +883,9 @@ def _beh_in_segment(c: _Compiler, node: dsl.Call, column: str) -> _Behaviour:
     c.segments.append(name)
     if ref.kind == "rule" and ref.rule:
         try:
-            inner = compile_rule(ref.rule, c.catalog, as_of=c.as_of, resolve_segment=c.resolver,
-                                 _stack=(*c.stack, name))
+            inner = compile_rule(
+                ref.rule, c.catalog, as_of=c.as_of, resolve_segment=c.resolver, _stack=(*c.stack, name)
+            )
         except RuleError as exc:
             raise error_at(f"segment {name!r} no longer compiles: {exc}", node.pos) from None
         for f, _pos in inner.fields.items():
@@ -793,8 +895,9 @@ def _beh_in_segment(c: _Compiler, node: dsl.Call, column: str) -> _Behaviour:
     members = c.catalog.table("segment_members")
     if members is None:
         raise error_at(f"segment {name!r} has no materialised membership", node.pos)
-    rows = members.filter([members.segment == name, members.version == ref.version,
-                           members.as_of <= ibis.literal(c.as_of)])
+    rows = members.filter(
+        [members.segment == name, members.version == ref.version, members.as_of <= ibis.literal(c.as_of)]
+    )
     latest = rows.as_of.max().execute()
     if latest is None:
         raise error_at(f"segment {name!r} has no membership as of {c.as_of}", node.pos)

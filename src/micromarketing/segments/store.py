@@ -41,8 +41,22 @@ MEMBERS_TABLE = "segment_members"
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,63}$")
 KINDS = ("rule", "discovered")
 # Columns never shown in previews / differences (identifiers and contact details).
-PRIVATE_COLUMNS = frozenset({"customer_id", "first_name", "last_name", "email", "phone", "birth_date",
-                             "lat", "lon", "h3_cell", "postcode", "timezone", "job_title"})
+PRIVATE_COLUMNS = frozenset(
+    {
+        "customer_id",
+        "first_name",
+        "last_name",
+        "email",
+        "phone",
+        "birth_date",
+        "lat",
+        "lon",
+        "h3_cell",
+        "postcode",
+        "timezone",
+        "job_title",
+    }
+)
 
 
 @dataclass
@@ -138,8 +152,10 @@ class Segments:
     @staticmethod
     def _latest_version(session: Any, segment_id: int) -> SegmentVersion | None:
         return session.scalar(
-            select(SegmentVersion).where(SegmentVersion.segment_id == segment_id)
-            .order_by(SegmentVersion.version.desc()).limit(1)
+            select(SegmentVersion)
+            .where(SegmentVersion.segment_id == segment_id)
+            .order_by(SegmentVersion.version.desc())
+            .limit(1)
         )
 
     def get(self, name: str) -> SegmentInfo:
@@ -163,8 +179,18 @@ class Segments:
                 ver = self._latest_version(s, seg.id)
                 if ver is None:
                     continue
-                out.append(SegmentInfo(seg.name, seg.kind, seg.description, ver.version, ver.rule,
-                                       seg.created_at, ver.created_at, dict(ver.details or {})))
+                out.append(
+                    SegmentInfo(
+                        seg.name,
+                        seg.kind,
+                        seg.description,
+                        ver.version,
+                        ver.rule,
+                        seg.created_at,
+                        ver.created_at,
+                        dict(ver.details or {}),
+                    )
+                )
         sizes = self._latest_sizes([i.name for i in out])
         for info in out:
             if info.name in sizes and sizes[info.name][0] == info.version:
@@ -177,10 +203,15 @@ class Segments:
             seg = s.scalar(select(Segment).where(Segment.name == name))
             if seg is None:
                 raise NotFoundError(f"no segment named {name!r}")
-            rows = s.scalars(select(SegmentVersion).where(SegmentVersion.segment_id == seg.id)
-                             .order_by(SegmentVersion.version))
-            return [{"version": v.version, "rule": v.rule, "details": v.details, "created_at": v.created_at}
-                    for v in rows]
+            rows = s.scalars(
+                select(SegmentVersion)
+                .where(SegmentVersion.segment_id == seg.id)
+                .order_by(SegmentVersion.version)
+            )
+            return [
+                {"version": v.version, "rule": v.rule, "details": v.details, "created_at": v.created_at}
+                for v in rows
+            ]
 
     # -- compile ----------------------------------------------------------------------------------
     def compile(self, rule: str, as_of: date | None = None, *, defining: str | None = None) -> CompiledRule:
@@ -189,8 +220,13 @@ class Segments:
         ``defining`` names the segment the rule is for, so a rule that reaches back to it through
         ``in_segment`` is refused as a cycle.
         """
-        return compile_rule(rule, self.catalog, as_of=as_of, resolve_segment=self._resolve,
-                            _stack=(defining,) if defining else ())
+        return compile_rule(
+            rule,
+            self.catalog,
+            as_of=as_of,
+            resolve_segment=self._resolve,
+            _stack=(defining,) if defining else (),
+        )
 
     def _compiled_for(self, name: str | None, rule: str | None, as_of: date | None) -> CompiledRule:
         if (name is None) == (rule is None):
@@ -202,8 +238,9 @@ class Segments:
             raise RuleError(f"segment {name!r} is {info.kind}: it has no rule to compile")
         return self.compile(info.rule, as_of)
 
-    def member_table(self, name: str | None = None, *, rule: str | None = None,
-                     as_of: date | None = None) -> ir.Table:
+    def member_table(
+        self, name: str | None = None, *, rule: str | None = None, as_of: date | None = None
+    ) -> ir.Table:
         """Members (``customer_id``) of a stored segment or a rule as of ``as_of``.
 
         A rule segment is evaluated afresh; a discovered segment reads its materialisation (the
@@ -223,14 +260,25 @@ class Segments:
             rows = rows.filter(rows.as_of <= ibis.literal(as_of))
         latest = _to_date(rows.as_of.max().execute())
         if latest is None:
-            raise DataError(f"segment {name!r} has no materialised membership"
-                            + (f" on or before {as_of}" if as_of else ""))
+            raise DataError(
+                f"segment {name!r} has no materialised membership"
+                + (f" on or before {as_of}" if as_of else "")
+            )
         return rows.filter(rows.as_of == ibis.literal(latest)).select("customer_id")
 
     # -- create / version / materialise -------------------------------------------------------
-    def create(self, name: str, rule: str, *, description: str = "", allow_sensitive: bool = False,
-               reason: str | None = None, as_of: date | None = None, replace: bool = False,
-               actor: str = "cli") -> Materialisation:
+    def create(
+        self,
+        name: str,
+        rule: str,
+        *,
+        description: str = "",
+        allow_sensitive: bool = False,
+        reason: str | None = None,
+        as_of: date | None = None,
+        replace: bool = False,
+        actor: str = "cli",
+    ) -> Materialisation:
         """Validate, store (as a new version when ``replace``) and materialise a rule segment.
 
         Raises :class:`RuleError` for an invalid rule, :class:`PolicyError` for protected
@@ -246,13 +294,24 @@ class Segments:
             details.update(allow_sensitive=True, reason=reason, sensitive_fields=sorted(found))
         self._store_version(name, "rule", rule, description, details, replace=replace)
         if found:
-            self.ws.audit("segment.sensitive", name, {"rule": rule, "fields": sorted(found),
-                                                      "reason": reason}, actor=actor)
+            self.ws.audit(
+                "segment.sensitive",
+                name,
+                {"rule": rule, "fields": sorted(found), "reason": reason},
+                actor=actor,
+            )
         return self.materialise(name, as_of, compiled=compiled)
 
-    def save_discovered(self, name: str, members: ir.Table | Iterable[str], *, as_of: date,
-                        description: str = "", details: dict[str, Any] | None = None,
-                        replace: bool = False) -> Materialisation:
+    def save_discovered(
+        self,
+        name: str,
+        members: ir.Table | Iterable[str],
+        *,
+        as_of: date,
+        description: str = "",
+        details: dict[str, Any] | None = None,
+        replace: bool = False,
+    ) -> Materialisation:
         """Store a discovered segment (kind ``discovered``) and materialise the given members.
 
         ``members`` is an Ibis table with a ``customer_id`` column or an iterable of ids.  The
@@ -265,8 +324,9 @@ class Segments:
         self._store_version(name, "discovered", "", description, dict(details or {}), replace=replace)
         return self._write_members(name, self.get(name).version, members.select("customer_id"), as_of)
 
-    def _store_version(self, name: str, kind: str, rule: str, description: str, details: dict[str, Any],
-                       *, replace: bool) -> int:
+    def _store_version(
+        self, name: str, kind: str, rule: str, description: str, details: dict[str, Any], *, replace: bool
+    ) -> int:
         with self.ws.ops.session() as s:
             seg = s.scalar(select(Segment).where(Segment.name == name))
             if seg is not None and not replace:
@@ -280,17 +340,22 @@ class Segments:
                     raise PolicyError(f"segment {name!r} is {seg.kind}, not {kind}")
                 if description:
                     seg.description = description
-            current = s.scalar(select(func.max(SegmentVersion.version)).where(SegmentVersion.segment_id == seg.id))
+            current = s.scalar(
+                select(func.max(SegmentVersion.version)).where(SegmentVersion.segment_id == seg.id)
+            )
             version = int(current or 0) + 1
             s.add(SegmentVersion(segment_id=seg.id, version=version, rule=rule, details=details))
             return version
 
-    def materialise(self, name: str, as_of: date | None = None, *,
-                    compiled: CompiledRule | None = None) -> Materialisation:
+    def materialise(
+        self, name: str, as_of: date | None = None, *, compiled: CompiledRule | None = None
+    ) -> Materialisation:
         """Evaluate rule segment ``name`` as of ``as_of`` and store its membership (replacing that date's)."""
         info = self.get(name)
         if info.kind != "rule":
-            raise RuleError(f"segment {name!r} is {info.kind}: it is materialised by the code that discovers it")
+            raise RuleError(
+                f"segment {name!r} is {info.kind}: it is materialised by the code that discovers it"
+            )
         compiled = compiled or self.compile(info.rule, as_of)
         result = self._write_members(name, info.version, compiled.members(), compiled.as_of)
         result.warnings[:0] = compiled.warnings
@@ -309,15 +374,23 @@ class Segments:
         warnings = [w for w in [guards.min_size_warning(name, size, self.min_size)] if w]
         sizes = self._latest_sizes()
         shared = self._shared_with(name, version, as_of)
-        warnings += guards.overlap_warnings(name, size, {o: (sizes[o][2], n) for o, n in shared.items()
-                                                          if o in sizes})
+        warnings += guards.overlap_warnings(
+            name, size, {o: (sizes[o][2], n) for o, n in shared.items() if o in sizes}
+        )
         warnings += guards.power_warnings({n: v[2] for n, v in sizes.items()})
         with self.ws.ops.session() as s:
             seg = s.scalar(select(Segment).where(Segment.name == name))
-            ver = s.scalar(select(SegmentVersion).where(SegmentVersion.segment_id == seg.id,
-                                                        SegmentVersion.version == version))
-            ver.details = {**(ver.details or {}), "last_size": size, "last_as_of": as_of.isoformat(),
-                           "warnings": warnings}
+            ver = s.scalar(
+                select(SegmentVersion).where(
+                    SegmentVersion.segment_id == seg.id, SegmentVersion.version == version
+                )
+            )
+            ver.details = {
+                **(ver.details or {}),
+                "last_size": size,
+                "last_as_of": as_of.isoformat(),
+                "warnings": warnings,
+            }
         return Materialisation(name, version, as_of, size, warnings)
 
     def _latest_sizes(self, names: list[str] | None = None) -> dict[str, tuple[int, date, int]]:
@@ -330,7 +403,12 @@ class Segments:
             if not names:
                 return {}
             rows = rows.filter(rows.segment.isin(names))
-        counts = rows.group_by(["segment", "version", "as_of"]).aggregate(n=ibis._.count()).to_pyarrow().to_pylist()
+        counts = (
+            rows.group_by(["segment", "version", "as_of"])
+            .aggregate(n=ibis._.count())
+            .to_pyarrow()
+            .to_pylist()
+        )
         latest: dict[str, tuple[int, date, int]] = {}
         for r in counts:
             key = (r["version"], _to_date(r["as_of"]))
@@ -345,8 +423,10 @@ class Segments:
         latest = self._latest_sizes()
         if not latest:
             return None
-        conds = [(members.segment == n) & (members.version == v) & (members.as_of == ibis.literal(d))
-                 for n, (v, d, _) in latest.items()]
+        conds = [
+            (members.segment == n) & (members.version == v) & (members.as_of == ibis.literal(d))
+            for n, (v, d, _) in latest.items()
+        ]
         return members.filter(ibis.or_(*conds)).select("segment", "customer_id")
 
     def _shared_with(self, name: str, version: int, as_of: date) -> dict[str, int]:
@@ -365,14 +445,18 @@ class Segments:
         return int(self.member_table(name, as_of=as_of).count().execute())
 
     def export_members(self, name: str, out: str | Path, *, as_of: date | None = None) -> int:
-        """Write the members of ``name`` (customer_id, segment, as_of) to CSV or Parquet; returns the count."""
+        """Write the members of ``name`` (customer_id, segment, as_of) to CSV or Parquet; returns how many."""
         path = Path(out)
         suffix = path.suffix.lower()
         if suffix not in (".csv", ".parquet"):
             raise DataError(f"{path}: unsupported output type {suffix!r} (use .csv or .parquet)")
         members = self.member_table(name, as_of=as_of)
         when = as_of or self.catalog.default_as_of()
-        data = members.mutate(segment=ibis.literal(name), as_of=ibis.literal(when)).order_by("customer_id").to_pyarrow()
+        data = (
+            members.mutate(segment=ibis.literal(name), as_of=ibis.literal(when))
+            .order_by("customer_id")
+            .to_pyarrow()
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
         if suffix == ".csv":
             import pyarrow.csv as pacsv
@@ -384,17 +468,33 @@ class Segments:
             pq.write_table(data, path)
         return data.num_rows
 
-    def sql(self, name: str | None = None, *, rule: str | None = None, dialect: str | None = None,
-            as_of: date | None = None) -> str:
+    def sql(
+        self,
+        name: str | None = None,
+        *,
+        rule: str | None = None,
+        dialect: str | None = None,
+        as_of: date | None = None,
+    ) -> str:
         """The SQL that selects the members, in ``dialect`` ("duckdb" or "spark")."""
         compiled = self._compiled_for(name, rule, as_of)
         return self.ws.warehouse.compile(compiled.members(), dialect, pretty=True)
 
-    def preview(self, name: str | None = None, *, rule: str | None = None, as_of: date | None = None,
-                sample: int = 10, top: int = 5) -> Preview:
+    def preview(
+        self,
+        name: str | None = None,
+        *,
+        rule: str | None = None,
+        as_of: date | None = None,
+        sample: int = 10,
+        top: int = 5,
+    ) -> Preview:
         """Size, share of base, revenue share, average CLV, a sample and the most distinctive fields."""
-        compiled = self._compiled_for(name, rule, as_of) if (rule is not None or
-                                                             self.get(name).kind == "rule") else None  # type: ignore[arg-type]
+        compiled = (
+            self._compiled_for(name, rule, as_of)
+            if (rule is not None or self.get(name).kind == "rule")
+            else None
+        )  # type: ignore[arg-type]
         members = compiled.members() if compiled is not None else self._materialised(name, as_of)  # type: ignore[arg-type]
         when = compiled.as_of if compiled is not None else (as_of or self.catalog.default_as_of())
         base = self.catalog.base()
@@ -410,20 +510,50 @@ class Segments:
         rev = totals.get("rev")
         revenue_share = (float(totals["rev_in"] or 0) / float(rev)) if rev else None
         clv = totals.get("clv_in")
-        show = [c for c in base.columns
-                if c not in PRIVATE_COLUMNS and c not in HIDDEN_COLUMNS
-                and not guards.is_sensitive(c, self.sensitive)][:12]
-        sample_rows = (flagged.filter(flagged._in).select("customer_id", *show).order_by("customer_id")
-                       .limit(sample).to_pyarrow().to_pylist())
-        diffs = _differences(flagged, [c for c in base.columns if c not in PRIVATE_COLUMNS
-                                       and not guards.is_sensitive(c, self.sensitive)], top) if size else []
+        show = [
+            c
+            for c in base.columns
+            if c not in PRIVATE_COLUMNS
+            and c not in HIDDEN_COLUMNS
+            and not guards.is_sensitive(c, self.sensitive)
+        ][:12]
+        sample_rows = (
+            flagged.filter(flagged._in)
+            .select("customer_id", *show)
+            .order_by("customer_id")
+            .limit(sample)
+            .to_pyarrow()
+            .to_pylist()
+        )
+        diffs = (
+            _differences(
+                flagged,
+                [
+                    c
+                    for c in base.columns
+                    if c not in PRIVATE_COLUMNS and not guards.is_sensitive(c, self.sensitive)
+                ],
+                top,
+            )
+            if size
+            else []
+        )
         warnings = list(compiled.warnings) if compiled else []
         w = guards.min_size_warning(name or "(rule)", size, self.min_size)
         if w:
             warnings.append(w)
-        return Preview(compiled.text if compiled else "", when, size, base_size,
-                       size / base_size if base_size else 0.0, revenue_share,
-                       float(clv) if clv is not None else None, sample_rows, diffs, warnings)
+        return Preview(
+            compiled.text if compiled else "",
+            when,
+            size,
+            base_size,
+            size / base_size if base_size else 0.0,
+            revenue_share,
+            float(clv) if clv is not None else None,
+            sample_rows,
+            diffs,
+            warnings,
+        )
 
     def overlap(self, names: list[str] | None = None) -> Overlap:
         """Matrix of shared members between segments (their latest materialisations)."""
@@ -434,14 +564,19 @@ class Segments:
         if members is not None and chosen:
             m = members.filter(members.segment.isin(chosen))
             right = m.select(seg_b="segment", cid="customer_id")
-            pairs = (m.join(right, m.customer_id == right.cid).group_by(["segment", "seg_b"])
-                     .aggregate(n=ibis._.count()).to_pyarrow().to_pylist())
+            pairs = (
+                m.join(right, m.customer_id == right.cid)
+                .group_by(["segment", "seg_b"])
+                .aggregate(n=ibis._.count())
+                .to_pyarrow()
+                .to_pylist()
+            )
             for r in pairs:
                 shared[r["segment"]][r["seg_b"]] = int(r["n"])
         sizes = {n: latest[n][2] for n in chosen}
         warnings: list[str] = []
         for i, a in enumerate(chosen):
-            pairs_after = {b: (sizes[b], shared[a][b]) for b in chosen[i + 1:]}
+            pairs_after = {b: (sizes[b], shared[a][b]) for b in chosen[i + 1 :]}
             warnings += guards.overlap_warnings(a, sizes[a], pairs_after)
         warnings += guards.power_warnings(sizes)
         return Overlap(chosen, sizes, shared, warnings)
@@ -477,11 +612,25 @@ def _differences(flagged: ir.Table, columns: list[str], top: int) -> list[FieldD
             if b is None or m is None or not sd:
                 continue
             score = abs(m - b) / sd
-            out.append(FieldDifference(c, "numeric", round(m, 3), round(b, 3), round(score, 3),
-                                       f"mean {m:.3g} vs {b:.3g} in the base ({(m - b) / sd:+.2f} sd)"))
+            out.append(
+                FieldDifference(
+                    c,
+                    "numeric",
+                    round(m, 3),
+                    round(b, 3),
+                    round(score, 3),
+                    f"mean {m:.3g} vs {b:.3g} in the base ({(m - b) / sd:+.2f} sd)",
+                )
+            )
     for c in categorical:
-        rows = (flagged.group_by(c).aggregate(n=ibis._.count(), k=ibis._._in.cast("int64").sum())
-                .order_by(ibis.desc("k")).limit(20).to_pyarrow().to_pylist())
+        rows = (
+            flagged.group_by(c)
+            .aggregate(n=ibis._.count(), k=ibis._._in.cast("int64").sum())
+            .order_by(ibis.desc("k"))
+            .limit(20)
+            .to_pyarrow()
+            .to_pylist()
+        )
         n_all = sum(r["n"] for r in rows) or 1
         k_all = sum(int(r["k"] or 0) for r in rows) or 1
         best = None
@@ -491,8 +640,14 @@ def _differences(flagged: ir.Table, columns: list[str], top: int) -> list[FieldD
             s_share, b_share = int(r["k"] or 0) / k_all, r["n"] / n_all
             score = abs(s_share - b_share) / max(b_share, 1e-9) * min(s_share + b_share, 1.0)
             if best is None or score > best.score:
-                best = FieldDifference(c, "category", r[c], None, round(score, 3),
-                                       f"{r[c]!r}: {s_share:.0%} of the segment vs {b_share:.0%} of the base")
+                best = FieldDifference(
+                    c,
+                    "category",
+                    r[c],
+                    None,
+                    round(score, 3),
+                    f"{r[c]!r}: {s_share:.0%} of the segment vs {b_share:.0%} of the base",
+                )
         if best is not None:
             out.append(best)
     out.sort(key=lambda d: -d.score)
@@ -501,4 +656,6 @@ def _differences(flagged: ir.Table, columns: list[str], top: int) -> list[FieldD
 
 def _check_name(name: str) -> None:
     if not NAME_RE.match(name or ""):
-        raise DataError(f"invalid segment name {name!r}: use letters, digits, '_' or '-', starting with a letter")
+        raise DataError(
+            f"invalid segment name {name!r}: use letters, digits, '_' or '-', starting with a letter"
+        )
