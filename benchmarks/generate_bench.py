@@ -37,7 +37,7 @@ def _one(customers: int, fmt: str, out: Path) -> dict:
             "bytes": size, "paths": {k: str(v) for k, v in result.paths.items()}}
 
 
-def _baseline(paths: dict[str, str], fmt: str, scratch: Path) -> dict:
+def _baseline(paths: dict[str, str], scratch: Path) -> dict:
     """Read transactions + events back with pyarrow and write them again in the same format."""
     import pyarrow.csv as pacsv
     import pyarrow.json as pajson
@@ -58,7 +58,15 @@ def _baseline(paths: dict[str, str], fmt: str, scratch: Path) -> dict:
             pacsv.write_csv(table, scratch / src.name)
         rows += table.num_rows
         del table
-    return {"seconds": time.perf_counter() - start, "rows": rows}
+    return {"seconds": time.perf_counter() - start, "rows": rows,
+            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def _child(*args: str) -> dict:
+    """Run one measurement in a fresh process: Linux copies the peak-RSS mark across fork, so a
+    parent that held big tables would inflate the child's figure."""
+    proc = subprocess.run([sys.executable, __file__, *args], check=True, capture_output=True, text=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -67,33 +75,34 @@ def main() -> None:
     parser.add_argument("--formats", nargs="+", default=["csv", "parquet"], choices=["csv", "parquet"])
     parser.add_argument("--keep", type=Path, help="keep the generated files under this directory")
     parser.add_argument("--one", nargs=3, metavar=("CUSTOMERS", "FMT", "OUT"), help=argparse.SUPPRESS)
+    parser.add_argument("--baseline", nargs=2, metavar=("PATHS_JSON", "SCRATCH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         customers, fmt, out = int(args.one[0]), args.one[1], Path(args.one[2])
         print(json.dumps(_one(customers, fmt, out)))
         return
+    if args.baseline:
+        print(json.dumps(_baseline(json.loads(args.baseline[0]), Path(args.baseline[1]))))
+        return
 
     root = args.keep or Path(tempfile.mkdtemp(prefix="mm-generate-bench-"))
     print(f"{'customers':>10} {'fmt':>7} {'seconds':>8} {'rows':>12} {'order lines':>12} {'events':>11} "
-          f"{'rows/s':>10} {'peak MB':>8} {'GB on disk':>10} | {'baseline s':>10} {'baseline rows/s':>15}",
+          f"{'rows/s':>10} {'peak MB':>8} {'GB on disk':>10} | {'baseline s':>10} {'baseline rows/s':>15} "
+          f"{'peak MB':>8}",
           flush=True)
     try:
         for customers in args.sizes:
             for fmt in args.formats:
                 out = root / f"{customers}-{fmt}"
-                proc = subprocess.run(
-                    [sys.executable, __file__, "--one", str(customers), fmt, str(out)],
-                    check=True, capture_output=True, text=True,
-                )
-                r = json.loads(proc.stdout.strip().splitlines()[-1])
+                r = _child("--one", str(customers), fmt, str(out))
                 scratch = root / f"baseline-{customers}-{fmt}"
                 scratch.mkdir(parents=True, exist_ok=True)
-                base = _baseline(r["paths"], fmt, scratch)
+                base = _child("--baseline", json.dumps(r["paths"]), str(scratch))
                 shutil.rmtree(scratch)
                 print(f"{customers:>10,} {fmt:>7} {r['seconds']:>8.1f} {r['rows']:>12,} {r['lines']:>12,} "
                       f"{r['events']:>11,} {r['rows'] / r['seconds']:>10,.0f} {r['peak_mb']:>8.0f} "
                       f"{r['bytes'] / 1e9:>10.2f} | {base['seconds']:>10.1f} "
-                      f"{base['rows'] / base['seconds']:>15,.0f}", flush=True)
+                      f"{base['rows'] / base['seconds']:>15,.0f} {base['peak_mb']:>8.0f}", flush=True)
                 if not args.keep:
                     shutil.rmtree(out)
     finally:
