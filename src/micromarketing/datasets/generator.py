@@ -35,12 +35,12 @@ Generating parameters per segment (r, alpha in days; see :data:`SEGMENT_SPECS` f
 ====================  =====  ===  =====  ===  ===  ====  ===  =====  ==========================
 segment               share   r   alpha   a    b   p_gg   q   gamma  mean order value (EUR)
 ====================  =====  ===  =====  ===  ===  ====  ===  =====  ==========================
-mainstream            0.35    4    600    1   19    6    12   110    60
-urban_young_eco       0.13    6    180    1   40    6    12   82.5   45
-lapsed_high_value     0.13    6    480    1   60    5    15   700    250
-local_store_regulars  0.13   10    210    1   99    8    15   43.75  25
-bargain_hunters       0.13    6    150    1   40    6    15   46.67  20
-new_high_potential    0.13    8    360    1    9    5    15   840    300
+mainstream            0.35    4    600    1   39    6    12   110    60
+urban_young_eco       0.13    6    240    1   40    6    12   82.5   45
+lapsed_high_value     0.13    6    600    1   99    8    15   437.5  250
+local_store_regulars  0.13   10    280    1   99    8    15   43.75  25
+bargain_hunters       0.13    6    180    1   40    6    15   46.67  20
+new_high_potential    0.13    8    360    1    9   10    15   420    300
 ====================  =====  ===  =====  ===  ===  ====  ===  =====  ==========================
 
 Every segment except ``lapsed_high_value`` is a pure BG/NBD / Gamma-Gamma process observed from
@@ -59,11 +59,11 @@ Planted micro-segments (:data:`SEGMENTS`; truth in ``truth.csv``)
 * ``mainstream`` — ages 35–64 in suburbs and small towns (3–55 km from a store), occasional
   purchases of ~60 EUR across fashion/home/beauty/books/toys, ~35 % in store, few e-mail opens.
 * ``urban_young_eco`` — ages 25–34 within 3.5 km of a city centre, buys eco/sports/outdoor about
-  monthly online or in the app, ~45 EUR orders, high e-mail engagement (~10 opens / 90 days).
+  every ~6 weeks online or in the app, ~45 EUR orders, high e-mail engagement (~10 opens / 90 days).
 * ``lapsed_high_value`` — ages 45–64, customers for 3–5 years, big electronics/furniture/fashion
   orders (~250 EUR) but no order in the last 180–330+ days; hardly open e-mails.
 * ``local_store_regulars`` — ages 55–75 living within 2.5 km of a store, small (~25 EUR)
-  grocery/home/beauty baskets every ~3 weeks, >90 % in store.
+  grocery/home/beauty baskets about every 4 weeks, >90 % in store.
 * ``bargain_hunters`` — ages 35–54 in suburbs/towns, many small (~20 EUR) orders, mostly clearance
   items, open and click promotional e-mails (60 % click rate).
 * ``new_high_potential`` — signed up in the last 90 days, 1–2 large (~300 EUR) electronics /
