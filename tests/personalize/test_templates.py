@@ -183,3 +183,22 @@ def test_fast_path_matches_plain_jinja_rendering(generated_ws):
     shown = {p.product_id for r in recs.values() for p in r}
     assert shown <= {pid for pid, _ in tpl._cards}
     assert len(tpl._cards) <= 2 * 360
+
+
+def test_segment_and_persona_fill_the_segment_variable(tiny_ws):
+    as_of = tiny_ws.table("profiles").as_of.max().execute()
+    persona = {"name": "Tea lovers", "tagline": "Small & frequent <baskets>",
+               "description": "They drink tea.", "traits": [{"text": "buy tea twice as often"}]}
+    Segments(tiny_ws).save_discovered("tea", ["c1", "c2"], as_of=as_of, description="Tea lovers",
+                                      details={"persona": persona})
+    add_template(tiny_ws, "seg", {"html": "{{ segment.name }}: {{ segment.persona.tagline }}",
+                                  "text": "{{ segment.persona.traits | join(', ') }}"})
+    messages = list(render_for_customers(tiny_ws, "seg", "tea"))
+    assert [m.customer_id for m in messages] == ["c1", "c2"]
+    assert messages[0].html == "tea: Small &amp; frequent &lt;baskets&gt;"
+    assert messages[0].text == "buy tea twice as often"
+    # for a list of ids there is no segment unless one is named
+    with pytest.raises(TemplateError, match="segment"):
+        preview_template(tiny_ws, "seg", "c1")
+    msg = preview_template(tiny_ws, "seg", "c1", segment="tea")
+    assert msg.text == "buy tea twice as often"

@@ -15,7 +15,8 @@ What it owns
   injection).  A missing field fails with its name unless the template gives a default
   (``{{ first_name | default('there') }}``); a NULL value counts as missing.
 * The render context of one recipient: every non-null customer attribute and profile field at top
-  level and as ``customer``; ``segment`` (name, description, persona); ``offer`` (next best offer);
+  level and as ``customer``; ``segment`` (name, description, persona: name, tagline, description,
+  traits); ``offer`` (next best offer);
   ``recommendations`` (products); ``unsubscribe_url``; ``product_card(p)`` / ``product_card_text(p)``.
 
 Why the renderer is hand-tuned
@@ -613,14 +614,23 @@ def unsubscribe_token(key: bytes, customer_id: str) -> str:
 
 
 def _segment_context(ws: Workspace, name: str) -> dict[str, Any]:
+    """``segment`` for templates: name, kind, description and persona (name, tagline, description,
+    traits as sentences) — a discovered segment's stored persona, else one made of its description."""
     from micromarketing.segments import Segments
 
     info = Segments(ws).get(name)
-    details = dict(info.details or {})
-    persona = details.get("persona") or info.description or ""
-    if isinstance(persona, dict):
-        persona = persona.get("summary") or persona.get("description") or ""
-    return {"name": info.name, "description": info.description, "persona": persona, "kind": info.kind}
+    stored = dict(info.details or {}).get("persona")
+    if isinstance(stored, dict):
+        persona = {
+            "name": stored.get("name") or info.description or info.name,
+            "tagline": stored.get("tagline") or "",
+            "description": stored.get("description") or "",
+            "traits": [t.get("text", "") for t in stored.get("traits") or [] if isinstance(t, dict)],
+        }
+    else:
+        persona = {"name": info.description or info.name, "tagline": "", "description": info.description,
+                   "traits": []}
+    return {"name": info.name, "kind": info.kind, "description": info.description, "persona": persona}
 
 
 def _recipients_table(ws: Workspace, ids: ibis.Table) -> ibis.Table:
