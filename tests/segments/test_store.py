@@ -128,3 +128,13 @@ def test_sql_per_dialect_selects_customer_ids(ws):
 def test_invalid_names(ws):
     with pytest.raises(DataError, match="invalid segment name"):
         Segments(ws).create("drop table;", "frequency > 1")
+
+
+def test_retired_segment_is_not_active_and_old_members_do_not_stand_in(ws):
+    seg = Segments(ws)
+    seg.save_discovered("cluster_1", ["C01", "C02"], as_of=AS_OF)
+    seg.create("lyon", "city = 'Lyon'")
+    seg.save_discovered("cluster_1", [], as_of=AS_OF, replace=True)  # retired: v2 has no members
+    assert seg.get("cluster_1").version == 2 and seg.get("cluster_1").size is None
+    assert seg.overlap().names == ["lyon"]
+    assert ids(seg.compile("in_segment('cluster_1') or city = 'Nice'").members()) == {"C10"}

@@ -898,10 +898,11 @@ def _beh_in_segment(c: _Compiler, node: dsl.Call, column: str) -> _Behaviour:
     rows = members.filter(
         [members.segment == name, members.version == ref.version, members.as_of <= ibis.literal(c.as_of)]
     )
-    latest = rows.as_of.max().execute()
-    if latest is None:
-        raise error_at(f"segment {name!r} has no membership as of {c.as_of}", node.pos)
-    return _flag(rows.filter(rows.as_of == ibis.literal(_to_date(latest))), column)
+    latest = _to_date(rows.as_of.max().execute())
+    if latest is None:  # never materialised on or before as_of, or retired: no members
+        c.warnings.append(f"segment {name!r} has no members as of {c.as_of}")
+        return _flag(rows.filter(ibis.literal(False)), column)
+    return _flag(rows.filter(rows.as_of == ibis.literal(latest, type="date")), column)
 
 
 SCALAR_FUNCTIONS: dict[str, Callable[[_Compiler, dsl.Call], V]] = {

@@ -393,16 +393,31 @@ class Segments:
             }
         return Materialisation(name, version, as_of, size, warnings)
 
+    def _current_versions(self) -> dict[str, int]:
+        """segment -> its latest version number (from the operations store)."""
+        with self.ws.ops.session() as s:
+            rows = s.execute(
+                select(Segment.name, func.max(SegmentVersion.version))
+                .join(SegmentVersion, SegmentVersion.segment_id == Segment.id)
+                .group_by(Segment.name)
+            ).all()
+        return {name: int(v) for name, v in rows}
+
     def _latest_sizes(self, names: list[str] | None = None) -> dict[str, tuple[int, date, int]]:
-        """segment -> (version, as_of, size) of its latest materialisation."""
+        """segment -> (version, as_of, size) of the latest materialisation of its *current* version.
+
+        Segments whose current version has no members (e.g. a retired discovered segment) are
+        left out: they are not active, and older versions' rows must not stand in for them.
+        """
         members = self.catalog.table(MEMBERS_TABLE)
         if members is None:
             return {}
-        rows = members
+        current = self._current_versions()
         if names is not None:
-            if not names:
-                return {}
-            rows = rows.filter(rows.segment.isin(names))
+            current = {n: v for n, v in current.items() if n in set(names)}
+        if not current:
+            return {}
+        rows = members.filter(members.segment.isin(list(current)))
         counts = (
             rows.group_by(["segment", "version", "as_of"])
             .aggregate(n=ibis._.count())
@@ -411,9 +426,11 @@ class Segments:
         )
         latest: dict[str, tuple[int, date, int]] = {}
         for r in counts:
-            key = (r["version"], _to_date(r["as_of"]))
-            if r["segment"] not in latest or key > latest[r["segment"]][:2]:
-                latest[r["segment"]] = (int(r["version"]), _to_date(r["as_of"]), int(r["n"]))  # type: ignore[assignment]
+            if int(r["version"]) != current.get(r["segment"]):
+                continue
+            when = _to_date(r["as_of"])
+            if r["segment"] not in latest or when > latest[r["segment"]][1]:  # type: ignore[operator]
+                latest[r["segment"]] = (int(r["version"]), when, int(r["n"]))  # type: ignore[assignment]
         return latest
 
     def _latest_members(self) -> ir.Table | None:
