@@ -5,7 +5,7 @@ expression that parses every column to its schema type, applies the column's che
 the first failing field and its reason per row (``_field``/``_reason``, NULL when the row is
 valid).  Everything runs vectorised in the warehouse; no Python per row.  The per-column rules:
 
-* strings are trimmed; an empty cell is "no value" (the column default applies, if any);
+* strings are trimmed of spaces; an empty cell is "no value" (the column default applies, if any);
 * a raw value longer than :data:`MAX_TEXT` characters is rejected;
 * int: optional sign and digits only (DuckDB's own cast would round ``1.5``); float: decimal or
   scientific notation, finite; bool: DuckDB's spellings (true/false, t/f, yes/no, 1/0);
@@ -67,35 +67,58 @@ def checked_table(
     ``staged`` holds the raw text; ``present`` names the spec columns the file has (the others
     are taken as empty, so their default applies).  Derived columns (``h3_cell``) are added too.
     """
-    values: dict[str, ir.Value] = {}
-    failures: list[tuple[str, ir.Value]] = []
+    # Three layers of projection so that each cell is trimmed, parsed and checked once (a single
+    # projection would repeat the parse inside every rule that uses it).
+    texts = {}
     for col in spec.columns:
         raw = staged[col.name] if col.name in present else ibis.null(dt.string)
-        value, reason = _column(col, raw, currencies)
-        values[col.name] = value
-        failures.append((col.name, reason))
-    field = ibis.cases(*[(reason.notnull(), ibis.literal(name)) for name, reason in failures], else_=None)
-    reason = ibis.coalesce(*[reason for _, reason in failures]) if len(failures) > 1 else failures[0][1]
-    out = {"_row": staged["_row"], **values, "_field": field.cast("string"), "_reason": reason.cast("string")}
+        text = _trim(raw).nullif("")
+        if col.default is not None:
+            text = text.coalesce(ibis.literal(col.default))
+        texts[f"{col.name}__t"] = text
+        texts[f"{col.name}__long"] = raw.length() > MAX_TEXT
+    trimmed = staged.select("_row", **texts)
+    parsed = trimmed.select(
+        "_row",
+        *[f"{c.name}__t" for c in spec.columns],
+        *[f"{c.name}__long" for c in spec.columns],
+        **{f"{c.name}__v": _parse(c, trimmed[f"{c.name}__t"]) for c in spec.columns},
+    )
+    reasons = {
+        c.name: _reason(
+            c, parsed[f"{c.name}__t"], parsed[f"{c.name}__v"], parsed[f"{c.name}__long"], currencies
+        )
+        for c in spec.columns
+    }
+    judged = parsed.select(
+        "_row",
+        **{c.name: parsed[f"{c.name}__v"] for c in spec.columns},
+        **{f"{c.name}__r": reasons[c.name] for c in spec.columns},
+    )
+    names = [c.name for c in spec.columns]
+    field = ibis.cases(*[(judged[f"{n}__r"].notnull(), ibis.literal(n)) for n in names], else_=None)
+    reason = ibis.coalesce(*[judged[f"{n}__r"] for n in names])
+    out = {
+        "_row": judged["_row"],
+        **{n: judged[n] for n in names},
+        "_field": field.cast("string"),
+        "_reason": reason.cast("string"),
+    }
     if any(d.name == "h3_cell" for d in spec.derived):
-        out["h3_cell"] = h3_cell_r7(values["lat"], values["lon"])
-    return staged.select(**out)
+        out["h3_cell"] = h3_cell_r7(judged["lat"], judged["lon"])
+    return judged.select(**out)
 
 
-def _column(col: Column, raw: ir.StringValue, currencies: Sequence[str]) -> tuple[ir.Value, ir.Value]:
-    """The parsed value of one column and its failure reason (NULL when fine)."""
-    text = raw.strip().nullif("")
-    if col.default is not None:
-        text = text.coalesce(ibis.literal(col.default))
-    rules: list[tuple[ir.BooleanValue, str]] = [
-        (raw.length() > MAX_TEXT, f"longer than {MAX_TEXT} characters")
-    ]
-    if col.required:
-        rules.append((text.isnull(), "required value missing"))
+def _parse(col: Column, text: ir.StringValue) -> ir.Value:
+    """The cell parsed to the column's type (NULL when it does not parse), normalised per check."""
     if col.type == "string":
-        value: ir.Value = text
-    elif col.type == "int":
-        value = ibis.ifelse(text.re_search(INT_RE), text, None).try_cast(dt.int64)
+        if col.check == "phone":
+            return text.re_replace(PHONE_SEPARATORS, "")
+        if col.check in ("currency", "country"):
+            return text.upper()
+        return text
+    if col.type == "int":
+        value: ir.Value = ibis.ifelse(text.re_search(INT_RE), text, None).try_cast(dt.int64)
     elif col.type == "float":
         parsed = ibis.ifelse(text.re_search(FLOAT_RE), text, None).try_cast(dt.float64)
         value = ibis.ifelse(parsed.isinf() | parsed.isnan(), None, parsed)
@@ -105,23 +128,26 @@ def _column(col: Column, raw: ir.StringValue, currencies: Sequence[str]) -> tupl
         value = ibis.ifelse(text.re_search(TIMESTAMP_RE), text, None).try_cast(_IBIS_TYPES["timestamp"])
     else:  # bool
         value = text.try_cast(dt.boolean)
+    return value.cast(_IBIS_TYPES[col.type])
+
+
+def _reason(
+    col: Column, text: ir.StringValue, value: ir.Value, too_long: ir.BooleanValue, currencies: Sequence[str]
+) -> ir.StringValue:
+    """Why the cell is invalid (the first rule it breaks), NULL when it is fine."""
+    rules: list[tuple[ir.BooleanValue, str]] = [(too_long, f"longer than {MAX_TEXT} characters")]
+    if col.required:
+        rules.append((text.isnull(), "required value missing"))
     if col.type != "string":
         rules.append((text.notnull() & value.isnull(), _TYPE_REASONS[col.type]))
     if col.check == "email":
-        rules.append((text.notnull() & ~text.re_search(EMAIL_RE), "not an email address"))
+        rules.append((~text.re_search(EMAIL_RE), "not an email address"))
     elif col.check == "phone":
-        value = text.re_replace(PHONE_SEPARATORS, "")
-        rules.append(
-            (text.notnull() & ~value.re_search(PHONE_RE), "not a phone number (7-15 digits, optional +)")
-        )
+        rules.append((~value.re_search(PHONE_RE), "not a phone number (7-15 digits, optional +)"))
     elif col.check == "currency":
-        value = text.upper()
-        rules.append(
-            (text.notnull() & ~value.isin(list(currencies)), "currency not in settings.ingest.currencies")
-        )
+        rules.append((~value.isin(list(currencies)), "currency not in settings.ingest.currencies"))
     elif col.check == "country":
-        value = text.upper()
-        rules.append((text.notnull() & ~text.re_search(COUNTRY_RE), "not an ISO-3166 alpha-2 country code"))
+        rules.append((~text.re_search(COUNTRY_RE), "not an ISO-3166 alpha-2 country code"))
     elif col.check == "non_negative":
         rules.append((value < 0, "negative value"))
     elif col.check == "latitude":
@@ -129,9 +155,16 @@ def _column(col: Column, raw: ir.StringValue, currencies: Sequence[str]) -> tupl
     elif col.check == "longitude":
         rules.append(((value < -180) | (value > 180), "longitude outside [-180, 180]"))
     if col.allowed is not None:
-        rules.append((text.notnull() & ~text.isin(list(col.allowed)), "not one of " + ", ".join(col.allowed)))
-    reason = ibis.cases(*[(cond.fill_null(False), ibis.literal(msg)) for cond, msg in rules], else_=None)
-    return value.cast(_IBIS_TYPES[col.type]), reason
+        rules.append((~text.isin(list(col.allowed)), "not one of " + ", ".join(col.allowed)))
+    # NULL cells pass the checks (a NULL comparison is not "true"); required is checked above.
+    cases = [(cond.fill_null(False), ibis.literal(msg)) for cond, msg in rules]
+    return ibis.cases(*cases, else_=None).cast("string")
+
+
+@ibis.udf.scalar.builtin(name="trim")
+def _trim(text: str) -> str:  # type: ignore[empty-body]
+    """DuckDB's one-argument TRIM (spaces).  Ibis' ``strip()`` passes a list of whitespace
+    characters, which takes DuckDB a slower path (about 2x on the whole validation)."""
 
 
 @ibis.udf.scalar.pyarrow

@@ -263,7 +263,8 @@ class Warehouse:
             f"arg_min(coalesce(column_name, ''), column_idx) AS _field, "
             f"arg_min(CAST(error_type AS VARCHAR), column_idx) AS _error, "
             f"arg_min(error_message, column_idx) AS _reason, "
-            f"arg_min(csv_line, column_idx) AS _raw FROM {_ident(errors)} GROUP BY line"
+            f"arg_min(trim(csv_line, chr(10) || chr(13)), column_idx) AS _raw "
+            f"FROM {_ident(errors)} GROUP BY line"
         )
         cols = ", ".join(_ident(c) for c in columns)
         if self._count(name + "_rejects"):
