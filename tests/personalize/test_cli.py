@@ -98,3 +98,5 @@ def test_recommend_and_offer_commands(tiny_ws):
     assert bad.exit_code == 2 and "line 1" in bad.output
     best = json.loads(_run(offer.app, "best", "c1", "c4", "--on", "2024-06-01", "-w", ws, "--json").stdout)
     assert [b["offer"] for b in best] == ["ship", "ship"]
+    no_outcomes = _run(offer.app, "fit", "-w", ws, ok=False)
+    assert no_outcomes.exit_code == 2 and "prior" in no_outcomes.output

@@ -141,3 +141,17 @@ def best(
             str(r.source or ""),
         )
     console.print(table)
+
+
+@app.command("fit")
+@handle_errors
+def fit(workspace: WorkspaceOption = None, json_output: JsonOption = False) -> None:
+    """Fit the conversion-propensity model on past campaign outcomes (else the prior is used)."""
+    from micromarketing.personalize.offers import fit_propensity
+
+    with open_workspace(workspace) as ws:
+        model = fit_propensity(ws)
+    if json_output:
+        print_json({"version": model.version, "intercept": model.intercept, "coef": model.coef.tolist()})
+        return
+    console.print(f"Offer propensity model v{model.version} fitted")

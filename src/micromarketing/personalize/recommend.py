@@ -457,62 +457,60 @@ def _group_keys(ws: Workspace, ids: ir.Table) -> ir.Table:
 
 
 def cold_start(ws: Workspace, customer_ids: list[str], k: int, *, as_of: date | None = None) -> pd.DataFrame:
-    """Popular products in each customer's (segment, region), backing off to segment, region, all."""
+    """Popular products in each customer's (segment, region), backing off to segment, region, all.
+
+    Popularity is the number of distinct buyers (before ``as_of``); a group counts only with at
+    least :data:`MIN_GROUP_BUYERS` buyers.  Ties go to the smaller product id.
+    """
+    columns = ["customer_id", "rank", "product_id", "score"]
     if not customer_ids:
-        return pd.DataFrame(columns=["customer_id", "rank", "product_id", "score"])
+        return pd.DataFrame(columns=columns)
     ids = ibis.memtable({"customer_id": customer_ids}, schema={"customer_id": "string"})
-    keys = _group_keys(ws, ids).to_pandas()
-    keys = pd.DataFrame({"customer_id": customer_ids}).merge(keys, on="customer_id", how="left")
-    all_keys = _group_keys(ws, None)  # type: ignore[arg-type]
+    keys = pd.DataFrame({"customer_id": customer_ids}).merge(
+        _group_keys(ws, ids).to_pandas(), on="customer_id", how="left"
+    )
     tx = ws.table("transactions")
     tx = tx.filter(tx.product_id.notnull())
     if as_of is not None:
         tx = tx.filter(tx.ordered_at < _midnight(as_of))
     buyers = tx.select("customer_id", "product_id").distinct()
-    joined = buyers.join(all_keys, "customer_id")
-    levels: list[tuple[str, list[str]]] = [
-        ("seg_region", ["seg", "region"]),
-        ("seg", ["seg"]),
-        ("region", ["region"]),
-        ("all", []),
-    ]
-    tables: dict[str, pd.DataFrame] = {}
-    sizes: dict[str, pd.DataFrame] = {}
-    for level, cols in levels:
-        if cols:
-            wanted = keys[cols].dropna().drop_duplicates()
-            if wanted.empty:
-                continue
-            g = joined.group_by([*cols, "product_id"]).aggregate(n=joined.customer_id.nunique())
-            s = joined.group_by(cols).aggregate(buyers=joined.customer_id.nunique())
-            tables[level] = g.to_pandas().merge(wanted, on=cols)
-            sizes[level] = s.to_pandas().merge(wanted, on=cols)
-        else:
-            g = joined.group_by("product_id").aggregate(n=joined.customer_id.nunique())
-            tables[level] = g.to_pandas()
-    out = []
-    for cid, seg, region in keys[["customer_id", "seg", "region"]].itertuples(index=False):
-        vals = {"seg": seg, "region": region}
-        for level, cols in levels:
-            if level not in tables or any(pd.isna(vals[c]) for c in cols):
-                continue
-            if cols:
-                sz = sizes[level]
-                hit = sz
-                for c in cols:
-                    hit = hit[hit[c] == vals[c]]
-                if hit.empty or int(hit["buyers"].iloc[0]) < MIN_GROUP_BUYERS:
-                    continue
-                t = tables[level]
-                for c in cols:
-                    t = t[t[c] == vals[c]]
-            else:
-                t = tables[level]
-            best = t.sort_values(["n", "product_id"], ascending=[False, True]).head(k)
-            for r, (pid, n) in enumerate(zip(best["product_id"], best["n"], strict=True), start=1):
-                out.append((cid, r, pid, float(n)))
+    joined = buyers.join(_group_keys(ws, None), "customer_id")  # type: ignore[arg-type]
+    levels: list[list[str]] = [["seg", "region"], ["seg"], ["region"], []]
+    pending = keys
+    parts = []
+    for cols in levels:
+        if pending.empty:
             break
-    return pd.DataFrame(out, columns=["customer_id", "rank", "product_id", "score"])
+        if cols:
+            ready = pending.dropna(subset=cols)
+            if ready.empty:
+                continue
+            wanted = ibis.memtable(ready[cols].drop_duplicates().reset_index(drop=True))
+            scoped = joined.join(wanted, cols)
+            sizes = scoped.group_by(cols).aggregate(buyers=scoped.customer_id.nunique())
+            big = sizes.filter(sizes.buyers >= MIN_GROUP_BUYERS).select(*cols)
+            scoped = scoped.join(big, cols)
+        else:
+            ready, scoped = pending, joined
+        counts = scoped.group_by([*cols, "product_id"]).aggregate(n=scoped.customer_id.nunique())
+        ranked = counts.mutate(
+            rank=ibis.row_number().over(
+                group_by=cols or None, order_by=[ibis.desc("n"), ibis.asc("product_id")]
+            )
+            + 1
+        )
+        top = ranked.filter(ranked["rank"] <= k).to_pandas()
+        if top.empty:
+            continue
+        served = ready.merge(top, on=cols, how="inner") if cols else ready.merge(top, how="cross")
+        parts.append(served[["customer_id", "rank", "product_id", "n"]].rename(columns={"n": "score"}))
+        pending = pending[~pending["customer_id"].isin(set(served["customer_id"]))]
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    out = pd.concat(parts, ignore_index=True)
+    out["rank"] = out["rank"].astype("int64")
+    out["score"] = out["score"].astype("float64")
+    return out.sort_values(["customer_id", "rank"]).reset_index(drop=True)
 
 
 def recommend_for(
