@@ -157,7 +157,7 @@ def resolve_features(requested: list[str] | None, categories: list[str]) -> list
                                 f"known: {', '.join(known)}")
     if len(chosen) < 2:
         raise DataError("discovery needs at least two features")
-    return list(chosen.values())
+    return [spec for name, spec in every.items() if name in chosen]  # catalogue order, whatever the request
 
 
 def feature_table(ws: Workspace, as_of: date, categories: list[str]) -> ir.Table:
