@@ -560,11 +560,14 @@ def recommend_for(
                     }
                 )
             )
-    cold = [c for c in uniq if c not in set(warm)]
+    warm_set = set(warm)
+    cold = [c for c in uniq if c not in warm_set]
     if cold:
         known = ws.table("customers")
-        present = known.filter(known.customer_id.isin(cold)).select("customer_id").to_pandas()["customer_id"]
-        cold = [c for c in cold if c in set(present)]
+        asked = ibis.memtable({"customer_id": cold}, schema={"customer_id": "string"})
+        present = known.join(asked, "customer_id").select("customer_id").to_pandas()["customer_id"]
+        known_ids = set(present)
+        cold = [c for c in cold if c in known_ids]
         if cold:
             parts.append(cold_start(ws, cold, k, as_of=as_of))
     if not parts:

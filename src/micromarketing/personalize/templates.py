@@ -628,8 +628,12 @@ def _segment_context(ws: Workspace, name: str) -> dict[str, Any]:
             "traits": [t.get("text", "") for t in stored.get("traits") or [] if isinstance(t, dict)],
         }
     else:
-        persona = {"name": info.description or info.name, "tagline": "", "description": info.description,
-                   "traits": []}
+        persona = {
+            "name": info.description or info.name,
+            "tagline": "",
+            "description": info.description,
+            "traits": [],
+        }
     return {"name": info.name, "kind": info.kind, "description": info.description, "persona": persona}
 
 
