@@ -10,9 +10,19 @@ from typing import Annotated
 
 import typer
 
-from micromarketing.cli import clv, customers, datasets, demo, ingest, profile
-from micromarketing.cli import segment
-from micromarketing.cli import offer, recommend, template
+from micromarketing.cli import (
+    clv,
+    customers,
+    datasets,
+    demo,
+    ingest,
+    offer,
+    profile,
+    recommend,
+    segment,
+    segment_discover,
+    template,
+)
 from micromarketing.cli._common import JsonOption, console, handle_errors, print_json
 from micromarketing.workspace import Workspace
 
@@ -42,6 +52,7 @@ def init(
 app.add_typer(datasets.app, name="datasets")
 app.add_typer(customers.app, name="customers")
 app.add_typer(clv.app, name="clv")
+segment.app.command("discover")(segment_discover.discover)
 app.add_typer(segment.app, name="segment")
 app.add_typer(template.app, name="template")
 app.add_typer(recommend.app, name="recommend")
