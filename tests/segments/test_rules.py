@@ -7,6 +7,8 @@ from datetime import date
 import pytest
 from mm_segments_population import AS_OF, RULE_CASES
 
+import pandas as pd
+
 from micromarketing.errors import RuleError
 from micromarketing.segments.rules import Catalog, compile_rule
 
@@ -98,3 +100,23 @@ def test_distance_km_matches_a_known_distance(shared_ws):
     compiled = compile_rule("distance_km(store('S001')) between 380 and 400", Catalog(shared_ws.warehouse))
     got = set(compiled.members().to_pyarrow().column("customer_id").to_pylist())
     assert got == {"C03", "C04"}
+
+
+def test_within_km_box_never_cuts_the_circle(ws):
+    # N1 is the easternmost point of the 500 km circle around (48.85, 2.35) (where a naive
+    # bounding box is tightest); N2/N3 straddle the antimeridian.
+    frame = ws.table("customers").to_pandas()
+    extra = frame.iloc[:3].copy()
+    extra["customer_id"] = ["N1", "N2", "N3"]
+    extra[["lat", "lon"]] = [[49.0528, 9.1926], [-16.5, 179.9], [-16.5, -179.9]]
+
+    ws.warehouse.create_from("customers", pd.concat([frame, extra]))
+    profiles = ws.table("profiles").to_pandas()
+    more = profiles.iloc[:3].copy()
+    more["customer_id"] = ["N1", "N2", "N3"]
+    ws.warehouse.create_from("profiles", pd.concat([profiles, more]))
+
+    assert "N1" in members(ws, "within_km(48.85, 2.35, 500.1)")  # 499.997 km away
+    assert "N1" not in members(ws, "within_km(48.85, 2.35, 499.9)")
+    # Fiji: 179.9 and -179.9 are ~21 km apart although their longitudes differ by 359.8 degrees.
+    assert {"N2", "N3"} <= members(ws, "within_km(-16.5, 179.95, 25)")

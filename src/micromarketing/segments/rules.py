@@ -767,14 +767,18 @@ def _fn_within(c: _Compiler, node: dsl.Call) -> V:
     point, (km,) = _point_and_rest(c, node, 1, "within_km(store('S012'), 5) or within_km(48.85, 2.35, 3)")
     if km <= 0:
         raise error_at("the distance must be positive", node.args[-1].pos)
-    # A bounding-box test first lets the engine skip most rows before the trigonometry.
-    dlat = km / 111.0
-    coslat = max(math.cos(math.radians(point[0])), 0.01)
-    dlon = min(km / (111.0 * coslat), 360.0)
+    # A bounding-box test first lets the engine skip most rows before the trigonometry.  The box
+    # is the exact extent of the spherical cap (angular radius r) widened by 1 %: latitude ±r, and
+    # longitude ±asin(sin r / cos lat0) unless the cap reaches a pole or crosses the antimeridian.
+    r = km / EARTH_RADIUS_KM
     lat, lon = c.base["lat"], c.base["lon"]  # type: ignore[index]
+    dlat = math.degrees(r) * 1.01
     box = lat.between(point[0] - dlat, point[0] + dlat)
-    if dlon < 180:
-        box = box & lon.between(point[1] - dlon, point[1] + dlon) if abs(point[1]) + dlon <= 180 else box
+    coslat = math.cos(math.radians(point[0]))
+    if r < math.pi / 2 and math.sin(r) < coslat:
+        dlon = math.degrees(math.asin(math.sin(r) / coslat)) * 1.01
+        if abs(point[1]) + dlon <= 180:
+            box = box & lon.between(point[1] - dlon, point[1] + dlon)
     expr = box & (haversine_km(lat, lon, point) <= km)
     return V("bool", node.pos, f"within_km(…, {km})", expr=expr)
 
