@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from datetime import date
 
+import pandas as pd
 import pytest
 from mm_segments_population import AS_OF, RULE_CASES
-
-import pandas as pd
 
 from micromarketing.errors import RuleError
 from micromarketing.segments.rules import Catalog, compile_rule
