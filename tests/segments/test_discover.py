@@ -8,6 +8,8 @@ leave customers without orders out.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import shutil
 from datetime import date
 
@@ -32,27 +34,48 @@ PROSPECT = "PROSPECT1"
 
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory):
-    """Generated data ingested and profiled, plus one customer without orders; closed, to be copied."""
-    base = tmp_path_factory.mktemp("discover")
+    """Generated data ingested and profiled, plus one customer without orders; closed, to be copied.
+
+    Built once per test session even under pytest-xdist: the workers share the parent of their
+    base temp directory, and an exclusive lock makes the first one build while the others wait.
+    """
+    base = tmp_path_factory.getbasetemp()
+    shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "discover-pristine"
+    shared.mkdir(exist_ok=True)
+    with open(shared / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (shared / "done").exists():
+            _build(shared)
+            (shared / "done").write_text("ok")
+    truth = pd.read_csv(shared / "data" / "truth.csv", dtype=str).set_index("customer_id")["segment"]
+    return shared, truth, tmp_path_factory.mktemp("discover")
+
+
+def _build(base):
     data = generate(base / "data", customers=CUSTOMERS, seed=SEED)
     ws = Workspace.init(base / "pristine")
     for kind in ("products", "stores", "customers", "transactions", "events"):
         ws.ingest(kind, data.paths[kind])
     planted = ws.profile()
     assert planted.with_orders == planted.customers == CUSTOMERS  # the generator gives everyone orders
-    ws.warehouse.upsert("customers", ibis.memtable(pd.DataFrame({
-        "customer_id": [PROSPECT], "birth_date": [date(1990, 1, 1)], "signup_date": [date(2026, 6, 1)],
-        "lat": [48.85], "lon": [2.35]})))
+    prospect = pd.DataFrame(
+        {
+            "customer_id": [PROSPECT],
+            "birth_date": [date(1990, 1, 1)],
+            "signup_date": [date(2026, 6, 1)],
+            "lat": [48.85],
+            "lon": [2.35],
+        }
+    )
+    ws.warehouse.upsert("customers", ibis.memtable(prospect))
     ws.profile()
     ws.close()
-    truth = pd.read_csv(data.paths["truth"], dtype=str).set_index("customer_id")["segment"]
-    return base, truth
 
 
 def _copy(pristine, name):
-    base, _ = pristine
-    shutil.copytree(base / "pristine", base / name)
-    return Workspace.open(base / name)
+    shared, _, mine = pristine
+    shutil.copytree(shared / "pristine", mine / name)
+    return Workspace.open(mine / name)
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +94,7 @@ def _labels(ws, names):
 
 def test_recovers_planted_segments(discovered, pristine):
     ws, result = discovered
-    _, truth = pristine
+    _, truth, _ = pristine
     assert result.k_mode == "auto" and result.k == 6
     chosen = next(s for s in result.scores if s.k == result.k)
     assert chosen.stability >= 0.98
@@ -172,8 +195,16 @@ def test_deterministic_and_bad_input(discovered):
     again = discover_segments(ws, features=["behaviour", "value"], k=3, seed=5, save=False)
     once_more = discover_segments(ws, features=["behaviour", "value"], k=3, seed=5, save=False)
     assert [s.size for s in again.segments] == [s.size for s in once_more.segments]
-    assert again.features == ["recency_days", "frequency", "monetary", "avg_order_value", "tenure_days",
-                              "store_order_share", "email_opens_90d", "email_clicks_90d"]
+    assert again.features == [
+        "recency_days",
+        "frequency",
+        "monetary",
+        "avg_order_value",
+        "tenure_days",
+        "store_order_share",
+        "email_opens_90d",
+        "email_clicks_90d",
+    ]
     with pytest.raises(DataError, match="unknown feature 'recency'"):
         discover_segments(ws, features=["recency"], save=False)
     with pytest.raises(DataError, match="--k must be"):

@@ -68,9 +68,11 @@ STABLE = 0.98  # mean pairwise ARI between subsample fits a k must reach to be p
 N_INIT = 8  # k-means++ restarts per fit (fewer lets local optima pass for instability)
 BATCH = 200_000
 DEFAULT_PREFIX = "discovered"
-CRITERION = (f"stability then silhouette: among k with stability (ARI of two fits on independent "
-             f"subsamples) >= {STABLE} and smallest cluster >= the minimum size, the highest "
-             "silhouette; else the most stable k")
+CRITERION = (
+    f"stability then silhouette: among k with stability (ARI of two fits on independent "
+    f"subsamples) >= {STABLE} and smallest cluster >= the minimum size, the highest "
+    "silhouette; else the most stable k"
+)
 
 
 @dataclass
@@ -148,14 +150,19 @@ class ClusterModel:
         c2 = (centers**2).sum(axis=1)
         out = np.empty(len(x), dtype=np.int32)
         for start in range(0, len(x), batch):
-            block = x[start:start + batch]
+            block = x[start : start + batch]
             d = c2[None, :] - 2.0 * block @ centers.T  # |x|^2 is the same for every centre
-            out[start:start + batch] = d.argmin(axis=1)
+            out[start : start + batch] = d.argmin(axis=1)
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {"features": self.features, "log1p": self.log, "mean": _round(self.mean),
-                "scale": _round(self.scale), "centers": [_round(c) for c in self.centers]}
+        return {
+            "features": self.features,
+            "log1p": self.log,
+            "mean": _round(self.mean),
+            "scale": _round(self.scale),
+            "centers": [_round(c) for c in self.centers],
+        }
 
 
 def fit_standardiser(fm: FeatureMatrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -167,8 +174,14 @@ def fit_standardiser(fm: FeatureMatrix) -> tuple[np.ndarray, np.ndarray, np.ndar
     return ((x - mean) / scale).astype(np.float32), mean, scale
 
 
-def select_k(x: np.ndarray, *, k_range: tuple[int, int] = K_RANGE, seed: int = 0, min_size: int = 1,
-             progress: ProgressCallback = noop_progress) -> tuple[int, list[KScore]]:
+def select_k(
+    x: np.ndarray,
+    *,
+    k_range: tuple[int, int] = K_RANGE,
+    seed: int = 0,
+    min_size: int = 1,
+    progress: ProgressCallback = noop_progress,
+) -> tuple[int, list[KScore]]:
     """Choose k by stability then silhouette (see the module docstring); returns (k, scores).
 
     For each k, :data:`REPLICATES` k-means models are fitted on independent subsamples of
@@ -189,10 +202,15 @@ def select_k(x: np.ndarray, *, k_range: tuple[int, int] = K_RANGE, seed: int = 0
     ks = list(range(lo, hi + 1))
     with _single_thread():
         for i, k in enumerate(ks):
-            labels = [KMeans(k, n_init=N_INIT, random_state=seed + r).fit(x[sub]).predict(x_eval)
-                      for r, sub in enumerate(subsamples)]
-            pairs = [adjusted_rand_score(labels[a], labels[b])
-                     for a in range(len(labels)) for b in range(a + 1, len(labels))]
+            labels = [
+                KMeans(k, n_init=N_INIT, random_state=seed + r).fit(x[sub]).predict(x_eval)
+                for r, sub in enumerate(subsamples)
+            ]
+            pairs = [
+                adjusted_rand_score(labels[a], labels[b])
+                for a in range(len(labels))
+                for b in range(a + 1, len(labels))
+            ]
             stability = float(np.mean(pairs))
             first = labels[0]
             sil = float(silhouette_score(x_eval, first)) if len(set(first.tolist())) > 1 else -1.0
@@ -259,8 +277,10 @@ def discover_segments(
     fm = load_features(ws, features)
     timings["features"] = time.perf_counter() - t0
     if fm.n < 2 or (k_mode == "fixed" and fm.n < int(k)):
-        raise DataError(f"only {fm.n} customers with orders before {fm.as_of}: too few to cluster"
-                        + (f" into {k}" if k_mode == "fixed" else ""))
+        raise DataError(
+            f"only {fm.n} customers with orders before {fm.as_of}: too few to cluster"
+            + (f" into {k}" if k_mode == "fixed" else "")
+        )
     progress("discover", 1, steps)
 
     t = time.perf_counter()
@@ -291,17 +311,30 @@ def discover_segments(
 
     t = time.perf_counter()
     result = DiscoveryResult(
-        as_of=fm.as_of, prefix=prefix, k=k, k_mode=k_mode, criterion=CRITERION if k_mode == "auto" else "fixed k",
-        scores=scores, features=fm.names, customers=fm.n, excluded_no_orders=fm.excluded_no_orders,
-        min_size=min_size, seed=seed, segments=[], saved=save,
+        as_of=fm.as_of,
+        prefix=prefix,
+        k=k,
+        k_mode=k_mode,
+        criterion=CRITERION if k_mode == "auto" else "fixed k",
+        scores=scores,
+        features=fm.names,
+        customers=fm.n,
+        excluded_no_orders=fm.excluded_no_orders,
+        min_size=min_size,
+        seed=seed,
+        segments=[],
+        saved=save,
     )
     if save:
         _save(ws, segs, result, fm, labels, facts, personas, model)
     else:
         for c, persona in enumerate(personas):
             warning = guards.min_size_warning(f"{prefix}_{c + 1:02d}", persona.size, min_size)
-            result.segments.append(DiscoveredSegment(f"{prefix}_{c + 1:02d}", 0, c, persona.size, persona,
-                                                     [warning] if warning else []))
+            result.segments.append(
+                DiscoveredSegment(
+                    f"{prefix}_{c + 1:02d}", 0, c, persona.size, persona, [warning] if warning else []
+                )
+            )
         result.warnings = _unique(w for s in result.segments for w in s.warnings)
     timings["save"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
@@ -311,39 +344,76 @@ def discover_segments(
 
 
 # ------------------------------------------------------------------------------------------------
-def _save(ws: Workspace, segs: Segments, result: DiscoveryResult, fm: FeatureMatrix, labels: np.ndarray,
-          facts: list[ClusterFacts], personas: list[Persona], model: ClusterModel) -> None:
+def _save(
+    ws: Workspace,
+    segs: Segments,
+    result: DiscoveryResult,
+    fm: FeatureMatrix,
+    labels: np.ndarray,
+    facts: list[ClusterFacts],
+    personas: list[Persona],
+    model: ClusterModel,
+) -> None:
     prefix, k = result.prefix, result.k
     previous = _previous_set(segs, prefix)
     names = _match_names(segs, previous, fm, labels, k, prefix)
-    assignments = ibis.memtable(pa.table({
-        "customer_id": pa.array(fm.customer_ids.tolist(), pa.string()),
-        "cluster": pa.array(labels, pa.int32()),
-    }))
-    run = {"prefix": prefix, "k": k, "k_mode": result.k_mode, "criterion": result.criterion,
-           "scores": [asdict(s) for s in result.scores], "features": fm.names, "seed": result.seed,
-           "min_size": result.min_size, "customers": fm.n, "excluded_no_orders": fm.excluded_no_orders,
-           "model": model.to_dict()}
+    assignments = ibis.memtable(
+        pa.table(
+            {
+                "customer_id": pa.array(fm.customer_ids.tolist(), pa.string()),
+                "cluster": pa.array(labels, pa.int32()),
+            }
+        )
+    )
+    run = {
+        "prefix": prefix,
+        "k": k,
+        "k_mode": result.k_mode,
+        "criterion": result.criterion,
+        "scores": [asdict(s) for s in result.scores],
+        "features": fm.names,
+        "seed": result.seed,
+        "min_size": result.min_size,
+        "customers": fm.n,
+        "excluded_no_orders": fm.excluded_no_orders,
+        "model": model.to_dict(),
+    }
     for c in range(k):
         name = names[c]
         persona = personas[c]
         details = {"persona": persona.to_dict(), "discovery": {**run, "cluster": c}}
         members = assignments.filter(assignments.cluster == c).select("customer_id")
-        mat = segs.save_discovered(name, members, as_of=fm.as_of, description=persona.name,
-                                   details=details, replace=name in previous)
+        mat = segs.save_discovered(
+            name, members, as_of=fm.as_of, description=persona.name, details=details, replace=name in previous
+        )
         # The store's own warnings describe the half-written set (power over the clusters saved so
         # far); the guards run once more below on the finished set instead.
         mine = guards.min_size_warning(name, mat.size, result.min_size)
-        result.segments.append(DiscoveredSegment(name, mat.version, c, mat.size, persona, [mine] if mine else []))
+        result.segments.append(
+            DiscoveredSegment(name, mat.version, c, mat.size, persona, [mine] if mine else [])
+        )
     used = set(names.values())
     for old in sorted(set(previous) - used):
-        segs.save_discovered(old, [], as_of=fm.as_of, description="(retired by a later discovery run)",
-                             details={"retired": True, "discovery": {"prefix": prefix, "retired": True}},
-                             replace=True)
+        segs.save_discovered(
+            old,
+            [],
+            as_of=fm.as_of,
+            description="(retired by a later discovery run)",
+            details={"retired": True, "discovery": {"prefix": prefix, "retired": True}},
+            replace=True,
+        )
         result.retired.append(old)
     result.warnings = _unique([w for d in result.segments for w in d.warnings] + segs.overlap().warnings)
-    ws.audit("segment.discover", prefix, {"k": k, "segments": [s.name for s in result.segments],
-                                          "retired": result.retired, "as_of": fm.as_of.isoformat()})
+    ws.audit(
+        "segment.discover",
+        prefix,
+        {
+            "k": k,
+            "segments": [s.name for s in result.segments],
+            "retired": result.retired,
+            "as_of": fm.as_of.isoformat(),
+        },
+    )
 
 
 def _previous_set(segs: Segments, prefix: str) -> list[str]:
@@ -356,8 +426,9 @@ def _previous_set(segs: Segments, prefix: str) -> list[str]:
     return out
 
 
-def _match_names(segs: Segments, previous: list[str], fm: FeatureMatrix, labels: np.ndarray, k: int,
-                 prefix: str) -> dict[int, str]:
+def _match_names(
+    segs: Segments, previous: list[str], fm: FeatureMatrix, labels: np.ndarray, k: int, prefix: str
+) -> dict[int, str]:
     """Cluster -> segment name: inherit the name of the previous cluster sharing most customers."""
     names: dict[int, str] = {}
     if previous:
@@ -431,6 +502,12 @@ def _round(a: np.ndarray) -> list[float]:
 
 
 __all__ = [
-    "CRITERION", "ClusterModel", "DiscoveredSegment", "DiscoveryResult", "KScore", "discover_segments",
-    "fit_clusters", "select_k",
+    "CRITERION",
+    "ClusterModel",
+    "DiscoveredSegment",
+    "DiscoveryResult",
+    "KScore",
+    "discover_segments",
+    "fit_clusters",
+    "select_k",
 ]

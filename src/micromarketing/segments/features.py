@@ -123,8 +123,14 @@ def available_categories(ws: Workspace, as_of: date) -> list[str]:
     """Product categories with spend before ``as_of``, largest spend first (at most MAX_CATEGORIES)."""
     tx = ws.table("transactions")
     tx = tx.filter(tx.ordered_at < _midnight(as_of), tx.category.notnull())
-    rows = (tx.group_by("category").aggregate(spend=tx.amount.sum())
-            .order_by([ibis.desc("spend"), "category"]).limit(MAX_CATEGORIES).to_pyarrow().to_pylist())
+    rows = (
+        tx.group_by("category")
+        .aggregate(spend=tx.amount.sum())
+        .order_by([ibis.desc("spend"), "category"])
+        .limit(MAX_CATEGORIES)
+        .to_pyarrow()
+        .to_pylist()
+    )
     return [r["category"] for r in rows]
 
 
@@ -153,8 +159,9 @@ def resolve_features(requested: list[str] | None, categories: list[str]) -> list
                 from micromarketing.segments.rules import did_you_mean
 
                 known = sorted(every) + list(GROUPS) + ["categories"]
-                raise DataError(f"unknown feature {item!r}{did_you_mean(item, known)}; "
-                                f"known: {', '.join(known)}")
+                raise DataError(
+                    f"unknown feature {item!r}{did_you_mean(item, known)}; known: {', '.join(known)}"
+                )
     if len(chosen) < 2:
         raise DataError("discovery needs at least two features")
     return [spec for name, spec in every.items() if name in chosen]  # catalogue order, whatever the request
@@ -172,8 +179,11 @@ def feature_table(ws: Workspace, as_of: date, categories: list[str]) -> ir.Table
     tx = tx.filter(tx.ordered_at < cutoff)
     events = ws.table("events")
     window_start = _midnight(as_of - timedelta(days=EMAIL_WINDOW_DAYS))
-    events = events.filter(events.occurred_at >= window_start, events.occurred_at < cutoff,
-                           events.event_type.isin(["email_open", "email_click"]))
+    events = events.filter(
+        events.occurred_at >= window_start,
+        events.occurred_at < cutoff,
+        events.event_type.isin(["email_open", "email_click"]),
+    )
 
     # Orders first (one row per order), so an order split over lines counts once.
     orders = tx.group_by("customer_id", "order_id").aggregate(
@@ -216,7 +226,9 @@ def feature_table(ws: Workspace, as_of: date, categories: list[str]) -> ir.Table
     return t.select("customer_id", **columns)
 
 
-def load_features(ws: Workspace, features: list[str] | None = None, as_of: date | None = None) -> FeatureMatrix:
+def load_features(
+    ws: Workspace, features: list[str] | None = None, as_of: date | None = None
+) -> FeatureMatrix:
     """Execute :func:`feature_table` and return the matrix (rows ordered by customer_id).
 
     ``features`` selects names or groups (see :func:`resolve_features`).  ``as_of`` defaults to
@@ -224,8 +236,10 @@ def load_features(ws: Workspace, features: list[str] | None = None, as_of: date 
     """
     stored = profiles_as_of(ws)
     if as_of is not None and as_of != stored:
-        raise DataError(f"profiles are as of {stored}, not {as_of}: run `micromarketing profile --as-of {as_of}` "
-                        "before discovering segments for that date")
+        raise DataError(
+            f"profiles are as of {stored}, not {as_of}: run `micromarketing profile --as-of {as_of}` "
+            "before discovering segments for that date"
+        )
     as_of = stored
     categories = available_categories(ws, as_of)
     specs = resolve_features(features, categories)
@@ -247,9 +261,16 @@ def load_features(ws: Workspace, features: list[str] | None = None, as_of: date 
         if holes.any():
             values[holes] = np.take(means, np.nonzero(holes)[1])
     descriptive = {n: _floats(data.column(n)) for n in DESCRIPTIVE}
-    return FeatureMatrix(as_of=as_of, customer_ids=ids, names=names, specs=specs, values=values,
-                         descriptive=descriptive, excluded_no_orders=total - data.num_rows,
-                         categories={n: c for n, c in cat_names.items() if n in names})
+    return FeatureMatrix(
+        as_of=as_of,
+        customer_ids=ids,
+        names=names,
+        specs=specs,
+        values=values,
+        descriptive=descriptive,
+        excluded_no_orders=total - data.num_rows,
+        categories={n: c for n, c in cat_names.items() if n in names},
+    )
 
 
 def _floats(column: Any) -> np.ndarray:

@@ -119,7 +119,9 @@ class Persona:
         return _plain(asdict(self))
 
 
-def cluster_facts(ws: Workspace, fm: FeatureMatrix, x: np.ndarray, labels: np.ndarray, k: int) -> list[ClusterFacts]:
+def cluster_facts(
+    ws: Workspace, fm: FeatureMatrix, x: np.ndarray, labels: np.ndarray, k: int
+) -> list[ClusterFacts]:
     """Measure every cluster against the base: numeric features in numpy, categories in the warehouse.
 
     ``x`` is the standardised matrix the clustering used (so its column means per cluster are the
@@ -148,17 +150,28 @@ def cluster_facts(ws: Workspace, fm: FeatureMatrix, x: np.ndarray, labels: np.nd
         for j, spec in enumerate(fm.specs):
             col = raw[rows, j]
             numeric[spec.name] = NumericFact(
-                spec.name, spec.label, spec.unit, float(raw_mean[c, j]),
-                float(np.median(col)) if len(col) else float("nan"), float(base_mean[j]), float(base_median[j]),
-                float(std_diff[c, j]))
+                spec.name,
+                spec.label,
+                spec.unit,
+                float(raw_mean[c, j]),
+                float(np.median(col)) if len(col) else float("nan"),
+                float(base_mean[j]),
+                float(base_median[j]),
+                float(std_diff[c, j]),
+            )
         revenue = float(monetary[rows].sum()) if monetary is not None else 0.0
         clv_values = clv[rows] if clv is not None else np.array([])
         clv_values = clv_values[~np.isnan(clv_values)]
         facts = ClusterFacts(
-            cluster=c, size=int(sizes[c]), share=float(sizes[c] / n), revenue=revenue,
+            cluster=c,
+            size=int(sizes[c]),
+            share=float(sizes[c] / n),
+            revenue=revenue,
             revenue_share=revenue / total_revenue if total_revenue else 0.0,
             avg_clv=float(clv_values.mean()) if len(clv_values) else None,
-            numeric=numeric, categories=dict(fm.categories), categorical=categorical.get(c, {}),
+            numeric=numeric,
+            categories=dict(fm.categories),
+            categorical=categorical.get(c, {}),
             order_interval_days=_nanmedian(interval[rows]) if interval is not None else None,
             base_order_interval_days=_nanmedian(interval) if interval is not None else None,
             as_of=fm.as_of.isoformat(),
@@ -167,11 +180,18 @@ def cluster_facts(ws: Workspace, fm: FeatureMatrix, x: np.ndarray, labels: np.nd
     return out
 
 
-def _categorical_facts(ws: Workspace, fm: FeatureMatrix, labels: np.ndarray, k: int,
-                       sensitive: list[str]) -> dict[int, dict[str, list[CategoryFact]]]:
+def _categorical_facts(
+    ws: Workspace, fm: FeatureMatrix, labels: np.ndarray, k: int, sensitive: list[str]
+) -> dict[int, dict[str, list[CategoryFact]]]:
     """Shares of age band, preferred channel, city and interest tags per cluster, in one query."""
-    assign = ibis.memtable(pa.table({"customer_id": pa.array(fm.customer_ids.tolist(), pa.string()),
-                                     "cluster": pa.array(labels, pa.int32())}))
+    assign = ibis.memtable(
+        pa.table(
+            {
+                "customer_id": pa.array(fm.customer_ids.tolist(), pa.string()),
+                "cluster": pa.array(labels, pa.int32()),
+            }
+        )
+    )
     parts = []
     for source, col in CATEGORICAL_FIELDS:
         if guards.is_sensitive(col, sensitive) or not ws.warehouse.has_table(source):
@@ -183,7 +203,11 @@ def _categorical_facts(ws: Workspace, fm: FeatureMatrix, labels: np.ndarray, k: 
         j = assign.join(t, assign.customer_id == t._cid)
         parts.append(j.select("cluster", field=ibis.literal(col), value=j.value))
     customers = ws.table("customers") if ws.warehouse.has_table("customers") else None
-    if customers is not None and "interests" in customers.columns and not guards.is_sensitive("interests", sensitive):
+    if (
+        customers is not None
+        and "interests" in customers.columns
+        and not guards.is_sensitive("interests", sensitive)
+    ):
         tags = customers.select(_cid="customer_id", value=customers.interests.split(";").unnest())
         j = assign.join(tags, assign.customer_id == tags._cid)
         parts.append(j.select("cluster", field=ibis.literal("interest"), value=j.value.strip()))
@@ -202,8 +226,12 @@ def _categorical_facts(ws: Workspace, fm: FeatureMatrix, labels: np.ndarray, k: 
     out: dict[int, dict[str, list[CategoryFact]]] = {}
     for r in rows:
         c = int(r["cluster"])
-        fact = CategoryFact(r["field"], r["value"], int(r["n"]) / max(int(sizes[c]), 1),
-                            base[(r["field"], r["value"])] / total)
+        fact = CategoryFact(
+            r["field"],
+            r["value"],
+            int(r["n"]) / max(int(sizes[c]), 1),
+            base[(r["field"], r["value"])] / total,
+        )
         out.setdefault(c, {}).setdefault(r["field"], []).append(fact)
     for per in out.values():
         for facts in per.values():
@@ -283,8 +311,9 @@ def _adjectives(f: ClusterFacts, limit: int) -> list[str]:
 def _noun(f: ClusterFacts) -> str:
     if _d(f, "store_order_share") >= VERY_STRONG:
         return "store regulars"
-    cats = sorted(((fact.std_diff, name) for name, fact in f.numeric.items() if name in f.categories),
-                  reverse=True)
+    cats = sorted(
+        ((fact.std_diff, name) for name, fact in f.numeric.items() if name in f.categories), reverse=True
+    )
     strong = [(d, name) for d, name in cats if d >= STRONG]
     if not strong:
         return "shoppers"
@@ -302,10 +331,17 @@ def _persona(f: ClusterFacts, currency: str | None) -> Persona:
     aov = _mean(f, "avg_order_value")
     traits = _traits(f, money)
     return Persona(
-        cluster=f.cluster, name=name, tagline=_tagline(name, f), description=_description(f, money),
-        size=f.size, share=round(f.share, 4), revenue=round(f.revenue, 2), revenue_share=round(f.revenue_share, 4),
+        cluster=f.cluster,
+        name=name,
+        tagline=_tagline(name, f),
+        description=_description(f, money),
+        size=f.size,
+        share=round(f.share, 4),
+        revenue=round(f.revenue, 2),
+        revenue_share=round(f.revenue_share, 4),
         avg_clv=round(f.avg_clv, 2) if f.avg_clv is not None else None,
-        avg_order_value=round(aov, 2) if aov is not None else None, traits=traits,
+        avg_order_value=round(aov, 2) if aov is not None else None,
+        traits=traits,
     )
 
 
@@ -325,7 +361,10 @@ def _tagline(name: str, f: ClusterFacts) -> str:
 
 def _description(f: ClusterFacts, money: Any) -> str:
     s: list[str] = []
-    value = f"{f.size:,} customers ({f.share:.0%} of customers with orders) bringing {f.revenue_share:.0%} of revenue"
+    value = (
+        f"{f.size:,} customers ({f.share:.0%} of customers with orders) "
+        f"bringing {f.revenue_share:.0%} of revenue"
+    )
     if f.avg_clv is not None:
         value += f", with an average 12-month CLV of {money(f.avg_clv)}"
     s.append(value + ".")
@@ -333,7 +372,9 @@ def _description(f: ClusterFacts, money: Any) -> str:
     band = _top(f, "age_band")
     if band is not None:
         lead = "most are aged" if band.share >= 0.5 else "the largest age group is"
-        who.append(f"{lead} {band.value.replace('-', '–')} ({band.share:.0%} vs {band.base_share:.0%} overall)")
+        who.append(
+            f"{lead} {band.value.replace('-', '–')} ({band.share:.0%} vs {band.base_share:.0%} overall)"
+        )
     else:
         age = _median(f, "age")
         if age is not None:
@@ -359,7 +400,10 @@ def _description(f: ClusterFacts, money: Any) -> str:
     elif freq is not None:
         buy.append("They have bought once or twice")
     if freq is not None:
-        buy.append(f"{freq:.1f} orders on average" + (f" over a median {tenure / 365.25:.1f} years" if tenure else ""))
+        buy.append(
+            f"{freq:.1f} orders on average"
+            + (f" over a median {tenure / 365.25:.1f} years" if tenure else "")
+        )
     if recency is not None:
         buy.append(f"the last one a median {recency:.0f} days ago")
     if buy:
@@ -367,9 +411,13 @@ def _description(f: ClusterFacts, money: Any) -> str:
     aov = _mean(f, "avg_order_value")
     spend = []
     if aov is not None:
-        spend.append(f"An average order is {money(aov)} (base {money(f.numeric['avg_order_value'].base_mean)})")
-    top_cats = sorted(((fact.mean, f.categories[name]) for name, fact in f.numeric.items() if name in f.categories),
-                      reverse=True)[:3]
+        spend.append(
+            f"An average order is {money(aov)} (base {money(f.numeric['avg_order_value'].base_mean)})"
+        )
+    top_cats = sorted(
+        ((fact.mean, f.categories[name]) for name, fact in f.numeric.items() if name in f.categories),
+        reverse=True,
+    )[:3]
     if top_cats and top_cats[0][0] > 0:
         spend.append("spent mostly on " + ", ".join(f"{c} ({m:.0%})" for m, c in top_cats if m >= 0.05))
     if spend:
@@ -388,13 +436,19 @@ def _description(f: ClusterFacts, money: Any) -> str:
     if opens is not None:
         level = _engagement_level(f) or "average"
         base_opens = f.numeric["email_opens_90d"].base_mean
-        text = (f"E-mail engagement is {level}: {opens:.1f} opens"
-                + (f" and {clicks:.1f} clicks" if clicks is not None else "")
-                + f" in the 90 days before {f.as_of} (base {base_opens:.1f} opens).")
+        text = (
+            f"E-mail engagement is {level}: {opens:.1f} opens"
+            + (f" and {clicks:.1f} clicks" if clicks is not None else "")
+            + f" in the 90 days before {f.as_of} (base {base_opens:.1f} opens)."
+        )
         s.append(text)
     interests = [t for t in f.categorical.get("interest", []) if t.lift >= MIN_LIFT][:3]
     if interests:
-        s.append("Interests: " + ", ".join(f"{t.value} ({t.share:.0%} vs {t.base_share:.0%})" for t in interests) + ".")
+        s.append(
+            "Interests: "
+            + ", ".join(f"{t.value} ({t.share:.0%} vs {t.base_share:.0%})" for t in interests)
+            + "."
+        )
     return " ".join(s)
 
 
@@ -404,17 +458,34 @@ def _traits(f: ClusterFacts, money: Any) -> list[Trait]:
         if abs(fact.std_diff) < 0.3:
             continue
         fmt = _value_fmt(fact.unit, money)
-        out.append(Trait(name, "numeric", round(fact.mean, 4), round(fact.base_mean, 4), round(fact.std_diff, 3), None,
-                         f"{fact.label}: {fmt(fact.mean)} vs {fmt(fact.base_mean)} overall ({fact.std_diff:+.1f} sd)"))
+        out.append(
+            Trait(
+                name,
+                "numeric",
+                round(fact.mean, 4),
+                round(fact.base_mean, 4),
+                round(fact.std_diff, 3),
+                None,
+                f"{fact.label}: {fmt(fact.mean)} vs {fmt(fact.base_mean)} overall ({fact.std_diff:+.1f} sd)",
+            )
+        )
     for fld, facts in f.categorical.items():
         for fact in facts[:5]:
             if fact.lift < MIN_LIFT or fact.share < 0.2:
                 continue
             label = "interest" if fld == "interest" else fld.replace("_", " ")
-            out.append(Trait(fld, "interest" if fld == "interest" else "category", fact.value,
-                             round(fact.base_share, 4), None, round(fact.lift, 3),
-                             f"{label} {fact.value}: {fact.share:.0%} vs {fact.base_share:.0%} overall "
-                             f"(lift {fact.lift:.1f})"))
+            out.append(
+                Trait(
+                    fld,
+                    "interest" if fld == "interest" else "category",
+                    fact.value,
+                    round(fact.base_share, 4),
+                    None,
+                    round(fact.lift, 3),
+                    f"{label} {fact.value}: {fact.share:.0%} vs {fact.base_share:.0%} overall "
+                    f"(lift {fact.lift:.1f})",
+                )
+            )
     # Rank numeric traits by |sd| and categorical ones by lift on a comparable scale (lift 3 ~ 1 sd).
     out.sort(key=lambda t: -(abs(t.std_diff) if t.std_diff is not None else 0.6 * np.log2(t.lift or 1.0)))
     return out[:MAX_TRAITS]
