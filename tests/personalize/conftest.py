@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import shutil
 from datetime import date
 from pathlib import Path
 
@@ -110,17 +111,28 @@ def build_tiny(root: Path) -> Workspace:
     return ws
 
 
+@pytest.fixture(scope="session")
+def _tiny_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny workspace built once (closed), copied by each test that writes to it."""
+    root = tmp_path_factory.mktemp("tiny-template") / "ws"
+    build_tiny(root).close()
+    return root
+
+
 @pytest.fixture
-def tiny_ws(tmp_path: Path) -> Workspace:
-    """A fresh tiny workspace per test (tests may write to it)."""
-    ws = build_tiny(tmp_path / "ws")
+def tiny_ws(tmp_path: Path, _tiny_template: Path) -> Workspace:
+    """A fresh copy of the tiny workspace per test (tests may write to it)."""
+    shutil.copytree(_tiny_template, tmp_path / "ws")
+    ws = Workspace.open(tmp_path / "ws")
     yield ws
     ws.close()
 
 
 @pytest.fixture(scope="module")
-def tiny_shared(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+def tiny_shared(tmp_path_factory: pytest.TempPathFactory, _tiny_template: Path) -> Workspace:
     """A tiny workspace shared by a module's tests (they only add uniquely named objects)."""
-    ws = build_tiny(tmp_path_factory.mktemp("tiny") / "ws")
+    root = tmp_path_factory.mktemp("tiny") / "ws"
+    shutil.copytree(_tiny_template, root)
+    ws = Workspace.open(root)
     yield ws
     ws.close()

@@ -162,9 +162,14 @@ def test_fast_path_matches_plain_jinja_rendering(generated_ws):
     rows = {r["customer_id"]: r for r in customers}
     messages = list(render_for_customers(ws, "seasonal_picks", ids, compiled=tpl, extra={"brand": "Maison"}))
     assert [m.customer_id for m in messages] == ids
-    from micromarketing.personalize.templates import product_catalogue, recommendations_by_customer
+    from micromarketing.personalize.templates import (
+        offers_by_customer,
+        product_catalogue,
+        recommendations_by_customer,
+    )
 
     recs = recommendations_by_customer(ws, ids[:20], 5, product_catalogue(ws))
+    offers = offers_by_customer(ws, ids[:20])  # other tests may have stored offers in this workspace
     key = unsubscribe_key(ws)
     for msg in messages[:20]:
         ctx = {k: v for k, v in rows[msg.customer_id].items() if v is not None}
@@ -174,6 +179,8 @@ def test_fast_path_matches_plain_jinja_rendering(generated_ws):
             unsubscribe_url=f"https://example.invalid/unsubscribe?c={msg.customer_id}"
             f"&t={unsubscribe_token(key, msg.customer_id)}",
         )
+        if msg.customer_id in offers:
+            ctx["offer"] = offers[msg.customer_id]
         for part in ("html", "text"):
             assert getattr(msg, part) == tpl.templates[part].render(**ctx)
         assert len(recs[msg.customer_id]) == 5
