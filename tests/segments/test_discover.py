@@ -30,6 +30,7 @@ from micromarketing.segments.features import load_features
 CUSTOMERS = 3000
 SEED = 11
 PROSPECT = "PROSPECT1"
+UNKNOWN = "NOAGE1"
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +69,19 @@ def _build(base):
         }
     )
     ws.warehouse.upsert("customers", ibis.memtable(prospect))
+    # A buyer with no birth date and no coordinates: age and distance are imputed with the mean.
+    ws.warehouse.upsert("customers", ibis.memtable(pd.DataFrame({"customer_id": [UNKNOWN]})))
+    order = {
+        "order_id": ["OX1"],
+        "line_no": [1],
+        "customer_id": [UNKNOWN],
+        "ordered_at": [pd.Timestamp("2026-06-01T10:00Z")],
+        "category": ["fashion"],
+        "amount": [50.0],
+        "currency": ["EUR"],
+        "channel": ["online"],
+    }
+    ws.warehouse.upsert("transactions", ibis.memtable(pd.DataFrame(order)))
     ws.profile()
     ws.close()
 
@@ -99,7 +113,9 @@ def test_recovers_planted_segments(discovered, pristine):
     chosen = next(s for s in result.scores if s.k == result.k)
     assert chosen.stability >= 0.98
     found = _labels(ws, [s.name for s in result.segments])
-    assert found.index.is_unique and len(found) == CUSTOMERS
+    assert found.index.is_unique and len(found) == CUSTOMERS + 1  # + the buyer without age/location
+    assert UNKNOWN in found.index
+    found = found[found.index.isin(truth.index)]
     ari = adjusted_rand_score(truth.loc[found.index], found)
     assert ari >= 0.9, ari
 
@@ -114,12 +130,18 @@ def test_features_match_the_generator_feature_list(discovered):
     assert abs(shares.sum(axis=1) - 1).max() < 1e-9
     store = fm.values[:, fm.names.index("store_order_share")]
     assert store.min() >= 0 and store.max() <= 1
+    row = list(fm.customer_ids).index(UNKNOWN)
+    for name in ("age", "store_distance_km"):
+        col = fm.values[:, fm.names.index(name)]
+        others = col[[i for i in range(fm.n) if i != row]]
+        assert col[row] == pytest.approx(others.mean())
+    assert fm.values[row, fm.names.index("share_fashion")] == 1.0
 
 
 def test_customers_without_orders_are_left_out(discovered):
     ws, result = discovered
     assert result.excluded_no_orders == 1
-    assert result.customers == CUSTOMERS
+    assert result.customers == CUSTOMERS + 1
     members = ws.table(MEMBERS_TABLE)
     assert members.filter(members.customer_id == PROSPECT).count().execute() == 0
 
@@ -136,7 +158,7 @@ def test_segments_are_saved_with_personas(discovered):
         persona = info.details["persona"]
         assert persona["name"] and persona["description"] and persona["traits"]
         assert info.details["discovery"]["k"] == 6
-    assert sum(s.size for s in result.segments) == CUSTOMERS
+    assert sum(s.size for s in result.segments) == CUSTOMERS + 1
     # Personas name the planted behaviour.
     names = " | ".join(s.persona.name.lower() for s in result.segments)
     for word in ("young", "lapsed", "new", "store regulars", "bargain hunters", "eco"):

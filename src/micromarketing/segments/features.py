@@ -254,12 +254,11 @@ def load_features(
     values = np.empty((data.num_rows, len(names)), dtype=np.float64)
     for j, n in enumerate(names):
         values[:, j] = _floats(data.column(n))
-    if data.num_rows:
-        means = np.nanmean(np.where(np.isnan(values), np.nan, values), axis=0)
-        means = np.where(np.isnan(means), 0.0, means)
-        holes = np.isnan(values)
-        if holes.any():
-            values[holes] = np.take(means, np.nonzero(holes)[1])
+    holes = np.isnan(values)
+    if holes.any():
+        known = (~holes).sum(axis=0)
+        means = np.where(holes, 0.0, values).sum(axis=0) / np.maximum(known, 1)
+        values[holes] = np.take(means, np.nonzero(holes)[1])
     descriptive = {n: _floats(data.column(n)) for n in DESCRIPTIVE}
     return FeatureMatrix(
         as_of=as_of,

@@ -131,11 +131,9 @@ def cluster_facts(
     sizes = np.bincount(labels, minlength=k)
     raw = fm.values
     base_mean, base_median = raw.mean(axis=0), np.median(raw, axis=0) if fm.n else raw.mean(axis=0)
-    sums = np.zeros((k, x.shape[1]))
-    np.add.at(sums, labels, x.astype(np.float64))
+    sums = _group_sums(labels, x, k)
     std_diff = sums / np.maximum(sizes, 1)[:, None]
-    raw_sums = np.zeros((k, raw.shape[1]))
-    np.add.at(raw_sums, labels, raw)
+    raw_sums = _group_sums(labels, raw, k)
     raw_mean = raw_sums / np.maximum(sizes, 1)[:, None]
     monetary = raw[:, fm.names.index("monetary")] if "monetary" in fm.names else None
     interval = fm.descriptive.get("order_interval_days")
@@ -547,6 +545,17 @@ def _value_fmt(unit: str, money: Any) -> Any:
     if unit in ("days", "years"):
         return lambda v: f"{v:.0f} {unit}"
     return lambda v: f"{v:.1f}"
+
+
+def _group_sums(labels: np.ndarray, values: np.ndarray, k: int) -> np.ndarray:
+    """Per-cluster column sums (bincount per column: far faster than np.add.at on a million rows)."""
+    return np.stack(
+        [
+            np.bincount(labels, weights=values[:, j].astype(np.float64), minlength=k)
+            for j in range(values.shape[1])
+        ],
+        axis=1,
+    ).reshape(k, values.shape[1])
 
 
 def _nanmedian(a: np.ndarray) -> float | None:
