@@ -69,8 +69,8 @@ N_INIT = 8  # k-means++ restarts per fit (fewer lets local optima pass for insta
 BATCH = 200_000
 DEFAULT_PREFIX = "discovered"
 CRITERION = (
-    f"stability then silhouette: among k with stability (ARI of two fits on independent "
-    f"subsamples) >= {STABLE} and smallest cluster >= the minimum size, the highest "
+    f"stability then silhouette: among k with stability (mean ARI between k-means fits on {REPLICATES} "
+    f"independent subsamples) >= {STABLE} and smallest cluster >= the minimum size, the highest "
     "silhouette; else the most stable k"
 )
 
