@@ -194,12 +194,23 @@ def test_fast_path_matches_plain_jinja_rendering(generated_ws):
 
 def test_segment_and_persona_fill_the_segment_variable(tiny_ws):
     as_of = tiny_ws.table("profiles").as_of.max().execute()
-    persona = {"name": "Tea lovers", "tagline": "Small & frequent <baskets>",
-               "description": "They drink tea.", "traits": [{"text": "buy tea twice as often"}]}
-    Segments(tiny_ws).save_discovered("tea", ["c1", "c2"], as_of=as_of, description="Tea lovers",
-                                      details={"persona": persona})
-    add_template(tiny_ws, "seg", {"html": "{{ segment.name }}: {{ segment.persona.tagline }}",
-                                  "text": "{{ segment.persona.traits | join(', ') }}"})
+    persona = {
+        "name": "Tea lovers",
+        "tagline": "Small & frequent <baskets>",
+        "description": "They drink tea.",
+        "traits": [{"text": "buy tea twice as often"}],
+    }
+    Segments(tiny_ws).save_discovered(
+        "tea", ["c1", "c2"], as_of=as_of, description="Tea lovers", details={"persona": persona}
+    )
+    add_template(
+        tiny_ws,
+        "seg",
+        {
+            "html": "{{ segment.name }}: {{ segment.persona.tagline }}",
+            "text": "{{ segment.persona.traits | join(', ') }}",
+        },
+    )
     messages = list(render_for_customers(tiny_ws, "seg", "tea"))
     assert [m.customer_id for m in messages] == ["c1", "c2"]
     assert messages[0].html == "tea: Small &amp; frequent &lt;baskets&gt;"
@@ -209,3 +220,10 @@ def test_segment_and_persona_fill_the_segment_variable(tiny_ws):
         preview_template(tiny_ws, "seg", "c1")
     msg = preview_template(tiny_ws, "seg", "c1", segment="tea")
     assert msg.text == "buy tea twice as often"
+
+
+def test_every_recipient_is_rendered_across_batches(tiny_ws):
+    """Recommendations are queried between batches; no batch may be lost."""
+    add_template(tiny_ws, "many", {"text": "{{ customer_id }}: {{ recommendations | length }}"})
+    messages = list(render_for_customers(tiny_ws, "many", ["c4", "c3", "c2", "c1"], k=2, batch_size=1))
+    assert [m.text for m in messages] == ["c1: 2", "c2: 2", "c3: 2", "c4: 2"]

@@ -680,10 +680,10 @@ def render_for_customers(
 ) -> Iterator[RenderedMessage]:
     """Render template ``template_name`` for a segment (name) or a list of customer ids, lazily.
 
-    Recipient data is read from the warehouse in Arrow batches of ``batch_size``; recommendations
-    (``k`` per recipient) and the next best offer are computed per batch only when the template
-    reads them.  ``extra`` adds constant variables (e.g. ``brand``); ``segment`` names the segment
-    whose persona fills ``segment`` when rendering for a list of ids.  With ``errors="raise"`` the
+    Recipient data is read from the warehouse as Arrow and rendered in batches of ``batch_size``;
+    recommendations (``k`` per recipient) and the next best offer are computed per batch only when
+    the template reads them.  ``extra`` adds constant variables (e.g. ``brand``); ``segment`` names
+    the segment whose persona fills ``segment`` when rendering for a list of ids.  With ``errors="raise"`` the
     first failure raises :class:`TemplateError`; with ``errors="collect"`` failures are appended to
     ``failures`` and the recipient is skipped.  Customer ids not in the warehouse are skipped.
     """
@@ -734,8 +734,12 @@ def render_rows(
     want_offer = tpl.needs("offer")
     catalogue = product_catalogue(ws) if want_recs and recommender is None else {}
     sep = "&" if "?" in unsubscribe_base else "?"
-    for batch in recipients.to_pyarrow_batches(chunk_size=batch_size):
-        rows = batch.to_pylist()
+    # The recipients are read in one query as Arrow (columnar, compact) and converted to rows one
+    # batch at a time.  Not a streaming reader: recommendations and offers run their own queries
+    # between batches, and on DuckDB a new query on the connection ends a pending stream silently.
+    table = recipients.to_pyarrow()
+    for offset in range(0, table.num_rows, batch_size):
+        rows = table.slice(offset, batch_size).to_pylist()
         if not rows:
             continue
         ids = [r["customer_id"] for r in rows]
