@@ -1,13 +1,31 @@
-"""Fixtures shared by every test package (keep this small; package conftests hold the rest)."""
+"""Fixtures shared by every test package (keep this small; package conftests hold the rest).
+
+``tests/strategies.py`` (Hypothesis strategies) is registered as the module ``mm_strategies``:
+with ``--import-mode=importlib`` the tests directory is not on ``sys.path``.
+"""
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from micromarketing.workspace import Workspace
+
+
+def _register(name: str, filename: str) -> None:
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(filename))
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+
+
+_register("mm_strategies", "strategies.py")
 
 
 @pytest.fixture

@@ -65,6 +65,8 @@ class Warehouse:
                 .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={warehouse_dir}")
                 .config("spark.sql.session.timeZone", "UTC")
                 .config("spark.ui.enabled", "false")
+                .config("spark.driver.host", "127.0.0.1")  # stay on loopback in local mode
+                .config("spark.driver.bindAddress", "127.0.0.1")
                 .config("spark.sql.shuffle.partitions", "4")
                 .getOrCreate()
             )
@@ -231,7 +233,8 @@ class Warehouse:
     ) -> tuple[ir.Table, ir.Table]:
         """Load a delimited text file into temp table ``name`` as text, numbering its records.
 
-        Returns ``(rows, rejects)``.  ``rows`` has ``_row`` (1-based record number, header
+        Returns ``(rows, rejects)``.  ``rows`` (a temp view over temp table ``<name>_raw``;
+        :meth:`drop_temp` of ``name`` drops both) has ``_row`` (1-based record number, header
         excluded, counting unparsable records too) and one VARCHAR column per name in
         ``columns``.  ``rejects`` (temp table ``<name>_rejects``) lists the records the reader
         could not parse (ragged rows, invalid UTF-8, unterminated quotes) with ``_row``,
@@ -279,8 +282,9 @@ class Warehouse:
             )
         else:
             sql = f"SELECT CAST(rowid + 1 AS BIGINT) AS _row, {cols} FROM {_ident(raw)}"
-        self.raw_sql(f"CREATE OR REPLACE TEMP TABLE {_ident(name)} AS {sql}")
-        for table in (raw, errors, scans):
+        # A view over the raw table: numbering costs nothing and the data is not copied again.
+        self.raw_sql(f"CREATE OR REPLACE TEMP VIEW {_ident(name)} AS {sql}")
+        for table in (errors, scans):
             self.drop_temp(table)
         return self.con.table(name), self.con.table(name + "_rejects")
 
@@ -351,8 +355,19 @@ class Warehouse:
         return self.con.table(name)
 
     def drop_temp(self, name: str) -> None:
-        """Drop temp table ``name`` if it exists."""
-        self.raw_sql(f"DROP TABLE IF EXISTS temp.main.{_ident(name)}")
+        """Drop temp table or view ``name`` if it exists (a staged view takes its ``_raw`` table along)."""
+        found = self.con.con.execute(
+            "SELECT table_type FROM information_schema.tables "
+            "WHERE table_catalog = 'temp' AND table_name = ?",
+            [name],
+        ).fetchone()
+        if found is None:
+            return
+        if found[0] == "VIEW":
+            self.raw_sql(f"DROP VIEW temp.main.{_ident(name)}")
+            self.raw_sql(f"DROP TABLE IF EXISTS temp.main.{_ident(name + '_raw')}")
+        else:
+            self.raw_sql(f"DROP TABLE temp.main.{_ident(name)}")
 
     def write_csv(self, expr: ir.Table, path: Path) -> None:
         """Write ``expr`` to a CSV file with a header (UTF-8, RFC 4180 quoting)."""
