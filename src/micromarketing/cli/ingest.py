@@ -55,7 +55,7 @@ def ingest(
     table = Table(title=f"Ingested {kind}")
     for column, justify in (("file", "left"), ("rows", "right"), ("accepted", "right"),
                             ("rejected", "right"), ("quarantine", "left")):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+        table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
     for r in results:
         table.add_row(str(r.path), f"{r.rows_read:,}", f"{r.accepted:,}", f"{r.rejected:,}",
                       str(r.quarantine_path) if r.quarantine_path else "-")
