@@ -1,27 +1,46 @@
 """Portable Ibis building blocks shared by profiles and segments.
 
 They compile for DuckDB and Spark alike, so everything built on them runs on both backends.
-``min_by``/``max_by`` are declared as builtin aggregates because Ibis' own ``argmin``/``argmax``
-compile to an ordered ``FIRST(… ORDER BY …)`` on DuckDB, several times slower than the native
-``arg_min`` that sqlglot emits for ``MIN_BY`` (Spark has ``min_by`` natively).
+``arg_min``/``arg_max`` use the engines' ``min_by`` as a builtin aggregate because Ibis' own
+``argmin``/``argmax`` compile to an ordered ``FIRST(… ORDER BY …)`` on DuckDB, several times
+slower than the native ``arg_min`` that sqlglot emits for ``MIN_BY`` (Spark has ``min_by``
+natively), and because ours break ties the same way on every engine.
 """
 
 from __future__ import annotations
 
 import ibis
+import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 
 EARTH_RADIUS_KM = 6371.0088  # mean Earth radius (IUGG)
 
 
+_RANKED = dt.Struct({"key": "float64", "tie": "string"})
+
+
 @ibis.udf.agg.builtin(name="min_by")
-def min_by(arg: str, key: float) -> str:  # type: ignore[empty-body]
-    """The ``arg`` of the row with the smallest ``key`` in each group."""
+def _min_by_ranked(arg: str, key: _RANKED) -> str:  # type: ignore[valid-type,empty-body]
+    """``arg`` of the row with the smallest (key, tie) pair in each group."""
 
 
-@ibis.udf.agg.builtin(name="max_by")
-def max_by(arg: str, key: float) -> str:  # type: ignore[empty-body]
-    """The ``arg`` of the row with the largest ``key`` in each group."""
+def arg_min(arg: ir.StringValue, key: ir.NumericValue) -> ir.StringValue:
+    """The ``arg`` with the smallest ``key`` per group; ties go to the alphabetically first ``arg``.
+
+    Rows whose ``arg`` or ``key`` is NULL never win.  The tie-break makes the result the same on
+    every engine and every run (a plain ``min_by`` picks any of the tied rows).
+    """
+    return _min_by_ranked(arg, _ranked(arg, key.cast("float64")))
+
+
+def arg_max(arg: ir.StringValue, key: ir.NumericValue) -> ir.StringValue:
+    """The ``arg`` with the largest ``key`` per group; ties go to the alphabetically first ``arg``."""
+    return _min_by_ranked(arg, _ranked(arg, -key.cast("float64")))
+
+
+def _ranked(arg: ir.StringValue, key: ir.FloatingValue) -> ir.StructValue:
+    usable = arg.notnull() & key.notnull()
+    return ibis.ifelse(usable, ibis.struct({"key": key, "tie": arg}), ibis.null(_RANKED))
 
 
 def haversine_km(

@@ -109,3 +109,9 @@ def test_mixed_currencies_are_refused(small_ws):
     )
     with pytest.raises(DataError, match="mix currencies EUR, USD"):
         build_profiles(small_ws, as_of=AS_OF)
+
+
+def test_ties_are_broken_the_same_way_every_time(small_ws):
+    p = _profiles(small_ws)
+    # b has one page view (web) and one SMS click: a tie goes to the alphabetically first channel.
+    assert p.loc["b", "preferred_channel"] == "sms"

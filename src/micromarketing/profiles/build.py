@@ -19,7 +19,7 @@ import ibis
 import ibis.expr.types as ir
 
 from micromarketing.errors import DataError
-from micromarketing.exprs import max_by
+from micromarketing.exprs import arg_max
 from micromarketing.profiles.geo import customer_geo
 from micromarketing.progress import ProgressCallback, noop_progress
 from micromarketing.workspace import Workspace
@@ -141,10 +141,7 @@ def profile_expr(
         first_order_at=by_category.first_at.min(),
         last_order_at=by_category.last_at.max(),
         monetary=by_category.spend.sum(),
-        # A NULL key makes both engines skip the row, so uncategorised spend never wins.
-        top_category=max_by(
-            by_category.category, ibis.ifelse(by_category.category.notnull(), by_category.spend, None)
-        ),
+        top_category=arg_max(by_category.category, by_category.spend),  # uncategorised never wins
     )
     order_counts = tx.group_by("customer_id").aggregate(frequency=tx.order_id.nunique())
     order_stats = _left_join_on_customer(spend_stats, order_counts)
@@ -284,7 +281,7 @@ def _preferred_channel(events: ir.Table, cutoff: ir.TimestampScalar) -> ir.Table
     ev = ev.filter(ev.engaged_channel.notnull())
     counts = ev.group_by("customer_id", "engaged_channel").aggregate(n=ev.count())
     return counts.group_by("customer_id").aggregate(
-        preferred_channel=max_by(counts.engaged_channel, counts.n)
+        preferred_channel=arg_max(counts.engaged_channel, counts.n)
     )
 
 

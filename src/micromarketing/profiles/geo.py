@@ -11,7 +11,7 @@ from __future__ import annotations
 import ibis
 import ibis.expr.types as ir
 
-from micromarketing.exprs import haversine_km, min_by
+from micromarketing.exprs import arg_min, haversine_km
 from micromarketing.workspace import Workspace
 
 GEO_TABLE = "customer_geo"
@@ -40,7 +40,7 @@ def nearest_store_expr(customers: ir.Table, stores: ir.Table) -> ir.Table:
     pairs = located.cross_join(stores.select("store_id", s_lat=stores.lat, s_lon=stores.lon))
     pairs = pairs.mutate(km=haversine_km(pairs.c_lat, pairs.c_lon, pairs.s_lat, pairs.s_lon))
     return pairs.group_by("customer_id").aggregate(
-        nearest_store_id=min_by(pairs.store_id, pairs.km), nearest_store_km=pairs.km.min()
+        nearest_store_id=arg_min(pairs.store_id, pairs.km), nearest_store_km=pairs.km.min()
     )
 
 
