@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 from mm_strategies import TX_COLUMNS, TxFile, transaction_files
 
+from micromarketing.errors import IngestError
 from micromarketing.ingest import ingest_file
 from micromarketing.workspace import Workspace
 
@@ -85,3 +87,26 @@ def _quarantine(path: Path | None) -> list[dict[str, str]]:
         return []
     with open(path, newline="", encoding="utf-8") as fh:
         return list(csv.DictReader(fh))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    body=st.binary(max_size=300),
+    header=st.sampled_from([b"customer_id,email\n", b"\xef\xbb\xbfcustomer_id,first_name,city\r\n", b""]),
+    suffix=st.sampled_from([".csv", ".jsonl"]),
+)
+def test_arbitrary_bytes_never_crash(body: bytes, header: bytes, suffix: str) -> None:
+    """Whatever the bytes, ingest either accounts for every row or raises IngestError naming the file."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"customers{suffix}"
+        path.write_bytes((header if suffix == ".csv" else b"") + body)
+        ws = Workspace.init(Path(tmp) / "ws")
+        try:
+            result = ingest_file(ws, "customers", path)
+        except IngestError as exc:
+            assert path.name in str(exc)
+            return
+        finally:
+            ws.close()
+        assert result.accepted + result.rejected == result.rows_read
+        assert all(r["field"] and r["reason"] for r in _quarantine(result.quarantine_path))
