@@ -185,14 +185,12 @@ def feature_table(ws: Workspace, as_of: date, categories: list[str]) -> ir.Table
         events.event_type.isin(["email_open", "email_click"]),
     )
 
-    # Orders first (one row per order), so an order split over lines counts once.
-    orders = tx.group_by("customer_id", "order_id").aggregate(
-        in_store=(tx.channel == "store").fill_null(False).cast("int64").max()
-    )
-    order_stats = orders.group_by("customer_id").aggregate(
-        n_orders=orders.count(), store_orders=orders.in_store.sum()
-    )
-    spend_aggs: dict[str, ir.Value] = {"spend_total": tx.amount.sum()}
+    # Distinct store orders, so an order split over lines counts once (the profile's frequency is
+    # the distinct orders of every channel).
+    spend_aggs: dict[str, ir.Value] = {
+        "spend_total": tx.amount.sum(),
+        "store_orders": ibis.ifelse(tx.channel == "store", tx.order_id, None).nunique(),
+    }
     for c in categories:
         spend_aggs[f"_spend_{category_feature(c).name}"] = ibis.ifelse(tx.category == c, tx.amount, 0.0).sum()
     spend = tx.group_by("customer_id").aggregate(**spend_aggs)
@@ -201,8 +199,7 @@ def feature_table(ws: Workspace, as_of: date, categories: list[str]) -> ir.Table
         email_clicks_90d=(events.event_type == "email_click").cast("int64").sum(),
     )
 
-    t = _left(profiles, order_stats)
-    t = _left(t, spend)
+    t = _left(profiles, spend)
     t = _left(t, email)
     total = ibis.ifelse(t.spend_total > 0, t.spend_total, None)
     columns: dict[str, ir.Value] = {
@@ -213,7 +210,7 @@ def feature_table(ws: Workspace, as_of: date, categories: list[str]) -> ir.Table
         "tenure_days": t.tenure_days.cast("float64"),
         "age": t.age.cast("float64"),
         "store_distance_km": t.nearest_store_km.cast("float64"),
-        "store_order_share": (t.store_orders.cast("float64") / ibis.ifelse(t.n_orders > 0, t.n_orders, None)),
+        "store_order_share": t.store_orders.fill_null(0).cast("float64") / t.frequency.cast("float64"),
         "email_opens_90d": t.email_opens_90d.fill_null(0).cast("float64"),
         "email_clicks_90d": t.email_clicks_90d.fill_null(0).cast("float64"),
     }
