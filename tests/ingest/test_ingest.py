@@ -278,3 +278,17 @@ def test_progress_reported(workspace: Workspace, tmp_path: Path) -> None:
     calls: list[tuple[str, int, int]] = []
     workspace.ingest("customers", path, progress=lambda s, d, t: calls.append((s, d, t)))
     assert calls[0][1] == 0 and calls[-1][1] == calls[-1][2] > 0
+
+
+def test_no_staging_tables_left_behind(workspace: Workspace, tmp_path: Path) -> None:
+    csv_path, jsonl_path = tmp_path / "c.csv", tmp_path / "c.jsonl"
+    csv_path.write_text("customer_id,email\nA,a@b.co\nB,x\nC\n")
+    jsonl_path.write_text('{"customer_id": "D"}\nnot json\n')
+    workspace.ingest("customers", csv_path)
+    workspace.ingest("customers", jsonl_path)
+    with pytest.raises(IngestError):
+        workspace.ingest("transactions", csv_path)
+    left = workspace.warehouse.raw_sql(
+        "SELECT table_name FROM information_schema.tables WHERE table_name LIKE '%ingest%'"
+    ).fetchall()
+    assert left == []

@@ -17,6 +17,8 @@ import gzip
 import hashlib
 import io
 import re
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -84,11 +86,21 @@ def ingest_file(
     started = datetime.now(UTC)
     step = f"ingest {path.name}"
     progress(step, 0, _STEPS)
-    digest = _sha256(path)
     wh = ws.warehouse
-    stage = f"_ingest_{digest[:12]}"
+    stage = f"_ingest_{uuid.uuid4().hex[:12]}"
+    # Hash while DuckDB reads: hashlib releases the GIL on large buffers, DuckDB while it runs.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        hashing = pool.submit(_sha256, path)
+        try:
+            staged, parse_rejects, names = _stage(wh, path, fmt, stage)
+        except DataError as exc:
+            _cleanup(wh, stage)
+            raise IngestError(str(exc)) from None
+        except BaseException:
+            _cleanup(wh, stage)
+            raise
+        digest = hashing.result()
     try:
-        staged, parse_rejects, names = _stage(wh, path, fmt, stage)
         progress(step, 1, _STEPS)
         present, warnings = _match_columns(path, spec, names, has_rows=_has_rows(staged, parse_rejects))
         checked = wh.materialize_temp(
@@ -110,8 +122,7 @@ def ingest_file(
     except DataError as exc:
         raise IngestError(str(exc)) from None
     finally:
-        for suffix in ("", "_rejects", "_checked", "_bad", "_dups"):
-            wh.drop_temp(stage + suffix)
+        _cleanup(wh, stage)
     if accepted + rejected != rows_read:  # pragma: no cover - an invariant, not a user error
         raise AssertionError(f"{path}: accepted {accepted} + rejected {rejected} != read {rows_read}")
     with ws.ops.session() as session:
@@ -127,6 +138,13 @@ def ingest_file(
         kind=kind, path=path, rows_read=rows_read, accepted=accepted, rejected=rejected,
         quarantine_path=quarantine, reasons=counted, warnings=tuple(warnings), sha256=digest,
     )
+
+
+def _cleanup(wh, stage: str) -> None:  # type: ignore[no-untyped-def]
+    """Drop every temp table/view this run may have created (names start with ``stage``)."""
+    for suffix in ("", "_rejects", "_errors", "_scans", "_lines", "_lines_rejects", "_lines_errors",
+                   "_lines_scans", "_checked", "_bad", "_dups"):
+        wh.drop_temp(stage + suffix)
 
 
 # -- reading ------------------------------------------------------------------------------------

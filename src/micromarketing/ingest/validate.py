@@ -5,7 +5,8 @@ expression that parses every column to its schema type, applies the column's che
 the first failing field and its reason per row (``_field``/``_reason``, NULL when the row is
 valid).  Everything runs vectorised in the warehouse; no Python per row.  The per-column rules:
 
-* strings are trimmed of spaces; an empty cell is "no value" (the column default applies, if any);
+* strings are trimmed of spaces (DuckDB's TRIM: Unicode space separators such as NBSP, not
+  tabs or line breaks); an empty cell is "no value" (the column default applies, if any);
 * a raw value longer than :data:`MAX_TEXT` characters is rejected;
 * int: optional sign and digits only (DuckDB's own cast would round ``1.5``); float: decimal or
   scientific notation, finite; bool: DuckDB's spellings (true/false, t/f, yes/no, 1/0);
@@ -163,7 +164,7 @@ def _reason(
 
 @ibis.udf.scalar.builtin(name="trim")
 def _trim(text: str) -> str:  # type: ignore[empty-body]
-    """DuckDB's one-argument TRIM (spaces).  Ibis' ``strip()`` passes a list of whitespace
+    """DuckDB's one-argument TRIM (Unicode space separators).  Ibis' ``strip()`` passes a list of whitespace
     characters, which takes DuckDB a slower path (about 2x on the whole validation)."""
 
 
