@@ -1,8 +1,10 @@
 """The main job: run the whole micromarketing loop that exists so far on generated data.
 
-generate demo data → ingest every file → profile → report.  Each later capability (CLV,
-segments, personalisation, campaigns, measurement) adds its step here so that
-``micromarketing demo`` always exercises the full loop end to end.
+generate demo data → ingest every file → fit CLV → profile (RFM + CLV) → rule segments and
+discovered micro-segments with personas → recommender, offers and next best offer → render the
+example template for every member of one segment (nothing is sent).  Each later capability
+(campaigns, measurement, …) adds its step here so that ``micromarketing demo`` always exercises
+the full loop end to end.
 """
 
 from __future__ import annotations
@@ -17,12 +19,42 @@ import pandas as pd
 from micromarketing.config import SETTINGS_FILE
 from micromarketing.errors import WorkspaceError
 from micromarketing.ingest import IngestResult
+from micromarketing.personalize import (
+    CheckReport,
+    add_offer,
+    check_template,
+    fit_recommender,
+    install_examples,
+    next_best_offer,
+    recommend_for,
+)
 from micromarketing.profiles import ProfileResult
+from micromarketing.profiles.clv import ClvFit, fit_clv
 from micromarketing.profiles.summary import rfm_summary
+from micromarketing.segments import Materialisation, Segments
+from micromarketing.segments.discover import DiscoveryResult, discover_segments
 from micromarketing.progress import ProgressCallback, noop_progress
 from micromarketing.workspace import Workspace
 
 INGEST_ORDER = ("products", "stores", "customers", "transactions", "events", "consent")
+
+# Rule segments the demo defines: (name, rule, description).
+DEMO_SEGMENTS = (
+    ("lapsed_vip", "days_since(last_order_at) > 180 and value_tier in ('top_1', 'top_10')",
+     "High-value customers who stopped buying: win them back."),
+    ("paris_young_engaged", "age between 25 and 34 and within_km(48.8566, 2.3522, 10) "
+     "and events(type='email_open', within_days=90) >= 3",
+     "Young Parisians who read our e-mails."),
+    ("store_neighbours", "nearest_store_km <= 3 and frequency >= 5",
+     "Regulars living close to a store: local events and click-and-collect."),
+)
+# Offers the demo defines: (name, kind, value, cost, eligibility rule, headline).
+DEMO_OFFERS = (
+    ("welcome_back_15", "discount", 15.0, 1.0, "days_since(last_order_at) > 120", "15% off your next order"),
+    ("free_shipping", "free_shipping", 4.9, 4.9, "frequency >= 2", "Free shipping this month"),
+    ("loyalty_double", "loyalty_points", 2.0, 0.8, "rfm_segment in ('champions', 'loyal')",
+     "Double loyalty points"),
+)
 
 
 @dataclass
@@ -32,8 +64,15 @@ class DemoReport:
     workspace: Path
     data_dir: Path
     ingested: list[IngestResult] = field(default_factory=list)
+    clv: ClvFit | None = None
     profile: ProfileResult | None = None
     rfm: pd.DataFrame | None = None
+    value_tiers: pd.DataFrame | None = None
+    rule_segments: list[Materialisation] = field(default_factory=list)
+    discovery: DiscoveryResult | None = None
+    recommendations: pd.DataFrame | None = None
+    offers: pd.DataFrame | None = None
+    template_check: CheckReport | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -57,10 +96,47 @@ def run_demo(
             for kind in INGEST_ORDER:
                 for path in sorted(data_dir.glob(f"{kind}.*")):
                     report.ingested.append(ws.ingest(kind, path, progress=progress))
+        with _timed(report, "clv"):
+            report.clv = fit_clv(ws)
         with _timed(report, "profile"):
             report.profile = ws.profile(progress=progress)
             report.rfm = rfm_summary(ws)
+            report.value_tiers = _value_tiers(ws)
+        with _timed(report, "segments"):
+            segments = Segments(ws)
+            for name, rule, description in DEMO_SEGMENTS:
+                report.rule_segments.append(segments.create(name, rule, description=description))
+            report.discovery = discover_segments(ws, k="auto", seed=seed, progress=progress)
+        with _timed(report, "personalize"):
+            fit_recommender(ws, progress=progress)
+            for name, kind, value, cost, rule, headline in DEMO_OFFERS:
+                add_offer(ws, name, kind=kind, value=value, cost=cost, rule=rule, headline=headline)
+            target = _largest(report.rule_segments)
+            members = segments.member_table(target.segment).customer_id.execute().tolist()
+            sample = sorted(members)[:5]
+            report.recommendations = recommend_for(ws, sample, k=3)
+            report.offers = next_best_offer(ws, sample)
+            template = install_examples(ws)
+            report.template_check = check_template(ws, template.name, target.segment)
     return report
+
+
+def _value_tiers(ws: Workspace) -> pd.DataFrame:
+    """Customers, revenue and average 12-month CLV per value tier (the heavy/medium/light users)."""
+    p = ws.table("profiles")
+    p = p.filter(p.value_tier.notnull())
+    frame = (
+        p.group_by("value_tier")
+        .aggregate(customers=p.count(), revenue=p.monetary.sum(), avg_clv_12m=p.clv_12m.mean())
+        .execute()
+    )
+    frame["share"] = frame["customers"] / frame["customers"].sum()
+    order = {tier: i for i, tier in enumerate(("top_1", "top_10", "top_50", "rest"))}
+    return frame.sort_values("value_tier", key=lambda s: s.map(order)).reset_index(drop=True)
+
+
+def _largest(materialised: list[Materialisation]) -> Materialisation:
+    return max(materialised, key=lambda m: m.size)
 
 
 class _timed:

@@ -14,7 +14,7 @@ AS_OF = date(2024, 6, 15)  # the fixture population is built around this date
 
 def _profiles(ws):
     build_profiles(ws, as_of=AS_OF)
-    return ws.table("profiles").to_pandas().set_index("customer_id")
+    return ws.table("profiles").to_pandas().set_index("customer_id").sort_index()
 
 
 def test_recency_frequency_monetary_count_only_orders_before_as_of(small_ws):

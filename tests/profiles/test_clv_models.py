@@ -272,3 +272,35 @@ def test_bad_statistics_are_model_errors():
         m.Triples.build([], [], [])
     with pytest.raises(ModelError, match="no customer has a repeat purchase"):
         m.fit_transactions("bgnbd", m.Triples.build([0, 0], [0, 0], [3, 4]))
+
+
+def test_bgnbd_expectations_stay_finite_when_dropout_heterogeneity_vanishes():
+    """The MLE on homogeneous-dropout data reaches a, b ~ 1e5..1e7 (seen on generated data)."""
+    from scipy import special
+
+    r, alpha, a, b = 1.552, 12.851, 1.674e5, 6.373e6
+    x = np.array([0.0, 1.0, 5.0, 20.0, 200.0])
+    t_x = np.array([0.0, 10.0, 50.0, 100.0, 240.0])
+    T = np.array([20.0, 60.0, 120.0, 150.0, 250.0])
+    t = 90 / 7
+    got = m.conditional_expected("bgnbd", np.array([r, alpha, a, b]), t, x, t_x, T)
+    assert np.all(np.isfinite(got)) and np.all(got > 0)
+
+    # The same expectation from the defining series, summed term by term in log space.
+    def series_h(xi: float, Ti: float) -> float:
+        z = t / (alpha + Ti + t)
+        log_terms, lt = [0.0], 0.0
+        for n in range(10_000):
+            lt += np.log(r + xi + n) + np.log(b + xi + n) - np.log(a + b + xi - 1 + n) - np.log(n + 1) + np.log(z)
+            log_terms.append(lt)
+            if lt < -60:
+                break
+        return np.exp((r + xi) * np.log((alpha + Ti) / (alpha + Ti + t)) + np.logaddexp.reduce(log_terms))
+
+    p_alive = special.expit(
+        -np.where(x > 0, np.log(a) - np.log(b + x - 1) + (r + x) * (np.log(alpha + T) - np.log(alpha + t_x)), -np.inf)
+    )
+    expected = [
+        (a + b + xi - 1) / (a - 1) * (1 - series_h(xi, Ti)) * pa for xi, Ti, pa in zip(x, T, p_alive, strict=True)
+    ]
+    np.testing.assert_allclose(got, expected, rtol=1e-6)

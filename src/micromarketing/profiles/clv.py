@@ -355,12 +355,16 @@ def clv_features(ws: Workspace, as_of: date, fit: ClvFit) -> ir.Table:
         scores = score_triples(
             fit, x, tx, T, horizon_months=cfg.horizon_months, annual_discount_rate=cfg.annual_discount_rate
         )
+    broken = {k: int((~np.isfinite(v)).sum()) for k, v in scores.items() if not np.isfinite(v).all()}
+    if broken:
+        # A silent zero would put these customers at the bottom of every value tier.
+        raise ModelError(f"CLV scoring produced non-finite values ({broken}) with parameters {fit.params}")
     scored = pd.DataFrame(
         {
             "frequency": trip["frequency"].astype("int64"),
             "recency": tx,
             "T": T,
-            **{k: np.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0) for k, v in scores.items()},
+            **scores,
         }
     )
     scored_t = ibis.memtable(scored)

@@ -205,10 +205,28 @@ def bgnbd_expected(params: ArrayLike, t: ArrayLike) -> FloatArray:
     """Unconditional E[X(t)]: expected repeat purchases in (0, t] of a customer acquired at 0."""
     r, alpha, a, b = (float(v) for v in np.asarray(params, dtype=np.float64))
     t = np.asarray(t, dtype=np.float64)
-    z = t / (alpha + t)
-    # (alpha/(alpha+t))^r 2F1(r, b; a+b-1; z), Euler-transformed: (1-z)^r (1-z)^(a-1-r) 2F1(a+b-1-r, a-1; a+b-1; z)  # noqa: E501
-    h = np.exp((a - 1.0) * np.log1p(-z)) * special.hyp2f1(a + b - 1.0 - r, a - 1.0, a + b - 1.0, z)
+    h = _bgnbd_h(r, alpha, a, b, np.zeros_like(t), np.zeros_like(t), t)
     return (a + b - 1.0) / (a - 1.0) * (1.0 - h)
+
+
+def _bgnbd_h(
+    r: float, alpha: float, a: float, b: float, x: FloatArray, T: FloatArray, t: FloatArray
+) -> FloatArray:
+    """((alpha+T)/(alpha+T+t))^(r+x) 2F1(r+x, b+x; a+b+x-1; z) with z = t/(alpha+T+t).
+
+    Euler's transformation, (1-z)^(a-1) 2F1(a+b-1-r, a-1; a+b+x-1; z), is the accurate form for
+    the usual small a and b.  When the dropout mixing distribution is nearly degenerate (a and b
+    in the hundreds of thousands, which the MLE reaches on data with homogeneous dropout),
+    (1-z)^(a-1) underflows while the 2F1 overflows; there the untransformed series, whose
+    parameters stay balanced, is evaluated instead.
+    """
+    with np.errstate(all="ignore"):
+        z = t / (alpha + T + t)
+        h = np.exp((a - 1.0) * np.log1p(-z)) * special.hyp2f1(a + b - 1.0 - r, a - 1.0, a + b + x - 1.0, z)
+        direct = np.exp((r + x) * (np.log(alpha + T) - np.log(alpha + T + t))) * special.hyp2f1(
+            r + x, b + x, a + b + x - 1.0, z
+        )
+    return np.where(np.isfinite(h), h, direct)
 
 
 def bgnbd_conditional_expected(
@@ -219,9 +237,7 @@ def bgnbd_conditional_expected(
     x = np.asarray(x, dtype=np.float64)
     T = np.asarray(T, dtype=np.float64)
     t = np.asarray(t, dtype=np.float64)
-    z = t / (alpha + T + t)
-    # ((alpha+T)/(alpha+T+t))^(r+x) 2F1(r+x, b+x; a+b+x-1; z) = (1-z)^(a-1) 2F1(a+b-1-r, a-1; a+b+x-1; z)
-    h = np.exp((a - 1.0) * np.log1p(-z)) * special.hyp2f1(a + b - 1.0 - r, a - 1.0, a + b + x - 1.0, z)
+    h = _bgnbd_h(r, alpha, a, b, x, T, t)
     numer = (a + b + x - 1.0) / (a - 1.0) * (1.0 - h)
     return numer * bgnbd_p_alive(params, x, t_x, T)
 
