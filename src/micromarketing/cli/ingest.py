@@ -19,12 +19,12 @@ from micromarketing.cli._common import (
     progress_bar,
 )
 from micromarketing.errors import IngestError
-from micromarketing.store.schema import TABLES
+from micromarketing.ingest import KINDS
 
 
 @handle_errors
 def ingest(
-    kind: Annotated[str, typer.Argument(help=f"What the files hold: {', '.join(TABLES)}.")],
+    kind: Annotated[str, typer.Argument(help=f"What the files hold: {', '.join(KINDS)}.")],
     files: Annotated[
         list[Path], typer.Argument(help="CSV (.csv, .csv.gz), Parquet or JSON-lines (.jsonl, .ndjson) files.")
     ],
@@ -32,8 +32,8 @@ def ingest(
     json_output: JsonOption = False,
 ) -> None:
     """Validate FILES of KIND and upsert their valid rows; rejected rows go to a quarantine CSV."""
-    if kind not in TABLES:
-        raise IngestError(f"unknown kind {kind!r} (use one of: {', '.join(TABLES)})")
+    if kind not in KINDS:
+        raise IngestError(f"unknown kind {kind!r} (use one of: {', '.join(KINDS)})")
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
         raise IngestError(f"no such file: {', '.join(missing)}")

@@ -5,5 +5,8 @@
 
 from micromarketing.ingest.pipeline import IngestResult, ingest_file
 from micromarketing.ingest.validate import MAX_TEXT
+from micromarketing.store.schema import TABLES
 
-__all__ = ["MAX_TEXT", "IngestResult", "ingest_file"]
+KINDS: tuple[str, ...] = tuple(TABLES)  # what `ingest KIND` accepts
+
+__all__ = ["KINDS", "MAX_TEXT", "IngestResult", "ingest_file"]

@@ -1,0 +1,61 @@
+"""The layering rules of DESIGN.md, checked mechanically on the source tree.
+
+* Only ``micromarketing.store`` opens connections: nothing else imports duckdb, pyspark or
+  SQLAlchemy's engine factory.
+* ``cli/`` (and later ``api/``, ``web/``) are thin: they call the Workspace facade and the domain
+  packages' public functions, never ``store/``, a database backend or Ibis directly.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "micromarketing"
+BACKENDS = ("duckdb", "pyspark")
+THIN_LAYERS = ("cli", "api", "web")
+THIN_FORBIDDEN = ("micromarketing.store", "duckdb", "pyspark", "sqlalchemy", "ibis")
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    """(line, imported name) for every import; `from m import n` yields both m and m.n."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.lineno, node.module))
+            found += [(node.lineno, f"{node.module}.{alias.name}") for alias in node.names]
+    return found
+
+
+def _modules(*parts: str) -> list[Path]:
+    return sorted(SRC.joinpath(*parts).rglob("*.py"))
+
+
+def _hits(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(SRC)))
+def test_only_store_opens_connections(path):
+    if path.is_relative_to(SRC / "store"):
+        return
+    bad = [
+        f"line {line}: {name}"
+        for line, name in _imports(path)
+        if _hits(name, BACKENDS) or name == "sqlalchemy.create_engine"
+    ]
+    assert not bad, f"{path.relative_to(SRC)} reaches a database backend directly: {bad}"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for layer in THIN_LAYERS if SRC.joinpath(layer).exists() for p in _modules(layer)],
+    ids=lambda p: str(p.relative_to(SRC)),
+)
+def test_thin_layers_go_through_the_core(path):
+    bad = [f"line {line}: {name}" for line, name in _imports(path) if _hits(name, THIN_FORBIDDEN)]
+    assert not bad, f"{path.relative_to(SRC)} bypasses the core: {bad}"
