@@ -1,0 +1,1 @@
+"""Measurement: attribution, KPIs, statistics, budget allocation and HTML reports (report.py so far)."""
