@@ -21,7 +21,7 @@ demo: install
 
 test: install
 	bash scripts/system-deps.sh
-	$(BIN)/python -m pytest -n 2 -q
+	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks

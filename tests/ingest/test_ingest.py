@@ -292,3 +292,20 @@ def test_no_staging_tables_left_behind(workspace: Workspace, tmp_path: Path) -> 
         "SELECT table_name FROM information_schema.tables WHERE table_name LIKE '%ingest%'"
     ).fetchall()
     assert left == []
+
+
+def test_jsonl_whose_every_line_is_broken_is_quarantined_line_by_line(workspace, tmp_path):
+    """Found by the property test: no parsable line means no keys, which must not fail the file."""
+    path = tmp_path / "tx.jsonl"
+    path.write_text('{"order_id": "broken\n{"order_id": "broken\n', encoding="utf-8")
+    result = workspace.ingest("transactions", path)
+    assert (result.rows_read, result.accepted, result.rejected) == (2, 0, 2)
+    assert result.quarantine_path is not None and result.quarantine_path.exists()
+
+
+def test_jsonl_key_missing_from_every_line_rejects_rows_not_the_file(workspace, tmp_path):
+    path = tmp_path / "tx.jsonl"
+    path.write_text('{"order_id": "o1", "ordered_at": "2024-01-01", "amount": 3, "currency": "EUR"}\n', encoding="utf-8")
+    result = workspace.ingest("transactions", path)
+    assert (result.accepted, result.rejected) == (0, 1)
+    assert result.reasons == {"customer_id: required value missing": 1}

@@ -304,3 +304,26 @@ def test_bgnbd_expectations_stay_finite_when_dropout_heterogeneity_vanishes():
         (a + b + xi - 1) / (a - 1) * (1 - series_h(xi, Ti)) * pa for xi, Ti, pa in zip(x, T, p_alive, strict=True)
     ]
     np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+
+def test_homogeneous_dropout_converges_on_the_ridge_and_keeps_the_dropout_probability():
+    """Every customer drops out with the same p: the MLE runs along a, b -> inf at a/(a+b) = p."""
+    rng = np.random.default_rng(5)
+    n, p_drop, T_end = 20_000, 0.08, 52.0
+    lam = rng.gamma(2.0, 1 / 8.0, n)  # purchase rates, Gamma(r=2, alpha=8)
+    x, t_x = np.zeros(n), np.zeros(n)
+    for i in range(n):
+        t = 0.0
+        while True:
+            t += rng.exponential(1 / lam[i])
+            if t > T_end:
+                break
+            x[i], t_x[i] = x[i] + 1, t
+            if rng.random() < p_drop:
+                break
+    fit = m.fit_transactions("bgnbd", m.Triples.build(x, t_x, np.full(n, T_end)))
+    a, b = fit.params["a"], fit.params["b"]
+    assert fit.converged, fit.message
+    assert a > 1e3 and b > 1e3  # no heterogeneity in dropout
+    assert a / (a + b) == pytest.approx(p_drop, rel=0.15)
+    assert fit.params["r"] == pytest.approx(2.0, rel=0.15)

@@ -106,6 +106,13 @@ def ingest_file(
         digest = hashing.result()
     try:
         progress(step, 1, _STEPS)
+        if fmt == "jsonl":
+            # JSON lines carry their keys line by line: a key that no line has is missing in every
+            # row, which the row checks report row by row (a file of broken lines is quarantined
+            # line by line instead of failing whole); only a CSV/Parquet header fails a file.
+            absent = [c for c in spec.column_names if c not in names]
+            staged = staged.mutate(**{c: ibis.null("string") for c in absent})
+            names = names + absent
         present, warnings = _match_columns(path, spec, names, has_rows=_has_rows(staged, parse_rejects))
         checked = wh.materialize_temp(
             f"{stage}_checked", checked_table(staged, spec, present, ws.settings.ingest.currencies)

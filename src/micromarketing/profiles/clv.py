@@ -96,7 +96,9 @@ def clv_summary(
 
 def summary_triples(summary: ir.Table) -> ir.Table:
     """The distinct ``(frequency, recency, T)`` triples of a summary with their customer counts."""
-    return summary.group_by(["frequency", "recency", "T"]).aggregate(n=summary.count())
+    triples = summary.group_by(["frequency", "recency", "T"]).aggregate(n=summary.count())
+    # A fixed order makes the floating-point sums, and so the fitted parameters, reproducible.
+    return triples.order_by(["frequency", "recency", "T"])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -42,6 +42,15 @@ PARAM_NAMES: dict[str, tuple[str, ...]] = {
     "paretonbd": ("r", "alpha", "s", "beta"),
     "gamma_gamma": ("p", "q", "gamma"),
 }
+# Shape/scale pairs whose mixing distribution degenerates when both grow without bound at a fixed
+# ratio (e.g. a, b -> inf with a/(a+b) fixed: every customer has the same dropout probability).
+# Along that ridge the likelihood is flat, so convergence is judged across it, not along it.
+RIDGE_PAIRS: dict[str, tuple[tuple[int, int], ...]] = {
+    "bgnbd": ((0, 1), (2, 3)),
+    "paretonbd": ((0, 1), (2, 3)),
+    "gamma_gamma": ((1, 2),),
+}
+RIDGE_THRESHOLD = 1e4
 
 
 def _wsum(w: FloatArray, v: FloatArray) -> float:
@@ -419,6 +428,19 @@ class FitResult:
 LogLik = Callable[..., tuple[float, FloatArray | None]]
 
 
+def _across_ridges(model: str, params: FloatArray, grad: FloatArray) -> FloatArray:
+    """The log-parameter gradient with each degenerate pair reduced to its across-ridge component.
+
+    For a pair (i, j) with both parameters above :data:`RIDGE_THRESHOLD`, moving both log-values
+    together leaves the likelihood (almost) unchanged, so only ``(g_i - g_j) / sqrt(2)`` counts.
+    """
+    grad = np.asarray(grad, dtype=np.float64).copy()
+    for i, j in RIDGE_PAIRS.get(model, ()):
+        if params[i] > RIDGE_THRESHOLD and params[j] > RIDGE_THRESHOLD:
+            grad[i], grad[j] = (grad[i] - grad[j]) / np.sqrt(2.0), 0.0
+    return grad
+
+
 def _maximise(
     model: str,
     loglik: LogLik,
@@ -482,9 +504,9 @@ def _maximise(
             theta, iterations = res2.x, iterations + int(res2.nit)
             final_f, final_g = objective(theta)
             message = str(res2.message)
-    grad_norm = float(np.max(np.abs(final_g)))
-    converged = bool(np.isfinite(final_f) and final_f < 1e299 and grad_norm < 1e-5)
     params = np.exp(theta)
+    grad_norm = float(np.max(np.abs(_across_ridges(model, params, final_g))))
+    converged = bool(np.isfinite(final_f) and final_f < 1e299 and grad_norm < 1e-5)
     ll = -final_f * max(weight_total, 1.0)
     if analytic_gradient:
         se = _standard_errors_from_gradient(objective, theta, final_g, weight_total)
