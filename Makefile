@@ -21,6 +21,7 @@ demo: install
 
 test: install
 	bash scripts/system-deps.sh
+	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
 lint: install

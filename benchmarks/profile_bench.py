@@ -115,7 +115,9 @@ def _peak_rss_mb() -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--method", help=argparse.SUPPRESS)
@@ -129,9 +131,19 @@ def main() -> None:
     results = {}
     for method in ("duckdb_sql", "pandas", "profile_warm", "profile_cold"):
         out = subprocess.run(
-            [sys.executable, __file__, "--customers", str(args.customers), "--repeat", str(args.repeat),
-             "--method", method],
-            check=True, capture_output=True, text=True,
+            [
+                sys.executable,
+                __file__,
+                "--customers",
+                str(args.customers),
+                "--repeat",
+                str(args.repeat),
+                "--method",
+                method,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
         )
         results[method] = json.loads(out.stdout.strip().splitlines()[-1])
         if out.stderr.strip():
@@ -149,7 +161,8 @@ def main() -> None:
     sql, pandas_t = results["duckdb_sql"]["best_s"], results["pandas"]["best_s"]
     for method in ("profile_warm", "profile_cold"):
         p = results[method]["best_s"]
-        print(f"{labels[method].strip()}: {p / sql:.2f}x the hand-written query, {pandas_t / p:.2f}x faster than pandas")
+        label = labels[method].strip()
+        print(f"{label}: {p / sql:.2f}x the hand-written query, {pandas_t / p:.2f}x faster than pandas")
 
 
 if __name__ == "__main__":

@@ -18,8 +18,8 @@ import importlib.util
 import math
 import shutil
 import sys
-from pathlib import Path
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -159,7 +159,6 @@ def test_materialise_on_spark(engines):
     result = Segments(spark_ws).materialise("paris")
     assert result.size == 3
     assert {r[0] for r in rows(Segments(spark_ws).member_table("cluster_1"))} == {"C01", "C05", "C09"}
-
 
 
 @pytest.fixture(scope="module")

@@ -74,9 +74,7 @@ class IngestSettings(BaseModel):
 class Settings(BaseSettings):
     """All settings of one workspace."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="MICROMARKETING_", env_nested_delimiter="__", extra="forbid"
-    )
+    model_config = SettingsConfigDict(env_prefix="MICROMARKETING_", env_nested_delimiter="__", extra="forbid")
 
     currency: str = "USD"
     warehouse: WarehouseSettings = Field(default_factory=WarehouseSettings)
@@ -107,7 +105,9 @@ def load_settings(root: Path) -> Settings:
 def write_default_settings(root: Path) -> Path:
     """Write the default ``micromarketing.toml`` that a user can edit."""
     path = root / SETTINGS_FILE
-    path.write_text(tomli_w.dumps(Settings.model_construct().model_dump(mode="json", exclude_none=True)), encoding="utf-8")
+    path.write_text(
+        tomli_w.dumps(Settings.model_construct().model_dump(mode="json", exclude_none=True)), encoding="utf-8"
+    )
     return path
 
 
@@ -122,6 +122,4 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def _format_validation(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-    )
+    return "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())

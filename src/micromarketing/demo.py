@@ -31,29 +31,44 @@ from micromarketing.personalize import (
 from micromarketing.profiles import ProfileResult
 from micromarketing.profiles.clv import ClvFit, fit_clv
 from micromarketing.profiles.summary import rfm_summary
+from micromarketing.progress import ProgressCallback, noop_progress
 from micromarketing.segments import Materialisation, Segments
 from micromarketing.segments.discover import DiscoveryResult, discover_segments
-from micromarketing.progress import ProgressCallback, noop_progress
 from micromarketing.workspace import Workspace
 
 INGEST_ORDER = ("products", "stores", "customers", "transactions", "events", "consent")
 
 # Rule segments the demo defines: (name, rule, description).
 DEMO_SEGMENTS = (
-    ("lapsed_vip", "days_since(last_order_at) > 180 and value_tier in ('top_1', 'top_10')",
-     "High-value customers who stopped buying: win them back."),
-    ("paris_young_engaged", "age between 25 and 34 and within_km(48.8566, 2.3522, 10) "
-     "and events(type='email_open', within_days=90) >= 3",
-     "Young Parisians who read our e-mails."),
-    ("store_neighbours", "nearest_store_km <= 3 and frequency >= 5",
-     "Regulars living close to a store: local events and click-and-collect."),
+    (
+        "lapsed_vip",
+        "days_since(last_order_at) > 180 and value_tier in ('top_1', 'top_10')",
+        "High-value customers who stopped buying: win them back.",
+    ),
+    (
+        "paris_young_engaged",
+        "age between 25 and 34 and within_km(48.8566, 2.3522, 10) "
+        "and events(type='email_open', within_days=90) >= 3",
+        "Young Parisians who read our e-mails.",
+    ),
+    (
+        "store_neighbours",
+        "nearest_store_km <= 3 and frequency >= 5",
+        "Regulars living close to a store: local events and click-and-collect.",
+    ),
 )
 # Offers the demo defines: (name, kind, value, cost, eligibility rule, headline).
 DEMO_OFFERS = (
     ("welcome_back_15", "discount", 15.0, 1.0, "days_since(last_order_at) > 120", "15% off your next order"),
     ("free_shipping", "free_shipping", 4.9, 4.9, "frequency >= 2", "Free shipping this month"),
-    ("loyalty_double", "loyalty_points", 2.0, 0.8, "rfm_segment in ('champions', 'loyal')",
-     "Double loyalty points"),
+    (
+        "loyalty_double",
+        "loyalty_points",
+        2.0,
+        0.8,
+        "rfm_segment in ('champions', 'loyal')",
+        "Double loyalty points",
+    ),
 )
 
 

@@ -88,16 +88,16 @@ class Workspace:
 
         return ingest_file(self, kind, Path(path), progress=progress)
 
-    def profile(
-        self, as_of: date | None = None, progress: ProgressCallback = noop_progress
-    ) -> ProfileResult:
+    def profile(self, as_of: date | None = None, progress: ProgressCallback = noop_progress) -> ProfileResult:
         """Build the ``profiles`` table as of ``as_of`` (default: the day after the last order)."""
         from micromarketing.profiles import build_profiles
 
         return build_profiles(self, as_of=as_of, progress=progress)
 
     # -- audit ------------------------------------------------------------------------------
-    def audit(self, action: str, subject: str, details: dict[str, Any] | None = None, actor: str = "cli") -> None:
+    def audit(
+        self, action: str, subject: str, details: dict[str, Any] | None = None, actor: str = "cli"
+    ) -> None:
         """Append one record to the audit log."""
         with self.ops.session() as session:
             session.add(AuditEvent(action=action, subject=subject, details=details or {}, actor=actor))

@@ -66,8 +66,14 @@ def test_transactions_types_checks_and_quarantine(workspace: Workspace, tmp_path
     assert (o7["line_no"], o7["channel"]) == (1, None)
     q = quarantine(result)
     assert [(r["row"], r["field"]) for r in q] == [
-        ("2", "amount"), ("3", "amount"), ("4", "currency"), ("5", "channel"), ("6", "line_no"),
-        ("7", "customer_id"), ("9", "ordered_at"), ("10", "amount"),
+        ("2", "amount"),
+        ("3", "amount"),
+        ("4", "currency"),
+        ("5", "channel"),
+        ("6", "line_no"),
+        ("7", "customer_id"),
+        ("9", "ordered_at"),
+        ("10", "amount"),
     ]
     assert q[0]["file"] == str(path) and q[0]["amount"] == "abc" and q[4]["line_no"] == "1.5"
     assert result.quarantine_path.parent == workspace.root / "quarantine"
@@ -130,9 +136,12 @@ def test_customers_checks_and_h3(workspace: Workspace, tmp_path: Path) -> None:
     result = ingest_file(workspace, "customers", path)
     assert (result.accepted, result.rejected) == (2, 7)
     assert set(result.reasons) == {
-        "email: not an email address", "phone: not a phone number (7-15 digits, optional +)",
-        "lat: latitude outside [-90, 90]", "lon: longitude outside [-180, 180]",
-        "country: not an ISO-3166 alpha-2 country code", "birth_date: not a date (YYYY-MM-DD)",
+        "email: not an email address",
+        "phone: not a phone number (7-15 digits, optional +)",
+        "lat: latitude outside [-90, 90]",
+        "lon: longitude outside [-180, 180]",
+        "country: not an ISO-3166 alpha-2 country code",
+        "birth_date: not a date (YYYY-MM-DD)",
     }
     assert any("h3_cell" in w for w in result.warnings)
     a, b = rows(workspace, "customers", "customer_id")
@@ -200,7 +209,9 @@ def test_odd_bytes_bom_crlf_newlines_ragged(workspace: Workspace, tmp_path: Path
     assert (result.rows_read, result.accepted, result.rejected) == (6, 3, 3)
     got = rows(workspace, "customers", "customer_id")
     assert [(r["customer_id"], r["first_name"], r["city"]) for r in got] == [
-        ("A", "Ann", "Paris"), ("B", "Bo\r\nb", "Lyon"), ("F", "Fay", "Caen"),
+        ("A", "Ann", "Paris"),
+        ("B", "Bo\r\nb", "Lyon"),
+        ("F", "Fay", "Caen"),
     ]
     q = quarantine(result)
     assert [(r["row"], r["field"]) for r in q] == [("3", "(row)"), ("4", "(row)"), ("5", "first_name")]
@@ -235,8 +246,12 @@ def test_gzip_csv(workspace: Workspace, tmp_path: Path) -> None:
 
 def test_jsonl(workspace: Workspace, tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
-    good = {"event_id": "e1", "customer_id": "C1", "event_type": "page_view",
-            "occurred_at": "2024-01-01T00:00:00Z"}
+    good = {
+        "event_id": "e1",
+        "customer_id": "C1",
+        "event_type": "page_view",
+        "occurred_at": "2024-01-01T00:00:00Z",
+    }
     lines = [
         json.dumps(good).encode(),
         b"",  # blank lines are skipped, but keep their line number
@@ -251,7 +266,10 @@ def test_jsonl(workspace: Workspace, tmp_path: Path) -> None:
     assert result.rows_read == 6
     q = quarantine(result)
     assert [(r["row"], r["field"]) for r in q] == [
-        ("3", "(row)"), ("4", "(row)"), ("5", "occurred_at"), ("6", "event_type"),
+        ("3", "(row)"),
+        ("4", "(row)"),
+        ("5", "occurred_at"),
+        ("6", "event_type"),
     ]
     assert q[0]["reason"].startswith("invalid JSON") and q[0]["raw_line"] == "not json"
     got = rows(workspace, "events", "event_id")
@@ -262,8 +280,12 @@ def test_jsonl(workspace: Workspace, tmp_path: Path) -> None:
 def test_parquet(workspace: Workspace, tmp_path: Path) -> None:
     path = tmp_path / "stores.parquet"
     pd.DataFrame(
-        {"store_id": ["S1", "S2", "S3"], "lat": [1.5, 95.0, None], "lon": [2.0, 3.0, 4.0],
-         "Name": ["a", "b", "c"]}
+        {
+            "store_id": ["S1", "S2", "S3"],
+            "lat": [1.5, 95.0, None],
+            "lon": [2.0, 3.0, 4.0],
+            "Name": ["a", "b", "c"],
+        }
     ).to_parquet(path)
     result = ingest_file(workspace, "stores", path)
     assert result.reasons == {"lat: latitude outside [-90, 90]": 1, "lat: required value missing": 1}
@@ -305,7 +327,9 @@ def test_jsonl_whose_every_line_is_broken_is_quarantined_line_by_line(workspace,
 
 def test_jsonl_key_missing_from_every_line_rejects_rows_not_the_file(workspace, tmp_path):
     path = tmp_path / "tx.jsonl"
-    path.write_text('{"order_id": "o1", "ordered_at": "2024-01-01", "amount": 3, "currency": "EUR"}\n', encoding="utf-8")
+    path.write_text(
+        '{"order_id": "o1", "ordered_at": "2024-01-01", "amount": 3, "currency": "EUR"}\n', encoding="utf-8"
+    )
     result = workspace.ingest("transactions", path)
     assert (result.accepted, result.rejected) == (0, 1)
     assert result.reasons == {"customer_id: required value missing": 1}

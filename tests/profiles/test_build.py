@@ -6,8 +6,8 @@ from datetime import date
 import pytest
 
 from micromarketing.errors import DataError
-from micromarketing.profiles.build import RFM_GRID, build_profiles
 from micromarketing.exprs import haversine_km
+from micromarketing.profiles.build import RFM_GRID, build_profiles
 
 AS_OF = date(2024, 6, 15)  # the fixture population is built around this date
 

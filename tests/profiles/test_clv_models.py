@@ -291,17 +291,28 @@ def test_bgnbd_expectations_stay_finite_when_dropout_heterogeneity_vanishes():
         z = t / (alpha + Ti + t)
         log_terms, lt = [0.0], 0.0
         for n in range(10_000):
-            lt += np.log(r + xi + n) + np.log(b + xi + n) - np.log(a + b + xi - 1 + n) - np.log(n + 1) + np.log(z)
+            lt += (
+                np.log(r + xi + n)
+                + np.log(b + xi + n)
+                - np.log(a + b + xi - 1 + n)
+                - np.log(n + 1)
+                + np.log(z)
+            )
             log_terms.append(lt)
             if lt < -60:
                 break
         return np.exp((r + xi) * np.log((alpha + Ti) / (alpha + Ti + t)) + np.logaddexp.reduce(log_terms))
 
     p_alive = special.expit(
-        -np.where(x > 0, np.log(a) - np.log(b + x - 1) + (r + x) * (np.log(alpha + T) - np.log(alpha + t_x)), -np.inf)
+        -np.where(
+            x > 0,
+            np.log(a) - np.log(b + x - 1) + (r + x) * (np.log(alpha + T) - np.log(alpha + t_x)),
+            -np.inf,
+        )
     )
     expected = [
-        (a + b + xi - 1) / (a - 1) * (1 - series_h(xi, Ti)) * pa for xi, Ti, pa in zip(x, T, p_alive, strict=True)
+        (a + b + xi - 1) / (a - 1) * (1 - series_h(xi, Ti)) * pa
+        for xi, Ti, pa in zip(x, T, p_alive, strict=True)
     ]
     np.testing.assert_allclose(got, expected, rtol=1e-6)
 

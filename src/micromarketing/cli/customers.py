@@ -7,7 +7,14 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from micromarketing.cli._common import JsonOption, WorkspaceOption, console, handle_errors, open_workspace, print_json
+from micromarketing.cli._common import (
+    JsonOption,
+    WorkspaceOption,
+    console,
+    handle_errors,
+    open_workspace,
+    print_json,
+)
 from micromarketing.profiles.summary import customer_view
 
 app = typer.Typer(help="Look at individual customers.", no_args_is_help=True)

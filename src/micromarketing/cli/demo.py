@@ -65,7 +65,9 @@ def _print_report(report: DemoReport) -> None:
         d = report.discovery
         personas = Table(title=f"Discovered micro-segments (k={d.k}, {d.criterion})")
         for column in ("segment", "persona", "size", "share", "revenue share"):
-            personas.add_column(column, justify="right" if column in {"size", "share", "revenue share"} else "left")
+            personas.add_column(
+                column, justify="right" if column in {"size", "share", "revenue share"} else "left"
+            )
         for seg in d.segments:
             p = seg.persona
             personas.add_row(seg.name, p.name, f"{p.size:,}", f"{p.share:.1%}", f"{p.revenue_share:.1%}")

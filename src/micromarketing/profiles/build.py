@@ -149,9 +149,9 @@ def profile_expr(
     order_stats = _left_join_on_customer(order_stats, top_category)
     preferred_channel = _preferred_channel(events, cutoff)
 
-    base = customers.select(
-        "customer_id", "birth_date", "signup_date", "h3_cell"
-    ).outer_join(order_stats, "customer_id")
+    base = customers.select("customer_id", "birth_date", "signup_date", "h3_cell").outer_join(
+        order_stats, "customer_id"
+    )
     base = base.select(
         customer_id=ibis.coalesce(base.customer_id, base.customer_id_right),
         birth_date=base.birth_date,
@@ -290,7 +290,9 @@ def _preferred_channel(events: ir.Table, cutoff: ir.TimestampScalar) -> ir.Table
 
 def _single_currency(transactions: ir.Table) -> str | None:
     """Profiles add amounts up, so all transactions must share one currency."""
-    currencies = sorted(c for c in transactions.select("currency").distinct().execute()["currency"] if c is not None)
+    currencies = sorted(
+        c for c in transactions.select("currency").distinct().execute()["currency"] if c is not None
+    )
     if len(currencies) > 1:
         raise DataError(
             f"transactions mix currencies {', '.join(currencies)}; profiles add amounts up and "
