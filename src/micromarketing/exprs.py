@@ -9,6 +9,8 @@ natively), and because ours break ties the same way on every engine.
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, time
+
 import ibis
 import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
@@ -59,3 +61,8 @@ def haversine_km(
     a = half_dphi.sin() ** 2 + phi1.cos() * phi2.cos() * half_dlambda.sin() ** 2
     # least() guards against a > 1 by rounding, which would make asin return NULL/NaN.
     return 2 * EARTH_RADIUS_KM * ibis.least(a.sqrt(), 1.0).asin()
+
+
+def midnight_utc(day: date) -> ir.TimestampScalar:
+    """Midnight UTC at the start of ``day``: "before the as-of date" means before this instant."""
+    return ibis.literal(datetime.combine(day, time(), tzinfo=UTC), type="timestamp('UTC')")

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ import scipy.sparse as sp
 from sqlalchemy import func, select
 
 from micromarketing.errors import DataError, ModelError
+from micromarketing.exprs import midnight_utc
 from micromarketing.progress import ProgressCallback, noop_progress
 from micromarketing.store.models import ModelVersion
 from micromarketing.workspace import Workspace
@@ -60,10 +61,6 @@ _BATCH = 4096
 # ---------------------------------------------------------------------------------------------
 # interactions
 # ---------------------------------------------------------------------------------------------
-def _midnight(day: date) -> ir.TimestampScalar:
-    return ibis.literal(datetime.combine(day, time(), tzinfo=UTC), type="timestamp('UTC')")
-
-
 def interactions_expr(
     ws: Workspace,
     *,
@@ -76,9 +73,9 @@ def interactions_expr(
     tx = ws.table("transactions")
     tx = tx.filter(tx.product_id.notnull())
     if start is not None:
-        tx = tx.filter(tx.ordered_at >= _midnight(start))
+        tx = tx.filter(tx.ordered_at >= midnight_utc(start))
     if end is not None:
-        tx = tx.filter(tx.ordered_at < _midnight(end))
+        tx = tx.filter(tx.ordered_at < midnight_utc(end))
     bought = tx.group_by("customer_id", "product_id").aggregate(
         orders=tx.order_id.nunique().cast("int64"), views=ibis.literal(0, type="int64")
     )
@@ -87,9 +84,9 @@ def interactions_expr(
         ev = ws.table("events")
         ev = ev.filter(ev.event_type.isin(VIEW_EVENTS) & ev.product_id.notnull())
         if start is not None:
-            ev = ev.filter(ev.occurred_at >= _midnight(start))
+            ev = ev.filter(ev.occurred_at >= midnight_utc(start))
         if end is not None:
-            ev = ev.filter(ev.occurred_at < _midnight(end))
+            ev = ev.filter(ev.occurred_at < midnight_utc(end))
         parts.append(
             ev.group_by("customer_id", "product_id").aggregate(
                 orders=ibis.literal(0, type="int64"), views=ev.count().cast("int64")
@@ -472,7 +469,7 @@ def cold_start(ws: Workspace, customer_ids: list[str], k: int, *, as_of: date | 
     tx = ws.table("transactions")
     tx = tx.filter(tx.product_id.notnull())
     if as_of is not None:
-        tx = tx.filter(tx.ordered_at < _midnight(as_of))
+        tx = tx.filter(tx.ordered_at < midnight_utc(as_of))
     buyers = tx.select("customer_id", "product_id").distinct()
     joined = buyers.join(_group_keys(ws, None), "customer_id")  # type: ignore[arg-type]
     levels: list[list[str]] = [["seg", "region"], ["seg"], ["region"], []]

@@ -13,13 +13,13 @@ frequency and monetary scores on the usual 5×5 RFM grid (see :data:`RFM_GRID`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, timedelta
 
 import ibis
 import ibis.expr.types as ir
 
 from micromarketing.errors import DataError
-from micromarketing.exprs import arg_max
+from micromarketing.exprs import arg_max, midnight_utc
 from micromarketing.profiles.geo import customer_geo
 from micromarketing.progress import ProgressCallback, noop_progress
 from micromarketing.workspace import Workspace
@@ -38,6 +38,30 @@ RFM_GRID: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...] = (
     ("lost", (1,), (1, 2)),
 )
 NO_ORDERS_SEGMENT = "prospects"
+# The columns of the ``profiles`` table, in order (CLV columns follow when a model is fitted).
+PROFILE_COLUMNS = (
+    "customer_id",
+    "as_of",
+    "first_order_at",
+    "last_order_at",
+    "recency_days",
+    "frequency",
+    "monetary",
+    "avg_order_value",
+    "tenure_days",
+    "r_score",
+    "f_score",
+    "m_score",
+    "rfm_score",
+    "rfm_segment",
+    "top_category",
+    "preferred_channel",
+    "age",
+    "age_band",
+    "nearest_store_id",
+    "nearest_store_km",
+    "h3_cell",
+)
 AGE_BANDS: tuple[tuple[int, int | None, str], ...] = (
     (18, 24, "18-24"),
     (25, 34, "25-34"),
@@ -79,7 +103,7 @@ def build_profiles(
     progress("profile", 0, steps)
     transactions = ws.table("transactions")
     as_of = as_of or default_as_of(transactions)
-    currency = _single_currency(transactions.filter(transactions.ordered_at < _midnight(as_of)))
+    currency = _single_currency(transactions.filter(transactions.ordered_at < midnight_utc(as_of)))
     expr = profile_expr(
         customers=ws.table("customers"),
         transactions=transactions,
@@ -128,7 +152,7 @@ def profile_expr(
     as_of: date,
 ) -> ir.Table:
     """The profile of every customer as one Ibis expression (nothing is executed here)."""
-    cutoff = _midnight(as_of)
+    cutoff = midnight_utc(as_of)
     as_of_lit = ibis.literal(as_of, type="date")
     tx = transactions.filter(transactions.ordered_at < cutoff)
 
@@ -177,29 +201,7 @@ def profile_expr(
         age=_age_years(joined.birth_date, as_of),
     )
     scored = _rfm_scores(with_measures)
-    return scored.select(
-        "customer_id",
-        "as_of",
-        "first_order_at",
-        "last_order_at",
-        "recency_days",
-        "frequency",
-        "monetary",
-        "avg_order_value",
-        "tenure_days",
-        "r_score",
-        "f_score",
-        "m_score",
-        "rfm_score",
-        "rfm_segment",
-        "top_category",
-        "preferred_channel",
-        "age",
-        age_band=_age_band(scored.age),
-        nearest_store_id=scored.nearest_store_id,
-        nearest_store_km=scored.nearest_store_km,
-        h3_cell=scored.h3_cell,
-    )
+    return scored.mutate(age_band=_age_band(scored.age)).select(*PROFILE_COLUMNS)
 
 
 def _left_join_on_customer(left: ir.Table, right: ir.Table) -> ir.Table:
@@ -212,10 +214,6 @@ def _left_join_on_customer(left: ir.Table, right: ir.Table) -> ir.Table:
     right = right.rename(_right_customer_id="customer_id")
     joined = left.left_join(right, left.customer_id == right._right_customer_id)
     return joined.drop("_right_customer_id")
-
-
-def _midnight(day: date) -> ir.TimestampScalar:
-    return ibis.literal(datetime.combine(day, time(), tzinfo=UTC), type="timestamp('UTC')")
 
 
 def _days_between(start: ir.DateValue, end: ir.DateValue) -> ir.IntegerValue:

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import ibis
@@ -39,6 +39,7 @@ import ibis.expr.types as ir
 import numpy as np
 
 from micromarketing.errors import DataError
+from micromarketing.exprs import midnight_utc
 from micromarketing.workspace import Workspace
 
 EMAIL_WINDOW_DAYS = 90
@@ -122,7 +123,7 @@ def profiles_as_of(ws: Workspace) -> date:
 def available_categories(ws: Workspace, as_of: date) -> list[str]:
     """Product categories with spend before ``as_of``, largest spend first (at most MAX_CATEGORIES)."""
     tx = ws.table("transactions")
-    tx = tx.filter(tx.ordered_at < _midnight(as_of), tx.category.notnull())
+    tx = tx.filter(tx.ordered_at < midnight_utc(as_of), tx.category.notnull())
     rows = (
         tx.group_by("category")
         .aggregate(spend=tx.amount.sum())
@@ -172,13 +173,13 @@ def feature_table(ws: Workspace, as_of: date, categories: list[str]) -> ir.Table
 
     Nothing is executed: the warehouse runs it as one statement when the caller asks for rows.
     """
-    cutoff = _midnight(as_of)
+    cutoff = midnight_utc(as_of)
     profiles = ws.table("profiles")
     profiles = profiles.filter(profiles.frequency > 0)
     tx = ws.table("transactions")
     tx = tx.filter(tx.ordered_at < cutoff)
     events = ws.table("events")
-    window_start = _midnight(as_of - timedelta(days=EMAIL_WINDOW_DAYS))
+    window_start = midnight_utc(as_of - timedelta(days=EMAIL_WINDOW_DAYS))
     events = events.filter(
         events.occurred_at >= window_start,
         events.occurred_at < cutoff,
@@ -279,6 +280,3 @@ def _left(left: ir.Table, right: ir.Table) -> ir.Table:
     right = right.rename(_rid="customer_id")
     return left.left_join(right, left.customer_id == right._rid).drop("_rid")
 
-
-def _midnight(day: date) -> ir.TimestampScalar:
-    return ibis.literal(datetime.combine(day, time(), tzinfo=UTC), type="timestamp('UTC')")

@@ -27,6 +27,7 @@ import ibis
 import ibis.expr.types as ir
 
 from micromarketing.errors import DataError, RuleError
+from micromarketing.profiles.build import PROFILE_COLUMNS
 from micromarketing.segments import dsl
 from micromarketing.segments.dsl import Pos, error_at
 from micromarketing.store.schema import CHANNELS, EVENT_TYPES, ORDER_CHANNELS
@@ -44,27 +45,7 @@ CLV_FIELDS = (
     "clv_12m",
     "value_tier",
 )
-PROFILE_FIELDS = (
-    "recency_days",
-    "frequency",
-    "monetary",
-    "avg_order_value",
-    "tenure_days",
-    "r_score",
-    "f_score",
-    "m_score",
-    "rfm_score",
-    "rfm_segment",
-    "top_category",
-    "preferred_channel",
-    "age",
-    "age_band",
-    "nearest_store_id",
-    "nearest_store_km",
-    "first_order_at",
-    "last_order_at",
-    "h3_cell",
-)
+PROFILE_FIELDS = tuple(c for c in PROFILE_COLUMNS if c not in {"customer_id", "as_of"})
 FIELD_ALIASES = {"last_order": "last_order_at", "first_order": "first_order_at"}
 # Columns never offered as rule fields (the profile snapshot date is the `as_of()` function).
 HIDDEN_COLUMNS = frozenset({"as_of"})
