@@ -33,14 +33,32 @@ def customer_geo(ws: Workspace) -> ir.Table:
 
 
 def nearest_store_expr(customers: ir.Table, stores: ir.Table) -> ir.Table:
-    """Nearest store and its great-circle distance for every customer with coordinates."""
+    """Nearest store and the great-circle distance to it, for every customer with coordinates.
+
+    Candidates are ranked by the equirectangular approximation (squared degrees, longitude scaled
+    by the cosine of the pair's mean latitude): one cosine per customer × store pair instead of
+    the haversine's five trigonometric calls, which cuts the cost of the cross join by about a
+    third.  At country scale it stays within about 0.5 % of the great-circle distance, so only a
+    near-tie can pick a store that is marginally farther; the reported ``nearest_store_km`` is the
+    exact haversine distance to the chosen store.
+    """
     located = customers.filter(customers.lat.notnull() & customers.lon.notnull()).select(
-        "customer_id", c_lat=customers.lat, c_lon=customers.lon
+        "customer_id",
+        c_lat=customers.lat,
+        c_lon=customers.lon,
     )
-    pairs = located.cross_join(stores.select("store_id", s_lat=stores.lat, s_lon=stores.lon))
-    pairs = pairs.mutate(km=haversine_km(pairs.c_lat, pairs.c_lon, pairs.s_lat, pairs.s_lon))
-    return pairs.group_by("customer_id").aggregate(
-        nearest_store_id=arg_min(pairs.store_id, pairs.km), nearest_store_km=pairs.km.min()
+    sites = stores.select("store_id", s_lat=stores.lat, s_lon=stores.lon)
+    pairs = located.cross_join(sites)
+    pairs = pairs.mutate(
+        flat_d2=((pairs.s_lon - pairs.c_lon) * ((pairs.c_lat + pairs.s_lat) / 2).radians().cos()) ** 2
+        + (pairs.s_lat - pairs.c_lat) ** 2
+    )
+    nearest = pairs.group_by("customer_id").aggregate(nearest_store_id=arg_min(pairs.store_id, pairs.flat_d2))
+    chosen = nearest.join(located, "customer_id").join(sites, nearest.nearest_store_id == sites.store_id)
+    return chosen.select(
+        "customer_id",
+        "nearest_store_id",
+        nearest_store_km=haversine_km(chosen.c_lat, chosen.c_lon, chosen.s_lat, chosen.s_lon),
     )
 
 
