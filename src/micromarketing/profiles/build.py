@@ -156,21 +156,21 @@ def profile_expr(
     as_of_lit = ibis.literal(as_of, type="date")
     tx = transactions.filter(transactions.ordered_at < cutoff)
 
-    # Order lines → orders (one pass), then orders → customers: cheaper than COUNT(DISTINCT).
-    orders = tx.group_by("customer_id", "order_id").aggregate(
-        ordered_at=tx.ordered_at.max(), order_amount=tx.amount.sum()
+    # One pass over the order lines by (customer, category): spend, first and last order, and
+    # distinct orders counted as order heads (each order has exactly one head line).
+    by_category = tx.group_by("customer_id", "category").aggregate(
+        spend=tx.amount.sum(),
+        first_at=tx.ordered_at.min(),
+        last_at=tx.ordered_at.max(),
+        orders=tx.order_head.cast("int64").sum(),
     )
-    order_stats = orders.group_by("customer_id").aggregate(
-        first_order_at=orders.ordered_at.min(),
-        last_order_at=orders.ordered_at.max(),
-        frequency=orders.count(),
-        monetary=orders.order_amount.sum(),
+    order_stats = by_category.group_by("customer_id").aggregate(
+        first_order_at=by_category.first_at.min(),
+        last_order_at=by_category.last_at.max(),
+        frequency=by_category.orders.sum(),
+        monetary=by_category.spend.sum(),
+        top_category=arg_max(by_category.category, by_category.spend),  # uncategorised never wins
     )
-    by_category = tx.group_by("customer_id", "category").aggregate(spend=tx.amount.sum())
-    top_category = by_category.group_by("customer_id").aggregate(
-        top_category=arg_max(by_category.category, by_category.spend)  # uncategorised never wins
-    )
-    order_stats = _left_join_on_customer(order_stats, top_category)
     preferred_channel = _preferred_channel(events, cutoff)
 
     base = customers.select("customer_id", "birth_date", "signup_date", "h3_cell").outer_join(

@@ -50,6 +50,7 @@ class TableSpec:
     columns: tuple[Column, ...]
     key: tuple[str, ...]
     derived: tuple[Column, ...] = ()  # computed at ingest, never read from a file
+    maintained: tuple[Column, ...] = ()  # kept current by the warehouse on every write
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -129,6 +130,9 @@ TRANSACTIONS = TableSpec(
         Column("channel", "string", allowed=ORDER_CHANNELS),
         Column("store_id", "string"),
     ),
+    # TRUE on the first line (lowest line_no) of each order: counting heads counts distinct
+    # orders inside any other aggregation, without a COUNT(DISTINCT) pass over the lines.
+    maintained=(Column("order_head", "bool"),),
 )
 
 EVENTS = TableSpec(

@@ -112,7 +112,23 @@ class Warehouse:
         cols = ", ".join(_ident(c) for c in columns)
         cursor = self.con.raw_sql(f"INSERT OR REPLACE INTO {_ident(spec.name)} ({cols}) {select_sql}")
         written = cursor.fetchone()  # DuckDB answers an INSERT with its row count: no second pass
+        if spec.name == "transactions":
+            self._refresh_order_heads()
         return int(written[0]) if written else 0
+
+    def _refresh_order_heads(self) -> None:
+        """Set ``order_head`` on every order that has a line without it.
+
+        A new line arrives with ``order_head`` NULL, so the orders it joins are exactly those to
+        recompute; a replaced line keeps its flag, which stays right because replacing a line
+        does not change which line numbers its order has.
+        """
+        self.con.raw_sql(
+            "UPDATE transactions AS t SET order_head = (t.line_no = h.first_line) "
+            "FROM (SELECT order_id, min(line_no) AS first_line FROM transactions "
+            "WHERE order_id IN (SELECT order_id FROM transactions WHERE order_head IS NULL) "
+            "GROUP BY order_id) AS h WHERE t.order_id = h.order_id"
+        )
 
     def replace_table(self, name: str, expr: ir.Table) -> ir.Table:
         """Materialise ``expr`` as table ``name`` (replacing it) and return the new table."""
@@ -385,7 +401,7 @@ class Warehouse:
 
 
 def _create_table_ddl(spec: TableSpec) -> str:
-    cols = [f"{_ident(c.name)} {SQL_TYPES[c.type]}" for c in spec.columns + spec.derived]
+    cols = [f"{_ident(c.name)} {SQL_TYPES[c.type]}" for c in spec.columns + spec.derived + spec.maintained]
     key = ", ".join(_ident(k) for k in spec.key)
     return f"CREATE TABLE {_ident(spec.name)} ({', '.join(cols)}, PRIMARY KEY ({key}))"
 
