@@ -103,7 +103,7 @@ def build_profiles(
     progress("profile", 0, steps)
     transactions = ws.table("transactions")
     as_of = as_of or default_as_of(transactions)
-    currency = _single_currency(transactions.filter(transactions.ordered_at < midnight_utc(as_of)))
+    currency = _single_currency(transactions, as_of)
     expr = profile_expr(
         customers=ws.table("customers"),
         transactions=transactions,
@@ -286,10 +286,15 @@ def _preferred_channel(events: ir.Table, cutoff: ir.TimestampScalar) -> ir.Table
     )
 
 
-def _single_currency(transactions: ir.Table) -> str | None:
-    """Profiles add amounts up, so all transactions must share one currency."""
+def _single_currency(transactions: ir.Table, as_of: date) -> str | None:
+    """Profiles add amounts up, so all transactions before ``as_of`` must share one currency."""
+    # min == max over the whole table is answered from column statistics, without a scan.
+    bounds = transactions.aggregate(lo=transactions.currency.min(), hi=transactions.currency.max()).execute()
+    if bounds["lo"][0] == bounds["hi"][0]:
+        return bounds["lo"][0]
+    before = transactions.filter(transactions.ordered_at < midnight_utc(as_of))
     currencies = sorted(
-        c for c in transactions.select("currency").distinct().execute()["currency"] if c is not None
+        c for c in before.select("currency").distinct().execute()["currency"] if c is not None
     )
     if len(currencies) > 1:
         raise DataError(

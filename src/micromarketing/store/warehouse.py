@@ -49,6 +49,7 @@ class Warehouse:
         if cfg.backend == "duckdb":
             con = ibis.duckdb.connect(str(self.path))
             con.raw_sql("SET TimeZone = 'UTC'")
+            con.raw_sql("SET enable_progress_bar = false")  # the CLI draws its own progress bars
             if cfg.threads:
                 con.raw_sql(f"SET threads = {int(cfg.threads)}")
             if cfg.memory_limit:
