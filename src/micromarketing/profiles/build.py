@@ -168,7 +168,9 @@ def profile_expr(
         first_order_at=by_category.first_at.min(),
         last_order_at=by_category.last_at.max(),
         frequency=by_category.orders.sum(),
-        monetary=by_category.spend.sum(),
+        # Rounded to cents: parallel float sums differ in the last bits from run to run, which
+        # could move a customer at a quintile boundary.
+        monetary=by_category.spend.sum().round(2),
         top_category=arg_max(by_category.category, by_category.spend),  # uncategorised never wins
     )
     preferred_channel = _preferred_channel(events, cutoff)
