@@ -66,3 +66,14 @@ def haversine_km(
 def midnight_utc(day: date) -> ir.TimestampScalar:
     """Midnight UTC at the start of ``day``: "before the as-of date" means before this instant."""
     return ibis.literal(datetime.combine(day, time(), tzinfo=UTC), type="timestamp('UTC')")
+
+
+def left_join_on_customer(left: ir.Table, right: ir.Table) -> ir.Table:
+    """Left join on ``customer_id`` keeping one key column (Ibis keeps both sides' otherwise).
+
+    ``view()`` closes the left side's join chain: Ibis would otherwise try to extend the chain and
+    reject a predicate on a computed key.
+    """
+    left = left.view()
+    right = right.rename(_right_customer_id="customer_id")
+    return left.left_join(right, left.customer_id == right._right_customer_id).drop("_right_customer_id")

@@ -19,7 +19,7 @@ import ibis
 import ibis.expr.types as ir
 
 from micromarketing.errors import DataError
-from micromarketing.exprs import arg_max, midnight_utc
+from micromarketing.exprs import arg_max, left_join_on_customer, midnight_utc
 from micromarketing.profiles.geo import customer_geo
 from micromarketing.progress import ProgressCallback, noop_progress
 from micromarketing.workspace import Workspace
@@ -103,7 +103,7 @@ def build_profiles(
     progress("profile", 0, steps)
     transactions = ws.table("transactions")
     as_of = as_of or default_as_of(transactions)
-    currency = _single_currency(transactions, as_of)
+    currency = single_currency(transactions, as_of)
     expr = profile_expr(
         customers=ws.table("customers"),
         transactions=transactions,
@@ -191,7 +191,7 @@ def profile_expr(
     )
     joined = base
     for extra in (preferred_channel, geo):
-        joined = _left_join_on_customer(joined, extra)
+        joined = left_join_on_customer(joined, extra)
 
     has_orders = joined.frequency > 0
     start = ibis.coalesce(joined.signup_date, joined.first_order_at.date())
@@ -204,18 +204,6 @@ def profile_expr(
     )
     scored = _rfm_scores(with_measures)
     return scored.mutate(age_band=_age_band(scored.age)).select(*PROFILE_COLUMNS)
-
-
-def _left_join_on_customer(left: ir.Table, right: ir.Table) -> ir.Table:
-    """Left join on customer_id keeping one key column (Ibis keeps both sides' keys otherwise).
-
-    ``view()`` closes the left side's join chain: Ibis would otherwise try to extend the chain and
-    reject a predicate on a computed key.
-    """
-    left = left.view()
-    right = right.rename(_right_customer_id="customer_id")
-    joined = left.left_join(right, left.customer_id == right._right_customer_id)
-    return joined.drop("_right_customer_id")
 
 
 def _days_between(start: ir.DateValue, end: ir.DateValue) -> ir.IntegerValue:
@@ -288,8 +276,8 @@ def _preferred_channel(events: ir.Table, cutoff: ir.TimestampScalar) -> ir.Table
     )
 
 
-def _single_currency(transactions: ir.Table, as_of: date) -> str | None:
-    """Profiles add amounts up, so all transactions before ``as_of`` must share one currency."""
+def single_currency(transactions: ir.Table, as_of: date) -> str | None:
+    """The one currency of the transactions before ``as_of``; models add amounts up and never convert."""
     # min == max over the whole table is answered from column statistics, without a scan.
     bounds = transactions.aggregate(lo=transactions.currency.min(), hi=transactions.currency.max()).execute()
     if bounds["lo"][0] == bounds["hi"][0]:

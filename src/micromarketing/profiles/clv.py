@@ -21,7 +21,7 @@ mean of the repeat-purchase day totals (NULL for customers without repeats).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 import ibis
@@ -31,13 +31,24 @@ import pandas as pd
 from sqlalchemy import func, select
 
 from micromarketing.errors import DataError, ModelError
+from micromarketing.exprs import midnight_utc
 from micromarketing.profiles import clv_models as m
+from micromarketing.profiles.build import single_currency
 from micromarketing.store.models import ModelVersion
 
 if TYPE_CHECKING:
     from micromarketing.workspace import Workspace
 
 CLV_KIND = "clv"
+# The columns clv_features adds to every profile (after customer_id).
+CLV_COLUMNS = (
+    "p_alive",
+    "expected_purchases_90d",
+    "expected_purchases_365d",
+    "expected_avg_spend",
+    "clv_12m",
+    "value_tier",
+)
 DEFAULT_UNIT_DAYS = 7.0
 VALUE_TIERS = ("top_1", "top_10", "top_50", "rest")
 SUMMARY_TABLE = "clv_summary"  # the last summary fitted or scored, kept in the warehouse
@@ -46,11 +57,6 @@ SUMMARY_TABLE = "clv_summary"  # the last summary fitted or scored, kept in the 
 # ---------------------------------------------------------------------------------------------
 # Summary statistics in SQL
 # ---------------------------------------------------------------------------------------------
-def _day_bound(day: date) -> Any:
-    """A UTC midnight timestamp literal for comparing with ``ordered_at``."""
-    return ibis.timestamp(datetime.combine(day, time(0), tzinfo=UTC))
-
-
 def purchase_days(transactions: ir.Table, as_of: date, start: date | None = None) -> ir.Table:
     """One row per customer and purchase day before ``as_of`` (same-day purchases merged).
 
@@ -58,9 +64,9 @@ def purchase_days(transactions: ir.Table, as_of: date, start: date | None = None
     customer's first purchase day, 1 for the second, ...).
     """
     t = transactions
-    flt = t.ordered_at < _day_bound(as_of)
+    flt = t.ordered_at < midnight_utc(as_of)
     if start is not None:
-        flt = flt & (t.ordered_at >= _day_bound(start))
+        flt = flt & (t.ordered_at >= midnight_utc(start))
     t = t.filter(flt)
     days = t.group_by([t.customer_id, t.ordered_at.date().name("day")]).aggregate(amount=t.amount.sum())
     return days.mutate(day_no=ibis.row_number().over(group_by=days.customer_id, order_by=days.day))
@@ -253,16 +259,6 @@ def default_as_of(ws: Workspace) -> date:
     )
 
 
-def _check_single_currency(tx: ir.Table, as_of: date) -> None:
-    flt = tx.filter(tx.ordered_at < _day_bound(as_of))
-    currencies = flt.select("currency").distinct().to_pandas()["currency"].dropna().tolist()
-    if len(currencies) > 1:
-        raise DataError(
-            f"transactions.currency holds {sorted(currencies)}: CLV spend needs one currency "
-            "(convert amounts before ingest)"
-        )
-
-
 def fit_clv(
     ws: Workspace, as_of: date | None = None, model: Literal["bgnbd", "paretonbd"] = "bgnbd"
 ) -> ClvFit:
@@ -276,7 +272,7 @@ def fit_clv(
         raise ModelError(f"unknown CLV model {model!r} (use 'bgnbd' or 'paretonbd')")
     as_of = as_of or default_as_of(ws)
     tx = ws.table("transactions")
-    _check_single_currency(tx, as_of)
+    single_currency(tx, as_of)
     # Materialised once (table ``clv_summary``): the triples and the spend groups both read it.
     summary = ws.warehouse.replace_table(SUMMARY_TABLE, clv_summary(tx, as_of, unit_days=DEFAULT_UNIT_DAYS))
     fit = fit_summary(summary, as_of=as_of, model=model, unit_days=DEFAULT_UNIT_DAYS)
@@ -398,12 +394,4 @@ def clv_features(ws: Workspace, as_of: date, fit: ClvFit) -> ir.Table:
         (ranked._share <= 0.50, "top_50"),
         else_="rest",
     )
-    return ranked.select(
-        "customer_id",
-        "p_alive",
-        "expected_purchases_90d",
-        "expected_purchases_365d",
-        "expected_avg_spend",
-        "clv_12m",
-        value_tier=tier,
-    )
+    return ranked.mutate(value_tier=tier).select("customer_id", *CLV_COLUMNS)

@@ -39,7 +39,7 @@ import ibis.expr.types as ir
 import numpy as np
 
 from micromarketing.errors import DataError
-from micromarketing.exprs import midnight_utc
+from micromarketing.exprs import left_join_on_customer, midnight_utc
 from micromarketing.workspace import Workspace
 
 EMAIL_WINDOW_DAYS = 90
@@ -200,8 +200,8 @@ def feature_table(ws: Workspace, as_of: date, categories: list[str]) -> ir.Table
         email_clicks_90d=(events.event_type == "email_click").cast("int64").sum(),
     )
 
-    t = _left(profiles, spend)
-    t = _left(t, email)
+    t = left_join_on_customer(profiles, spend)
+    t = left_join_on_customer(t, email)
     total = ibis.ifelse(t.spend_total > 0, t.spend_total, None)
     columns: dict[str, ir.Value] = {
         "recency_days": t.recency_days.cast("float64"),
@@ -272,11 +272,3 @@ def load_features(
 
 def _floats(column: Any) -> np.ndarray:
     return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
-
-
-def _left(left: ir.Table, right: ir.Table) -> ir.Table:
-    """Left join on customer_id keeping one key column."""
-    left = left.view()
-    right = right.rename(_rid="customer_id")
-    return left.left_join(right, left.customer_id == right._rid).drop("_rid")
-

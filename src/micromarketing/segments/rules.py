@@ -27,24 +27,18 @@ import ibis
 import ibis.expr.types as ir
 
 from micromarketing.errors import DataError, RuleError
+from micromarketing.exprs import EARTH_RADIUS_KM
 from micromarketing.profiles.build import PROFILE_COLUMNS
+from micromarketing.profiles.clv import CLV_COLUMNS
 from micromarketing.segments import dsl
 from micromarketing.segments.dsl import Pos, error_at
 from micromarketing.store.schema import CHANNELS, EVENT_TYPES, ORDER_CHANNELS
 
-EARTH_RADIUS_KM = 6371.0088
 MAX_WITHIN_DAYS = 36_500
 
 # Columns the profile builder writes only once a CLV model is fitted: naming one before that gets
 # a precise message instead of a did-you-mean.
-CLV_FIELDS = (
-    "p_alive",
-    "expected_purchases_90d",
-    "expected_purchases_365d",
-    "expected_avg_spend",
-    "clv_12m",
-    "value_tier",
-)
+CLV_FIELDS = CLV_COLUMNS
 PROFILE_FIELDS = tuple(c for c in PROFILE_COLUMNS if c not in {"customer_id", "as_of"})
 FIELD_ALIASES = {"last_order": "last_order_at", "first_order": "first_order_at"}
 # Columns never offered as rule fields (the profile snapshot date is the `as_of()` function).
