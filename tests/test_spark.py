@@ -18,10 +18,11 @@ import importlib.util
 import math
 import shutil
 import sys
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
+import ibis.expr.operations as ops
 import pytest
 
 pytestmark = [
@@ -84,7 +85,17 @@ def spark_workspace(duck_ws: Workspace, tables: list[str] | None = None) -> Work
     spark_ws.warehouse.load_tables_from(
         duck_ws.warehouse,
         tables
-        or ["customers", "profiles", "stores", "transactions", "events", "products", "segment_members"],
+        or [
+            "customers",
+            "profiles",
+            "stores",
+            "transactions",
+            "events",
+            "products",
+            "segment_members",
+            "customer_orders",
+            "customer_engagement",
+        ],
     )
     return spark_ws
 
@@ -171,7 +182,10 @@ def generated_engines(spark_session, tmp_path_factory):
     duck_ws = Workspace.init(base / "ws")
     for kind in ("stores", "customers", "transactions", "events"):
         duck_ws.ingest(kind, data[kind])
-    spark_ws = spark_workspace(duck_ws, ["customers", "stores", "transactions", "events"])
+    spark_ws = spark_workspace(
+        duck_ws,
+        ["customers", "stores", "transactions", "events", "customer_orders", "customer_engagement"],
+    )
     spark_session.conf.set("spark.sql.shuffle.partitions", "1")
     yield duck_ws, spark_ws
     spark_ws.warehouse.close()
@@ -184,18 +198,29 @@ def _naive_utc(value: Any) -> Any:
     return value
 
 
-def test_profile_query_gives_identical_rows_on_duckdb_and_spark(generated_engines):
+@pytest.mark.parametrize(
+    "as_of",
+    [date(2026, 3, 1), date(2030, 1, 1)],
+    ids=["rollups-from-raw-rows", "maintained-rollups"],
+)
+def test_profile_query_gives_identical_rows_on_duckdb_and_spark(generated_engines, as_of):
     from micromarketing.profiles.build import profile_expr
     from micromarketing.profiles.geo import nearest_store_expr
 
     def profile_rows(ws: Workspace) -> list[tuple]:
         customers, stores = ws.table("customers"), ws.table("stores")
+        cutoff = datetime.combine(as_of, time(), tzinfo=UTC)
+        orders = ws.warehouse.rollup("customer_orders", before=cutoff)
+        engagement = ws.warehouse.rollup("customer_engagement", before=cutoff)
+        stored = as_of.year == 2030  # after every generated row: the maintained tables answer
+        assert isinstance(orders.op(), ops.DatabaseTable) is stored
+        assert isinstance(engagement.op(), ops.DatabaseTable) is stored
         expr = profile_expr(
             customers=customers,
-            transactions=ws.table("transactions"),
-            events=ws.table("events"),
+            orders=orders,
+            engagement=engagement,
             geo=nearest_store_expr(customers, stores),
-            as_of=date(2026, 3, 1),
+            as_of=as_of,
         )
         # DuckDB returns UTC-aware timestamps, Spark naive ones in its UTC session zone.
         return [tuple(_naive_utc(v) for v in row) for row in rows(expr)]

@@ -13,13 +13,13 @@ frequency and monetary scores on the usual 5×5 RFM grid (see :data:`RFM_GRID`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import ibis
 import ibis.expr.types as ir
 
 from micromarketing.errors import DataError
-from micromarketing.exprs import arg_max, left_join_on_customer, midnight_utc
+from micromarketing.exprs import left_join_on_customer, midnight_utc
 from micromarketing.profiles.geo import customer_geo
 from micromarketing.progress import ProgressCallback, noop_progress
 from micromarketing.workspace import Workspace
@@ -70,20 +70,6 @@ AGE_BANDS: tuple[tuple[int, int | None, str], ...] = (
     (55, 64, "55-64"),
     (65, None, "65+"),
 )
-# Event types that show which channel a customer responds to.
-ENGAGEMENT_CHANNELS: dict[str, str] = {
-    "email_open": "email",
-    "email_click": "email",
-    "sms_click": "sms",
-    "push_open": "push",
-    "app_open": "app",
-    "page_view": "web",
-    "product_view": "web",
-    "add_to_cart": "web",
-    "search": "web",
-}
-
-
 @dataclass(frozen=True)
 class ProfileResult:
     """What ``build_profiles`` produced."""
@@ -104,10 +90,11 @@ def build_profiles(
     transactions = ws.table("transactions")
     as_of = as_of or default_as_of(transactions)
     currency = single_currency(transactions, as_of)
+    cutoff = datetime.combine(as_of, time(), tzinfo=UTC)
     expr = profile_expr(
         customers=ws.table("customers"),
-        transactions=transactions,
-        events=ws.table("events"),
+        orders=ws.warehouse.rollup("customer_orders", before=cutoff),
+        engagement=ws.warehouse.rollup("customer_engagement", before=cutoff),
         geo=customer_geo(ws),
         as_of=as_of,
     )
@@ -146,35 +133,25 @@ def default_as_of(transactions: ir.Table) -> date:
 def profile_expr(
     *,
     customers: ir.Table,
-    transactions: ir.Table,
-    events: ir.Table,
+    orders: ir.Table,
+    engagement: ir.Table,
     geo: ir.Table,
     as_of: date,
 ) -> ir.Table:
-    """The profile of every customer as one Ibis expression (nothing is executed here)."""
-    cutoff = midnight_utc(as_of)
+    """The profile of every customer as one Ibis expression (nothing is executed here).
+
+    ``orders`` and ``engagement`` are the per-customer rollups of the transactions and events
+    before ``as_of`` (:mod:`micromarketing.store.rollups`).
+    """
     as_of_lit = ibis.literal(as_of, type="date")
-    tx = transactions.filter(transactions.ordered_at < cutoff)
-
-    # One pass over the order lines by (customer, category): spend, first and last order, and
-    # distinct orders counted as order heads (each order has exactly one head line).
-    by_category = tx.group_by("customer_id", "category").aggregate(
-        spend=tx.amount.sum(),
-        first_at=tx.ordered_at.min(),
-        last_at=tx.ordered_at.max(),
-        orders=tx.order_head.cast("int64").sum(),
+    order_stats = orders.select(
+        "customer_id",
+        "first_order_at",
+        "last_order_at",
+        "top_category",
+        frequency=orders.orders,
+        monetary=orders.spend,
     )
-    order_stats = by_category.group_by("customer_id").aggregate(
-        first_order_at=by_category.first_at.min(),
-        last_order_at=by_category.last_at.max(),
-        frequency=by_category.orders.sum(),
-        # Rounded to cents: parallel float sums differ in the last bits from run to run, which
-        # could move a customer at a quintile boundary.
-        monetary=by_category.spend.sum().round(2),
-        top_category=arg_max(by_category.category, by_category.spend),  # uncategorised never wins
-    )
-    preferred_channel = _preferred_channel(events, cutoff)
-
     base = customers.select("customer_id", "birth_date", "signup_date", "h3_cell").outer_join(
         order_stats, "customer_id"
     )
@@ -190,7 +167,7 @@ def profile_expr(
         top_category=base.top_category,
     )
     joined = base
-    for extra in (preferred_channel, geo):
+    for extra in (engagement.select("customer_id", "preferred_channel"), geo):
         joined = left_join_on_customer(joined, extra)
 
     has_orders = joined.frequency > 0
@@ -259,20 +236,6 @@ def _rfm_scores(t: ir.Table) -> ir.Table:
             None,
         ),
         rfm_segment=segment,
-    )
-
-
-def _preferred_channel(events: ir.Table, cutoff: ir.TimestampScalar) -> ir.Table:
-    """The channel with most engagement events per customer (explicit channel wins over type)."""
-    ev = events.filter(events.occurred_at < cutoff)
-    # Count by (type, channel) first, then map types to channels on the much smaller result.
-    by_kind = ev.group_by("customer_id", "event_type", "channel").aggregate(n=ev.count())
-    by_type = ibis.cases(*((by_kind.event_type == k, v) for k, v in ENGAGEMENT_CHANNELS.items()), else_=None)
-    engaged = by_kind.mutate(engaged_channel=ibis.coalesce(by_kind.channel, by_type))
-    engaged = engaged.filter(engaged.engaged_channel.notnull())
-    counts = engaged.group_by("customer_id", "engaged_channel").aggregate(n=engaged.n.sum())
-    return counts.group_by("customer_id").aggregate(
-        preferred_channel=arg_max(counts.engaged_channel, counts.n)
     )
 
 

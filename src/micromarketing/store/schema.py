@@ -24,6 +24,18 @@ EVENT_TYPES = (
     "push_open",
     "unsubscribe",
 )
+# The channel each engagement event type shows a customer responds to (when the event names none).
+ENGAGEMENT_CHANNELS: dict[str, str] = {
+    "email_open": "email",
+    "email_click": "email",
+    "sms_click": "sms",
+    "push_open": "push",
+    "app_open": "app",
+    "page_view": "web",
+    "product_view": "web",
+    "add_to_cart": "web",
+    "search": "web",
+}
 CHANNELS = ("email", "sms", "push", "web", "app", "post", "ads", "phone", "store")
 CONSENT_CHANNELS = ("email", "sms", "push", "post", "ads", "phone")
 CONSENT_STATUSES = ("opt_in", "opt_out")

@@ -9,6 +9,7 @@ opened lazily and closed with the workspace.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import ibis.expr.types as ir
 
 from micromarketing.config import Settings
 from micromarketing.errors import DataError, WorkspaceError
+from micromarketing.store.rollups import ROLLUPS, Rollup, rollups_of
 from micromarketing.store.schema import SQL_TYPES, TABLES, TableSpec
 
 
@@ -42,6 +44,8 @@ class Warehouse:
         """The Ibis backend, connected on first use."""
         if self._con is None:
             self._con = self._connect()
+            if self.backend_name == "duckdb":
+                self.ensure_schema()  # a workspace made by an older version gains new tables
         return self._con
 
     def _connect(self) -> Any:
@@ -81,10 +85,17 @@ class Warehouse:
 
     # -- schema -----------------------------------------------------------------------------
     def ensure_schema(self) -> None:
-        """Create the ingestible tables if they do not exist (keys become primary keys)."""
+        """Create the ingestible tables (keys become primary keys) and their rollups if missing."""
         for spec in TABLES.values():
             if not self.has_table(spec.name):
                 self.con.raw_sql(_create_table_ddl(spec))
+        for rollup in ROLLUPS.values():
+            self._ensure_rollup(rollup)
+
+    def _ensure_rollup(self, rollup: Rollup) -> None:
+        """Build a missing rollup from every stored source row (a workspace made before it existed)."""
+        if not self.has_table(rollup.name):
+            self.con.create_table(rollup.name, rollup.build(self.con.table(rollup.source)))
 
     def has_table(self, name: str) -> bool:
         return name in self.con.list_tables()
@@ -100,7 +111,9 @@ class Warehouse:
         """Insert ``rows`` into table ``name``, replacing rows with the same key; returns the count.
 
         The table's primary key (from the schema) decides what "the same row" means, so
-        re-ingesting a file leaves the table unchanged.
+        re-ingesting a file leaves the table unchanged.  Maintained columns and the table's
+        rollups are brought up to date in the same transaction: a crash leaves either the old
+        state or the new one, never a rollup that disagrees with its source.
         """
         spec = TABLES[name]
         columns = [c for c in rows.columns]
@@ -111,11 +124,78 @@ class Warehouse:
         self.con._run_pre_execute_hooks(rows)
         select_sql = self.con.compile(rows)
         cols = ", ".join(_ident(c) for c in columns)
-        cursor = self.con.raw_sql(f"INSERT OR REPLACE INTO {_ident(spec.name)} ({cols}) {select_sql}")
-        written = cursor.fetchone()  # DuckDB answers an INSERT with its row count: no second pass
-        if spec.name == "transactions":
-            self._refresh_order_heads()
+        rollups = rollups_of(spec.name)
+        raw = self.con.con
+        raw.execute("BEGIN TRANSACTION")
+        try:
+            if rollups:
+                # The rows are read twice (affected customers, then the insert): compute them once.
+                raw.execute(f"CREATE OR REPLACE TEMP TABLE _upsert_rows AS {select_sql}")
+                select_sql = f"SELECT {cols} FROM _upsert_rows"
+                self._note_affected_customers(spec, rollups)
+            written = raw.execute(
+                f"INSERT OR REPLACE INTO {_ident(spec.name)} ({cols}) {select_sql}"
+            ).fetchone()  # DuckDB answers an INSERT with its row count: no second pass
+            if spec.name == "transactions":
+                self._refresh_order_heads()
+            for rollup in rollups:
+                self._refresh_rollup(rollup)
+            raw.execute("COMMIT")
+        except BaseException:
+            raw.execute("ROLLBACK")
+            raise
+        finally:
+            if rollups:
+                raw.execute("DROP TABLE IF EXISTS _upsert_rows")
+                raw.execute("DROP TABLE IF EXISTS _affected_customers")
         return int(written[0]) if written else 0
+
+    def _note_affected_customers(self, spec: TableSpec, rollups: tuple[Rollup, ...]) -> None:
+        """Temp table ``_affected_customers``: whose rollup rows the pending write can change.
+
+        The customers of the written rows, plus those of stored rows sharing a rollup's
+        ``touches`` columns with them (read before the write replaces them).
+        """
+        touched = " UNION ".join(
+            f"SELECT s.customer_id FROM {_ident(spec.name)} AS s SEMI JOIN _upsert_rows AS u "
+            f"USING ({', '.join(_ident(c) for c in r.touches)})"
+            for r in rollups
+        )
+        self.raw_sql(
+            "CREATE OR REPLACE TEMP TABLE _affected_customers AS "
+            f"SELECT customer_id FROM _upsert_rows UNION {touched}"
+        )
+
+    def _refresh_rollup(self, rollup: Rollup) -> None:
+        """Recompute the rollup rows of the customers in ``_affected_customers``."""
+        self._ensure_rollup(rollup)
+        source = self.con.table(rollup.source)
+        affected = self.con.table("_affected_customers")
+        fresh = rollup.build(source.filter(source.customer_id.isin(affected.customer_id)))
+        target = self.con.table(rollup.name)
+        fresh = fresh.select(*target.columns)
+        self.raw_sql(
+            f"DELETE FROM {_ident(rollup.name)} "
+            "WHERE customer_id IN (SELECT customer_id FROM _affected_customers)"
+        )
+        self.raw_sql(f"INSERT INTO {_ident(rollup.name)} {self.con.compile(fresh)}")
+
+    def rollup(self, name: str, before: datetime) -> ir.Table:
+        """Rollup ``name`` over the source rows strictly before ``before`` (one row per customer).
+
+        The maintained table when every stored row is older than ``before``, else the same
+        expression computed over the filtered source (see :mod:`micromarketing.store.rollups`).
+        """
+        rollup = ROLLUPS[name]
+        source = self.table(rollup.source)
+        if self.has_table(rollup.name):
+            table = self.con.table(rollup.name)
+            newest = table[rollup.newest].max().to_pyarrow().as_py()
+            if newest is not None and newest.tzinfo is None:  # Spark hands back naive UTC
+                newest = newest.replace(tzinfo=UTC)
+            if newest is None or newest < before:
+                return table
+        return rollup.build(source.filter(source[rollup.time] < before))
 
     def _refresh_order_heads(self) -> None:
         """Set ``order_head`` on every order that has a line without it.
