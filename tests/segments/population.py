@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import ibis
 import pandas as pd
 
 from micromarketing.workspace import Workspace
@@ -159,10 +160,10 @@ def build_population(root: Path) -> Workspace:
     tx["currency"] = "EUR"
     tx["quantity"] = 1
     tx["store_id"] = pd.Series([None] * len(tx), dtype="string")
-    wh.create_from("transactions", tx)
+    wh.upsert("transactions", ibis.memtable(tx))  # through the write path: rollups stay current
     ev = EVENTS.copy()
     ev["occurred_at"] = pd.to_datetime([_ago(d) for d in ev.pop("_days")], utc=True)
     ev["channel"] = "email"
     ev["campaign_id"] = pd.Series([None] * len(ev), dtype="string")
-    wh.create_from("events", ev)
+    wh.upsert("events", ibis.memtable(ev))
     return ws

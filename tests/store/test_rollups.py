@@ -184,3 +184,17 @@ def test_a_workspace_without_rollups_gains_them_when_opened(tmp_path, ws):
     with Workspace.open(root) as reopened:
         assert reopened.table("customer_orders").count().execute() == 2
         _assert_maintained(reopened)
+
+
+def test_a_rollup_built_by_another_definition_is_rebuilt_when_opened(ws):
+    ws.warehouse.raw_sql("UPDATE customer_orders SET orders = 99")  # what an older definition left
+    ws.warehouse.raw_sql("UPDATE rollup_definitions SET sql_sha256 = 'older' WHERE name = 'customer_orders'")
+    root = ws.root
+    ws.close()
+    with Workspace.open(root) as reopened:
+        assert reopened.table("customer_orders").orders.max().execute() == 2
+        _assert_maintained(reopened)
+    with Workspace.open(root) as again:  # an up-to-date rollup is left alone
+        again.warehouse.raw_sql("UPDATE customer_orders SET orders = 99")
+        again.close()
+        assert again.table("customer_orders").orders.max().execute() == 99

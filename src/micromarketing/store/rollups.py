@@ -48,8 +48,11 @@ def customer_orders(transactions: ir.Table) -> ir.Table:
     ``order_head`` lines, so no ``COUNT(DISTINCT)`` pass is needed.
     """
     tx = transactions
+    # Sums are rounded to cents: parallel float sums differ in their last bits from run to run,
+    # which would break ties between categories at random and could move a customer across a
+    # quintile boundary of the RFM scores.
     by_category = tx.group_by("customer_id", "category").aggregate(
-        spend=tx.amount.sum(),
+        spend=tx.amount.sum().round(2),
         first_at=tx.ordered_at.min(),
         last_at=tx.ordered_at.max(),
         orders=tx.order_head.cast("int64").sum(),
@@ -58,8 +61,6 @@ def customer_orders(transactions: ir.Table) -> ir.Table:
         first_order_at=by_category.first_at.min(),
         last_order_at=by_category.last_at.max(),
         orders=by_category.orders.sum(),
-        # Rounded to cents: parallel float sums differ in the last bits from run to run, which
-        # could move a customer across a quintile boundary of the RFM scores.
         spend=by_category.spend.sum().round(2),
         top_category=arg_max(by_category.category, by_category.spend),  # uncategorised never wins
     )

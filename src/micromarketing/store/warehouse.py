@@ -8,6 +8,7 @@ opened lazily and closed with the workspace.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +21,8 @@ from micromarketing.config import Settings
 from micromarketing.errors import DataError, WorkspaceError
 from micromarketing.store.rollups import ROLLUPS, Rollup, rollups_of
 from micromarketing.store.schema import SQL_TYPES, TABLES, TableSpec
+
+ROLLUP_DEFINITIONS = "rollup_definitions"  # which definition each maintained rollup was built by
 
 
 class Warehouse:
@@ -86,16 +89,30 @@ class Warehouse:
     # -- schema -----------------------------------------------------------------------------
     def ensure_schema(self) -> None:
         """Create the ingestible tables (keys become primary keys) and their rollups if missing."""
+        existing = set(self.con.list_tables())
         for spec in TABLES.values():
-            if not self.has_table(spec.name):
+            if spec.name not in existing:
                 self.con.raw_sql(_create_table_ddl(spec))
-        for rollup in ROLLUPS.values():
-            self._ensure_rollup(rollup)
+        self._ensure_rollups(existing)
 
-    def _ensure_rollup(self, rollup: Rollup) -> None:
-        """Build a missing rollup from every stored source row (a workspace made before it existed)."""
-        if not self.has_table(rollup.name):
-            self.con.create_table(rollup.name, rollup.build(self.con.table(rollup.source)))
+    def _ensure_rollups(self, existing: set[str]) -> None:
+        """Build, from every stored source row, each rollup that is missing or stale.
+
+        A rollup is stale when the SQL of its definition differs from the one it was built with
+        (a workspace made by an older version), which ``rollup_definitions`` records.
+        """
+        if ROLLUP_DEFINITIONS not in existing:
+            self.raw_sql(f"CREATE TABLE {ROLLUP_DEFINITIONS} (name VARCHAR PRIMARY KEY, sql_sha256 VARCHAR)")
+        built = dict(self.raw_sql(f"SELECT name, sql_sha256 FROM {ROLLUP_DEFINITIONS}").fetchall())
+        for rollup in ROLLUPS.values():
+            expr = rollup.build(self.con.table(rollup.source))
+            digest = hashlib.sha256(str(self.con.compile(expr)).encode()).hexdigest()
+            if rollup.name in existing and built.get(rollup.name) == digest:
+                continue
+            self.con.create_table(rollup.name, expr, overwrite=True)
+            self.con.con.execute(
+                f"INSERT OR REPLACE INTO {ROLLUP_DEFINITIONS} VALUES (?, ?)", [rollup.name, digest]
+            )
 
     def has_table(self, name: str) -> bool:
         return name in self.con.list_tables()
@@ -125,10 +142,13 @@ class Warehouse:
         select_sql = self.con.compile(rows)
         cols = ", ".join(_ident(c) for c in columns)
         rollups = rollups_of(spec.name)
+        # Into an empty table (the first bulk load) every customer is new: the rollups are built
+        # whole, with no need to work out whom the write touches.
+        incremental = bool(rollups) and self._count(spec.name) > 0
         raw = self.con.con
         raw.execute("BEGIN TRANSACTION")
         try:
-            if rollups:
+            if incremental:
                 # The rows are read twice (affected customers, then the insert): compute them once.
                 raw.execute(f"CREATE OR REPLACE TEMP TABLE _upsert_rows AS {select_sql}")
                 select_sql = f"SELECT {cols} FROM _upsert_rows"
@@ -139,13 +159,13 @@ class Warehouse:
             if spec.name == "transactions":
                 self._refresh_order_heads()
             for rollup in rollups:
-                self._refresh_rollup(rollup)
+                self._refresh_rollup(rollup, only_affected=incremental)
             raw.execute("COMMIT")
         except BaseException:
             raw.execute("ROLLBACK")
             raise
         finally:
-            if rollups:
+            if incremental:
                 raw.execute("DROP TABLE IF EXISTS _upsert_rows")
                 raw.execute("DROP TABLE IF EXISTS _affected_customers")
         return int(written[0]) if written else 0
@@ -166,18 +186,17 @@ class Warehouse:
             f"SELECT customer_id FROM _upsert_rows UNION {touched}"
         )
 
-    def _refresh_rollup(self, rollup: Rollup) -> None:
-        """Recompute the rollup rows of the customers in ``_affected_customers``."""
-        self._ensure_rollup(rollup)
+    def _refresh_rollup(self, rollup: Rollup, *, only_affected: bool) -> None:
+        """Recompute the rollup rows of the customers in ``_affected_customers`` (or of everyone)."""
         source = self.con.table(rollup.source)
-        affected = self.con.table("_affected_customers")
-        fresh = rollup.build(source.filter(source.customer_id.isin(affected.customer_id)))
+        scope = ""
+        if only_affected:
+            affected = self.con.table("_affected_customers")
+            source = source.filter(source.customer_id.isin(affected.customer_id))
+            scope = " WHERE customer_id IN (SELECT customer_id FROM _affected_customers)"
         target = self.con.table(rollup.name)
-        fresh = fresh.select(*target.columns)
-        self.raw_sql(
-            f"DELETE FROM {_ident(rollup.name)} "
-            "WHERE customer_id IN (SELECT customer_id FROM _affected_customers)"
-        )
+        fresh = rollup.build(source).select(*target.columns)
+        self.raw_sql(f"DELETE FROM {_ident(rollup.name)}{scope}")
         self.raw_sql(f"INSERT INTO {_ident(rollup.name)} {self.con.compile(fresh)}")
 
     def rollup(self, name: str, before: datetime) -> ir.Table:
