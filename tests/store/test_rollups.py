@@ -32,7 +32,8 @@ def _rows(table: ibis.Table) -> list[tuple]:
 def _assert_maintained(ws: Workspace) -> None:
     for rollup in ROLLUPS.values():
         stored = ws.table(rollup.name)
-        expected = rollup.build(ws.table(rollup.source)).select(*stored.columns)
+        inputs = [ws.table(name) for name in rollup.inputs]
+        expected = rollup.build(ws.table(rollup.source), *inputs).select(*stored.columns)
         assert _rows(stored) == _rows(expected), rollup.name
 
 
@@ -92,22 +93,63 @@ event_batches = st.lists(
     max_size=6,
     unique_by=lambda r: r[0],
 )
-writes = st.lists(
-    st.one_of(line_batches.map(lambda b: ("transactions", b)), event_batches.map(lambda b: ("events", b))),
+places = st.tuples(st.floats(43.0, 50.0), st.floats(-1.0, 7.0))
+customer_batches = st.lists(
+    st.tuples(customers, st.one_of(st.just((None, None)), places)),
     min_size=1,
-    max_size=5,
+    max_size=3,
+    unique_by=lambda r: r[0],
+)
+store_batches = st.lists(
+    st.tuples(st.sampled_from(["S1", "S2"]), places),
+    min_size=1,
+    max_size=2,
+    unique_by=lambda r: r[0],
+)
+
+
+def _customers(rows: list[tuple[str, tuple[float | None, float | None]]]) -> ibis.Table:
+    return ibis.memtable(
+        pd.DataFrame(
+            {
+                "customer_id": [r[0] for r in rows],
+                "lat": pd.Series([r[1][0] for r in rows], dtype="float64"),
+                "lon": pd.Series([r[1][1] for r in rows], dtype="float64"),
+            }
+        )
+    )
+
+
+def _stores(rows: list[tuple[str, tuple[float, float]]]) -> ibis.Table:
+    return ibis.memtable(
+        pd.DataFrame(
+            {"store_id": [r[0] for r in rows], "lat": [r[1][0] for r in rows], "lon": [r[1][1] for r in rows]}
+        )
+    )
+
+
+WRITERS = {"transactions": _lines, "events": _events, "customers": _customers, "stores": _stores}
+writes = st.lists(
+    st.one_of(
+        line_batches.map(lambda b: ("transactions", b)),
+        event_batches.map(lambda b: ("events", b)),
+        customer_batches.map(lambda b: ("customers", b)),
+        store_batches.map(lambda b: ("stores", b)),
+    ),
+    min_size=1,
+    max_size=6,
 )
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(writes=writes)
 def test_rollups_equal_their_definition_after_any_sequence_of_writes(writes):
-    # Writes replace rows by key, move an order line or an event to another customer, and add
-    # first lines that change which line heads an order: every customer touched must be refreshed.
+    # Writes replace rows by key, move an order line or an event to another customer, add first
+    # lines that change which line heads an order, move customers and stores: every customer
+    # touched must be refreshed, and a store write must refresh everyone.
     with tempfile.TemporaryDirectory() as tmp, Workspace.init(Path(tmp) / "ws") as ws:
         for table, batch in writes:
-            rows = _lines(batch) if table == "transactions" else _events(batch)
-            ws.warehouse.upsert(table, rows)
+            ws.warehouse.upsert(table, WRITERS[table](batch))
             _assert_maintained(ws)
 
 

@@ -20,7 +20,6 @@ import ibis.expr.types as ir
 
 from micromarketing.errors import DataError
 from micromarketing.exprs import left_join_on_customer, midnight_utc
-from micromarketing.profiles.geo import customer_geo
 from micromarketing.progress import ProgressCallback, noop_progress
 from micromarketing.workspace import Workspace
 
@@ -95,7 +94,7 @@ def build_profiles(
         customers=ws.table("customers"),
         orders=ws.warehouse.rollup("customer_orders", before=cutoff),
         engagement=ws.warehouse.rollup("customer_engagement", before=cutoff),
-        geo=customer_geo(ws),
+        geo=ws.warehouse.rollup("customer_geo"),
         as_of=as_of,
     )
     progress("profile", 1, steps)

@@ -19,7 +19,7 @@ import ibis.expr.types as ir
 
 from micromarketing.config import Settings
 from micromarketing.errors import DataError, WorkspaceError
-from micromarketing.store.rollups import ROLLUPS, Rollup, rollups_of
+from micromarketing.store.rollups import ROLLUPS, Rollup, rebuilt_by, refreshed_by
 from micromarketing.store.schema import SQL_TYPES, TABLES, TableSpec
 
 ROLLUP_DEFINITIONS = "rollup_definitions"  # which definition each maintained rollup was built by
@@ -105,7 +105,7 @@ class Warehouse:
             self.raw_sql(f"CREATE TABLE {ROLLUP_DEFINITIONS} (name VARCHAR PRIMARY KEY, sql_sha256 VARCHAR)")
         built = dict(self.raw_sql(f"SELECT name, sql_sha256 FROM {ROLLUP_DEFINITIONS}").fetchall())
         for rollup in ROLLUPS.values():
-            expr = rollup.build(self.con.table(rollup.source))
+            expr = self._build(rollup, self.con.table(rollup.source))
             digest = hashlib.sha256(str(self.con.compile(expr)).encode()).hexdigest()
             if rollup.name in existing and built.get(rollup.name) == digest:
                 continue
@@ -141,10 +141,10 @@ class Warehouse:
         self.con._run_pre_execute_hooks(rows)
         select_sql = self.con.compile(rows)
         cols = ", ".join(_ident(c) for c in columns)
-        rollups = rollups_of(spec.name)
+        refreshed, rebuilt = refreshed_by(spec.name), rebuilt_by(spec.name)
         # Into an empty table (the first bulk load) every customer is new: the rollups are built
         # whole, with no need to work out whom the write touches.
-        incremental = bool(rollups) and self._count(spec.name) > 0
+        incremental = bool(refreshed) and self._count(spec.name) > 0
         raw = self.con.con
         raw.execute("BEGIN TRANSACTION")
         try:
@@ -152,14 +152,16 @@ class Warehouse:
                 # The rows are read twice (affected customers, then the insert): compute them once.
                 raw.execute(f"CREATE OR REPLACE TEMP TABLE _upsert_rows AS {select_sql}")
                 select_sql = f"SELECT {cols} FROM _upsert_rows"
-                self._note_affected_customers(spec, rollups)
+                self._note_affected_customers(spec, refreshed)
             written = raw.execute(
                 f"INSERT OR REPLACE INTO {_ident(spec.name)} ({cols}) {select_sql}"
             ).fetchone()  # DuckDB answers an INSERT with its row count: no second pass
             if spec.name == "transactions":
                 self._refresh_order_heads()
-            for rollup in rollups:
+            for rollup in refreshed:
                 self._refresh_rollup(rollup, only_affected=incremental)
+            for rollup in rebuilt:
+                self._refresh_rollup(rollup, only_affected=False)
             raw.execute("COMMIT")
         except BaseException:
             raw.execute("ROLLBACK")
@@ -176,14 +178,15 @@ class Warehouse:
         The customers of the written rows, plus those of stored rows sharing a rollup's
         ``touches`` columns with them (read before the write replaces them).
         """
-        touched = " UNION ".join(
-            f"SELECT s.customer_id FROM {_ident(spec.name)} AS s SEMI JOIN _upsert_rows AS u "
+        touched = "".join(
+            f" UNION SELECT s.customer_id FROM {_ident(spec.name)} AS s SEMI JOIN _upsert_rows AS u "
             f"USING ({', '.join(_ident(c) for c in r.touches)})"
             for r in rollups
+            if r.touches
         )
         self.raw_sql(
             "CREATE OR REPLACE TEMP TABLE _affected_customers AS "
-            f"SELECT customer_id FROM _upsert_rows UNION {touched}"
+            f"SELECT customer_id FROM _upsert_rows{touched}"
         )
 
     def _refresh_rollup(self, rollup: Rollup, *, only_affected: bool) -> None:
@@ -195,26 +198,35 @@ class Warehouse:
             source = source.filter(source.customer_id.isin(affected.customer_id))
             scope = " WHERE customer_id IN (SELECT customer_id FROM _affected_customers)"
         target = self.con.table(rollup.name)
-        fresh = rollup.build(source).select(*target.columns)
+        fresh = self._build(rollup, source).select(*target.columns)
         self.raw_sql(f"DELETE FROM {_ident(rollup.name)}{scope}")
         self.raw_sql(f"INSERT INTO {_ident(rollup.name)} {self.con.compile(fresh)}")
 
-    def rollup(self, name: str, before: datetime) -> ir.Table:
-        """Rollup ``name`` over the source rows strictly before ``before`` (one row per customer).
+    def _build(self, rollup: Rollup, source: ir.Table) -> ir.Table:
+        return rollup.build(source, *(self.table(name) for name in rollup.inputs))
 
-        The maintained table when every stored row is older than ``before``, else the same
-        expression computed over the filtered source (see :mod:`micromarketing.store.rollups`).
+    def rollup(self, name: str, before: datetime | None = None) -> ir.Table:
+        """Rollup ``name`` (one row per customer) over the source rows strictly before ``before``.
+
+        The maintained table when every stored row is older than ``before`` (or ``before`` is
+        None, or the rollup has no time), else the same expression computed over the filtered
+        source (see :mod:`micromarketing.store.rollups`).  A backend that holds no copy of the
+        maintained table (Spark without it) computes it.
         """
         rollup = ROLLUPS[name]
         source = self.table(rollup.source)
         if self.has_table(rollup.name):
             table = self.con.table(rollup.name)
+            if before is None or rollup.newest is None:
+                return table
             newest = table[rollup.newest].max().to_pyarrow().as_py()
             if newest is not None and newest.tzinfo is None:  # Spark hands back naive UTC
                 newest = newest.replace(tzinfo=UTC)
             if newest is None or newest < before:
                 return table
-        return rollup.build(source.filter(source[rollup.time] < before))
+        if before is not None and rollup.time is not None:
+            source = source.filter(source[rollup.time] < before)
+        return self._build(rollup, source)
 
     def _refresh_order_heads(self) -> None:
         """Set ``order_head`` on every order that has a line without it.

@@ -1,3 +1,5 @@
+"""Nearest store: exact against an exhaustive search, and maintained through customer and store writes."""
+
 from __future__ import annotations
 
 import ibis
@@ -5,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from micromarketing.profiles.geo import customer_geo, nearest_store_expr
+from micromarketing.store.rollups import nearest_store
 
 
 def _haversine_np(lat1, lon1, lat2, lon2):
@@ -31,7 +33,7 @@ def test_nearest_store_matches_an_exhaustive_great_circle_search():
         }
     )
     got = (
-        nearest_store_expr(ibis.memtable(customers), ibis.memtable(stores)).execute().set_index("customer_id")
+        nearest_store(ibis.memtable(customers), ibis.memtable(stores)).execute().set_index("customer_id")
     )
     dist = _haversine_np(
         customers.lat.to_numpy()[:, None],
@@ -50,21 +52,31 @@ def test_nearest_store_matches_an_exhaustive_great_circle_search():
     assert (got.nearest_store_id == exact_choice).mean() > 0.99
 
 
-def test_customer_geo_is_recomputed_only_when_locations_change(workspace):
+def test_customer_geo_follows_customer_and_store_writes(workspace):
     wh = workspace.warehouse
+
+    def geo() -> dict[str, tuple[str, float]]:
+        rows = workspace.table("customer_geo").execute()
+        return {r.customer_id: (r.nearest_store_id, r.nearest_store_km) for r in rows.itertuples()}
+
     wh.upsert(
-        "stores",
-        ibis.memtable(pd.DataFrame({"store_id": ["A", "B"], "lat": [48.85, 45.76], "lon": [2.35, 4.83]})),
+        "customers",
+        ibis.memtable(
+            pd.DataFrame({"customer_id": ["c1", "c2"], "lat": [48.86, 45.75], "lon": [2.34, 4.84]})
+        ),
     )
-    wh.upsert(
-        "customers", ibis.memtable(pd.DataFrame({"customer_id": ["c1"], "lat": [48.86], "lon": [2.34]}))
-    )
-    assert customer_geo(workspace).execute().nearest_store_id.tolist() == ["A"]
-    wh.raw_sql("UPDATE customer_geo SET nearest_store_km = -1")  # a reuse keeps this marker
-    assert customer_geo(workspace).execute().nearest_store_km.tolist() == [-1]
-    wh.upsert(
-        "customers", ibis.memtable(pd.DataFrame({"customer_id": ["c1"], "lat": [45.75], "lon": [4.84]}))
-    )
-    fresh = customer_geo(workspace).execute()
-    assert fresh.nearest_store_id.tolist() == ["B"]
-    assert fresh.nearest_store_km[0] == pytest.approx(1.356, abs=0.01)
+    assert geo() == {}  # no store yet
+    wh.upsert("stores", ibis.memtable(pd.DataFrame({"store_id": ["A"], "lat": [48.85], "lon": [2.35]})))
+    assert {c: s for c, (s, _) in geo().items()} == {"c1": "A", "c2": "A"}  # a store write rebuilds
+
+    wh.raw_sql("UPDATE customer_geo SET nearest_store_km = -1")  # marks rows a refresh rewrites
+    wh.upsert("stores", ibis.memtable(pd.DataFrame({"store_id": ["B"], "lat": [45.76], "lon": [4.83]})))
+    assert geo()["c2"] == ("B", pytest.approx(1.356, abs=0.01))
+
+    wh.raw_sql("UPDATE customer_geo SET nearest_store_km = -1")
+    moved = pd.DataFrame({"customer_id": ["c1"], "lat": [45.75], "lon": [4.84]})  # c1 moves to Lyon
+    wh.upsert("customers", ibis.memtable(moved))
+    assert geo() == {"c1": ("B", pytest.approx(1.356, abs=0.01)), "c2": ("B", -1)}  # only c1 refreshed
+
+    wh.upsert("customers", ibis.memtable(pd.DataFrame({"customer_id": ["c1"], "lat": [None], "lon": [None]})))
+    assert set(geo()) == {"c2"}  # no coordinates, no nearest store
