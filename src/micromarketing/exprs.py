@@ -63,9 +63,14 @@ def haversine_km(
     return 2 * EARTH_RADIUS_KM * ibis.least(a.sqrt(), 1.0).asin()
 
 
-def midnight_utc(day: date) -> ir.TimestampScalar:
+def start_of_day_utc(day: date) -> datetime:
     """Midnight UTC at the start of ``day``: "before the as-of date" means before this instant."""
-    return ibis.literal(datetime.combine(day, time(), tzinfo=UTC), type="timestamp('UTC')")
+    return datetime.combine(day, time(), tzinfo=UTC)
+
+
+def midnight_utc(day: date) -> ir.TimestampScalar:
+    """:func:`start_of_day_utc` as an Ibis literal, for filters."""
+    return ibis.literal(start_of_day_utc(day), type="timestamp('UTC')")
 
 
 def left_join_on_customer(left: ir.Table, right: ir.Table) -> ir.Table:

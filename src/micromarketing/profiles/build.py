@@ -13,13 +13,13 @@ frequency and monetary scores on the usual 5×5 RFM grid (see :data:`RFM_GRID`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, timedelta
 
 import ibis
 import ibis.expr.types as ir
 
 from micromarketing.errors import DataError
-from micromarketing.exprs import left_join_on_customer, midnight_utc
+from micromarketing.exprs import left_join_on_customer, midnight_utc, start_of_day_utc
 from micromarketing.progress import ProgressCallback, noop_progress
 from micromarketing.workspace import Workspace
 
@@ -69,6 +69,8 @@ AGE_BANDS: tuple[tuple[int, int | None, str], ...] = (
     (55, 64, "55-64"),
     (65, None, "65+"),
 )
+
+
 @dataclass(frozen=True)
 class ProfileResult:
     """What ``build_profiles`` produced."""
@@ -89,7 +91,7 @@ def build_profiles(
     transactions = ws.table("transactions")
     as_of = as_of or default_as_of(transactions)
     currency = single_currency(transactions, as_of)
-    cutoff = datetime.combine(as_of, time(), tzinfo=UTC)
+    cutoff = start_of_day_utc(as_of)
     expr = profile_expr(
         customers=ws.table("customers"),
         orders=ws.warehouse.rollup("customer_orders", before=cutoff),

@@ -214,7 +214,6 @@ class Warehouse:
         maintained table (Spark without it) computes it.
         """
         rollup = ROLLUPS[name]
-        source = self.table(rollup.source)
         if self.has_table(rollup.name):
             table = self.con.table(rollup.name)
             if before is None or rollup.newest is None:
@@ -224,6 +223,7 @@ class Warehouse:
                 newest = newest.replace(tzinfo=UTC)
             if newest is None or newest < before:
                 return table
+        source = self.table(rollup.source)
         if before is not None and rollup.time is not None:
             source = source.filter(source[rollup.time] < before)
         return self._build(rollup, source)
