@@ -42,6 +42,28 @@ class RuleError(InvalidInputError):
 class TemplateError(InvalidInputError):
     """A template cannot be stored or rendered; the message names the template, part and line."""
 
+    def __init__(
+        self,
+        message: str,
+        *,
+        template: str = "",
+        part: str = "",
+        line: int | None = None,
+        customer_id: str | None = None,
+    ) -> None:
+        where = template + (f"/{part}" if part else "") + (f" line {line}" if line else "")
+        who = f" (customer {customer_id})" if customer_id else ""
+        super().__init__(f"template {where}: {message}{who}" if where else message + who)
+        self.template = template
+        self.part = part
+        self.line = line
+        self.customer_id = customer_id
+        self.reason = message
+
+
+class TemplateSecurityError(TemplateError):
+    """A template tried to reach something the sandbox forbids."""
+
 
 class NotFoundError(MicromarketingError):
     """A named object (customer, segment, model, template) does not exist."""

@@ -1,28 +1,32 @@
 """The Workspace facade: one directory holding settings, the warehouse and the operations store.
 
-CLI, REST API, web dashboard and Python users all go through a Workspace; it wires settings and
-both stores and exposes the domain operations as methods, delegating to the domain packages.
+CLI, REST API, web dashboard and Python users all go through a Workspace.  It sits *above* the
+domain packages: it owns one :class:`~micromarketing.store.context.StoreContext` and wires the
+domain services as lazily created sub-facades (``ws.clv``, ``ws.segments``, ``ws.templates``,
+``ws.offers``, ``ws.recommender``); the domain packages receive the context and never import it.
 """
 
 from __future__ import annotations
 
 import os
 from datetime import date
+from functools import cached_property
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import ibis.expr.types as ir
 
 from micromarketing.config import SETTINGS_FILE, Settings, load_settings, write_default_settings
 from micromarketing.errors import WorkspaceError
+from micromarketing.ingest import IngestResult, ingest_file
+from micromarketing.personalize.service import Offers, Recommender, Templates
+from micromarketing.profiles import ProfileResult, build_profiles
+from micromarketing.profiles.service import Clv
 from micromarketing.progress import ProgressCallback, noop_progress
+from micromarketing.segments.service import SegmentService
 from micromarketing.store import OperationsStore, Warehouse
-from micromarketing.store.models import AuditEvent
-
-if TYPE_CHECKING:
-    from micromarketing.ingest import IngestResult
-    from micromarketing.profiles import ProfileResult
+from micromarketing.store.context import StoreContext
 
 WORKSPACE_ENV = "MICROMARKETING_WORKSPACE"
 
@@ -31,10 +35,49 @@ class Workspace:
     """A micromarketing workspace directory and its open stores."""
 
     def __init__(self, root: Path, settings: Settings) -> None:
-        self.root = root
-        self.settings = settings
-        self.warehouse = Warehouse(root, settings)
-        self.ops = OperationsStore(root, settings.ops.url)
+        self.context = StoreContext.connect(root, settings)
+
+    @property
+    def root(self) -> Path:
+        return self.context.root
+
+    @property
+    def settings(self) -> Settings:
+        return self.context.settings
+
+    @property
+    def warehouse(self) -> Warehouse:
+        return self.context.warehouse
+
+    @property
+    def ops(self) -> OperationsStore:
+        return self.context.ops
+
+    # -- sub-facades (one per domain package, created on first use) --------------------------
+    @cached_property
+    def clv(self) -> Clv:
+        """Customer-lifetime-value models: ``fit``, ``latest``."""
+        return Clv(self.context)
+
+    @cached_property
+    def segments(self) -> SegmentService:
+        """Rule and discovered segments: ``create``, ``list``, ``members``, ``preview``, ``discover``."""
+        return SegmentService(self.context)
+
+    @cached_property
+    def templates(self) -> Templates:
+        """Message templates: ``add``, ``list``, ``preview``, ``check``, ``render``."""
+        return Templates(self.context)
+
+    @cached_property
+    def offers(self) -> Offers:
+        """Offers: ``add``, ``list``, ``fit_propensity``, ``next_best``."""
+        return Offers(self.context)
+
+    @cached_property
+    def recommender(self) -> Recommender:
+        """Product recommendations: ``fit``, ``evaluate``, ``recommend``."""
+        return Recommender(self.context)
 
     # -- lifecycle --------------------------------------------------------------------------
     @classmethod
@@ -64,8 +107,7 @@ class Workspace:
 
     def close(self) -> None:
         """Release both stores (DuckDB allows one writer process per file)."""
-        self.warehouse.close()
-        self.ops.close()
+        self.context.close()
 
     def __enter__(self) -> Workspace:
         return self
@@ -84,20 +126,15 @@ class Workspace:
         self, kind: str, path: str | os.PathLike[str], progress: ProgressCallback = noop_progress
     ) -> IngestResult:
         """Validate and upsert one file of ``kind``; rejected rows go to a quarantine file."""
-        from micromarketing.ingest import ingest_file
-
-        return ingest_file(self, kind, Path(path), progress=progress)
+        return ingest_file(self.context, kind, Path(path), progress=progress)
 
     def profile(self, as_of: date | None = None, progress: ProgressCallback = noop_progress) -> ProfileResult:
         """Build the ``profiles`` table as of ``as_of`` (default: the day after the last order)."""
-        from micromarketing.profiles import build_profiles
-
-        return build_profiles(self, as_of=as_of, progress=progress)
+        return build_profiles(self.context, as_of=as_of, progress=progress)
 
     # -- audit ------------------------------------------------------------------------------
     def audit(
         self, action: str, subject: str, details: dict[str, Any] | None = None, actor: str = "cli"
     ) -> None:
         """Append one record to the audit log."""
-        with self.ops.session() as session:
-            session.add(AuditEvent(action=action, subject=subject, details=details or {}, actor=actor))
+        self.context.audit(action, subject, details, actor)

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import delete
 
-from micromarketing.errors import ModelError, PolicyError, RuleError
+from micromarketing.errors import ConflictError, InvalidInputError, ModelError, RuleError
 from micromarketing.personalize.offers import (
     BASE_RATE,
     OUTCOMES_TABLE,
@@ -34,16 +34,16 @@ def _prior(kind: str, r: float, f: float, pct: float = 0.0) -> float:
 
 
 def test_offers_are_validated(tiny_ws):
-    with pytest.raises(PolicyError, match="unknown kind"):
+    with pytest.raises(InvalidInputError, match="unknown kind"):
         add_offer(tiny_ws, "x", kind="cashback", value=5)
-    with pytest.raises(PolicyError, match="percentage"):
+    with pytest.raises(InvalidInputError, match="percentage"):
         add_offer(tiny_ws, "x", kind="discount", value=150)
-    with pytest.raises(PolicyError, match="before valid_from"):
+    with pytest.raises(InvalidInputError, match="before valid_from"):
         add_offer(tiny_ws, "x", kind="bundle", value=5, valid_from=DAY, valid_to=date(2024, 1, 1))
     with pytest.raises(RuleError, match="line 1, col"):
         add_offer(tiny_ws, "x", kind="discount", value=10, rule="frequency >= ")
     add_offer(tiny_ws, "x", kind="discount", value=10)
-    with pytest.raises(PolicyError, match="already exists"):
+    with pytest.raises(ConflictError, match="already exists"):
         add_offer(tiny_ws, "x", kind="discount", value=20)
     assert add_offer(tiny_ws, "x", kind="discount", value=20, replace=True).value == 20
     assert [o.name for o in list_offers(tiny_ws)] == ["x"]

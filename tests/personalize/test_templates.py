@@ -6,10 +6,8 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from micromarketing.errors import NotFoundError
+from micromarketing.errors import NotFoundError, TemplateError, TemplateSecurityError
 from micromarketing.personalize.templates import (
-    TemplateError,
-    TemplateSecurityError,
     add_block,
     add_template,
     check_template,

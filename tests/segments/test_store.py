@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 from mm_segments_population import AS_OF
 
-from micromarketing.errors import DataError, NotFoundError, PolicyError, RuleError
+from micromarketing.errors import ConflictError, DataError, NotFoundError, RuleError
 from micromarketing.segments import MEMBERS_TABLE, Segments
 
 
@@ -32,7 +32,7 @@ def test_versions_and_materialisations_per_as_of(ws):
     seg = Segments(ws)
     seg.create("recent", "bought(within_days=30)")
     assert ids(seg._materialised("recent", None)) == {"C01", "C03", "C09"}
-    with pytest.raises(PolicyError, match="already exists; use --replace"):
+    with pytest.raises(ConflictError, match="already exists; use --replace"):
         seg.create("recent", "bought(within_days=60)")
     result = seg.create("recent", "bought(within_days=60)", replace=True)
     assert result.version == 2 and result.size == 5  # + C02 (40 days) and C10 (60 days)

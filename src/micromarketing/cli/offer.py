@@ -114,7 +114,7 @@ def best(
     json_output: JsonOption = False,
 ) -> None:
     """The next best offer (highest expected margin) per customer."""
-    from micromarketing.errors import PolicyError
+    from micromarketing.errors import InvalidInputError
     from micromarketing.personalize.offers import next_best_offer
 
     with open_workspace(workspace) as ws:
@@ -124,7 +124,7 @@ def best(
 
             ids += Segments(ws).member_table(segment).customer_id.execute().tolist()
         if not ids:
-            raise PolicyError("give customer ids or --segment")
+            raise InvalidInputError("give customer ids or --segment")
         frame = next_best_offer(ws, ids, on=on.date() if on else None)
     if json_output:
         print_json(frame.astype(object).where(frame.notna(), None).to_dict(orient="records"))

@@ -29,7 +29,7 @@ ExtraOption = Annotated[
 
 
 def _extra(value: str | None) -> dict | None:
-    from micromarketing.personalize.templates import TemplateError
+    from micromarketing.errors import TemplateError
 
     if not value:
         return None

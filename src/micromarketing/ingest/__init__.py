@@ -1,6 +1,6 @@
 """Ingest: read CSV/Parquet/JSONL files, validate them against the schema, upsert, quarantine rejects.
 
-``ingest_file(ws, kind, path)`` is the entry point (``Workspace.ingest`` delegates to it).
+``ingest_file(ctx, kind, path)`` is the entry point (``Workspace.ingest`` delegates to it).
 """
 
 from micromarketing.ingest.pipeline import IngestResult, ingest_file

@@ -35,7 +35,7 @@ from micromarketing.store.models import IngestRun
 from micromarketing.store.schema import TABLES, TableSpec
 
 if TYPE_CHECKING:
-    from micromarketing.workspace import Workspace
+    from micromarketing.store.context import StoreContext
 
 FORMATS = {".csv": "csv", ".csv.gz": "csv", ".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 QUARANTINE_META = ("file", "row", "field", "reason")
@@ -63,7 +63,7 @@ class IngestResult:
 
 
 def ingest_file(
-    ws: Workspace, kind: str, path: Path, progress: ProgressCallback = noop_progress
+    ws: StoreContext, kind: str, path: Path, progress: ProgressCallback = noop_progress
 ) -> IngestResult:
     """Validate one file of ``kind`` and upsert its valid rows; quarantine the others.
 

@@ -3,12 +3,12 @@
 Typical use::
 
     from micromarketing.personalize import add_template, render_for_customers, recommend_for
-    add_template(ws, "winback", ["winback.subject", "winback.html", "winback.txt"])
-    fit_recommender(ws)
-    for msg in render_for_customers(ws, "winback", "lapsed_runners"):   # a segment name or ids
+    add_template(ctx, "winback", ["winback.subject", "winback.html", "winback.txt"])
+    fit_recommender(ctx)
+    for msg in render_for_customers(ctx, "winback", "lapsed_runners"):   # a segment name or ids
         ...  # msg.customer_id, msg.subject, msg.html, msg.text, msg.sms
-    recommend_for(ws, ["C0000001"], k=5)          # DataFrame(customer_id, rank, product_id, score)
-    next_best_offer(ws, ["C0000001"])             # DataFrame(customer_id, offer, expected_margin, propensity)
+    recommend_for(ctx, ["C0000001"], k=5)          # DataFrame(customer_id, rank, product_id, score)
+    next_best_offer(ctx, ["C0000001"])            # DataFrame(customer_id, offer, expected_margin, propensity)
 """
 
 from micromarketing.personalize.offers import (

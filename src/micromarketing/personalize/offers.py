@@ -42,11 +42,12 @@ import ibis
 import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from micromarketing.errors import DataError, ModelError, NotFoundError, PolicyError
+from micromarketing.errors import ConflictError, DataError, InvalidInputError, ModelError, NotFoundError
+from micromarketing.store.context import StoreContext
 from micromarketing.store.models import ModelVersion, Offer
-from micromarketing.workspace import Workspace
+from micromarketing.store.versions import next_version
 
 KINDS = ("discount", "free_shipping", "bundle", "loyalty_points")
 BASE_RATE = {"discount": 0.05, "free_shipping": 0.04, "bundle": 0.03, "loyalty_points": 0.035}
@@ -96,7 +97,7 @@ def _headline(kind: str, value: float, currency: str) -> str:
 
 
 def add_offer(
-    ws: Workspace,
+    ctx: StoreContext,
     name: str,
     *,
     kind: str,
@@ -110,29 +111,29 @@ def add_offer(
 ) -> OfferInfo:
     """Store an offer after checking its kind, amounts, dates and rule (compiled, not run)."""
     if kind not in KINDS:
-        raise PolicyError(f"offer {name!r}: unknown kind {kind!r} (use {', '.join(KINDS)})")
+        raise InvalidInputError(f"offer {name!r}: unknown kind {kind!r} (use {', '.join(KINDS)})")
     if value < 0 or cost < 0:
-        raise PolicyError(f"offer {name!r}: value and cost must be non-negative")
+        raise InvalidInputError(f"offer {name!r}: value and cost must be non-negative")
     if kind == "discount" and value > 100:
-        raise PolicyError(f"offer {name!r}: a discount is a percentage (0–100), got {value:g}")
+        raise InvalidInputError(f"offer {name!r}: a discount is a percentage (0–100), got {value:g}")
     if valid_from and valid_to and valid_to < valid_from:
-        raise PolicyError(f"offer {name!r}: valid_to {valid_to} is before valid_from {valid_from}")
+        raise InvalidInputError(f"offer {name!r}: valid_to {valid_to} is before valid_from {valid_from}")
     if rule.strip():
         from micromarketing.segments import Segments
 
-        Segments(ws).compile(rule)  # raises RuleError with line and column
-    details = {"headline": headline or _headline(kind, value, ws.settings.currency)}
-    with ws.ops.session() as s:
+        Segments(ctx).compile(rule)  # raises RuleError with line and column
+    details = {"headline": headline or _headline(kind, value, ctx.settings.currency)}
+    with ctx.ops.session() as s:
         row = s.scalar(select(Offer).where(Offer.name == name))
         if row is not None and not replace:
-            raise PolicyError(f"offer {name!r} already exists; use --replace to change it")
+            raise ConflictError(f"offer {name!r} already exists; use --replace to change it")
         if row is None:
             row = Offer(name=name, kind=kind, value=value, cost=cost)
             s.add(row)
         row.kind, row.value, row.cost, row.rule = kind, float(value), float(cost), rule
         row.valid_from, row.valid_to, row.details = valid_from, valid_to, details
-    ws.audit("offer.add", name, {"kind": kind, "value": value, "cost": cost, "rule": rule})
-    return get_offer(ws, name)
+    ctx.audit("offer.add", name, {"kind": kind, "value": value, "cost": cost, "rule": rule})
+    return get_offer(ctx, name)
 
 
 def _info(row: Offer) -> OfferInfo:
@@ -150,22 +151,22 @@ def _info(row: Offer) -> OfferInfo:
     )
 
 
-def get_offer(ws: Workspace, name: str) -> OfferInfo:
+def get_offer(ctx: StoreContext, name: str) -> OfferInfo:
     """The stored offer ``name`` (:class:`NotFoundError` if absent)."""
-    with ws.ops.session() as s:
+    with ctx.ops.session() as s:
         row = s.scalar(select(Offer).where(Offer.name == name))
         if row is None:
             raise NotFoundError(f"no offer named {name!r}")
         return _info(row)
 
 
-def list_offers(ws: Workspace) -> list[OfferInfo]:
+def list_offers(ctx: StoreContext) -> list[OfferInfo]:
     """Every stored offer, by name."""
-    with ws.ops.session() as s:
+    with ctx.ops.session() as s:
         return [_info(r) for r in s.scalars(select(Offer).order_by(Offer.name))]
 
 
-def offer_contexts(ws: Workspace) -> dict[str, dict[str, Any]]:
+def offer_contexts(ctx: StoreContext) -> dict[str, dict[str, Any]]:
     """What templates see as ``offer``: name, kind, value, headline, valid_from, valid_to."""
     return {
         o.name: {
@@ -176,18 +177,18 @@ def offer_contexts(ws: Workspace) -> dict[str, dict[str, Any]]:
             "valid_from": o.valid_from,
             "valid_to": o.valid_to,
         }
-        for o in list_offers(ws)
+        for o in list_offers(ctx)
     }
 
 
-def eligible_customers(ws: Workspace, rule: str, as_of: date | None = None) -> ir.Table:
+def eligible_customers(ctx: StoreContext, rule: str, as_of: date | None = None) -> ir.Table:
     """``customer_id`` of every customer the segment-language ``rule`` selects (empty rule: all)."""
     if not rule.strip():
-        base = ws.table("profiles") if ws.warehouse.has_table("profiles") else ws.table("customers")
+        base = ctx.table("profiles") if ctx.warehouse.has_table("profiles") else ctx.table("customers")
         return base.select("customer_id")
     from micromarketing.segments import Segments
 
-    return Segments(ws).compile(rule, as_of).members()
+    return Segments(ctx).compile(rule, as_of).members()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -231,24 +232,24 @@ class PropensityModel:
         return 1.0 / (1.0 + np.exp(-(self.intercept + x @ self.coef)))
 
 
-def fit_propensity(ws: Workspace) -> PropensityModel:
+def fit_propensity(ctx: StoreContext) -> PropensityModel:
     """Fit conversion propensity on :data:`OUTCOMES_TABLE` joined to profiles and offers; store it.
 
     Raises :class:`ModelError` with fewer than :data:`MIN_OUTCOMES` outcomes or a single class.
     """
     from sklearn.linear_model import LogisticRegression
 
-    if not ws.warehouse.has_table(OUTCOMES_TABLE):
+    if not ctx.warehouse.has_table(OUTCOMES_TABLE):
         raise ModelError(f"no campaign outcomes yet (table {OUTCOMES_TABLE!r}); the prior is used")
-    outcomes = ws.table(OUTCOMES_TABLE).select("customer_id", "offer", "converted").to_pandas()
-    offers = {o.name: o for o in list_offers(ws)}
+    outcomes = ctx.table(OUTCOMES_TABLE).select("customer_id", "offer", "converted").to_pandas()
+    offers = {o.name: o for o in list_offers(ctx)}
     outcomes = outcomes[outcomes["offer"].isin(offers)]
     if len(outcomes) < MIN_OUTCOMES or outcomes["converted"].nunique() < 2:
         raise ModelError(
             f"{len(outcomes)} usable outcomes (need {MIN_OUTCOMES} with conversions and "
             "non-conversions); the prior is used"
         )
-    profile = _profile_frame(ws, outcomes["customer_id"].unique().tolist())
+    profile = _profile_frame(ctx, outcomes["customer_id"].unique().tolist())
     data = outcomes.merge(profile, on="customer_id", how="left")
     xs = []
     for name, group in data.groupby("offer", sort=True):
@@ -261,9 +262,8 @@ def fit_propensity(ws: Workspace) -> PropensityModel:
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale[scale == 0] = 1.0
     lr = LogisticRegression(C=1.0, max_iter=1000).fit((x - mean) / scale, y)
-    with ws.ops.session() as s:
-        current = s.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.kind == PROPENSITY_KIND))
-        version = int(current or 0) + 1
+    with ctx.ops.session() as s:
+        version = next_version(s, PROPENSITY_KIND)
         s.add(
             ModelVersion(
                 kind=PROPENSITY_KIND,
@@ -283,9 +283,9 @@ def fit_propensity(ws: Workspace) -> PropensityModel:
     return PropensityModel(version, float(lr.intercept_[0]), lr.coef_[0], mean, scale)
 
 
-def load_propensity(ws: Workspace) -> PropensityModel | None:
+def load_propensity(ctx: StoreContext) -> PropensityModel | None:
     """The latest fitted propensity model, or ``None`` (the prior is used)."""
-    with ws.ops.session() as s:
+    with ctx.ops.session() as s:
         row = s.scalars(
             select(ModelVersion)
             .where(ModelVersion.kind == PROPENSITY_KIND)
@@ -303,19 +303,23 @@ def load_propensity(ws: Workspace) -> PropensityModel | None:
 # ---------------------------------------------------------------------------------------------
 # next best offer
 # ---------------------------------------------------------------------------------------------
-def _profile_frame(ws: Workspace, ids: Sequence[str]) -> pd.DataFrame:
+def _profile_frame(ctx: StoreContext, ids: Sequence[str]) -> pd.DataFrame:
     cols = ["customer_id", "r_score", "f_score", "m_score", "frequency", "avg_order_value"]
     frame = pd.DataFrame({"customer_id": list(ids)})
-    if not ws.warehouse.has_table("profiles"):
+    if not ctx.warehouse.has_table("profiles"):
         raise DataError("no profiles yet: run `micromarketing profile` before choosing offers")
-    p = ws.table("profiles")
+    p = ctx.table("profiles")
     want = ibis.memtable({"customer_id": list(ids)}, schema={"customer_id": "string"})
     got = p.join(want, "customer_id").select(*cols).to_pandas()
     return frame.merge(got, on="customer_id", how="left")
 
 
 def next_best_offer(
-    ws: Workspace, customer_ids: Sequence[str], *, on: date | None = None, margin_rate: float | None = None
+    ctx: StoreContext,
+    customer_ids: Sequence[str],
+    *,
+    on: date | None = None,
+    margin_rate: float | None = None,
 ) -> pd.DataFrame:
     """The offer with the highest expected margin per customer among those valid ``on`` (today).
 
@@ -325,8 +329,8 @@ def next_best_offer(
     """
     ids = list(dict.fromkeys(str(c) for c in customer_ids))
     on = on or datetime.now(UTC).date()
-    rate = float(margin_rate if margin_rate is not None else ws.settings.clv.margin)
-    offers = [o for o in list_offers(ws) if o.valid_on(on)]
+    rate = float(margin_rate if margin_rate is not None else ctx.settings.clv.margin)
+    offers = [o for o in list_offers(ctx) if o.valid_on(on)]
     out = pd.DataFrame(
         {
             "customer_id": ids,
@@ -338,16 +342,16 @@ def next_best_offer(
     )
     if not ids or not offers:
         return out
-    profile = _profile_frame(ws, ids)
-    base_aov = ws.table("profiles").avg_order_value.mean().execute()
+    profile = _profile_frame(ctx, ids)
+    base_aov = ctx.table("profiles").avg_order_value.mean().execute()
     base_aov = float(base_aov) if base_aov is not None and base_aov == base_aov else 0.0
     aov = profile["avg_order_value"].fillna(base_aov).to_numpy(dtype=float)
-    model = load_propensity(ws)
+    model = load_propensity(ctx)
     want = ibis.memtable({"customer_id": ids}, schema={"customer_id": "string"})
     pos = {c: i for i, c in enumerate(ids)}
     best = np.full(len(ids), -np.inf)
     for o in offers:
-        members = eligible_customers(ws, o.rule)
+        members = eligible_customers(ctx, o.rule)
         members = members.join(want, "customer_id").select("customer_id").to_pandas()["customer_id"]
         idx = np.array(sorted(pos[c] for c in set(members)), dtype=np.int64)
         if len(idx) == 0:

@@ -42,13 +42,14 @@ import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from micromarketing.errors import DataError, ModelError
 from micromarketing.exprs import midnight_utc
 from micromarketing.progress import ProgressCallback, noop_progress
+from micromarketing.store.context import StoreContext
 from micromarketing.store.models import ModelVersion
-from micromarketing.workspace import Workspace
+from micromarketing.store.versions import next_version
 
 KIND = "recommender"
 VIEW_WEIGHT = 0.3
@@ -62,7 +63,7 @@ _BATCH = 4096
 # interactions
 # ---------------------------------------------------------------------------------------------
 def interactions_expr(
-    ws: Workspace,
+    ctx: StoreContext,
     *,
     start: date | None = None,
     end: date | None = None,
@@ -70,7 +71,7 @@ def interactions_expr(
     views: bool = True,
 ) -> ir.Table:
     """Per (customer_id, product_id): distinct ``orders`` and ``views`` (views + carts) in [start, end)."""
-    tx = ws.table("transactions")
+    tx = ctx.table("transactions")
     tx = tx.filter(tx.product_id.notnull())
     if start is not None:
         tx = tx.filter(tx.ordered_at >= midnight_utc(start))
@@ -80,8 +81,8 @@ def interactions_expr(
         orders=tx.order_id.nunique().cast("int64"), views=ibis.literal(0, type="int64")
     )
     parts = [bought]
-    if views and ws.warehouse.has_table("events"):
-        ev = ws.table("events")
+    if views and ctx.warehouse.has_table("events"):
+        ev = ctx.table("events")
         ev = ev.filter(ev.event_type.isin(VIEW_EVENTS) & ev.product_id.notnull())
         if start is not None:
             ev = ev.filter(ev.occurred_at >= midnight_utc(start))
@@ -119,10 +120,10 @@ class Catalogue:
         return {p: i for i, p in enumerate(self.items.tolist())}
 
 
-def load_catalogue(ws: Workspace) -> Catalogue:
+def load_catalogue(ctx: StoreContext) -> Catalogue:
     """All products (sorted by id); a product seen only in transactions counts as repeatable."""
-    products = ws.table("products").select("product_id", "repeatable").to_pandas()
-    tx = ws.table("transactions")
+    products = ctx.table("products").select("product_id", "repeatable").to_pandas()
+    tx = ctx.table("transactions")
     seen = tx.filter(tx.product_id.notnull()).select("product_id").distinct().to_pandas()
     extra = sorted(set(seen["product_id"]) - set(products["product_id"]))
     frame = pd.concat([products, pd.DataFrame({"product_id": extra, "repeatable": True})], ignore_index=True)
@@ -295,8 +296,8 @@ class FitResult:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-def _default_as_of(ws: Workspace) -> date:
-    tx = ws.table("transactions")
+def _default_as_of(ctx: StoreContext) -> date:
+    tx = ctx.table("transactions")
     last = tx.ordered_at.max().execute()
     if last is None or last != last:
         raise DataError("no transactions stored yet: ingest transactions before fitting a recommender")
@@ -309,7 +310,7 @@ def default_method() -> str:
 
 
 def fit_recommender(
-    ws: Workspace,
+    ctx: StoreContext,
     *,
     method: str | None = None,
     as_of: date | None = None,
@@ -322,9 +323,9 @@ def fit_recommender(
         raise ModelError(f"unknown recommender method {method!r} (use {', '.join(METHODS)})")
     params = dict(params or {})
     progress("recommend fit", 0, 3)
-    as_of = as_of or _default_as_of(ws)
-    cat = load_catalogue(ws)
-    frame = interactions_expr(ws, end=as_of).to_pandas()
+    as_of = as_of or _default_as_of(ctx)
+    cat = load_catalogue(ctx)
+    frame = interactions_expr(ctx, end=as_of).to_pandas()
     if frame.empty:
         raise DataError(f"no purchases or product views before {as_of}: nothing to learn from")
     users = sorted(frame["customer_id"].unique().tolist())
@@ -333,10 +334,10 @@ def fit_recommender(
     model = _fit_model(method, weights, params)
     progress("recommend fit", 2, 3)
     popularity = np.asarray(bought.sum(axis=0)).ravel().astype(np.float32)
-    with ws.ops.session() as s:
-        current = s.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.kind == KIND))
-        version = int(current or 0) + 1
-    folder = ws.root / "models" / KIND / f"v{version}"
+    with ctx.ops.session() as s:
+        # Reserved (committed) before the files are written, so a concurrent fit gets another folder.
+        version = next_version(s, KIND)
+    folder = ctx.root / "models" / KIND / f"v{version}"
     folder.mkdir(parents=True, exist_ok=True)
     np.save(folder / "items.npy", cat.items.astype(str), allow_pickle=False)
     np.save(folder / "repeatable.npy", cat.repeatable, allow_pickle=False)
@@ -349,7 +350,7 @@ def fit_recommender(
         params.setdefault("alpha", model.alpha)
     meta = {
         "method": method,
-        "path": str(folder.relative_to(ws.root)),
+        "path": str(folder.relative_to(ctx.root)),
         "customers": len(users),
         "products": int(len(cat.items)),
         "interactions": int(weights.nnz),
@@ -361,7 +362,7 @@ def fit_recommender(
         import implicit
 
         meta["implicit_version"] = implicit.__version__
-    with ws.ops.session() as s:
+    with ctx.ops.session() as s:
         s.add(ModelVersion(kind=KIND, version=version, as_of=as_of, params=meta))
     progress("recommend fit", 3, 3)
     return FitResult(
@@ -381,9 +382,9 @@ class LoadedRecommender:
     model: ItemItem | ALS
 
 
-def load_recommender(ws: Workspace, version: int | None = None) -> LoadedRecommender | None:
+def load_recommender(ctx: StoreContext, version: int | None = None) -> LoadedRecommender | None:
     """The stored recommender ``version`` (default: latest), or ``None`` if none was fitted."""
-    with ws.ops.session() as s:
+    with ctx.ops.session() as s:
         q = select(ModelVersion).where(ModelVersion.kind == KIND)
         q = q.where(ModelVersion.version == version) if version else q.order_by(ModelVersion.version.desc())
         row = s.scalars(q.limit(1)).first()
@@ -392,7 +393,7 @@ def load_recommender(ws: Workspace, version: int | None = None) -> LoadedRecomme
                 raise ModelError(f"no recommender version {version}")
             return None
         meta, ver, as_of = dict(row.params), row.version, row.as_of
-    folder = ws.root / meta["path"]
+    folder = ctx.root / meta["path"]
     if not folder.is_dir():
         raise ModelError(f"recommender v{ver}: artefacts missing under {folder}; run `recommend fit` again")
     cat = Catalogue(
@@ -422,16 +423,16 @@ def _exclusions(bought: sp.csr_matrix, cat: Catalogue) -> sp.csr_matrix:
     return (bought @ mask).tocsr()
 
 
-def _group_keys(ws: Workspace, ids: ir.Table) -> ir.Table:
+def _group_keys(ctx: StoreContext, ids: ir.Table) -> ir.Table:
     """customer_id → (seg, region) used for cold-start popularity."""
     from micromarketing.segments import MEMBERS_TABLE
 
-    customers = ws.table("customers")
+    customers = ctx.table("customers")
     region = customers.city if "city" in customers.columns else ibis.literal(None, type="string")
     keys = customers.select("customer_id", region=region.cast("string"))
     seg: ir.Table | None = None
-    if ws.warehouse.has_table(MEMBERS_TABLE):
-        m = ws.table(MEMBERS_TABLE)
+    if ctx.warehouse.has_table(MEMBERS_TABLE):
+        m = ctx.table(MEMBERS_TABLE)
         latest = m.group_by("segment").aggregate(_as_of=m.as_of.max(), _v=m.version.max())
         cur = m.join(latest, [m.segment == latest.segment, m.as_of == latest._as_of, m.version == latest._v])
         cur = cur.select("segment", "customer_id")
@@ -440,8 +441,8 @@ def _group_keys(ws: Workspace, ids: ir.Table) -> ir.Table:
             _r=ibis.row_number().over(group_by="customer_id", order_by=[ibis.asc("_n"), ibis.asc("segment")])
         )
         seg = ranked.filter(ranked._r == 0).select(_sid="customer_id", seg="segment")
-    elif ws.warehouse.has_table("profiles") and "age_band" in ws.table("profiles").columns:
-        p = ws.table("profiles")
+    elif ctx.warehouse.has_table("profiles") and "age_band" in ctx.table("profiles").columns:
+        p = ctx.table("profiles")
         seg = p.select(_sid=p.customer_id, seg=p.age_band.cast("string"))
     if seg is not None:
         keys = keys.left_join(seg, keys.customer_id == seg._sid).drop("_sid")
@@ -453,7 +454,9 @@ def _group_keys(ws: Workspace, ids: ir.Table) -> ir.Table:
     return keys
 
 
-def cold_start(ws: Workspace, customer_ids: list[str], k: int, *, as_of: date | None = None) -> pd.DataFrame:
+def cold_start(
+    ctx: StoreContext, customer_ids: list[str], k: int, *, as_of: date | None = None
+) -> pd.DataFrame:
     """Popular products in each customer's (segment, region), backing off to segment, region, all.
 
     Popularity is the number of distinct buyers (before ``as_of``); a group counts only with at
@@ -464,14 +467,14 @@ def cold_start(ws: Workspace, customer_ids: list[str], k: int, *, as_of: date | 
         return pd.DataFrame(columns=columns)
     ids = ibis.memtable({"customer_id": customer_ids}, schema={"customer_id": "string"})
     keys = pd.DataFrame({"customer_id": customer_ids}).merge(
-        _group_keys(ws, ids).to_pandas(), on="customer_id", how="left"
+        _group_keys(ctx, ids).to_pandas(), on="customer_id", how="left"
     )
-    tx = ws.table("transactions")
+    tx = ctx.table("transactions")
     tx = tx.filter(tx.product_id.notnull())
     if as_of is not None:
         tx = tx.filter(tx.ordered_at < midnight_utc(as_of))
     buyers = tx.select("customer_id", "product_id").distinct()
-    joined = buyers.join(_group_keys(ws, None), "customer_id")  # type: ignore[arg-type]
+    joined = buyers.join(_group_keys(ctx, None), "customer_id")  # type: ignore[arg-type]
     levels: list[list[str]] = [["seg", "region"], ["seg"], ["region"], []]
     pending = keys
     parts = []
@@ -511,7 +514,7 @@ def cold_start(ws: Workspace, customer_ids: list[str], k: int, *, as_of: date | 
 
 
 def recommend_for(
-    ws: Workspace,
+    ctx: StoreContext,
     customer_ids: list[str] | tuple[str, ...],
     k: int = 5,
     *,
@@ -528,12 +531,12 @@ def recommend_for(
     ids = [str(c) for c in customer_ids]
     if not ids or k <= 0:
         return pd.DataFrame(columns=["customer_id", "rank", "product_id", "score"])
-    rec = load_recommender(ws, version)
+    rec = load_recommender(ctx, version)
     if rec is None:
-        return cold_start(ws, ids, k, as_of=as_of)
+        return cold_start(ctx, ids, k, as_of=as_of)
     uniq = list(dict.fromkeys(ids))
     frame = interactions_expr(
-        ws, end=as_of, customers=ibis.memtable({"customer_id": uniq}, schema={"customer_id": "string"})
+        ctx, end=as_of, customers=ibis.memtable({"customer_id": uniq}, schema={"customer_id": "string"})
     ).to_pandas()
     warm = sorted(set(frame["customer_id"]))
     parts = []
@@ -560,13 +563,13 @@ def recommend_for(
     warm_set = set(warm)
     cold = [c for c in uniq if c not in warm_set]
     if cold:
-        known = ws.table("customers")
+        known = ctx.table("customers")
         asked = ibis.memtable({"customer_id": cold}, schema={"customer_id": "string"})
         present = known.join(asked, "customer_id").select("customer_id").to_pandas()["customer_id"]
         known_ids = set(present)
         cold = [c for c in cold if c in known_ids]
         if cold:
-            parts.append(cold_start(ws, cold, k, as_of=as_of))
+            parts.append(cold_start(ctx, cold, k, as_of=as_of))
     if not parts:
         return pd.DataFrame(columns=["customer_id", "rank", "product_id", "score"])
     out = pd.concat(parts, ignore_index=True)
@@ -630,7 +633,7 @@ def ranking_metrics(recommended: np.ndarray, relevant: list[set[int]], k: int, n
 
 
 def evaluate(
-    ws: Workspace,
+    ctx: StoreContext,
     *,
     method: str | None = None,
     k: int = 10,
@@ -647,12 +650,12 @@ def evaluate(
     Nothing is stored.
     """
     method = method or default_method()
-    as_of = as_of or _default_as_of(ws)
+    as_of = as_of or _default_as_of(ctx)
     cutoff = as_of - timedelta(days=holdout_days)
     progress("evaluate", 0, 3)
-    cat = load_catalogue(ws)
-    train = interactions_expr(ws, end=cutoff).to_pandas()
-    test = interactions_expr(ws, start=cutoff, end=as_of, views=False).to_pandas()
+    cat = load_catalogue(ctx)
+    train = interactions_expr(ctx, end=cutoff).to_pandas()
+    test = interactions_expr(ctx, start=cutoff, end=as_of, views=False).to_pandas()
     if train.empty or test.empty:
         raise DataError(f"no interactions on one side of the split at {cutoff} (as of {as_of})")
     users = sorted(train["customer_id"].unique().tolist())
@@ -700,15 +703,15 @@ def evaluate(
     return result
 
 
-def recommender_info(ws: Workspace) -> list[dict[str, Any]]:
+def recommender_info(ctx: StoreContext) -> list[dict[str, Any]]:
     """Every stored recommender version with its metadata (newest first)."""
-    with ws.ops.session() as s:
+    with ctx.ops.session() as s:
         rows = s.scalars(
             select(ModelVersion).where(ModelVersion.kind == KIND).order_by(ModelVersion.version.desc())
         )
         return [{"version": r.version, "as_of": r.as_of, **dict(r.params)} for r in rows]
 
 
-def models_dir(ws: Workspace) -> Path:
+def models_dir(ctx: StoreContext) -> Path:
     """Where recommender artefacts live."""
-    return ws.root / "models" / KIND
+    return ctx.root / "models" / KIND

@@ -53,9 +53,10 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from markupsafe import Markup
 from sqlalchemy import func, select
 
-from micromarketing.errors import MicromarketingError, NotFoundError
+from micromarketing.errors import NotFoundError, TemplateError, TemplateSecurityError
+from micromarketing.store.context import StoreContext
 from micromarketing.store.models import Template
-from micromarketing.workspace import Workspace
+from micromarketing.store.versions import next_version
 
 PARTS = ("subject", "html", "text", "sms")
 DEFAULT_BLOCKS_DIR = Path(__file__).with_name("templates")
@@ -81,32 +82,6 @@ CONTEXT_VARIABLES = (
 )
 _INCLUDE = re.compile(r"""\{%\s*include\s+(["'])([^"']+)\1\s*(?:with\s+context\s*)?%\}""")
 _NOT_INLINABLE = re.compile(r"\{%-?\s*(set|block|extends|import|from|macro|include)\b")
-
-
-class TemplateError(MicromarketingError):
-    """A template cannot be stored or rendered (syntax error, missing field, unsafe access)."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        template: str = "",
-        part: str = "",
-        line: int | None = None,
-        customer_id: str | None = None,
-    ) -> None:
-        where = template + (f"/{part}" if part else "") + (f" line {line}" if line else "")
-        who = f" (customer {customer_id})" if customer_id else ""
-        super().__init__(f"template {where}: {message}{who}" if where else message + who)
-        self.template = template
-        self.part = part
-        self.line = line
-        self.customer_id = customer_id
-        self.reason = message
-
-
-class TemplateSecurityError(TemplateError):
-    """A template tried to reach something the sandbox forbids."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,7 +219,7 @@ def part_for_file(path: str | os.PathLike[str]) -> str:
 
 
 def add_template(
-    ws: Workspace, name: str, parts: Mapping[str, str] | Iterable[str | os.PathLike[str]]
+    ctx: StoreContext, name: str, parts: Mapping[str, str] | Iterable[str | os.PathLike[str]]
 ) -> TemplateInfo:
     """Store a new version of message template ``name`` from part texts or files; returns it.
 
@@ -260,15 +235,17 @@ def add_template(
         raise TemplateError(f"unknown template part(s) {', '.join(unknown)} (use {', '.join(PARTS)})")
     if not texts:
         raise TemplateError(f"template {name!r} has no parts")
-    blocks = _stored_blocks(ws)
+    blocks = _stored_blocks(ctx)
     env = make_environment({**{f"{name}#{p}": s for p, s in texts.items()}, **blocks})
     variables: set[str] = set()
     for part, source in texts.items():
         variables |= _check_source(env, f"{name}#{part}", source, name, part)
-    return _store(ws, name, "message", texts, sorted(variables))
+    return _store(ctx, name, "message", texts, sorted(variables))
 
 
-def add_block(ws: Workspace, path_or_name: str | os.PathLike[str], source: str | None = None) -> TemplateInfo:
+def add_block(
+    ctx: StoreContext, path_or_name: str | os.PathLike[str], source: str | None = None
+) -> TemplateInfo:
     """Store a new version of a shared block (``header.html``, ``product_card.html``, …).
 
     Called with a file path, the block is named after the file; with a name and ``source``, the
@@ -279,20 +256,20 @@ def add_block(ws: Workspace, path_or_name: str | os.PathLike[str], source: str |
         source = _read_text(Path(path_or_name))
     if not _BLOCK_NAME.match(name):
         raise TemplateError(f"invalid block name {name!r}: use NAME.html or NAME.txt")
-    env = make_environment({name: source, **_stored_blocks(ws)})
+    env = make_environment({name: source, **_stored_blocks(ctx)})
     variables = _check_source(env, name, source, name, "")
-    return _store(ws, name, "block", {"source": source}, sorted(variables))
+    return _store(ctx, name, "block", {"source": source}, sorted(variables))
 
 
-def install_examples(ws: Workspace) -> TemplateInfo:
+def install_examples(ctx: StoreContext) -> TemplateInfo:
     """Store the shipped example campaign template (``seasonal_picks``) in the workspace."""
     files = sorted(p for p in EXAMPLES_DIR.iterdir() if p.stem == EXAMPLE_TEMPLATE)
-    return add_template(ws, EXAMPLE_TEMPLATE, files)
+    return add_template(ctx, EXAMPLE_TEMPLATE, files)
 
 
-def get_template(ws: Workspace, name: str, version: int | None = None) -> TemplateInfo:
+def get_template(ctx: StoreContext, name: str, version: int | None = None) -> TemplateInfo:
     """The stored template (or block) ``name`` at ``version`` (default: latest)."""
-    with ws.ops.session() as s:
+    with ctx.ops.session() as s:
         q = select(Template).where(Template.name == name)
         q = q.where(Template.version == version) if version else q.order_by(Template.version.desc())
         row = s.scalars(q.limit(1)).first()
@@ -308,9 +285,9 @@ def get_template(ws: Workspace, name: str, version: int | None = None) -> Templa
     return TemplateInfo(row.name, row.version, kind, parts, variables)
 
 
-def list_templates(ws: Workspace) -> list[TemplateInfo]:
+def list_templates(ctx: StoreContext) -> list[TemplateInfo]:
     """Latest version of every stored template and block, by name."""
-    with ws.ops.session() as s:
+    with ctx.ops.session() as s:
         latest = (
             select(Template.name, func.max(Template.version).label("v")).group_by(Template.name).subquery()
         )
@@ -328,17 +305,18 @@ def list_templates(ws: Workspace) -> list[TemplateInfo]:
     return out
 
 
-def _store(ws: Workspace, name: str, kind: str, parts: dict[str, str], variables: list[str]) -> TemplateInfo:
-    with ws.ops.session() as s:
-        current = s.scalar(select(func.max(Template.version)).where(Template.name == name))
-        version = int(current or 0) + 1
+def _store(
+    ctx: StoreContext, name: str, kind: str, parts: dict[str, str], variables: list[str]
+) -> TemplateInfo:
+    with ctx.ops.session() as s:
+        version = next_version(s, "template", name)
         s.add(Template(name=name, version=version, parts={**parts, "_kind": kind, "_variables": variables}))
-    ws.audit("template.add", name, {"version": version, "kind": kind})
+    ctx.audit("template.add", name, {"version": version, "kind": kind})
     return TemplateInfo(name, version, kind, parts, variables)
 
 
-def _stored_blocks(ws: Workspace) -> dict[str, str]:
-    return {i.name: i.parts["source"] for i in list_templates(ws) if i.kind == "block"}
+def _stored_blocks(ctx: StoreContext) -> dict[str, str]:
+    return {i.name: i.parts["source"] for i in list_templates(ctx) if i.kind == "block"}
 
 
 def _read_text(path: Path) -> str:
@@ -586,20 +564,20 @@ def _wrap(exc: BaseException, template: str, part: str, customer_id: str) -> Tem
     )
 
 
-def compile_template(ws: Workspace, name: str, version: int | None = None) -> CompiledTemplate:
+def compile_template(ctx: StoreContext, name: str, version: int | None = None) -> CompiledTemplate:
     """Load template ``name`` (latest version unless given) with the workspace's blocks, compiled."""
-    info = get_template(ws, name, version)
+    info = get_template(ctx, name, version)
     if info.kind != "message":
         raise TemplateError(f"{name!r} is a shared block, not a message template")
-    return CompiledTemplate(info, _stored_blocks(ws))
+    return CompiledTemplate(info, _stored_blocks(ctx))
 
 
 # ---------------------------------------------------------------------------------------------
 # recipient data
 # ---------------------------------------------------------------------------------------------
-def unsubscribe_key(ws: Workspace) -> bytes:
+def unsubscribe_key(ctx: StoreContext) -> bytes:
     """The workspace's secret for unsubscribe tokens (created on first use, file mode 0600)."""
-    path = ws.root / "secrets" / "unsubscribe.key"
+    path = ctx.root / "secrets" / "unsubscribe.key"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -613,12 +591,12 @@ def unsubscribe_token(key: bytes, customer_id: str) -> str:
     return hmac.new(key, customer_id.encode(), hashlib.sha256).hexdigest()[:32]
 
 
-def _segment_context(ws: Workspace, name: str) -> dict[str, Any]:
+def _segment_context(ctx: StoreContext, name: str) -> dict[str, Any]:
     """``segment`` for templates: name, kind, description and persona (name, tagline, description,
     traits as sentences) — a discovered segment's stored persona, else one made of its description."""
     from micromarketing.segments import Segments
 
-    info = Segments(ws).get(name)
+    info = Segments(ctx).get(name)
     stored = dict(info.details or {}).get("persona")
     if isinstance(stored, dict):
         persona = {
@@ -637,13 +615,13 @@ def _segment_context(ws: Workspace, name: str) -> dict[str, Any]:
     return {"name": info.name, "kind": info.kind, "description": info.description, "persona": persona}
 
 
-def _recipients_table(ws: Workspace, ids: ibis.Table) -> ibis.Table:
+def _recipients_table(ctx: StoreContext, ids: ibis.Table) -> ibis.Table:
     """customers ⋈ profiles for the given ids (profile columns win only where customers lack them)."""
-    customers = ws.table("customers")
+    customers = ctx.table("customers")
     base = ids.select(_cid=ids.customer_id.cast("string")).distinct()
     joined = base.join(customers, base._cid == customers.customer_id).drop("_cid")
-    if ws.warehouse.has_table("profiles"):
-        profiles = ws.table("profiles")
+    if ctx.warehouse.has_table("profiles"):
+        profiles = ctx.table("profiles")
         extra = [c for c in profiles.columns if c not in joined.columns]
         prof = profiles.select(_pid=profiles.customer_id, **{c: profiles[c] for c in extra})
         joined = joined.left_join(prof, joined.customer_id == prof._pid).drop("_pid")
@@ -651,20 +629,20 @@ def _recipients_table(ws: Workspace, ids: ibis.Table) -> ibis.Table:
 
 
 def recipients_for(
-    ws: Workspace, who: str | Sequence[str], as_of: Any = None
+    ctx: StoreContext, who: str | Sequence[str], as_of: Any = None
 ) -> tuple[ibis.Table, dict[str, Any] | None]:
     """The ``customer_id`` table for a segment name or a list of ids, plus the segment context."""
     if isinstance(who, str):
         from micromarketing.segments import Segments
 
-        segment = _segment_context(ws, who)
-        return Segments(ws).member_table(who, as_of=as_of), segment
+        segment = _segment_context(ctx, who)
+        return Segments(ctx).member_table(who, as_of=as_of), segment
     ids = [str(c) for c in who]
     return ibis.memtable({"customer_id": ids}, schema={"customer_id": "string"}), None
 
 
 def render_for_customers(
-    ws: Workspace,
+    ctx: StoreContext,
     template_name: str,
     customers: str | Sequence[str],
     *,
@@ -687,14 +665,14 @@ def render_for_customers(
     first failure raises :class:`TemplateError`; with ``errors="collect"`` failures are appended to
     ``failures`` and the recipient is skipped.  Customer ids not in the warehouse are skipped.
     """
-    tpl = compiled or compile_template(ws, template_name, version)
-    ids_table, seg_ctx = recipients_for(ws, customers)
+    tpl = compiled or compile_template(ctx, template_name, version)
+    ids_table, seg_ctx = recipients_for(ctx, customers)
     if segment is not None:
-        seg_ctx = _segment_context(ws, segment)
+        seg_ctx = _segment_context(ctx, segment)
     yield from render_rows(
-        ws,
+        ctx,
         tpl,
-        _recipients_table(ws, ids_table),
+        _recipients_table(ctx, ids_table),
         k=k,
         extra=extra,
         segment=seg_ctx,
@@ -706,7 +684,7 @@ def render_for_customers(
 
 
 def render_rows(
-    ws: Workspace,
+    ctx: StoreContext,
     tpl: CompiledTemplate,
     recipients: ibis.Table,
     *,
@@ -726,13 +704,13 @@ def render_rows(
     """
     if errors not in ("raise", "collect"):
         raise ValueError("errors must be 'raise' or 'collect'")
-    key = unsubscribe_key(ws)
+    key = unsubscribe_key(ctx)
     constant: dict[str, Any] = dict(extra or {})
     if segment is not None:
         constant["segment"] = dict(segment)
     want_recs = tpl.needs("recommendations")
     want_offer = tpl.needs("offer")
-    catalogue = product_catalogue(ws) if want_recs and recommender is None else {}
+    catalogue = product_catalogue(ctx) if want_recs and recommender is None else {}
     sep = "&" if "?" in unsubscribe_base else "?"
     # The recipients are read in one query as Arrow (columnar, compact) and converted to rows one
     # batch at a time.  Not a streaming reader: recommendations and offers run their own queries
@@ -746,9 +724,9 @@ def render_rows(
         recs: Mapping[str, list[Product]] = {}
         offers: dict[str, dict[str, Any]] = {}
         if want_recs:
-            recs = recommender(ids) if recommender else recommendations_by_customer(ws, ids, k, catalogue)
+            recs = recommender(ids) if recommender else recommendations_by_customer(ctx, ids, k, catalogue)
         if want_offer:
-            offers = offers_by_customer(ws, ids)
+            offers = offers_by_customer(ctx, ids)
         for row in rows:
             cid = row["customer_id"]
             ctx = {k_: v for k_, v in row.items() if v is not None}
@@ -770,11 +748,11 @@ def render_rows(
                     failures.append(exc)
 
 
-def product_catalogue(ws: Workspace) -> dict[str, Product]:
+def product_catalogue(ctx: StoreContext) -> dict[str, Product]:
     """Every product as a shared :class:`Product` instance, by id."""
-    if not ws.warehouse.has_table("products"):
+    if not ctx.warehouse.has_table("products"):
         return {}
-    rows = ws.table("products").to_pyarrow().to_pylist()
+    rows = ctx.table("products").to_pyarrow().to_pylist()
     return {
         r["product_id"]: Product(
             r["product_id"],
@@ -789,12 +767,12 @@ def product_catalogue(ws: Workspace) -> dict[str, Product]:
 
 
 def recommendations_by_customer(
-    ws: Workspace, ids: Sequence[str], k: int, catalogue: Mapping[str, Product]
+    ctx: StoreContext, ids: Sequence[str], k: int, catalogue: Mapping[str, Product]
 ) -> dict[str, list[Product]]:
     """``k`` recommended products per customer (the fitted recommender; popularity if none)."""
     from micromarketing.personalize.recommend import recommend_for
 
-    frame = recommend_for(ws, ids, k)
+    frame = recommend_for(ctx, ids, k)
     out: dict[str, list[Product]] = {}
     for cid, pid in zip(frame["customer_id"].tolist(), frame["product_id"].tolist(), strict=True):
         product = catalogue.get(pid)
@@ -803,12 +781,12 @@ def recommendations_by_customer(
     return out
 
 
-def offers_by_customer(ws: Workspace, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+def offers_by_customer(ctx: StoreContext, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     """The next best offer of each customer as a template variable (absent: no eligible offer)."""
     from micromarketing.personalize.offers import next_best_offer, offer_contexts
 
-    frame = next_best_offer(ws, ids)
-    contexts = offer_contexts(ws)
+    frame = next_best_offer(ctx, ids)
+    contexts = offer_contexts(ctx)
     return {
         cid: contexts[name]
         for cid, name in zip(frame["customer_id"], frame["offer"], strict=True)
@@ -820,7 +798,7 @@ def offers_by_customer(ws: Workspace, ids: Sequence[str]) -> dict[str, dict[str,
 # preview and check
 # ---------------------------------------------------------------------------------------------
 def preview_template(
-    ws: Workspace,
+    ctx: StoreContext,
     name: str,
     customer_id: str,
     *,
@@ -831,7 +809,7 @@ def preview_template(
 ) -> RenderedMessage:
     """Render template ``name`` for one real customer; raises :class:`TemplateError` on failure."""
     for message in render_for_customers(
-        ws, name, [customer_id], k=k, version=version, segment=segment, extra=extra
+        ctx, name, [customer_id], k=k, version=version, segment=segment, extra=extra
     ):
         return message
     raise NotFoundError(f"customer {customer_id!r} not found")
@@ -854,7 +832,7 @@ class CheckReport:
 
 
 def check_template(
-    ws: Workspace,
+    ctx: StoreContext,
     name: str,
     segment: str,
     *,
@@ -872,7 +850,7 @@ def check_template(
     rendered = 0
     long_sms = 0
     for message in render_for_customers(
-        ws, name, segment, k=k, version=version, extra=extra, errors="collect", failures=failures
+        ctx, name, segment, k=k, version=version, extra=extra, errors="collect", failures=failures
     ):
         rendered += 1
         if message.sms is not None and len(message.sms) > 160:

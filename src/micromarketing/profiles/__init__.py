@@ -1,4 +1,4 @@
-"""Customer profiles: RFM, value (CLV), churn risk, preferences and location, per customer."""
+"""Customer profiles: RFM, value (CLV), engagement, preferences and location, per customer."""
 
 from micromarketing.profiles.build import ProfileResult, build_profiles
 

@@ -19,9 +19,11 @@ import ibis
 import ibis.expr.types as ir
 
 from micromarketing.errors import DataError
-from micromarketing.exprs import left_join_on_customer, midnight_utc, start_of_day_utc
+from micromarketing.exprs import left_join_on_customer, start_of_day_utc
+from micromarketing.profiles import clv
+from micromarketing.profiles.currency import single_currency
 from micromarketing.progress import ProgressCallback, noop_progress
-from micromarketing.workspace import Workspace
+from micromarketing.store.context import StoreContext
 
 # (segment, recency scores, frequency-monetary scores): every cell of the 5×5 grid is covered once.
 RFM_GRID: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...] = (
@@ -83,32 +85,30 @@ class ProfileResult:
 
 
 def build_profiles(
-    ws: Workspace, as_of: date | None = None, progress: ProgressCallback = noop_progress
+    ctx: StoreContext, as_of: date | None = None, progress: ProgressCallback = noop_progress
 ) -> ProfileResult:
     """Materialise the ``profiles`` table as of ``as_of`` (default: the day after the last order)."""
     steps = 3
     progress("profile", 0, steps)
-    transactions = ws.table("transactions")
+    transactions = ctx.table("transactions")
     as_of = as_of or default_as_of(transactions)
     currency = single_currency(transactions, as_of)
     cutoff = start_of_day_utc(as_of)
     expr = profile_expr(
-        customers=ws.table("customers"),
-        orders=ws.warehouse.rollup("customer_orders", before=cutoff),
-        engagement=ws.warehouse.rollup("customer_engagement", before=cutoff),
-        geo=ws.warehouse.rollup("customer_geo"),
+        customers=ctx.table("customers"),
+        orders=ctx.warehouse.rollup("customer_orders", before=cutoff),
+        engagement=ctx.warehouse.rollup("customer_engagement", before=cutoff),
+        geo=ctx.warehouse.rollup("customer_geo"),
         as_of=as_of,
     )
     progress("profile", 1, steps)
     clv_version = None
-    from micromarketing.profiles import clv
-
-    fit = clv.latest_clv_fit(ws)
+    fit = clv.latest_clv_fit(ctx)
     if fit is not None:
-        features = clv.clv_features(ws, as_of, fit)
+        features = clv.clv_features(ctx, as_of, fit)
         expr = expr.left_join(features, "customer_id").drop("customer_id_right")
         clv_version = fit.version
-    profiles = ws.warehouse.replace_table("profiles", expr)
+    profiles = ctx.warehouse.replace_table("profiles", expr)
     progress("profile", 2, steps)
     counts = profiles.aggregate(
         customers=profiles.count(), with_orders=(profiles.frequency > 0).sum()
@@ -238,21 +238,3 @@ def _rfm_scores(t: ir.Table) -> ir.Table:
         ),
         rfm_segment=segment,
     )
-
-
-def single_currency(transactions: ir.Table, as_of: date) -> str | None:
-    """The one currency of the transactions before ``as_of``; models add amounts up and never convert."""
-    # min == max over the whole table is answered from column statistics, without a scan.
-    bounds = transactions.aggregate(lo=transactions.currency.min(), hi=transactions.currency.max()).execute()
-    if bounds["lo"][0] == bounds["hi"][0]:
-        return bounds["lo"][0]
-    before = transactions.filter(transactions.ordered_at < midnight_utc(as_of))
-    currencies = sorted(
-        c for c in before.select("currency").distinct().execute()["currency"] if c is not None
-    )
-    if len(currencies) > 1:
-        raise DataError(
-            f"transactions mix currencies {', '.join(currencies)}; profiles add amounts up and "
-            "never convert silently — ingest one currency per workspace"
-        )
-    return currencies[0] if currencies else None

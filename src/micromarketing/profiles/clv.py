@@ -28,16 +28,17 @@ import ibis
 import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from micromarketing.errors import DataError, ModelError
 from micromarketing.exprs import midnight_utc
 from micromarketing.profiles import clv_models as m
-from micromarketing.profiles.build import single_currency
+from micromarketing.profiles.currency import single_currency
 from micromarketing.store.models import ModelVersion
+from micromarketing.store.versions import next_version
 
 if TYPE_CHECKING:
-    from micromarketing.workspace import Workspace
+    from micromarketing.store.context import StoreContext
 
 CLV_KIND = "clv"
 # The columns clv_features adds to every profile (after customer_id).
@@ -247,7 +248,7 @@ def fit_summary(
     )
 
 
-def default_as_of(ws: Workspace) -> date:
+def default_as_of(ws: StoreContext) -> date:
     """The day after the last order in the warehouse (so every order is used)."""
     last = ws.table("transactions").ordered_at.max().execute()
     if last is None or pd.isna(last):
@@ -260,7 +261,7 @@ def default_as_of(ws: Workspace) -> date:
 
 
 def fit_clv(
-    ws: Workspace, as_of: date | None = None, model: Literal["bgnbd", "paretonbd"] = "bgnbd"
+    ws: StoreContext, as_of: date | None = None, model: Literal["bgnbd", "paretonbd"] = "bgnbd"
 ) -> ClvFit:
     """Fit the transaction model and the Gamma-Gamma model on transactions before ``as_of``.
 
@@ -277,14 +278,13 @@ def fit_clv(
     summary = ws.warehouse.replace_table(SUMMARY_TABLE, clv_summary(tx, as_of, unit_days=DEFAULT_UNIT_DAYS))
     fit = fit_summary(summary, as_of=as_of, model=model, unit_days=DEFAULT_UNIT_DAYS)
     with ws.ops.session() as session:
-        current = session.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.kind == CLV_KIND))
-        version = int(current or 0) + 1
+        version = next_version(session, CLV_KIND)
         stored = ClvFit.from_dict(fit.to_dict(), version=version)
         session.add(ModelVersion(kind=CLV_KIND, version=version, as_of=as_of, params=stored.to_dict()))
     return stored
 
 
-def latest_clv_fit(ws: Workspace) -> ClvFit | None:
+def latest_clv_fit(ws: StoreContext) -> ClvFit | None:
     """The most recently stored CLV fit, or ``None`` if no model was fitted yet."""
     with ws.ops.session() as session:
         row = session.scalars(
@@ -330,7 +330,7 @@ def score_triples(
     }
 
 
-def clv_features(ws: Workspace, as_of: date, fit: ClvFit) -> ir.Table:
+def clv_features(ws: StoreContext, as_of: date, fit: ClvFit) -> ir.Table:
     """Per-customer CLV columns as of ``as_of`` using ``fit``.
 
     Columns: ``customer_id, p_alive, expected_purchases_90d, expected_purchases_365d,

@@ -10,14 +10,14 @@ import pandas as pd
 
 from micromarketing.errors import NotFoundError
 from micromarketing.profiles.build import NO_ORDERS_SEGMENT, RFM_GRID
-from micromarketing.workspace import Workspace
+from micromarketing.store.context import StoreContext
 
 RFM_SEGMENT_ORDER = [name for name, _, _ in RFM_GRID] + [NO_ORDERS_SEGMENT]
 
 
-def rfm_summary(ws: Workspace) -> pd.DataFrame:
+def rfm_summary(ctx: StoreContext) -> pd.DataFrame:
     """Customers, share of base, revenue and revenue share per named RFM segment, in grid order."""
-    profiles = ws.table("profiles")
+    profiles = ctx.table("profiles")
     grouped = profiles.group_by("rfm_segment").aggregate(
         customers=profiles.count(), revenue=profiles.monetary.sum()
     )
@@ -41,18 +41,18 @@ class CustomerView:
     consent: dict[str, str] = field(default_factory=dict)
 
 
-def customer_view(ws: Workspace, customer_id: str, orders: int = 10) -> CustomerView:
+def customer_view(ctx: StoreContext, customer_id: str, orders: int = 10) -> CustomerView:
     """The segment-of-one view of ``customer_id`` (raises NotFoundError for an unknown id)."""
-    customers = ws.table("customers")
+    customers = ctx.table("customers")
     attributes = _one_row(customers.filter(customers.customer_id == customer_id))
     profile = None
-    if ws.warehouse.has_table("profiles"):
-        profiles = ws.table("profiles")
+    if ctx.warehouse.has_table("profiles"):
+        profiles = ctx.table("profiles")
         profile = _one_row(profiles.filter(profiles.customer_id == customer_id))
     if attributes is None and profile is None:
         raise NotFoundError(f"customer {customer_id!r} not found")
 
-    tx = ws.table("transactions").filter(lambda t: t.customer_id == customer_id)
+    tx = ctx.table("transactions").filter(lambda t: t.customer_id == customer_id)
     recent = (
         tx.group_by("order_id")
         .aggregate(
@@ -65,7 +65,7 @@ def customer_view(ws: Workspace, customer_id: str, orders: int = 10) -> Customer
         .order_by(ibis.desc("ordered_at"))
         .limit(orders)
     )
-    consent = ws.table("consent").filter(lambda c: c.customer_id == customer_id)
+    consent = ctx.table("consent").filter(lambda c: c.customer_id == customer_id)
     latest = consent.mutate(
         rank=ibis.row_number().over(group_by="channel", order_by=ibis.desc("recorded_at"))
     ).filter(lambda c: c["rank"] == 0)

@@ -3,7 +3,7 @@
 Typical use::
 
     from micromarketing.segments import Segments
-    seg = Segments(ws)
+    seg = Segments(ctx)
     seg.create("lapsed_runners", "bought(category='running') and days_since(last_order_at) > 90")
     seg.preview(rule="city in ('Lyon', 'Paris') and frequency >= 3")
     seg.sql("lapsed_runners", dialect="spark")

@@ -57,7 +57,7 @@ from micromarketing.segments import guards
 from micromarketing.segments.features import FeatureMatrix, load_features
 from micromarketing.segments.personas import ClusterFacts, Persona, build_personas, cluster_facts
 from micromarketing.segments.store import Segments
-from micromarketing.workspace import Workspace
+from micromarketing.store.context import StoreContext
 
 K_RANGE = (2, 12)
 FIT_SAMPLE = 30_000  # customers the final k-means is fitted on
@@ -237,7 +237,7 @@ def fit_clusters(x: np.ndarray, k: int, *, seed: int = 0) -> np.ndarray:
 
 
 def discover_segments(
-    ws: Workspace,
+    ctx: StoreContext,
     *,
     features: list[str] | None = None,
     k: int | str = "auto",
@@ -257,7 +257,7 @@ def discover_segments(
     """
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    segs = Segments(ws)
+    segs = Segments(ctx)
     min_size = int(min_size if min_size is not None else segs.min_size)
     if min_size < 1:
         raise DataError("--min-size must be at least 1")
@@ -274,7 +274,7 @@ def discover_segments(
 
     steps = 5
     progress("discover", 0, steps)
-    fm = load_features(ws, features)
+    fm = load_features(ctx, features)
     timings["features"] = time.perf_counter() - t0
     if fm.n < 2 or (k_mode == "fixed" and fm.n < int(k)):
         raise DataError(
@@ -304,8 +304,8 @@ def discover_segments(
     centers = centers[np.argsort(order)]
     model.centers = centers
     k = int(k)
-    facts = cluster_facts(ws, fm, x, labels, k)
-    personas = build_personas(facts, currency=_currency(ws))
+    facts = cluster_facts(ctx, fm, x, labels, k)
+    personas = build_personas(facts, currency=_currency(ctx))
     timings["personas"] = time.perf_counter() - t
     progress("discover", 4, steps)
 
@@ -326,7 +326,7 @@ def discover_segments(
         saved=save,
     )
     if save:
-        _save(ws, segs, result, fm, labels, facts, personas, model)
+        _save(ctx, segs, result, fm, labels, facts, personas, model)
     else:
         for c, persona in enumerate(personas):
             warning = guards.min_size_warning(f"{prefix}_{c + 1:02d}", persona.size, min_size)
@@ -345,7 +345,7 @@ def discover_segments(
 
 # ------------------------------------------------------------------------------------------------
 def _save(
-    ws: Workspace,
+    ctx: StoreContext,
     segs: Segments,
     result: DiscoveryResult,
     fm: FeatureMatrix,
@@ -404,7 +404,7 @@ def _save(
         )
         result.retired.append(old)
     result.warnings = _unique([w for d in result.segments for w in d.warnings] + segs.overlap().warnings)
-    ws.audit(
+    ctx.audit(
         "segment.discover",
         prefix,
         {
@@ -478,8 +478,8 @@ def _single_thread() -> Any:
     return threadpool_limits(limits=1)
 
 
-def _currency(ws: Workspace) -> str | None:
-    tx = ws.table("transactions")
+def _currency(ctx: StoreContext) -> str | None:
+    tx = ctx.table("transactions")
     values = [v for v in tx.select("currency").distinct().limit(2).to_pyarrow().column(0).to_pylist() if v]
     return values[0] if len(values) == 1 else None
 

@@ -40,7 +40,7 @@ import numpy as np
 
 from micromarketing.errors import DataError
 from micromarketing.exprs import left_join_on_customer, midnight_utc
-from micromarketing.workspace import Workspace
+from micromarketing.store.context import StoreContext
 
 EMAIL_WINDOW_DAYS = 90
 MAX_CATEGORIES = 30
@@ -110,19 +110,19 @@ class FeatureMatrix:
         return out
 
 
-def profiles_as_of(ws: Workspace) -> date:
+def profiles_as_of(ctx: StoreContext) -> date:
     """The ``as_of`` date of the stored profiles (discovery always runs on that snapshot)."""
-    if not ws.warehouse.has_table("profiles"):
+    if not ctx.warehouse.has_table("profiles"):
         raise DataError("no profiles yet: run `micromarketing profile` before discovering segments")
-    value = ws.table("profiles").as_of.max().execute()
+    value = ctx.table("profiles").as_of.max().execute()
     if value is None or value != value:
         raise DataError("the profiles table is empty: ingest customers and run `profile` first")
     return value if isinstance(value, date) and not isinstance(value, datetime) else value.date()
 
 
-def available_categories(ws: Workspace, as_of: date) -> list[str]:
+def available_categories(ctx: StoreContext, as_of: date) -> list[str]:
     """Product categories with spend before ``as_of``, largest spend first (at most MAX_CATEGORIES)."""
-    tx = ws.table("transactions")
+    tx = ctx.table("transactions")
     tx = tx.filter(tx.ordered_at < midnight_utc(as_of), tx.category.notnull())
     rows = (
         tx.group_by("category")
@@ -168,17 +168,17 @@ def resolve_features(requested: list[str] | None, categories: list[str]) -> list
     return [spec for name, spec in every.items() if name in chosen]  # catalogue order, whatever the request
 
 
-def feature_table(ws: Workspace, as_of: date, categories: list[str]) -> ir.Table:
+def feature_table(ctx: StoreContext, as_of: date, categories: list[str]) -> ir.Table:
     """Every feature (and the descriptive columns) for customers with orders, as one Ibis expression.
 
     Nothing is executed: the warehouse runs it as one statement when the caller asks for rows.
     """
     cutoff = midnight_utc(as_of)
-    profiles = ws.table("profiles")
+    profiles = ctx.table("profiles")
     profiles = profiles.filter(profiles.frequency > 0)
-    tx = ws.table("transactions")
+    tx = ctx.table("transactions")
     tx = tx.filter(tx.ordered_at < cutoff)
-    events = ws.table("events")
+    events = ctx.table("events")
     window_start = midnight_utc(as_of - timedelta(days=EMAIL_WINDOW_DAYS))
     events = events.filter(
         events.occurred_at >= window_start,
@@ -225,28 +225,28 @@ def feature_table(ws: Workspace, as_of: date, categories: list[str]) -> ir.Table
 
 
 def load_features(
-    ws: Workspace, features: list[str] | None = None, as_of: date | None = None
+    ctx: StoreContext, features: list[str] | None = None, as_of: date | None = None
 ) -> FeatureMatrix:
     """Execute :func:`feature_table` and return the matrix (rows ordered by customer_id).
 
     ``features`` selects names or groups (see :func:`resolve_features`).  ``as_of`` defaults to
     the profiles' date and must equal it: the profile columns are a snapshot of that date.
     """
-    stored = profiles_as_of(ws)
+    stored = profiles_as_of(ctx)
     if as_of is not None and as_of != stored:
         raise DataError(
             f"profiles are as of {stored}, not {as_of}: run `micromarketing profile --as-of {as_of}` "
             "before discovering segments for that date"
         )
     as_of = stored
-    categories = available_categories(ws, as_of)
+    categories = available_categories(ctx, as_of)
     specs = resolve_features(features, categories)
     names = [s.name for s in specs]
     cat_names = {category_feature(c).name: c for c in categories}
-    expr = feature_table(ws, as_of, [cat_names[n] for n in names if n in cat_names])
+    expr = feature_table(ctx, as_of, [cat_names[n] for n in names if n in cat_names])
     expr = expr.select("customer_id", *names, *DESCRIPTIVE).order_by("customer_id")
     data = expr.to_pyarrow()
-    profiles = ws.table("profiles")
+    profiles = ctx.table("profiles")
     total = int(profiles.count().execute())
     ids = np.asarray(data.column("customer_id").to_numpy(zero_copy_only=False), dtype=object)
     values = np.empty((data.num_rows, len(names)), dtype=np.float64)

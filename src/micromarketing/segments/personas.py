@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from micromarketing.segments import guards
 from micromarketing.segments.features import FEATURES, FeatureMatrix
-from micromarketing.workspace import Workspace
+from micromarketing.store.context import StoreContext
 
 STRONG = 0.6  # |standardised difference| for an adjective
 VERY_STRONG = 1.0
@@ -120,7 +120,7 @@ class Persona:
 
 
 def cluster_facts(
-    ws: Workspace, fm: FeatureMatrix, x: np.ndarray, labels: np.ndarray, k: int
+    ctx: StoreContext, fm: FeatureMatrix, x: np.ndarray, labels: np.ndarray, k: int
 ) -> list[ClusterFacts]:
     """Measure every cluster against the base: numeric features in numpy, categories in the warehouse.
 
@@ -139,8 +139,8 @@ def cluster_facts(
     interval = fm.descriptive.get("order_interval_days")
     clv = fm.descriptive.get("clv_12m")
     total_revenue = float(monetary.sum()) if monetary is not None else 0.0
-    sensitive = list(ws.settings.segments.sensitive_fields)
-    categorical = _categorical_facts(ws, fm, labels, k, sensitive)
+    sensitive = list(ctx.settings.segments.sensitive_fields)
+    categorical = _categorical_facts(ctx, fm, labels, k, sensitive)
     out: list[ClusterFacts] = []
     for c in range(k):
         rows = labels == c
@@ -179,7 +179,7 @@ def cluster_facts(
 
 
 def _categorical_facts(
-    ws: Workspace, fm: FeatureMatrix, labels: np.ndarray, k: int, sensitive: list[str]
+    ctx: StoreContext, fm: FeatureMatrix, labels: np.ndarray, k: int, sensitive: list[str]
 ) -> dict[int, dict[str, list[CategoryFact]]]:
     """Shares of age band, preferred channel, city and interest tags per cluster, in one query."""
     assign = ibis.memtable(
@@ -192,15 +192,15 @@ def _categorical_facts(
     )
     parts = []
     for source, col in CATEGORICAL_FIELDS:
-        if guards.is_sensitive(col, sensitive) or not ws.warehouse.has_table(source):
+        if guards.is_sensitive(col, sensitive) or not ctx.warehouse.has_table(source):
             continue
-        table = ws.table(source)
+        table = ctx.table(source)
         if col not in table.columns:
             continue
         t = table.select(_cid="customer_id", value=table[col].cast("string"))
         j = assign.join(t, assign.customer_id == t._cid)
         parts.append(j.select("cluster", field=ibis.literal(col), value=j.value))
-    customers = ws.table("customers") if ws.warehouse.has_table("customers") else None
+    customers = ctx.table("customers") if ctx.warehouse.has_table("customers") else None
     if (
         customers is not None
         and "interests" in customers.columns

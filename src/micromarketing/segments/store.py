@@ -25,7 +25,7 @@ import ibis
 import ibis.expr.types as ir
 from sqlalchemy import func, select
 
-from micromarketing.errors import DataError, NotFoundError, PolicyError, RuleError
+from micromarketing.errors import ConflictError, DataError, NotFoundError, RuleError
 from micromarketing.segments import guards
 from micromarketing.segments.rules import (
     HIDDEN_COLUMNS,
@@ -35,7 +35,9 @@ from micromarketing.segments.rules import (
     _to_date,
     compile_rule,
 )
+from micromarketing.store.context import StoreContext
 from micromarketing.store.models import Segment, SegmentVersion
+from micromarketing.store.versions import next_version
 
 MEMBERS_TABLE = "segment_members"
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,63}$")
@@ -125,24 +127,24 @@ class Overlap:
 
 
 class Segments:
-    """Segment operations over one workspace (``Segments(ws)``; cheap to create)."""
+    """Segment operations over one workspace (``Segments(ctx)``; cheap to create)."""
 
-    def __init__(self, ws: Any) -> None:
-        self.ws = ws
-        self.catalog = Catalog(ws.warehouse)
+    def __init__(self, ctx: StoreContext) -> None:
+        self.ctx = ctx
+        self.catalog = Catalog(ctx.warehouse)
 
     # -- settings -------------------------------------------------------------------------------
     @property
     def min_size(self) -> int:
-        return int(self.ws.settings.segments.min_size)
+        return int(self.ctx.settings.segments.min_size)
 
     @property
     def sensitive(self) -> list[str]:
-        return list(self.ws.settings.segments.sensitive_fields)
+        return list(self.ctx.settings.segments.sensitive_fields)
 
     # -- definitions ----------------------------------------------------------------------------
     def _resolve(self, name: str) -> SegmentRef | None:
-        with self.ws.ops.session() as s:
+        with self.ctx.ops.session() as s:
             seg = s.scalar(select(Segment).where(Segment.name == name))
             if seg is None:
                 return None
@@ -172,7 +174,7 @@ class Segments:
         """All stored segments (or those in ``names``) with their latest version and size."""
         wanted = set(names) if names is not None else None
         out: list[SegmentInfo] = []
-        with self.ws.ops.session() as s:
+        with self.ctx.ops.session() as s:
             for seg in s.scalars(select(Segment).order_by(Segment.name)):
                 if wanted is not None and seg.name not in wanted:
                     continue
@@ -199,7 +201,7 @@ class Segments:
 
     def versions(self, name: str) -> list[dict[str, Any]]:
         """Every version of ``name``: number, rule, details and when it was created."""
-        with self.ws.ops.session() as s:
+        with self.ctx.ops.session() as s:
             seg = s.scalar(select(Segment).where(Segment.name == name))
             if seg is None:
                 raise NotFoundError(f"no segment named {name!r}")
@@ -294,7 +296,7 @@ class Segments:
             details.update(allow_sensitive=True, reason=reason, sensitive_fields=sorted(found))
         self._store_version(name, "rule", rule, description, details, replace=replace)
         if found:
-            self.ws.audit(
+            self.ctx.audit(
                 "segment.sensitive",
                 name,
                 {"rule": rule, "fields": sorted(found), "reason": reason},
@@ -327,23 +329,20 @@ class Segments:
     def _store_version(
         self, name: str, kind: str, rule: str, description: str, details: dict[str, Any], *, replace: bool
     ) -> int:
-        with self.ws.ops.session() as s:
+        with self.ctx.ops.session() as s:
             seg = s.scalar(select(Segment).where(Segment.name == name))
             if seg is not None and not replace:
-                raise PolicyError(f"segment {name!r} already exists; use --replace to add a new version")
+                raise ConflictError(f"segment {name!r} already exists; use --replace to add a new version")
             if seg is None:
                 seg = Segment(name=name, kind=kind, description=description)
                 s.add(seg)
                 s.flush()
             else:
                 if seg.kind != kind:
-                    raise PolicyError(f"segment {name!r} is {seg.kind}, not {kind}")
+                    raise ConflictError(f"segment {name!r} is {seg.kind}, not {kind}")
                 if description:
                     seg.description = description
-            current = s.scalar(
-                select(func.max(SegmentVersion.version)).where(SegmentVersion.segment_id == seg.id)
-            )
-            version = int(current or 0) + 1
+            version = next_version(s, "segment", name)
             s.add(SegmentVersion(segment_id=seg.id, version=version, rule=rule, details=details))
             return version
 
@@ -369,7 +368,7 @@ class Segments:
             customer_id=members.customer_id.cast("string"),
             materialised_at=ibis.literal(datetime.now(UTC).replace(microsecond=0), type="timestamp('UTC')"),
         ).distinct()
-        size = self.ws.warehouse.replace_rows(MEMBERS_TABLE, rows, {"segment": name, "as_of": as_of})
+        size = self.ctx.warehouse.replace_rows(MEMBERS_TABLE, rows, {"segment": name, "as_of": as_of})
         self.catalog.refresh()
         warnings = [w for w in [guards.min_size_warning(name, size, self.min_size)] if w]
         sizes = self._latest_sizes()
@@ -378,7 +377,7 @@ class Segments:
             name, size, {o: (sizes[o][2], n) for o, n in shared.items() if o in sizes}
         )
         warnings += guards.power_warnings({n: v[2] for n, v in sizes.items()})
-        with self.ws.ops.session() as s:
+        with self.ctx.ops.session() as s:
             seg = s.scalar(select(Segment).where(Segment.name == name))
             ver = s.scalar(
                 select(SegmentVersion).where(
@@ -395,7 +394,7 @@ class Segments:
 
     def _current_versions(self) -> dict[str, int]:
         """segment -> its latest version number (from the operations store)."""
-        with self.ws.ops.session() as s:
+        with self.ctx.ops.session() as s:
             rows = s.execute(
                 select(Segment.name, func.max(SegmentVersion.version))
                 .join(SegmentVersion, SegmentVersion.segment_id == Segment.id)
@@ -495,7 +494,7 @@ class Segments:
     ) -> str:
         """The SQL that selects the members, in ``dialect`` ("duckdb" or "spark")."""
         compiled = self._compiled_for(name, rule, as_of)
-        return self.ws.warehouse.compile(compiled.members(), dialect, pretty=True)
+        return self.ctx.warehouse.compile(compiled.members(), dialect, pretty=True)
 
     def preview(
         self,

@@ -119,3 +119,19 @@ class Offer(Base):
     valid_to: Mapped[date | None] = mapped_column(Date)
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class VersionCounter(Base):
+    """The last version allocated to one named object (a CLV fit series, a segment, a template).
+
+    One row per (kind, name), bumped inside the transaction that stores the new version, so two
+    concurrent writers never get the same number (see :mod:`micromarketing.store.versions`).
+    """
+
+    __tablename__ = "version_counters"
+    __table_args__ = (UniqueConstraint("kind", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(200))
+    last: Mapped[int] = mapped_column(Integer, default=0)

@@ -1,0 +1,56 @@
+"""Version allocation: one counter per named object, bumped inside the caller's transaction."""
+
+from __future__ import annotations
+
+import threading
+
+from micromarketing.store.context import StoreContext
+from micromarketing.store.versions import latest_version, next_version
+from micromarketing.workspace import Workspace
+
+
+def _context(tmp_path) -> StoreContext:
+    return Workspace.init(tmp_path / "ws").context
+
+
+def test_versions_count_per_kind_and_name(tmp_path):
+    ctx = _context(tmp_path)
+    with ctx.ops.session() as s:
+        assert latest_version(s, "template", "a") is None
+        assert [next_version(s, "template", "a") for _ in range(3)] == [1, 2, 3]
+        assert next_version(s, "template", "b") == 1
+        assert next_version(s, "clv") == 1
+    with ctx.ops.session() as s:
+        assert latest_version(s, "template", "a") == 3
+
+
+def test_a_rolled_back_allocation_is_not_used(tmp_path):
+    ctx = _context(tmp_path)
+    try:
+        with ctx.ops.session() as s:
+            next_version(s, "segment", "x")
+            raise RuntimeError("store failed")
+    except RuntimeError:
+        pass
+    with ctx.ops.session() as s:
+        assert next_version(s, "segment", "x") == 1
+
+
+def test_two_threads_never_get_the_same_version(tmp_path):
+    ctx = _context(tmp_path)
+    got: dict[str, list[int]] = {"a": [], "b": []}
+    start = threading.Barrier(2)
+
+    def allocate(who: str) -> None:
+        start.wait()
+        for _ in range(50):
+            with ctx.ops.session() as s:
+                got[who].append(next_version(s, "model", "recommend"))
+
+    threads = [threading.Thread(target=allocate, args=(who,)) for who in got]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    allocated = got["a"] + got["b"]
+    assert sorted(allocated) == list(range(1, 101))
