@@ -729,18 +729,18 @@ def render_rows(
             offers = offers_by_customer(ctx, ids)
         for row in rows:
             cid = row["customer_id"]
-            ctx = {k_: v for k_, v in row.items() if v is not None}
-            ctx["customer"] = dict(ctx)
-            ctx.update(constant)
-            ctx["unsubscribe_url"] = (
+            values = {k_: v for k_, v in row.items() if v is not None}
+            values["customer"] = dict(values)
+            values.update(constant)
+            values["unsubscribe_url"] = (
                 f"{unsubscribe_base}{sep}c={quote(cid, safe='')}&t={unsubscribe_token(key, cid)}"
             )
             if want_recs:
-                ctx["recommendations"] = recs.get(cid, [])
+                values["recommendations"] = recs.get(cid, [])
             if cid in offers:
-                ctx["offer"] = offers[cid]
+                values["offer"] = offers[cid]
             try:
-                yield tpl.render(ctx, cid)
+                yield tpl.render(values, cid)
             except TemplateError as exc:
                 if errors == "raise":
                     raise
