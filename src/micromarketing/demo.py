@@ -19,21 +19,12 @@ import pandas as pd
 from micromarketing.config import SETTINGS_FILE
 from micromarketing.errors import WorkspaceError
 from micromarketing.ingest import IngestResult
-from micromarketing.personalize import (
-    CheckReport,
-    add_offer,
-    check_template,
-    fit_recommender,
-    install_examples,
-    next_best_offer,
-    recommend_for,
-)
+from micromarketing.personalize import CheckReport
 from micromarketing.profiles import ProfileResult
-from micromarketing.profiles.clv import ClvFit, fit_clv
-from micromarketing.profiles.summary import rfm_summary
+from micromarketing.profiles.clv import ClvFit
 from micromarketing.progress import ProgressCallback, noop_progress
-from micromarketing.segments import Materialisation, Segments
-from micromarketing.segments.discover import DiscoveryResult, discover_segments
+from micromarketing.segments import Materialisation
+from micromarketing.segments.discover import DiscoveryResult
 from micromarketing.workspace import Workspace
 
 INGEST_ORDER = ("products", "stores", "customers", "transactions", "events", "consent")
@@ -112,27 +103,27 @@ def run_demo(
                 for path in sorted(data_dir.glob(f"{kind}.*")):
                     report.ingested.append(ws.ingest(kind, path, progress=progress))
         with _timed(report, "clv"):
-            report.clv = fit_clv(ws)
+            report.clv = ws.clv.fit()
         with _timed(report, "profile"):
             report.profile = ws.profile(progress=progress)
-            report.rfm = rfm_summary(ws)
+            report.rfm = ws.rfm_summary()
             report.value_tiers = _value_tiers(ws)
         with _timed(report, "segments"):
-            segments = Segments(ws)
+            segments = ws.segments
             for name, rule, description in DEMO_SEGMENTS:
                 report.rule_segments.append(segments.create(name, rule, description=description))
-            report.discovery = discover_segments(ws, k="auto", seed=seed, progress=progress)
+            report.discovery = segments.discover(k="auto", seed=seed, progress=progress)
         with _timed(report, "personalize"):
-            fit_recommender(ws, progress=progress)
+            ws.recommender.fit(progress=progress)
             for name, kind, value, cost, rule, headline in DEMO_OFFERS:
-                add_offer(ws, name, kind=kind, value=value, cost=cost, rule=rule, headline=headline)
+                ws.offers.add(name, kind=kind, value=value, cost=cost, rule=rule, headline=headline)
             target = _largest(report.rule_segments)
             members = segments.member_table(target.segment).customer_id.execute().tolist()
             sample = sorted(members)[:5]
-            report.recommendations = recommend_for(ws, sample, k=3)
-            report.offers = next_best_offer(ws, sample)
-            template = install_examples(ws)
-            report.template_check = check_template(ws, template.name, target.segment)
+            report.recommendations = ws.recommender.recommend(sample, k=3)
+            report.offers = ws.offers.next_best(sample)
+            template = ws.templates.install_examples()
+            report.template_check = ws.templates.check(template.name, target.segment)
     return report
 
 

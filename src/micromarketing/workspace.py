@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import Any
 
 import ibis.expr.types as ir
+import pandas as pd
 
 from micromarketing.config import SETTINGS_FILE, Settings, load_settings, write_default_settings
 from micromarketing.errors import WorkspaceError
@@ -23,6 +24,7 @@ from micromarketing.ingest import IngestResult, ingest_file
 from micromarketing.personalize.service import Offers, Recommender, Templates
 from micromarketing.profiles import ProfileResult, build_profiles
 from micromarketing.profiles.service import Clv
+from micromarketing.profiles.summary import CustomerView, customer_view, rfm_summary
 from micromarketing.progress import ProgressCallback, noop_progress
 from micromarketing.segments.service import SegmentService
 from micromarketing.store import OperationsStore, Warehouse
@@ -131,6 +133,14 @@ class Workspace:
     def profile(self, as_of: date | None = None, progress: ProgressCallback = noop_progress) -> ProfileResult:
         """Build the ``profiles`` table as of ``as_of`` (default: the day after the last order)."""
         return build_profiles(self.context, as_of=as_of, progress=progress)
+
+    def rfm_summary(self) -> pd.DataFrame:
+        """Customers, revenue and averages per RFM segment of the current profiles."""
+        return rfm_summary(self.context)
+
+    def customer(self, customer_id: str, orders: int = 10) -> CustomerView:
+        """One customer's profile and latest ``orders`` orders."""
+        return customer_view(self.context, customer_id, orders)
 
     # -- audit ------------------------------------------------------------------------------
     def audit(

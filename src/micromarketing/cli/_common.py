@@ -6,6 +6,7 @@ The CLI is a thin layer: it parses arguments, calls the Workspace, and formats t
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,6 +16,7 @@ from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -85,8 +87,26 @@ def progress_bar(enabled: bool = True) -> Iterator[ProgressCallback]:
 
 
 def print_json(payload: Any) -> None:
-    """Write ``payload`` as JSON on stdout (dates, decimals and numpy scalars made plain)."""
-    sys.stdout.write(json.dumps(payload, default=_json_default, indent=2) + "\n")
+    """Write ``payload`` as strict JSON on stdout: a missing number (NaN, ±inf) is ``null``.
+
+    Dates, decimals and numpy scalars are made plain; ``NaN`` is not JSON and ``jq`` rejects it.
+    """
+    sys.stdout.write(json.dumps(_finite(payload), default=_json_default, indent=2, allow_nan=False) + "\n")
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float (Python or numpy) replaced by None, recursively."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if hasattr(value, "model_dump"):
+        return _finite(value.model_dump(mode="python"))
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _json_default(value: Any) -> Any:

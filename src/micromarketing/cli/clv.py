@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 import typer
 from rich.table import Table
 
+from micromarketing import clv_validation_report, read_transactions_file, validate_clv
 from micromarketing.cli._common import (
     JsonOption,
     WorkspaceOption,
@@ -38,13 +39,11 @@ def fit(
     json_output: JsonOption = False,
 ) -> None:
     """Fit the transaction and spend models on the warehouse and store them as a new version."""
-    from micromarketing.profiles.clv import fit_clv
-
     if model not in ("bgnbd", "paretonbd"):
         raise ModelError(f"--model: unknown model {model!r} (use bgnbd or paretonbd)")
     chosen: Literal["bgnbd", "paretonbd"] = "bgnbd" if model == "bgnbd" else "paretonbd"
     with open_workspace(workspace) as ws:
-        result = fit_clv(ws, as_of=as_of.date() if as_of else None, model=chosen)
+        result = ws.clv.fit(as_of=as_of.date() if as_of else None, model=chosen)
     if json_output:
         print_json(result.to_dict())
         return
@@ -85,13 +84,10 @@ def validate(
     json_output: JsonOption = False,
 ) -> None:
     """Fit on the calibration period and compare holdout repeat transactions with the predictions."""
-    from micromarketing.profiles.clv_validate import build_report, read_transactions_file
-    from micromarketing.profiles.clv_validate import validate as run_validation
-
     df = read_transactions_file(transactions)
-    result = run_validation(df, calibration_end.date(), holdout_end.date())
+    result = validate_clv(df, calibration_end.date(), holdout_end.date())
     if report is not None:
-        build_report(result).write(report)
+        clv_validation_report(result).write(report)
     p = result.payload
     if json_output:
         print_json(p)

@@ -15,7 +15,6 @@ from micromarketing.cli._common import (
     open_workspace,
     print_json,
 )
-from micromarketing.profiles.summary import customer_view
 
 app = typer.Typer(help="Look at individual customers.", no_args_is_help=True)
 
@@ -30,7 +29,7 @@ def show(
 ) -> None:
     """Profile, attributes, recent orders and consent of one customer."""
     with open_workspace(workspace) as ws:
-        view = customer_view(ws, customer_id, orders=orders)
+        view = ws.customer(customer_id, orders=orders)
     if json_output:
         print_json(view.__dict__)
         return

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from micromarketing import generate_dataset, write_cdnow
 from micromarketing.cli._common import JsonOption, console, handle_errors, print_json, progress_bar
 
 app = typer.Typer(
@@ -45,8 +46,6 @@ def generate(
     json_output: JsonOption = False,
 ) -> None:
     """Generate French demo customers, products, stores, orders, events and consent (+ truth.csv)."""
-    from micromarketing.datasets import generate as generate_dataset
-
     with progress_bar(enabled=not json_output) as report:
         result = generate_dataset(
             out, customers=customers, seed=seed, fmt=file_format.value, progress=report, chunk_size=chunk_size
@@ -74,8 +73,6 @@ def cdnow(
     json_output: JsonOption = False,
 ) -> None:
     """Write the CDNOW transaction log shipped with `lifetimes` as transactions.csv + customers.csv."""
-    from micromarketing.datasets import write_cdnow
-
     path = write_cdnow(out, which=which.value)
     customers_path = path.parent / "customers.csv"
     rows = sum(1 for _ in path.open()) - 1

@@ -9,9 +9,9 @@ import pandas as pd
 import typer
 from rich.table import Table
 
+from micromarketing import DemoReport, run_demo
 from micromarketing.cli._common import JsonOption, console, handle_errors, print_json, progress_bar
 from micromarketing.cli.profile import rfm_table
-from micromarketing.demo import DemoReport, run_demo
 
 
 @handle_errors

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from micromarketing import INGEST_KINDS as KINDS
 from micromarketing.cli._common import (
     JsonOption,
     WorkspaceOption,
@@ -19,7 +20,6 @@ from micromarketing.cli._common import (
     progress_bar,
 )
 from micromarketing.errors import IngestError
-from micromarketing.ingest import KINDS
 
 
 @handle_errors

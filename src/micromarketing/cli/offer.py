@@ -50,11 +50,8 @@ def add(
     """Store an offer (its rule is compiled first)."""
     from dataclasses import asdict
 
-    from micromarketing.personalize.offers import add_offer
-
     with open_workspace(workspace) as ws:
-        info = add_offer(
-            ws,
+        info = ws.offers.add(
             name,
             kind=kind,
             value=value,
@@ -79,10 +76,8 @@ def list_(workspace: WorkspaceOption = None, json_output: JsonOption = False) ->
     """Stored offers."""
     from dataclasses import asdict
 
-    from micromarketing.personalize.offers import list_offers
-
     with open_workspace(workspace) as ws:
-        offers = list_offers(ws)
+        offers = ws.offers.list()
     if json_output:
         print_json([asdict(o) for o in offers])
         return
@@ -115,17 +110,14 @@ def best(
 ) -> None:
     """The next best offer (highest expected margin) per customer."""
     from micromarketing.errors import InvalidInputError
-    from micromarketing.personalize.offers import next_best_offer
-
     with open_workspace(workspace) as ws:
         ids = list(customer_ids or [])
         if segment:
-            from micromarketing.segments import Segments
 
-            ids += Segments(ws).member_table(segment).customer_id.execute().tolist()
+            ids += ws.segments.member_table(segment).customer_id.execute().tolist()
         if not ids:
             raise InvalidInputError("give customer ids or --segment")
-        frame = next_best_offer(ws, ids, on=on.date() if on else None)
+        frame = ws.offers.next_best(ids, on=on.date() if on else None)
     if json_output:
         print_json(frame.astype(object).where(frame.notna(), None).to_dict(orient="records"))
         return
@@ -147,10 +139,8 @@ def best(
 @handle_errors
 def fit(workspace: WorkspaceOption = None, json_output: JsonOption = False) -> None:
     """Fit the conversion-propensity model on past campaign outcomes (else the prior is used)."""
-    from micromarketing.personalize.offers import fit_propensity
-
     with open_workspace(workspace) as ws:
-        model = fit_propensity(ws)
+        model = ws.offers.fit_propensity()
     if json_output:
         print_json({"version": model.version, "intercept": model.intercept, "coef": model.coef.tolist()})
         return

@@ -18,7 +18,6 @@ from micromarketing.cli._common import (
     print_json,
     progress_bar,
 )
-from micromarketing.profiles.summary import rfm_summary
 
 
 @handle_errors
@@ -33,7 +32,7 @@ def profile(
     """Build the profiles table (RFM, value, preferences, location) as of a date."""
     with open_workspace(workspace) as ws, progress_bar(not json_output) as progress:
         result = ws.profile(as_of=as_of.date() if as_of else None, progress=progress)
-        summary = rfm_summary(ws)
+        summary = ws.rfm_summary()
     if json_output:
         print_json({**result.__dict__, "rfm_segments": summary.to_dict(orient="records")})
         return

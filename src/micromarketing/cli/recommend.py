@@ -41,10 +41,8 @@ def fit(
     """Fit the recommender on interactions before --as-of and store it as a new version."""
     from dataclasses import asdict
 
-    from micromarketing.personalize.recommend import fit_recommender
-
     with open_workspace(workspace) as ws, progress_bar(not json_output) as report:
-        result = fit_recommender(ws, method=method, as_of=as_of.date() if as_of else None, progress=report)
+        result = ws.recommender.fit(method=method, as_of=as_of.date() if as_of else None, progress=report)
     if json_output:
         print_json(asdict(result))
         return
@@ -65,10 +63,8 @@ def show(
 ) -> None:
     """Show the top-K recommended products for one customer."""
     from micromarketing.errors import NotFoundError
-    from micromarketing.personalize.recommend import recommend_for
-
     with open_workspace(workspace) as ws:
-        frame = recommend_for(ws, [customer_id], k)
+        frame = ws.recommender.recommend([customer_id], k)
         if frame.empty:
             raise NotFoundError(f"customer {customer_id!r} not found (or nothing to recommend)")
         products = ws.table("products").to_pandas()
@@ -99,11 +95,8 @@ def evaluate(
     json_output: JsonOption = False,
 ) -> None:
     """Time-split evaluation: precision, recall, NDCG at K and coverage, against popularity."""
-    from micromarketing.personalize.recommend import evaluate as run
-
     with open_workspace(workspace) as ws, progress_bar(not json_output) as report:
-        result = run(
-            ws,
+        result = ws.recommender.evaluate(
             method=method,
             k=k,
             holdout_days=holdout_days,

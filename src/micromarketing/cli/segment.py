@@ -23,7 +23,6 @@ from micromarketing.cli._common import (
     print_json,
 )
 from micromarketing.errors import RuleError
-from micromarketing.segments import Segments
 
 app = typer.Typer(
     help="Rule segments: create, preview, list, export members, overlap, SQL, fairness.", no_args_is_help=True
@@ -69,7 +68,7 @@ def create(
 ) -> None:
     """Create (or with --replace, re-version) a rule segment and materialise its membership."""
     with open_workspace(workspace) as ws:
-        result = Segments(ws).create(
+        result = ws.segments.create(
             name,
             rule,
             description=description,
@@ -103,7 +102,7 @@ def preview(
     if (name is None) == (rule is None):
         raise typer.BadParameter("give a segment NAME or --rule, not both")
     with open_workspace(workspace) as ws:
-        p = Segments(ws).preview(name, rule=rule, as_of=_as_of(as_of), sample=sample)
+        p = ws.segments.preview(name, rule=rule, as_of=_as_of(as_of), sample=sample)
     if json_output:
         print_json(asdict(p))
         return
@@ -135,7 +134,7 @@ def preview(
 def list_(workspace: WorkspaceOption = None, json_output: JsonOption = False) -> None:
     """All segments with their kind, version, latest size and rule."""
     with open_workspace(workspace) as ws:
-        infos = Segments(ws).list()
+        infos = ws.segments.list()
     if json_output:
         print_json([asdict(i) for i in infos])
         return
@@ -165,7 +164,7 @@ def members(
 ) -> None:
     """Write the segment's members (customer_id, segment, as_of) to a CSV or Parquet file."""
     with open_workspace(workspace) as ws:
-        n = Segments(ws).export_members(name, out, as_of=_as_of(as_of))
+        n = ws.segments.export_members(name, out, as_of=_as_of(as_of))
     if json_output:
         print_json({"segment": name, "members": n, "path": str(out)})
     else:
@@ -181,7 +180,7 @@ def overlap(
 ) -> None:
     """Matrix of members shared between segments (their latest materialisations)."""
     with open_workspace(workspace) as ws:
-        o = Segments(ws).overlap(names or None)
+        o = ws.segments.overlap(names or None)
     if json_output:
         print_json(asdict(o))
         return
@@ -213,7 +212,7 @@ def sql(
     if (name is None) == (rule is None):
         raise typer.BadParameter("give a segment NAME or --rule, not both")
     with open_workspace(workspace) as ws:
-        text = Segments(ws).sql(name, rule=rule, dialect=dialect, as_of=_as_of(as_of))
+        text = ws.segments.sql(name, rule=rule, dialect=dialect, as_of=_as_of(as_of))
     if json_output:
         print_json({"dialect": dialect, "sql": text})
     else:
@@ -230,7 +229,7 @@ def fairness(
 ) -> None:
     """Composition on sensitive fields vs the base; flags disparate-impact ratios below 0.8."""
     with open_workspace(workspace) as ws:
-        report = Segments(ws).fairness(name, as_of=_as_of(as_of))
+        report = ws.segments.fairness(name, as_of=_as_of(as_of))
     if json_output:
         print_json(asdict(report))
         return

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from micromarketing import DISCOVERY_PREFIX as DEFAULT_PREFIX
 from micromarketing.cli._common import (
     JsonOption,
     WorkspaceOption,
@@ -21,7 +22,6 @@ from micromarketing.cli._common import (
     print_json,
     progress_bar,
 )
-from micromarketing.segments.discover import DEFAULT_PREFIX, discover_segments
 
 
 @handle_errors
@@ -61,8 +61,7 @@ def discover(
 ) -> None:
     """Discover micro-segments by clustering customers, and save each with a buyer persona."""
     with open_workspace(workspace) as ws, progress_bar(enabled=not json_output) as progress:
-        result = discover_segments(
-            ws,
+        result = ws.segments.discover(
             features=features,
             k=k,
             min_size=min_size,

@@ -51,10 +51,8 @@ def add(
     json_output: JsonOption = False,
 ) -> None:
     """Store a new version of template NAME from its part files (compiled and checked first)."""
-    from micromarketing.personalize.templates import add_template
-
     with open_workspace(workspace) as ws:
-        info = add_template(ws, name, files)
+        info = ws.templates.add(name, files)
     if json_output:
         print_json(
             {
@@ -81,10 +79,8 @@ def add_block(
     json_output: JsonOption = False,
 ) -> None:
     """Store shared blocks (header, footer, product card …) that templates include by file name."""
-    from micromarketing.personalize.templates import add_block as store_block
-
     with open_workspace(workspace) as ws:
-        infos = [store_block(ws, f) for f in files]
+        infos = [ws.templates.add_block(f) for f in files]
     if json_output:
         print_json([{"name": i.name, "version": i.version} for i in infos])
         return
@@ -96,10 +92,8 @@ def add_block(
 @handle_errors
 def examples(workspace: WorkspaceOption = None, json_output: JsonOption = False) -> None:
     """Store the shipped example campaign template (seasonal_picks)."""
-    from micromarketing.personalize.templates import install_examples
-
     with open_workspace(workspace) as ws:
-        info = install_examples(ws)
+        info = ws.templates.install_examples()
     if json_output:
         print_json({"name": info.name, "version": info.version})
         return
@@ -110,10 +104,8 @@ def examples(workspace: WorkspaceOption = None, json_output: JsonOption = False)
 @handle_errors
 def list_(workspace: WorkspaceOption = None, json_output: JsonOption = False) -> None:
     """Stored templates and blocks (latest versions)."""
-    from micromarketing.personalize.templates import list_templates
-
     with open_workspace(workspace) as ws:
-        infos = list_templates(ws)
+        infos = ws.templates.list()
     if json_output:
         print_json(
             [
@@ -151,10 +143,8 @@ def preview(
     json_output: JsonOption = False,
 ) -> None:
     """Render template NAME for one real customer (nothing is sent)."""
-    from micromarketing.personalize.templates import preview_template
-
     with open_workspace(workspace) as ws:
-        msg = preview_template(ws, name, customer, k=k, version=version, segment=segment, extra=_extra(extra))
+        msg = ws.templates.preview(name, customer, k=k, version=version, segment=segment, extra=_extra(extra))
     if json_output:
         print_json(
             {
@@ -189,10 +179,8 @@ def check(
     """Render NAME for every member of a segment and report failures, without sending anything."""
     from dataclasses import asdict
 
-    from micromarketing.personalize.templates import check_template
-
     with open_workspace(workspace) as ws:
-        report = check_template(ws, name, segment, k=k, version=version, extra=_extra(extra))
+        report = ws.templates.check(name, segment, k=k, version=version, extra=_extra(extra))
     if json_output:
         print_json(asdict(report) | {"ok": report.ok})
     else:
