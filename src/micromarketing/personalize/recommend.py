@@ -34,7 +34,6 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import ibis
@@ -711,7 +710,3 @@ def recommender_info(ctx: StoreContext) -> list[dict[str, Any]]:
         )
         return [{"version": r.version, "as_of": r.as_of, **dict(r.params)} for r in rows]
 
-
-def models_dir(ctx: StoreContext) -> Path:
-    """Where recommender artefacts live."""
-    return ctx.root / "models" / KIND

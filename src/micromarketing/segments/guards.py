@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 import ibis
 import ibis.expr.types as ir
@@ -270,9 +269,3 @@ def fairness_report(
         report.fields.append(FieldFairness(col, groups, di, di is not None and di < threshold))
     return report
 
-
-def as_dict(obj: Any) -> Any:
-    """Plain-data view of the guard dataclasses (for JSON output)."""
-    from dataclasses import asdict, is_dataclass
-
-    return asdict(obj) if is_dataclass(obj) else obj
