@@ -19,8 +19,8 @@ from micromarketing.datasets import write_cdnow
 from micromarketing.demo import DemoReport, run_demo
 from micromarketing.errors import MicromarketingError
 from micromarketing.ingest import KINDS as INGEST_KINDS
+from micromarketing.measure.clv_report import clv_validation_report
 from micromarketing.profiles.clv_validate import ValidationResult, read_transactions_file
-from micromarketing.profiles.clv_validate import build_report as clv_validation_report
 from micromarketing.profiles.clv_validate import validate as validate_clv
 from micromarketing.segments.discover import DEFAULT_PREFIX as DISCOVERY_PREFIX
 from micromarketing.workspace import Workspace

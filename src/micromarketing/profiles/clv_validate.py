@@ -13,16 +13,16 @@ weekly cumulative curve and the conditional expectations by calibration frequenc
 
 from __future__ import annotations
 
-import importlib.metadata
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import ibis
 import numpy as np
 import pandas as pd
 
+from micromarketing.datasets.cdnow import cdnow_source
 from micromarketing.errors import DataError, IngestError, ModelError
 from micromarketing.profiles import clv_models as m
 from micromarketing.profiles.clv import clv_summary, fit_summary, purchase_days, summary_triples
@@ -43,19 +43,9 @@ PUBLISHED = {
 }
 
 
-def cdnow_path(kind: str = "sample") -> Path:
-    """Path of ``CDNOW_sample.txt`` or ``CDNOW_master.txt`` inside the installed lifetimes wheel."""
-    name = {"sample": "CDNOW_sample.txt", "master": "CDNOW_master.txt"}.get(kind)
-    if name is None:
-        raise DataError(f"unknown CDNOW file {kind!r} (use 'sample' or 'master')")
-    try:
-        dist = importlib.metadata.distribution("lifetimes")
-    except importlib.metadata.PackageNotFoundError:
-        raise DataError("the lifetimes wheel (which ships the CDNOW files) is not installed") from None
-    for f in dist.files or []:
-        if str(f).endswith(f"datasets/{name}"):
-            return Path(str(dist.locate_file(f)))
-    raise DataError(f"{name} not found in the lifetimes distribution")
+def cdnow_path(kind: Literal["master", "sample"] = "sample") -> Path:
+    """The shipped CDNOW sample (or master) log: the validation's default input."""
+    return cdnow_source(kind)
 
 
 def read_transactions_file(path: str | Path) -> pd.DataFrame:
@@ -268,80 +258,9 @@ def _num(v: float) -> float | None:
     return None if v != v else float(v)
 
 
-def build_report(result: ValidationResult) -> Any:
-    """The HTML report of a validation run (a :class:`micromarketing.measure.report.Report`)."""
-    from micromarketing.measure.report import Report
-
-    p = result.payload
-    h = p["holdout"]
-    rep = Report(
-        title="CLV model validation",
-        subtitle=f"Calibration to {p['calibration_end']}, holdout to {p['holdout_end']} "
-        f"({h['weeks']:.1f} weeks); time unit {p['time_unit_days']:g} days",
-    )
-    rep.metrics(
-        {
-            "customers": p["n_customers"],
-            "repeat buyers": p["n_repeaters"],
-            "holdout actual": h["actual"],
-            "BG/NBD predicted": h["predicted_bgnbd"],
-            "Pareto/NBD predicted": h["predicted_paretonbd"],
-        }
-    )
-    rep.heading("Parameters")
-    rows: list[list[Any]] = []
-    for model in ("bgnbd", "paretonbd", "gamma_gamma"):
-        for name in m.PARAM_NAMES[model]:
-            rows.append(
-                [
-                    f"{model} {name}",
-                    p[model][name],
-                    p[model]["std_errors"][name],
-                    PUBLISHED[model].get(name, float("nan")),
-                ]
-            )
-        rows.append(
-            [
-                f"{model} log-likelihood",
-                p[model]["loglik"],
-                float("nan"),
-                PUBLISHED[model].get("loglik", float("nan")),
-            ]
-        )
-    rep.table(["parameter", "estimate", "std. error", "published"], rows)
-    rep.heading("Cumulative repeat transactions")
-    rep.line_chart(
-        result.curve["week"],
-        {
-            "actual": result.curve["actual"],
-            "BG/NBD": result.curve["bgnbd"],
-            "Pareto/NBD": result.curve["paretonbd"],
-        },
-        xlabel="week",
-        ylabel="cumulative repeat transactions",
-        vline=result.calibration_weeks,
-        caption="Weekly cumulative repeat transactions; the dashed line marks the end of calibration.",
-    )
-    rep.heading("Conditional expectations")
-    bf = result.by_frequency.fillna(0.0)
-    rep.bar_chart(
-        list(bf["frequency"]),
-        {"actual": bf["actual"], "BG/NBD": bf["bgnbd"], "Pareto/NBD": bf["paretonbd"]},
-        xlabel="repeat transactions in calibration",
-        ylabel="mean holdout transactions",
-        caption="Holdout repeat transactions per customer by calibration-period frequency.",
-    )
-    rep.table(
-        ["calibration frequency", "customers", "actual", "BG/NBD", "Pareto/NBD"],
-        [[r.frequency, int(r.customers), r.actual, r.bgnbd, r.paretonbd] for r in bf.itertuples()],
-    )
-    return rep
-
-
 __all__ = [
     "PUBLISHED",
     "ValidationResult",
-    "build_report",
     "cdnow_path",
     "read_transactions_file",
     "validate",

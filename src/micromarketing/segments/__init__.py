@@ -12,6 +12,14 @@ Discovery (``discover.py``) stores its clusters with :meth:`Segments.save_discov
 sizes with :func:`min_size_warning`.
 """
 
+from micromarketing.segments.definitions import (
+    MEMBERS_TABLE,
+    Materialisation,
+    Overlap,
+    Preview,
+    SegmentInfo,
+    Segments,
+)
 from micromarketing.segments.dsl import parse
 from micromarketing.segments.guards import (
     FairnessReport,
@@ -23,14 +31,6 @@ from micromarketing.segments.guards import (
     power_warnings,
 )
 from micromarketing.segments.rules import Catalog, CompiledRule, compile_rule
-from micromarketing.segments.store import (
-    MEMBERS_TABLE,
-    Materialisation,
-    Overlap,
-    Preview,
-    SegmentInfo,
-    Segments,
-)
 
 __all__ = [
     "MEMBERS_TABLE",

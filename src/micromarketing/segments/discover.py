@@ -54,9 +54,9 @@ import pyarrow as pa
 from micromarketing.errors import DataError
 from micromarketing.progress import ProgressCallback, noop_progress
 from micromarketing.segments import guards
+from micromarketing.segments.definitions import NAME_RE, Segments
 from micromarketing.segments.features import FeatureMatrix, load_features
 from micromarketing.segments.personas import ClusterFacts, Persona, build_personas, cluster_facts
-from micromarketing.segments.store import Segments
 from micromarketing.store.context import StoreContext
 
 K_RANGE = (2, 12)
@@ -485,8 +485,6 @@ def _currency(ctx: StoreContext) -> str | None:
 
 
 def _valid_prefix(prefix: str) -> bool:
-    from micromarketing.segments.store import NAME_RE
-
     return bool(NAME_RE.match(prefix or "")) and len(prefix) <= 60
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from micromarketing.progress import ProgressCallback, noop_progress
+from micromarketing.segments.definitions import Segments
 from micromarketing.segments.discover import DEFAULT_PREFIX, DiscoveryResult, discover_segments
-from micromarketing.segments.store import Segments
 
 
 class SegmentService(Segments):

@@ -1,0 +1,77 @@
+"""The HTML report of a CLV validation (measure sits above profiles, so the report lives here)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from micromarketing.measure.report import Report
+from micromarketing.profiles import clv_models as m
+from micromarketing.profiles.clv_validate import PUBLISHED, ValidationResult
+
+
+def clv_validation_report(result: ValidationResult) -> Report:
+    """The HTML report of a CLV validation run: parameters, holdout curve, conditional expectations."""
+    p = result.payload
+    h = p["holdout"]
+    rep = Report(
+        title="CLV model validation",
+        subtitle=f"Calibration to {p['calibration_end']}, holdout to {p['holdout_end']} "
+        f"({h['weeks']:.1f} weeks); time unit {p['time_unit_days']:g} days",
+    )
+    rep.metrics(
+        {
+            "customers": p["n_customers"],
+            "repeat buyers": p["n_repeaters"],
+            "holdout actual": h["actual"],
+            "BG/NBD predicted": h["predicted_bgnbd"],
+            "Pareto/NBD predicted": h["predicted_paretonbd"],
+        }
+    )
+    rep.heading("Parameters")
+    rows: list[list[Any]] = []
+    for model in ("bgnbd", "paretonbd", "gamma_gamma"):
+        for name in m.PARAM_NAMES[model]:
+            rows.append(
+                [
+                    f"{model} {name}",
+                    p[model][name],
+                    p[model]["std_errors"][name],
+                    PUBLISHED[model].get(name, float("nan")),
+                ]
+            )
+        rows.append(
+            [
+                f"{model} log-likelihood",
+                p[model]["loglik"],
+                float("nan"),
+                PUBLISHED[model].get("loglik", float("nan")),
+            ]
+        )
+    rep.table(["parameter", "estimate", "std. error", "published"], rows)
+    rep.heading("Cumulative repeat transactions")
+    rep.line_chart(
+        result.curve["week"],
+        {
+            "actual": result.curve["actual"],
+            "BG/NBD": result.curve["bgnbd"],
+            "Pareto/NBD": result.curve["paretonbd"],
+        },
+        xlabel="week",
+        ylabel="cumulative repeat transactions",
+        vline=result.calibration_weeks,
+        caption="Weekly cumulative repeat transactions; the dashed line marks the end of calibration.",
+    )
+    rep.heading("Conditional expectations")
+    bf = result.by_frequency.fillna(0.0)
+    rep.bar_chart(
+        list(bf["frequency"]),
+        {"actual": bf["actual"], "BG/NBD": bf["bgnbd"], "Pareto/NBD": bf["paretonbd"]},
+        xlabel="repeat transactions in calibration",
+        ylabel="mean holdout transactions",
+        caption="Holdout repeat transactions per customer by calibration-period frequency.",
+    )
+    rep.table(
+        ["calibration frequency", "customers", "actual", "BG/NBD", "Pareto/NBD"],
+        [[r.frequency, int(r.customers), r.actual, r.bgnbd, r.paretonbd] for r in bf.itertuples()],
+    )
+    return rep
