@@ -1,14 +1,13 @@
 """Personalisation: sandboxed message templates, product recommendations and the next best offer.
 
-Typical use::
+Reached through the Workspace's sub-facades (``personalize/service.py``)::
 
-    from micromarketing.personalize import add_template, render_for_customers, recommend_for
-    add_template(ctx, "winback", ["winback.subject", "winback.html", "winback.txt"])
-    fit_recommender(ctx)
-    for msg in render_for_customers(ctx, "winback", "lapsed_runners"):   # a segment name or ids
+    ws.templates.add("winback", ["winback.subject", "winback.html", "winback.txt"])
+    ws.recommender.fit()
+    for msg in ws.templates.render("winback", "lapsed_runners"):   # a segment name or ids
         ...  # msg.customer_id, msg.subject, msg.html, msg.text, msg.sms
-    recommend_for(ctx, ["C0000001"], k=5)          # DataFrame(customer_id, rank, product_id, score)
-    next_best_offer(ctx, ["C0000001"])            # DataFrame(customer_id, offer, expected_margin, propensity)
+    ws.recommender.recommend(["C0000001"], k=5)   # DataFrame(customer_id, rank, product_id, score)
+    ws.offers.next_best(["C0000001"])             # DataFrame(customer_id, offer, expected_margin, ...)
 """
 
 from micromarketing.personalize.offers import (

@@ -1,9 +1,8 @@
-"""Segments: the rule language (dsl, rules), the segment store and the guards.
+"""Segments: the rule language (dsl, rules), segment definitions, discovery and the guards.
 
-Typical use::
+Reached as ``ws.segments`` (:class:`~micromarketing.segments.service.SegmentService`)::
 
-    from micromarketing.segments import Segments
-    seg = Segments(ctx)
+    seg = ws.segments
     seg.create("lapsed_runners", "bought(category='running') and days_since(last_order_at) > 90")
     seg.preview(rule="city in ('Lyon', 'Paris') and frequency >= 3")
     seg.sql("lapsed_runners", dialect="spark")

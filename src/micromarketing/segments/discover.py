@@ -52,6 +52,7 @@ import numpy as np
 import pyarrow as pa
 
 from micromarketing.errors import DataError
+from micromarketing.profiles.currency import single_currency
 from micromarketing.progress import ProgressCallback, noop_progress
 from micromarketing.segments import guards
 from micromarketing.segments.definitions import NAME_RE, Segments
@@ -305,7 +306,7 @@ def discover_segments(
     model.centers = centers
     k = int(k)
     facts = cluster_facts(ctx, fm, x, labels, k)
-    personas = build_personas(facts, currency=_currency(ctx))
+    personas = build_personas(facts, currency=single_currency(ctx.table("transactions"), fm.as_of))
     timings["personas"] = time.perf_counter() - t
     progress("discover", 4, steps)
 
@@ -476,12 +477,6 @@ def _single_thread() -> Any:
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(limits=1)
-
-
-def _currency(ctx: StoreContext) -> str | None:
-    tx = ctx.table("transactions")
-    values = [v for v in tx.select("currency").distinct().limit(2).to_pyarrow().column(0).to_pylist() if v]
-    return values[0] if len(values) == 1 else None
 
 
 def _valid_prefix(prefix: str) -> bool:
