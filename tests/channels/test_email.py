@@ -1,0 +1,170 @@
+"""The SMTP channel against a real aiosmtpd server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import base64
+import email
+import random
+import shutil
+import socket
+import subprocess
+
+import dkim
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import Envelope
+
+from micromarketing.channels import OutgoingMessage, RetryPolicy, message_key, send_with_retries
+from micromarketing.channels.email import DkimSigner, EmailChannel, build_email
+from micromarketing.channels.settings import EmailSettings
+from micromarketing.channels.tokens import unsubscribe_url, verify_token
+
+SECRET = b"test-secret"
+
+
+class Handler:
+    """Accepts mail; 550 for addresses starting with "bounce", 451 the first ``defer_times`` times
+    for addresses starting with "defer"."""
+
+    def __init__(self, defer_times: int = 1) -> None:
+        self.received: list[Envelope] = []
+        self.defer_times = defer_times
+        self.deferred: dict[str, int] = {}
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.startswith("bounce"):
+            return "550 5.1.1 No such user"
+        if address.startswith("defer"):
+            n = self.deferred.get(address, 0)
+            if n < self.defer_times:
+                self.deferred[address] = n + 1
+                return "451 4.7.1 Greylisted, try later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        self.received.append(envelope)
+        return "250 OK"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def smtp_server():
+    handler = Handler()
+    controller = Controller(handler, hostname="127.0.0.1", port=_free_port())
+    controller.start()
+    try:
+        yield handler, controller.port
+    finally:
+        controller.stop()
+
+
+def _msg(to: str, customer_id: str) -> OutgoingMessage:
+    return OutgoingMessage(
+        message_id=message_key("spring", customer_id, "email"),
+        customer_id=customer_id,
+        channel="email",
+        to=to,
+        subject="Spring picks for you",
+        text="Hello, here are your picks.",
+        html="<html><body><p>Hello, here are your <b>picks</b>.</p></body></html>",
+        unsubscribe_url=unsubscribe_url("https://shop.example", SECRET, customer_id),
+        campaign_id="spring",
+    )
+
+
+def test_batch_classifies_5xx_and_4xx_and_sends_the_rest(smtp_server):
+    handler, port = smtp_server
+    msgs = [_msg("a@example.com", "c1"), _msg("bounce@example.com", "c2"), _msg("defer@example.com", "c3"),
+            _msg("b@example.com", "c4")]
+    with EmailChannel(EmailSettings(port=port, sender="news@shop.example")) as ch:
+        outcomes = ch.send_batch(msgs)
+        assert [o.status for o in outcomes] == ["sent", "permanent_failure", "temporary_failure", "sent"]
+        assert [o.message_id for o in outcomes] == [m.message_id for m in msgs]
+        assert outcomes[1].code == 550 and outcomes[1].suppress and "No such user" in outcomes[1].reason
+        assert outcomes[2].code == 451 and not outcomes[2].suppress
+        retry = ch.send_batch([msgs[2]])
+        assert retry[0].status == "sent"
+        assert ch.connections_opened == 1  # the connection was reused across batches
+    assert len(handler.received) == 3
+    ids = {email.message_from_bytes(e.original_content)["Message-ID"] for e in handler.received}
+    assert f"<{msgs[2].message_id}@shop.example>" in ids
+
+
+def test_headers_parts_and_stable_message_id_across_retry(smtp_server):
+    handler, port = smtp_server
+    msg = _msg("defer-x@example.com", "cust-42")
+    with EmailChannel(EmailSettings(port=port, sender="news@shop.example")) as ch:
+        outcomes, attempts = send_with_retries(
+            ch, [msg], RetryPolicy(base_delay_seconds=0.01), rng=random.Random(1), sleep=lambda s: None
+        )
+    assert outcomes[0].status == "sent" and attempts == [2]
+    parsed = email.message_from_bytes(handler.received[0].original_content)
+    assert parsed["Message-ID"] == f"<{message_key('spring', 'cust-42', 'email')}@shop.example>"
+    # the same message built again (a retry after a crash) carries the same Message-ID
+    again = email.message_from_bytes(build_email(msg, sender="news@shop.example", domain="shop.example"))
+    assert again["Message-ID"] == parsed["Message-ID"]
+    lu = parsed["List-Unsubscribe"]
+    assert f"<{msg.unsubscribe_url}>" in lu and "<mailto:unsubscribe@shop.example?" in lu
+    assert lu.index("https://") < lu.index("mailto:")
+    assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    token = msg.unsubscribe_url.rsplit("/", 1)[1]
+    assert verify_token(SECRET, token) == "cust-42"
+    parts = {p.get_content_type(): p.get_payload(decode=True).decode() for p in parsed.walk()
+             if not p.is_multipart()}
+    assert set(parts) == {"text/plain", "text/html"}
+    assert msg.unsubscribe_url in parts["text/plain"]
+    assert f'href="{msg.unsubscribe_url}"' in parts["text/html"]
+
+
+def test_missing_unsubscribe_link_is_permanent_without_suppression(smtp_server):
+    handler, port = smtp_server
+    bad = _msg("a@example.com", "c1").model_copy(update={"unsubscribe_url": None})
+    ok = _msg("b@example.com", "c2")
+    with EmailChannel(EmailSettings(port=port)) as ch:
+        outcomes = ch.send_batch([bad, ok])
+    assert outcomes[0].status == "permanent_failure" and not outcomes[0].suppress
+    assert outcomes[1].status == "sent"
+
+
+def test_server_down_marks_whole_batch_temporary():
+    msgs = [_msg("a@example.com", "c1"), _msg("b@example.com", "c2")]
+    ch = EmailChannel(EmailSettings(port=_free_port(), timeout_seconds=2))
+    outcomes = ch.send_batch(msgs)
+    ch.close()
+    assert [o.status for o in outcomes] == ["temporary_failure"] * 2
+
+
+def test_dkim_signature_covers_unsubscribe_headers_and_verifies(smtp_server, tmp_path):
+    handler, port = smtp_server
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl CLI needed to generate the test key")
+    key_path = tmp_path / "dkim.pem"
+    subprocess.run(["openssl", "genrsa", "-traditional", "-out", str(key_path), "2048"], check=True,
+                   capture_output=True)
+    pub = subprocess.run(["openssl", "rsa", "-in", str(key_path), "-pubout", "-outform", "DER"],
+                         check=True, capture_output=True).stdout
+    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(pub)
+    settings = EmailSettings(port=port, sender="news@shop.example", dkim_key_path=str(key_path),
+                             dkim_selector="mm1")
+    assert settings.dkim_enabled and DkimSigner.from_settings(settings) is not None
+    with EmailChannel(settings) as ch:
+        assert ch.send_batch([_msg("a@example.com", "c1")])[0].status == "sent"
+    data = handler.received[0].original_content
+
+    def dnsfunc(name, timeout=5):
+        assert name == b"mm1._domainkey.shop.example."
+        return record
+
+    assert dkim.verify(data, dnsfunc=dnsfunc)
+    sig = email.message_from_bytes(data)["DKIM-Signature"].replace("\r\n", "").replace(" ", "")
+    signed = sig.split("h=")[1].split(";")[0].lower().split(":")
+    assert "list-unsubscribe" in signed and "list-unsubscribe-post" in signed
+    # tampering with the one-click header breaks the signature
+    tampered = data.replace(b"List-Unsubscribe=One-Click", b"List-Unsubscribe=Two-Click")
+    assert not dkim.verify(tampered, dnsfunc=dnsfunc)
