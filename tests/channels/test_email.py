@@ -80,8 +80,12 @@ def _msg(to: str, customer_id: str) -> OutgoingMessage:
 
 def test_batch_classifies_5xx_and_4xx_and_sends_the_rest(smtp_server):
     handler, port = smtp_server
-    msgs = [_msg("a@example.com", "c1"), _msg("bounce@example.com", "c2"), _msg("defer@example.com", "c3"),
-            _msg("b@example.com", "c4")]
+    msgs = [
+        _msg("a@example.com", "c1"),
+        _msg("bounce@example.com", "c2"),
+        _msg("defer@example.com", "c3"),
+        _msg("b@example.com", "c4"),
+    ]
     with EmailChannel(EmailSettings(port=port, sender="news@shop.example")) as ch:
         outcomes = ch.send_batch(msgs)
         assert [o.status for o in outcomes] == ["sent", "permanent_failure", "temporary_failure", "sent"]
@@ -115,8 +119,11 @@ def test_headers_parts_and_stable_message_id_across_retry(smtp_server):
     assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     token = msg.unsubscribe_url.rsplit("/", 1)[1]
     assert verify_token(SECRET, token) == "cust-42"
-    parts = {p.get_content_type(): p.get_payload(decode=True).decode() for p in parsed.walk()
-             if not p.is_multipart()}
+    parts = {
+        p.get_content_type(): p.get_payload(decode=True).decode()
+        for p in parsed.walk()
+        if not p.is_multipart()
+    }
     assert set(parts) == {"text/plain", "text/html"}
     assert msg.unsubscribe_url in parts["text/plain"]
     assert f'href="{msg.unsubscribe_url}"' in parts["text/html"]
@@ -145,13 +152,18 @@ def test_dkim_signature_covers_unsubscribe_headers_and_verifies(smtp_server, tmp
     if shutil.which("openssl") is None:
         pytest.skip("openssl CLI needed to generate the test key")
     key_path = tmp_path / "dkim.pem"
-    subprocess.run(["openssl", "genrsa", "-traditional", "-out", str(key_path), "2048"], check=True,
-                   capture_output=True)
-    pub = subprocess.run(["openssl", "rsa", "-in", str(key_path), "-pubout", "-outform", "DER"],
-                         check=True, capture_output=True).stdout
+    subprocess.run(
+        ["openssl", "genrsa", "-traditional", "-out", str(key_path), "2048"], check=True, capture_output=True
+    )
+    pub = subprocess.run(
+        ["openssl", "rsa", "-in", str(key_path), "-pubout", "-outform", "DER"],
+        check=True,
+        capture_output=True,
+    ).stdout
     record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(pub)
-    settings = EmailSettings(port=port, sender="news@shop.example", dkim_key_path=str(key_path),
-                             dkim_selector="mm1")
+    settings = EmailSettings(
+        port=port, sender="news@shop.example", dkim_key_path=str(key_path), dkim_selector="mm1"
+    )
     assert settings.dkim_enabled and DkimSigner.from_settings(settings) is not None
     with EmailChannel(settings) as ch:
         assert ch.send_batch([_msg("a@example.com", "c1")])[0].status == "sent"

@@ -303,12 +303,16 @@ class EmailChannel:
                 if exc.smtp_code == 421:  # service closing the channel
                     self._drop()
                     rest = messages[i + 1 :]
-                    outcomes += [DeliveryOutcome.temporary(m.message_id, "server closing (421)") for m in rest]
+                    outcomes += [
+                        DeliveryOutcome.temporary(m.message_id, "server closing (421)") for m in rest
+                    ]
                     return outcomes
             except (smtplib.SMTPException, OSError) as exc:
                 self._drop()
                 rest = messages[i:]
-                outcomes += [DeliveryOutcome.temporary(m.message_id, f"connection error: {exc}") for m in rest]
+                outcomes += [
+                    DeliveryOutcome.temporary(m.message_id, f"connection error: {exc}") for m in rest
+                ]
                 return outcomes
             else:
                 outcomes.append(DeliveryOutcome.sent(msg.message_id, code=250))
