@@ -180,3 +180,27 @@ def test_dkim_signature_covers_unsubscribe_headers_and_verifies(smtp_server, tmp
     # tampering with the one-click header breaks the signature
     tampered = data.replace(b"List-Unsubscribe=One-Click", b"List-Unsubscribe=Two-Click")
     assert not dkim.verify(tampered, dnsfunc=dnsfunc)
+
+
+def test_non_ascii_subject_text_only_and_header_injection():
+    from email import policy
+
+    base = _msg("a@example.com", "c1")
+    uni = base.model_copy(update={"subject": "Ваши подборки — spring édition " * 4, "html": None})
+    parsed = email.message_from_bytes(
+        build_email(uni, sender="n@shop.example", domain="shop.example"), policy=policy.default
+    )
+    assert parsed["Subject"] == uni.subject
+    assert parsed.get_content_type() == "text/plain" and uni.unsubscribe_url in parsed.get_content()
+    for bad in (
+        {"subject": "hi\r\nBcc: x@evil.example"},
+        {"to": "a@x.com\r\nBcc: y@evil"},
+        {"headers": {"X-Campaign": "a\nb"}},
+    ):
+        with pytest.raises(ValueError):
+            build_email(base.model_copy(update=bad), sender="n@shop.example", domain="shop.example")
+    custom = base.model_copy(update={"headers": {"X-Campaign": "spring"}})
+    assert (
+        email.message_from_bytes(build_email(custom, sender="n@s.example", domain="s.example"))["X-Campaign"]
+        == "spring"
+    )
