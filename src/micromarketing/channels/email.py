@@ -37,6 +37,19 @@ DKIM_HEADERS: tuple[bytes, ...] = (
 )
 
 
+def email_warnings(settings: EmailSettings) -> list[str]:
+    """Warnings ``campaign plan`` prints for these settings (empty when all is well)."""
+    warnings = []
+    if not settings.dkim_enabled:
+        warnings.append(
+            "no DKIM key configured (channels.email.dkim_key_path): mailbox providers ignore "
+            "one-click unsubscribe (RFC 8058) on unsigned mail"
+        )
+    if settings.username and not settings.starttls and settings.host not in ("127.0.0.1", "localhost", "::1"):
+        warnings.append("SMTP login without STARTTLS sends the password in clear text")
+    return warnings
+
+
 def message_id_header(message_id: str, domain: str) -> str:
     """The ``Message-ID`` header value for a message key: ``<{key}@{domain}>``."""
     return f"<{message_id}@{domain}>"
