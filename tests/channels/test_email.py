@@ -204,3 +204,74 @@ def test_non_ascii_subject_text_only_and_header_injection():
         email.message_from_bytes(build_email(custom, sender="n@s.example", domain="s.example"))["X-Campaign"]
         == "spring"
     )
+
+
+def test_starttls_and_login(tmp_path, monkeypatch):
+    import ssl
+
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl CLI needed to generate the test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    logins = []
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        ok = isinstance(auth_data, LoginPassword) and auth_data.password == b"s3cret"
+        logins.append((mechanism, ok))
+        return AuthResult(success=ok)
+
+    handler = Handler()
+    controller = Controller(
+        handler,
+        hostname="127.0.0.1",
+        port=_free_port(),
+        tls_context=server_ctx,
+        require_starttls=True,
+        authenticator=authenticator,
+        auth_require_tls=True,
+    )
+    controller.start()
+    try:
+        monkeypatch.setenv("MM_TEST_SMTP_PASSWORD", "s3cret")
+        settings = EmailSettings(
+            port=controller.port, starttls=True, username="mailer", password_env="MM_TEST_SMTP_PASSWORD"
+        )
+        client_ctx = ssl.create_default_context(cafile=str(cert))
+        with EmailChannel(settings, ssl_context=client_ctx) as ch:
+            assert ch.send_batch([_msg("a@example.com", "c1")])[0].status == "sent"
+        assert logins and all(ok for _, ok in logins) and len(handler.received) == 1
+        # a wrong password is a connection-level failure: every message stays temporary
+        monkeypatch.setenv("MM_TEST_SMTP_PASSWORD", "wrong")
+        # (smtplib falls back from PLAIN to LOGIN after a 535, and aiosmtpd 1.4 never answers that
+        # second attempt: a short timeout keeps the test fast)
+        settings = settings.model_copy(update={"timeout_seconds": 1.0})
+        with EmailChannel(settings, ssl_context=client_ctx) as ch:
+            outcomes = ch.send_batch([_msg("a@example.com", "c1"), _msg("b@example.com", "c2")])
+        assert [o.status for o in outcomes] == ["temporary_failure"] * 2
+    finally:
+        controller.stop()
