@@ -275,3 +275,58 @@ def test_starttls_and_login(tmp_path, monkeypatch):
         assert [o.status for o in outcomes] == ["temporary_failure"] * 2
     finally:
         controller.stop()
+
+
+class ClosingHandler(Handler):
+    """Answers 421 (service closing) to the DATA of addresses starting with "crash"."""
+
+    async def handle_DATA(self, server, session, envelope):
+        if envelope.rcpt_tos[0].startswith("crash"):
+            return "421 4.3.0 Shutting down"
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_connection_closing_mid_batch_leaves_every_message_recorded_and_reconnects():
+    handler = ClosingHandler()
+    controller = Controller(handler, hostname="127.0.0.1", port=_free_port())
+    controller.start()
+    try:
+        msgs = [_msg("a@example.com", "c1"), _msg("crash@example.com", "c2"), _msg("b@example.com", "c3")]
+        with EmailChannel(EmailSettings(port=controller.port)) as ch:
+            outcomes = ch.send_batch(msgs)
+            assert [o.status for o in outcomes] == ["sent", "temporary_failure", "temporary_failure"]
+            assert outcomes[1].code == 421 and not outcomes[1].suppress
+            assert ch.send_batch([msgs[2]])[0].status == "sent"
+            assert ch.connections_opened == 2
+    finally:
+        controller.stop()
+
+
+def test_rate_limit_paces_sends(smtp_server):
+    import time
+
+    handler, port = smtp_server
+    msgs = [_msg(f"u{i}@example.com", f"c{i}") for i in range(6)]
+    with EmailChannel(EmailSettings(port=port, rate_per_second=50)) as ch:
+        t0 = time.monotonic()
+        assert all(o.status == "sent" for o in ch.send_batch(msgs))
+        assert time.monotonic() - t0 >= 5 / 50 * 0.9
+
+
+def test_settings_tables():
+    from micromarketing.channels.settings import ChannelsSettings, ServerSettings
+
+    cfg = ChannelsSettings.model_validate(
+        {
+            "email": {
+                "host": "smtp.example.com",
+                "port": 587,
+                "sender": "news@shop.example",
+                "starttls": True,
+            },
+            "retry": {"max_attempts": 3},
+        }
+    )
+    assert cfg.email.sender_domain == "shop.example" and cfg.retry.max_attempts == 3
+    assert not cfg.email.dkim_enabled and cfg.webhook.url is None
+    assert ServerSettings().public_url == "http://127.0.0.1:8000"
