@@ -8,7 +8,8 @@
 * **build + DKIM** — the same with a 2048-bit RSA signature (dkimpy), when ``openssl`` exists;
 * **send** — :class:`~micromarketing.channels.email.EmailChannel` over one reused connection to an
   aiosmtpd sink running in *its own process* on 127.0.0.1 (sharing a process halves the rate:
-  both sides contend for the GIL), in batches of 100, build included.
+  both sides contend for the GIL), in batches of 100, build included; then two channels (two
+  connections) in two threads, as an outbox worker pool would run them.
 
 Wall-clock and process CPU time are both printed.
 
@@ -178,7 +179,20 @@ def main() -> None:
                     assert all(o.status == "sent" for o in outcomes), outcomes[0]
 
         _timed("send, 1 SMTP connection, sink in own process", n, send)
-        print(f"sink received {count.value} messages")
+
+        def send_threads(k: int) -> None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            def worker(part: list[OutgoingMessage]) -> None:
+                with EmailChannel(EmailSettings(port=port, sender="news@shop.example")) as ch:
+                    for i in range(0, len(part), 100):
+                        assert all(o.status == "sent" for o in ch.send_batch(part[i : i + 100]))
+
+            with ThreadPoolExecutor(k) as pool:
+                list(pool.map(worker, [msgs[j::k] for j in range(k)]))
+
+        _timed("send, 2 channels in 2 threads", n, lambda: send_threads(2))
+        print(f"sink received {count.value} messages (2 × {n} expected)")
     finally:
         sink.terminate()
         sink.join(10)
