@@ -181,6 +181,9 @@ def test_tokens_roundtrip_and_reject_forgery(tmp_path):
     assert (tmp_path / "secrets" / "unsubscribe.key").stat().st_mode & 0o777 == 0o600
     token = unsubscribe_token(secret, "cust-42")
     assert token == unsubscribe_token(secret, "cust-42") and "cust-42" not in token
+    import base64
+
+    assert b"cust-42" not in base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))  # opaque
     assert verify_token(secret, token) == "cust-42"
     assert verify_token(b"other", token) is None
     flipped = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]

@@ -1,8 +1,10 @@
 """Unsubscribe tokens and links: ``{public_url}/u/{token}`` with an opaque, URL-safe token that
 maps back to the customer and cannot be forged without the workspace secret.
 
-Token = base64url (no padding) of ``version byte ‖ HMAC-SHA256(secret, "unsubscribe\\0" ‖ id)[:16]
-‖ customer id`` — verifiable without a lookup table.  The secret comes from an environment
+Token = base64url (no padding) of ``version ‖ tag ‖ (id XOR SHAKE-256(k_enc ‖ tag))`` with
+``tag = HMAC-SHA256(k_mac, id)[:16]`` (a synthetic-IV construction: deterministic, so the same
+customer always gets the same link, authenticated, and the id is not readable from the link).
+Verifiable without a lookup table.  The secret comes from an environment
 variable or a per-workspace file created on first use (:func:`load_or_create_secret`); no DB.
 """
 
@@ -47,8 +49,17 @@ def server_secret(settings: ServerSettings, fallback_path: Path) -> bytes:
     return value.encode() if value else load_or_create_secret(fallback_path)
 
 
+def _subkey(secret: bytes, purpose: bytes) -> bytes:
+    return hmac.new(secret, b"micromarketing-unsubscribe\x00" + purpose, hashlib.sha256).digest()
+
+
 def _mac(secret: bytes, raw_id: bytes) -> bytes:
-    return hmac.new(secret, b"unsubscribe\x00" + raw_id, hashlib.sha256).digest()[:_MAC_BYTES]
+    return hmac.new(_subkey(secret, b"mac"), raw_id, hashlib.sha256).digest()[:_MAC_BYTES]
+
+
+def _xor(secret: bytes, tag: bytes, data: bytes) -> bytes:
+    stream = hashlib.shake_256(_subkey(secret, b"enc") + tag).digest(len(data))
+    return bytes(a ^ b for a, b in zip(data, stream, strict=True))
 
 
 def unsubscribe_token(secret: bytes, customer_id: str) -> str:
@@ -56,7 +67,8 @@ def unsubscribe_token(secret: bytes, customer_id: str) -> str:
     raw_id = customer_id.encode()
     if not raw_id or len(raw_id) > _MAX_ID_BYTES:
         raise ValueError(f"customer id must be 1..{_MAX_ID_BYTES} bytes")
-    return base64.urlsafe_b64encode(_VERSION + _mac(secret, raw_id) + raw_id).rstrip(b"=").decode()
+    tag = _mac(secret, raw_id)
+    return base64.urlsafe_b64encode(_VERSION + tag + _xor(secret, tag, raw_id)).rstrip(b"=").decode()
 
 
 def verify_token(secret: bytes, token: str) -> str | None:
@@ -72,8 +84,9 @@ def verify_token(secret: bytes, token: str) -> str | None:
         return None
     if len(raw) <= 1 + _MAC_BYTES or raw[:1] != _VERSION:
         return None
-    mac, raw_id = raw[1 : 1 + _MAC_BYTES], raw[1 + _MAC_BYTES :]
-    if not hmac.compare_digest(mac, _mac(secret, raw_id)):
+    tag = raw[1 : 1 + _MAC_BYTES]
+    raw_id = _xor(secret, tag, raw[1 + _MAC_BYTES :])
+    if not hmac.compare_digest(tag, _mac(secret, raw_id)):
         return None
     try:
         return raw_id.decode()
