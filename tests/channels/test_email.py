@@ -196,6 +196,8 @@ def test_non_ascii_subject_text_only_and_header_injection():
         {"subject": "hi\r\nBcc: x@evil.example"},
         {"to": "a@x.com\r\nBcc: y@evil"},
         {"headers": {"X-Campaign": "a\nb"}},
+        {"headers": {"List-Unsubscribe": "<https://elsewhere>"}},
+        {"message_id": 'x" y'},
     ):
         with pytest.raises(ValueError):
             build_email(base.model_copy(update=bad), sender="n@shop.example", domain="shop.example")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import html as html_lib
+import re
 import smtplib
 import ssl
 import time
@@ -115,6 +116,27 @@ class DkimSigner:
         return signature + data
 
 
+#: Headers the channel writes itself; a message's own ``headers`` may not set them.
+RESERVED_HEADERS = frozenset(
+    {
+        "from",
+        "to",
+        "cc",
+        "bcc",
+        "subject",
+        "date",
+        "message-id",
+        "mime-version",
+        "content-type",
+        "content-transfer-encoding",
+        "list-unsubscribe",
+        "list-unsubscribe-post",
+        "dkim-signature",
+    }
+)
+_MESSAGE_ID = re.compile(r"^[A-Za-z0-9._\-]{1,200}$")
+
+
 def _encode_header(value: str, name: str) -> str:
     if any(c in value for c in "\r\n\x00"):
         raise ValueError(f"{name} header contains a line break")
@@ -152,6 +174,8 @@ def build_email(
     url = msg.unsubscribe_url
     if url is None and not msg.transactional:
         raise ValueError("a marketing email needs an unsubscribe_url")
+    if not _MESSAGE_ID.match(msg.message_id):
+        raise ValueError(f"message_id must be 1-200 of [A-Za-z0-9._-]: {msg.message_id!r}")
     if not msg.to.isascii() or any(c in msg.to for c in "\r\n<>,\x00 "):
         raise ValueError(f"not a deliverable ASCII address: {msg.to!r}")
     text, html = msg.text, msg.html
@@ -174,6 +198,8 @@ def build_email(
     for name, value in msg.headers.items():
         if not name.isascii() or not name.replace("-", "").isalnum():
             raise ValueError(f"invalid header name {name!r}")
+        if name.lower() in RESERVED_HEADERS:
+            raise ValueError(f"header {name!r} is written by the channel and cannot be set")
         lines.append(f"{name}: {_encode_header(value, name)}")
     if html is None:
         body = _b64_part("text/plain", text)
