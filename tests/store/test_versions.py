@@ -54,3 +54,35 @@ def test_two_threads_never_get_the_same_version(tmp_path):
         t.join()
     allocated = got["a"] + got["b"]
     assert sorted(allocated) == list(range(1, 101))
+
+
+def test_a_workspace_from_before_the_counters_continues_after_its_stored_versions(tmp_path):
+    from datetime import date
+
+    from sqlalchemy import delete
+
+    from micromarketing.store.models import ModelVersion, Segment, SegmentVersion, Template, VersionCounter
+
+    ws = Workspace.init(tmp_path / "ws")
+    with ws.ops.session() as s:  # what an older version wrote: stored versions, no counters
+        s.add_all(
+            [
+                ModelVersion(kind="clv", version=4, as_of=date(2026, 1, 1)),
+                Template(name="winback", version=2, parts={}),
+            ]
+        )
+        segment = Segment(name="vip")
+        s.add(segment)
+        s.flush()
+        s.add(SegmentVersion(segment_id=segment.id, version=3))
+        s.execute(delete(VersionCounter))
+    ws.close()
+    ctx = Workspace.open(tmp_path / "ws").context
+    with ctx.ops.session() as s:
+        assert next_version(s, "clv") == 5
+        assert next_version(s, "template", "winback") == 3
+        assert next_version(s, "segment", "vip") == 4
+        assert next_version(s, "template", "other") == 1
+    ctx.ops.create_all()  # idempotent: never lowers a counter
+    with ctx.ops.session() as s:
+        assert latest_version(s, "clv") == 5

@@ -14,6 +14,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from micromarketing.store.models import Base
+from micromarketing.store.versions import raise_counters_to_stored
 
 
 class OperationsStore:
@@ -27,7 +28,10 @@ class OperationsStore:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def create_all(self) -> None:
+        """Create missing tables and bring version counters up to the versions already stored."""
         Base.metadata.create_all(self.engine)
+        with self.session() as session:
+            raise_counters_to_stored(session)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
