@@ -109,15 +109,8 @@ def best(
     json_output: JsonOption = False,
 ) -> None:
     """The next best offer (highest expected margin) per customer."""
-    from micromarketing.errors import InvalidInputError
     with open_workspace(workspace) as ws:
-        ids = list(customer_ids or [])
-        if segment:
-
-            ids += ws.segments.member_table(segment).customer_id.execute().tolist()
-        if not ids:
-            raise InvalidInputError("give customer ids or --segment")
-        frame = ws.offers.next_best(ids, on=on.date() if on else None)
+        frame = ws.offers.next_best(customer_ids or [], segment=segment, on=on.date() if on else None)
     if json_output:
         print_json(frame.astype(object).where(frame.notna(), None).to_dict(orient="records"))
         return

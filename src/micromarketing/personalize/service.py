@@ -9,8 +9,10 @@ from typing import Any
 
 import pandas as pd
 
+from micromarketing.errors import InvalidInputError
 from micromarketing.personalize import offers, recommend, templates
 from micromarketing.progress import ProgressCallback, noop_progress
+from micromarketing.segments import Segments
 from micromarketing.store.context import StoreContext
 
 
@@ -133,10 +135,20 @@ class Offers:
         return offers.fit_propensity(self.ctx)
 
     def next_best(
-        self, customer_ids: Sequence[str], *, on: date | None = None, margin_rate: float | None = None
+        self,
+        customer_ids: Sequence[str] = (),
+        *,
+        segment: str | None = None,
+        on: date | None = None,
+        margin_rate: float | None = None,
     ) -> pd.DataFrame:
-        """The offer with the highest expected margin per customer."""
-        return offers.next_best_offer(self.ctx, customer_ids, on=on, margin_rate=margin_rate)
+        """The offer with the highest expected margin per customer (the ids, plus a segment's members)."""
+        ids = list(customer_ids)
+        if segment:
+            ids += Segments(self.ctx).member_table(segment).customer_id.execute().tolist()
+        if not ids:
+            raise InvalidInputError("give customer ids or a segment")
+        return offers.next_best_offer(self.ctx, ids, on=on, margin_rate=margin_rate)
 
 
 class Recommender:
