@@ -187,16 +187,10 @@ def check(
         console.print(f"{report.rendered:,} of {report.recipients:,} members of [bold]{segment}[/] rendered")
         if report.sms_over_160:
             err_console.print(f"[yellow]warning:[/] {report.sms_over_160} SMS longer than 160 characters")
-        reasons: dict[str, int] = {}
-        for f in report.failures:
-            key = f"{f['part'] or '?'} line {f['line']}: {f['reason']}"
-            reasons[key] = reasons.get(key, 0) + 1
-        for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1]):
-            first = next(
-                f["customer_id"]
-                for f in report.failures
-                if f"{f['part'] or '?'} line {f['line']}: {f['reason']}" == reason
+        for group in report.failure_groups():
+            err_console.print(
+                f"[red]{group['count']} failed[/] {group['reason']} (e.g. customer {group['example']})",
+                highlight=False,
             )
-            err_console.print(f"[red]{n} failed[/] {reason} (e.g. customer {first})", highlight=False)
     if not report.ok:
         raise typer.Exit(1)

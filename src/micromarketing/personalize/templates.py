@@ -830,6 +830,15 @@ class CheckReport:
     def ok(self) -> bool:
         return not self.failures
 
+    def failure_groups(self) -> list[dict[str, Any]]:
+        """Failures grouped by part, line and reason, most frequent first, each with one example."""
+        groups: dict[str, dict[str, Any]] = {}
+        for f in self.failures:
+            key = f"{f['part'] or '?'} line {f['line']}: {f['reason']}"
+            group = groups.setdefault(key, {"reason": key, "count": 0, "example": f["customer_id"]})
+            group["count"] += 1
+        return sorted(groups.values(), key=lambda g: -g["count"])
+
 
 def check_template(
     ctx: StoreContext,
