@@ -225,3 +225,21 @@ def test_every_recipient_is_rendered_across_batches(tiny_ws):
     add_template(tiny_ws, "many", {"text": "{{ customer_id }}: {{ recommendations | length }}"})
     messages = list(render_for_customers(tiny_ws, "many", ["c4", "c3", "c2", "c1"], k=2, batch_size=1))
     assert [m.text for m in messages] == ["c1: 2", "c2: 2", "c3: 2", "c4: 2"]
+
+
+def test_check_report_groups_failures_by_part_line_and_reason():
+    from micromarketing.personalize.templates import CheckReport
+
+    failures = [
+        {"customer_id": c, "part": part, "line": 2, "reason": reason, "message": ""}
+        for c, part, reason in [
+            ("c1", "html", "missing field: first_name"),
+            ("c2", "text", "missing field: city"),
+            ("c3", "html", "missing field: first_name"),
+        ]
+    ]
+    report = CheckReport("t", "s", recipients=5, rendered=2, failures=failures)
+    assert report.failure_groups() == [
+        {"reason": "html line 2: missing field: first_name", "count": 2, "example": "c1"},
+        {"reason": "text line 2: missing field: city", "count": 1, "example": "c2"},
+    ]
