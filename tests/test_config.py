@@ -86,7 +86,7 @@ def test_bad_settings_name_their_source(tmp_path, content, environ, expected):
     message = _error(path.parent, environ)
     assert expected in message
     if environ:
-        assert message.startswith("environment ") and str(path) not in message  # a variable's error is not labelled with the file
+        assert message.startswith("environment ") and str(path) not in message  # not labelled with the file
     else:
         assert message.startswith(str(path))
 
