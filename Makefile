@@ -22,6 +22,7 @@ demo: install
 test: install
 	bash scripts/system-deps.sh
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/deptry src
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
 lint: install

@@ -1,42 +1,100 @@
 """Workspace settings: ``micromarketing.toml`` overlaid by ``MICROMARKETING_*`` environment variables.
 
 Nested settings use a double underscore in the environment, e.g.
-``MICROMARKETING_WAREHOUSE__BACKEND=spark`` or ``MICROMARKETING_CLV__MARGIN=0.3``.
+``MICROMARKETING_WAREHOUSE__BACKEND=spark`` or ``MICROMARKETING_CLV__MARGIN=0.3``; a list or a whole
+table is written as JSON (``MICROMARKETING_SEGMENTS__SENSITIVE_FIELDS='["gender", "age"]'``).
+
+Every problem is a :class:`~micromarketing.errors.ConfigError` whose lines each name their source:
+``/shop/micromarketing.toml: [clv] margn: unknown key (did you mean 'margin'?)`` or
+``environment MICROMARKETING_WAREHOUSE__THREADS: ...``.  Unknown keys are errors in the file and
+in variables of a known table; other ``MICROMARKETING_*`` variables (``MICROMARKETING_WORKSPACE``,
+secrets named by a ``*_env`` setting) are not settings and are left alone.
 """
 
 from __future__ import annotations
 
+import difflib
+import json
+import os
+import re
 import tomllib
+import types
+import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import tomli_w
-from pydantic import BaseModel, Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from micromarketing.errors import ConfigError
 
 SETTINGS_FILE = "micromarketing.toml"
+ENV_PREFIX = "MICROMARKETING_"
+ENV_NESTED = "__"
+OPS_DIALECTS = ("sqlite", "postgresql")
+_MEMORY = re.compile(
+    r"\s*(\d+(?:\.\d+)?)\s*(b|bytes|kb|mb|gb|tb|kib|mib|gib|tib|kilobytes|megabytes|gigabytes|terabytes)\s*",
+    re.IGNORECASE,
+)
 
 
-class WarehouseSettings(BaseModel):
+Env = dict[tuple[str, ...], tuple[str, Any]]  # key path -> (variable name, value)
+
+
+class _Section(BaseModel):
+    """A table of the settings file: unknown keys are errors (a typo is never ignored)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class WarehouseSettings(_Section):
     """Where the analytical tables live and which engine runs the queries."""
 
     backend: Literal["duckdb", "spark"] = "duckdb"
     path: str = "warehouse.duckdb"
     spark_master: str = "local[2]"
     spark_warehouse_dir: str = "spark-warehouse"
-    threads: int | None = Field(default=None, ge=1)
-    memory_limit: str | None = None
+    threads: int | None = Field(default=None, ge=1, le=1024)
+    memory_limit: str | None = None  # a DuckDB size: 4GB, 512MB, 1.5GiB
+    lock_timeout: float = Field(default=30.0, ge=0, le=86_400)  # seconds to wait for a busy warehouse
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _memory_size(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        match = _MEMORY.fullmatch(value)
+        if not match or float(match.group(1)) <= 0:
+            raise ValueError("expected a positive size with a unit such as '4GB', '512MB' or '1.5GiB'")
+        return value.strip()
 
 
-class OpsSettings(BaseModel):
+class OpsSettings(_Section):
     """The transactional store: SQLite file by default, any SQLAlchemy URL otherwise."""
 
     url: str = "sqlite:///ops.sqlite"
 
+    @field_validator("url")
+    @classmethod
+    def _known_url(cls, value: str) -> str:
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError(
+                "not a database URL; expected e.g. 'sqlite:///ops.sqlite' or 'postgresql://user@host/db'"
+            ) from None
+        backend = url.get_backend_name()
+        if backend not in OPS_DIALECTS:
+            hint = difflib.get_close_matches(backend, OPS_DIALECTS, n=1, cutoff=0.5)
+            also = f" (did you mean '{hint[0]}'?)" if hint else ""
+            raise ValueError(f"unsupported database '{backend}'{also}; use one of: {', '.join(OPS_DIALECTS)}")
+        return value
 
-class ClvSettings(BaseModel):
+
+class ClvSettings(_Section):
     """Economic assumptions that turn expected purchases into a lifetime value."""
 
     margin: float = Field(default=0.3, gt=0, le=1)
@@ -44,7 +102,7 @@ class ClvSettings(BaseModel):
     horizon_months: int = Field(default=12, ge=1, le=120)
 
 
-class SegmentSettings(BaseModel):
+class SegmentSettings(_Section):
     """Guards against over-segmentation and discriminatory targeting."""
 
     min_size: int = Field(default=50, ge=1)
@@ -62,7 +120,7 @@ class SegmentSettings(BaseModel):
     )
 
 
-class IngestSettings(BaseModel):
+class IngestSettings(_Section):
     """Rules applied to incoming rows."""
 
     currencies: list[str] = Field(
@@ -71,10 +129,8 @@ class IngestSettings(BaseModel):
     quarantine_dir: str = "quarantine"
 
 
-class Settings(BaseSettings):
+class Settings(_Section):
     """All settings of one workspace."""
-
-    model_config = SettingsConfigDict(env_prefix="MICROMARKETING_", env_nested_delimiter="__", extra="forbid")
 
     currency: str = "USD"
     warehouse: WarehouseSettings = Field(default_factory=WarehouseSettings)
@@ -84,22 +140,23 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
 
 
-def load_settings(root: Path) -> Settings:
-    """Read ``root/micromarketing.toml`` (if present), then let the environment override it."""
+def load_settings(root: Path, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read ``root/micromarketing.toml`` (if present), then let the environment override it.
+
+    ``environ`` defaults to ``os.environ``.  Raises :class:`ConfigError` whose lines each name the
+    file and key, or the variable, that holds a bad value.
+    """
     path = root / SETTINGS_FILE
-    data: dict[str, Any] = {}
-    if path.exists():
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: {exc}") from None
+    data = _read_toml(path) if path.exists() else {}
+    env = _read_environment(os.environ if environ is None else environ, _secret_variables(data))
+    for key_path, (_name, value) in env.items():
+        _set_path(data, key_path, value)
     try:
-        # Init kwargs win over the environment in pydantic-settings; we want the opposite,
-        # so read the environment first and merge the file underneath it.
-        env_only = Settings().model_dump(exclude_unset=True)
-        return Settings(**_deep_merge(data, env_only))
+        settings = Settings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{path}: {_format_validation(exc)}") from None
+        raise ConfigError("\n".join(_describe(err, env, path) for err in exc.errors())) from None
+    _check_paths(root, settings, env, path)
+    return settings
 
 
 def write_default_settings(root: Path) -> Path:
@@ -109,6 +166,148 @@ def write_default_settings(root: Path) -> Path:
         tomli_w.dumps(Settings.model_construct().model_dump(mode="json", exclude_none=True)), encoding="utf-8"
     )
     return path
+
+
+# --------------------------------------------------------------------------------------------
+# reading the two sources
+# --------------------------------------------------------------------------------------------
+def _read_toml(path: Path) -> dict[str, Any]:
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at line {line}, column {col}); "
+            "save the file as UTF-8"
+        ) from None
+    try:
+        return tomllib.loads(text.removeprefix("\ufeff"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+
+
+def _read_environment(environ: Mapping[str, str], secrets: set[str]) -> Env:
+    """Key path -> (variable, value) of the ``MICROMARKETING_*`` variables that are settings.
+
+    Lists and tables are parsed as JSON, scalars stay text (the model converts them).
+
+    A variable whose first part is no setting is not ours (``MICROMARKETING_WORKSPACE``, a secret
+    named by a ``*_env`` setting) unless it is nested and its table is a near miss of a known one
+    (``MICROMARKETING_WAREHOUS__THREADS``): then it is a typo and an error.
+    """
+    out: Env = {}
+    for name in sorted(environ):
+        if not name.upper().startswith(ENV_PREFIX) or name.upper() in secrets:
+            continue
+        key_path = tuple(name[len(ENV_PREFIX) :].lower().split(ENV_NESTED))
+        fields = Settings.model_fields
+        if key_path[0] not in fields:
+            hint = difflib.get_close_matches(key_path[0], list(fields), n=1, cutoff=0.75)
+            if len(key_path) > 1 and hint:
+                raise ConfigError(
+                    f"environment {name}: unknown table '{key_path[0]}' "
+                    f"(did you mean {ENV_PREFIX}{hint[0].upper()}{ENV_NESTED}…?)"
+                )
+            continue
+        out[key_path] = (name, _env_value(name, environ[name], _annotation_at(key_path)))
+    return out
+
+
+def _env_value(name: str, raw: str, annotation: Any) -> Any:
+    """A variable's value: JSON for lists and tables, the text itself for a scalar."""
+    if not _is_structured(annotation):
+        return raw
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"environment {name}: not valid JSON ({exc.msg} at column {exc.colno}); lists and tables "
+            """are written as JSON, e.g. '["gender", "age"]' or '{"margin": 0.25}'"""
+        ) from None
+
+
+def _secret_variables(data: dict[str, Any]) -> set[str]:
+    """Variable names that ``*_env`` settings (defaults or the file) point at: secrets, not settings."""
+    names: set[str] = set()
+
+    def visit(model: type[BaseModel], values: Any) -> None:
+        values = values if isinstance(values, dict) else {}
+        for key, info in model.model_fields.items():
+            sub = _model_of(info.annotation)
+            if sub is not None:
+                visit(sub, values.get(key))
+            elif key.endswith("_env"):
+                value = values.get(key, info.default)
+                if isinstance(value, str):
+                    names.add(value.upper())
+
+    visit(Settings, data)
+    return names
+
+
+# --------------------------------------------------------------------------------------------
+# the model's shape
+# --------------------------------------------------------------------------------------------
+def _strip_optional(annotation: Any) -> Any:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return annotation
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    annotation = _strip_optional(annotation)
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+
+
+def _is_structured(annotation: Any) -> bool:
+    annotation = _strip_optional(annotation)
+    return _model_of(annotation) is not None or typing.get_origin(annotation) in (list, dict, tuple, set)
+
+
+def _annotation_at(key_path: tuple[str, ...]) -> Any:
+    """The annotation of the field at ``key_path`` (None when the path leaves the model)."""
+    model: type[BaseModel] | None = Settings
+    annotation: Any = None
+    for key in key_path:
+        if model is None or key not in model.model_fields:
+            return None
+        annotation = model.model_fields[key].annotation
+        model = _model_of(annotation)
+    return annotation
+
+
+def _model_at(key_path: tuple[str | int, ...]) -> type[BaseModel] | None:
+    model: type[BaseModel] | None = Settings
+    for key in key_path:
+        if model is None or not isinstance(key, str) or key not in model.model_fields:
+            return None
+        model = _model_of(model.model_fields[key].annotation)
+    return model
+
+
+def _leaf_paths(values: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    out: list[tuple[str, ...]] = []
+    for key, value in values.items():
+        if isinstance(value, dict) and value:
+            out += _leaf_paths(value, (*prefix, str(key)))
+        else:
+            out.append((*prefix, str(key)))
+    return out
+
+
+def _set_path(data: dict[str, Any], key_path: tuple[str, ...], value: Any) -> None:
+    node = data
+    for key in key_path[:-1]:
+        if not isinstance(node.get(key), dict):
+            node[key] = {}
+        node = node[key]
+    old = node.get(key_path[-1])
+    both_tables = isinstance(old, dict) and isinstance(value, dict)
+    node[key_path[-1]] = _deep_merge(old, value) if both_tables else value
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -121,5 +320,81 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _format_validation(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
+# --------------------------------------------------------------------------------------------
+# messages
+# --------------------------------------------------------------------------------------------
+def _where(loc: tuple[str | int, ...]) -> str:
+    """``("clv", "margin")`` -> ``[clv] margin``; list positions are shown as ``[0]``."""
+    names = [str(k) for k in loc if isinstance(k, str)]
+    last = names[-1] if names else ""
+    index = "".join(f"[{k}]" for k in loc[loc.index(last) + 1 :]) if last in loc else ""
+    table = names[:-1]
+    return (f"[{'.'.join(table)}] " if table else "") + last + index
+
+
+def _label(loc: tuple[str | int, ...], env: Env, path: Path) -> tuple[str, bool]:
+    """Where the value at ``loc`` came from, and whether that is one variable naming ``loc`` itself.
+
+    ``environment MICROMARKETING_CLV__MARGIN`` for a variable holding the value; ``environment
+    MICROMARKETING_CLV: margn`` for a key inside a variable holding a JSON table; else the file.
+    """
+    keys = tuple(str(k) for k in loc)
+    for n in range(len(keys), 0, -1):
+        if keys[:n] in env:
+            name = env[keys[:n]][0]
+            rest = loc[n:]
+            return (f"environment {name}" + (f": {_where(rest)}" if rest else ""), not rest)
+    for key_path, (name, _value) in env.items():
+        if key_path[: len(keys)] == keys:
+            return f"environment {name}", True
+    return f"{path}: {_where(loc)}", False
+
+
+def _describe(err: Any, env: Env, path: Path) -> str:
+    """One line for one validation error: its source, then what is wrong with the value."""
+    loc = tuple(err["loc"])
+    label, is_variable = _label(loc, env, path)
+    if err["type"] == "extra_forbidden":
+        model = _model_at(loc[:-1])
+        choices = list(model.model_fields) if model is not None else []
+        hint = difflib.get_close_matches(str(loc[-1]), choices, n=1, cutoff=0.6)
+        if hint and is_variable:
+            name = ENV_PREFIX + ENV_NESTED.join(str(k).upper() for k in (*loc[:-1], hint[0]))
+            also = f" (did you mean {name}?)"
+        elif hint:
+            also = f" (did you mean '{hint[0]}'?)"
+        else:
+            also = f" (known keys: {', '.join(choices)})" if choices else ""
+        return f"{label}: unknown key{also}"
+    message = str(err["msg"])
+    message = message.removeprefix("Value error, ")
+    got = err.get("input")
+    shown = "" if isinstance(got, dict) else f" (got {_short(got)})"
+    return f"{label}: {message}{shown}"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_paths(root: Path, settings: Settings, env: Env, path: Path) -> None:
+    """The warehouse file and a SQLite operations store must be in directories that exist.
+
+    A clear error rather than creating the directory: a typo in a path should not silently
+    scatter a new, empty warehouse somewhere else.
+    """
+    problems: list[str] = []
+    if settings.warehouse.backend == "duckdb":
+        parent = (root / settings.warehouse.path).parent
+        if not parent.is_dir():
+            label = _label(("warehouse", "path"), env, path)[0]
+            problems.append(f"{label}: directory {parent} does not exist (create it or fix the path)")
+    url = make_url(settings.ops.url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        parent = (root / url.database).parent
+        if not parent.is_dir():
+            label = _label(("ops", "url"), env, path)[0]
+            problems.append(f"{label}: directory {parent} does not exist (create it or fix the URL)")
+    if problems:
+        raise ConfigError("\n".join(problems))

@@ -6,6 +6,7 @@ The CLI is a thin layer: it parses arguments, calls the Workspace, and formats t
 from __future__ import annotations
 
 import json
+import logging
 import math
 import sys
 from collections.abc import Callable, Iterator
@@ -19,6 +20,7 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from micromarketing.errors import MicromarketingError
@@ -48,13 +50,30 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
 
     @wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        _show_core_warnings()
         try:
             return func(*args, **kwargs)
         except MicromarketingError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+            # escaped: messages quote user text such as "[clv] margn"; soft_wrap: one line stays one line
+            err_console.print(
+                f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True
+            )
             raise typer.Exit(2) from None
 
     return wrapper
+
+
+class _StderrLine(logging.Handler):
+    """The core's warnings (e.g. "waiting for … to release …") as plain stderr lines."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        err_console.print(escape(self.format(record)), markup=True, highlight=False, soft_wrap=True)
+
+
+def _show_core_warnings() -> None:
+    core = logging.getLogger("micromarketing")
+    if not any(isinstance(h, _StderrLine) for h in core.handlers):
+        core.addHandler(_StderrLine(logging.WARNING))
 
 
 @contextmanager

@@ -327,9 +327,29 @@ class _Parser:
                 lbp = self.infix_bp(tok)
                 if lbp <= min_bp:
                     return left
-                left = self.led(left, tok, lbp)
+                if lbp in CHAIN_OPS and tok.value in CHAIN_OPS[lbp]:
+                    left = self.chain(left, lbp)
+                else:
+                    left = self.led(left, tok, lbp)
         finally:
             self.depth -= 1
+
+    def chain(self, first: Node, lbp: int) -> Node:
+        """A flat chain of one precedence level (``a or b or …``, ``a + b - c …``), iteratively.
+
+        Every operand is parsed at the next-higher level, so the loop (not recursion) consumes
+        the chain, and :func:`build_chain` turns it into a tree that stays shallow however long
+        the chain is.
+        """
+        links: list[tuple[str, Pos, Node]] = []
+        ops = CHAIN_OPS[lbp]
+        while True:
+            tok = self.peek()
+            if self.infix_bp(tok) != lbp or tok.value not in ops:
+                break
+            self.next()
+            links.append((tok.value, tok.pos, self.expr(lbp)))
+        return build_chain(first, links)
 
     def infix_bp(self, tok: Token) -> int:
         if tok.kind == "keyword":
@@ -449,6 +469,79 @@ class _Parser:
         raise error_at(f"unexpected {tok.describe()}", tok.pos)  # pragma: no cover
 
 
+# The precedence levels whose operators form flat chains, and the operators of each.
+CHAIN_OPS: dict[int, tuple[str, ...]] = {
+    BP_OR: ("or",),
+    BP_AND: ("and",),
+    BP_SUM: ("+", "-"),
+    BP_PRODUCT: ("*", "/"),
+}
+# Chains of at most this many operands keep the left-deep tree they always had (so every rule
+# that compiled before compiles to exactly the same expression and SQL); longer chains, which
+# used to exhaust the compiler's recursion, become balanced trees of such left-deep pieces.
+LEFT_DEEP_CHAIN = 16
+# The syntax tree's depth limit (checked after balancing; the compiler and Ibis recurse once
+# per level, so an unbounded tree would end in RecursionError instead of a clear message).
+MAX_TREE_DEPTH = 160
+
+
+def build_chain(first: Node, links: list[tuple[str, Pos, Node]]) -> Node:
+    """The tree of ``first op1 n1 op2 n2 …`` (one precedence level, left-associative).
+
+    Up to :data:`LEFT_DEEP_CHAIN` operands the tree is left-deep, exactly as a left-associative
+    parser builds it.  A longer chain is balanced, its depth growing with the logarithm of its
+    length:
+
+    * ``and`` / ``or``: regrouped (three-valued logic is associative, so this is exact);
+    * ``+`` / ``-``: a balanced sum of signed operands, ``a - b`` becoming ``a + (-b)`` (exact in
+      IEEE arithmetic; regrouping a sum of non-integer floats may change the last bits);
+    * ``*`` / ``/``: ``a * b / c / d`` becomes ``(a * b) / (c * d)``, each product balanced
+      (a zero divisor still gives null; rounding may differ in the last bits).
+
+    The operator between two groups keeps its own position, so messages point at real text.
+    """
+    if len(links) < LEFT_DEEP_CHAIN:
+        node = first
+        for op, pos, right in links:
+            node = Binary(pos, op, node, right)
+        return node
+    ops = {op for op, _, _ in links}
+    if ops <= {"and"} or ops <= {"or"} or ops <= {"+"} or ops <= {"*"}:
+        return _balanced(links[0][0], first, [(pos, right) for _, pos, right in links])
+    if ops <= {"+", "-"}:
+        signed = [(pos, Unary(pos, "neg", right) if op == "-" else right) for op, pos, right in links]
+        return _balanced("+", first, signed)
+    numerators = [(pos, right) for op, pos, right in links if op == "*"]
+    denominators = [(pos, right) for op, pos, right in links if op == "/"]
+    top = _balanced("*", first, numerators)
+    div_pos, den_first = denominators[0]
+    return Binary(div_pos, "/", top, _balanced("*", den_first, denominators[1:]))
+
+
+def _balanced(op: str, first: Node, rest: list[tuple[Pos, Node]]) -> Node:
+    """``first op rest[0] op rest[1] …`` as a balanced tree of left-deep pieces."""
+    if len(rest) < LEFT_DEEP_CHAIN:
+        node = first
+        for pos, right in rest:
+            node = Binary(pos, op, node, right)
+        return node
+    half = (len(rest) + 1) // 2  # operands first, rest[:half-1] | rest[half-1] starts the right part
+    left = _balanced(op, first, rest[: half - 1])
+    mid_pos, mid_first = rest[half - 1]
+    return Binary(mid_pos, op, left, _balanced(op, mid_first, rest[half:]))
+
+
+def tree_depth(node: Node) -> int:
+    """The depth of the tree (a leaf is 1), computed without recursion."""
+    deepest = 0
+    stack: list[tuple[Node, int]] = [(node, 1)]
+    while stack:
+        cur, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in _children(cur))
+    return deepest
+
+
 def _is_predicate(node: Node) -> bool:
     if isinstance(node, Binary):
         return node.op in COMPARISONS.values()
@@ -461,7 +554,13 @@ def parse(text: str) -> Node:
         raise RuleError("a rule must be text")
     if len(text) > MAX_RULE_LENGTH:
         raise RuleError(f"rule is too long ({len(text)} characters; at most {MAX_RULE_LENGTH})")
-    return _Parser(text).parse_rule()
+    tree = _Parser(text).parse_rule()
+    if tree_depth(tree) > MAX_TREE_DEPTH:
+        raise RuleError(
+            f"rule is nested too deeply (its syntax tree has more than {MAX_TREE_DEPTH} levels); "
+            "use fewer parentheses or split it into segments combined with in_segment()"
+        )
+    return tree
 
 
 def walk(node: Node) -> list[Node]:
@@ -471,23 +570,26 @@ def walk(node: Node) -> list[Node]:
     while stack:
         cur = stack.pop()
         out.append(cur)
-        children: list[Node] = []
-        if isinstance(cur, Call):
-            children = [*cur.args, *(k.value for k in cur.kwargs)]
-        elif isinstance(cur, Unary):
-            children = [cur.operand]
-        elif isinstance(cur, Binary):
-            children = [cur.left, cur.right]
-        elif isinstance(cur, InList):
-            children = [cur.operand, *cur.items]
-        elif isinstance(cur, Between):
-            children = [cur.operand, cur.low, cur.high]
-        elif isinstance(cur, TextMatch):
-            children = [cur.operand, cur.pattern]
-        elif isinstance(cur, IsNull):
-            children = [cur.operand]
-        stack.extend(reversed(children))
+        stack.extend(reversed(_children(cur)))
     return out
+
+
+def _children(cur: Node) -> list[Node]:
+    if isinstance(cur, Call):
+        return [*cur.args, *(k.value for k in cur.kwargs)]
+    if isinstance(cur, Unary):
+        return [cur.operand]
+    if isinstance(cur, Binary):
+        return [cur.left, cur.right]
+    if isinstance(cur, InList):
+        return [cur.operand, *cur.items]
+    if isinstance(cur, Between):
+        return [cur.operand, cur.low, cur.high]
+    if isinstance(cur, TextMatch):
+        return [cur.operand, cur.pattern]
+    if isinstance(cur, IsNull):
+        return [cur.operand]
+    return []
 
 
 __all__ = [

@@ -19,6 +19,7 @@ import ibis.expr.types as ir
 
 from micromarketing.config import Settings
 from micromarketing.errors import DataError, WorkspaceError
+from micromarketing.store.lock import remove_holder, wait_for, write_holder
 from micromarketing.store.rollups import ROLLUPS, Rollup, rebuilt_by, refreshed_by
 from micromarketing.store.schema import SQL_TYPES, TABLES, TableSpec
 
@@ -54,7 +55,9 @@ class Warehouse:
     def _connect(self) -> Any:
         cfg = self.settings.warehouse
         if cfg.backend == "duckdb":
-            con = ibis.duckdb.connect(str(self.path))
+            # one process per file: wait for a running command (it is named), then BusyError
+            con = wait_for(lambda: ibis.duckdb.connect(str(self.path)), self.path, cfg.lock_timeout)
+            write_holder(self.path)
             con.raw_sql("SET TimeZone = 'UTC'")
             con.raw_sql("SET enable_progress_bar = false")  # the CLI draws its own progress bars
             if cfg.threads:
@@ -84,6 +87,7 @@ class Warehouse:
     def close(self) -> None:
         if self._con is not None and self.backend_name == "duckdb":
             self._con.disconnect()
+            remove_holder(self.path)
         self._con = None
 
     # -- schema -----------------------------------------------------------------------------
