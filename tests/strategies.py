@@ -97,11 +97,13 @@ def _spaced(value: str) -> st.SearchStrategy[str]:
 
 
 @st.composite
-def valid_tx(draw: st.DrawFn) -> TxRow:
+def valid_tx(draw: st.DrawFn, currency: str | None = None) -> TxRow:
+    """A valid transaction row (in ``currency`` when given; ingest refuses a second currency)."""
     order_id = draw(st.sampled_from(["O1", "O2", "O3", "O\u00e9", "O 5"]))
     line_no = draw(st.integers(1, 2))
     customer = draw(text)
-    when = draw(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2030, 1, 1)))
+    # Before "now" (later ones are implausible: settings.ingest.max_future).
+    when = draw(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2025, 12, 31)))
     offset = draw(st.sampled_from([None, 0, 60, -330, 120]))
     if offset is None:
         stamp, expected_at = when.isoformat(sep=draw(st.sampled_from(["T", " "]))), when.replace(tzinfo=UTC)
@@ -110,7 +112,7 @@ def valid_tx(draw: st.DrawFn) -> TxRow:
         stamp, expected_at = aware.isoformat(), aware.astimezone(UTC)
     cents = draw(st.integers(0, 10**9))
     amount = f"{cents // 100}.{cents % 100:02d}"
-    currency = draw(st.sampled_from(CURRENCIES))
+    currency = currency or draw(st.sampled_from(CURRENCIES))
     quantity = draw(st.one_of(st.just(""), st.integers(0, 1000).map(str)))
     channel = draw(st.one_of(st.just(""), st.sampled_from(ORDER_CHANNELS)))
     product = draw(st.one_of(st.just(""), text, st.just("multi\nline")))
@@ -159,8 +161,8 @@ BREAKS: dict[str, tuple[str, st.SearchStrategy[str]]] = {
 
 
 @st.composite
-def broken_tx(draw: st.DrawFn, allow_ragged: bool = True) -> TxRow:
-    row = draw(valid_tx())
+def broken_tx(draw: st.DrawFn, allow_ragged: bool = True, currency: str | None = None) -> TxRow:
+    row = draw(valid_tx(currency))
     kinds = sorted(BREAKS) + (["ragged"] if allow_ragged else [])
     kind = draw(st.sampled_from(kinds))
     if kind == "ragged":
@@ -171,7 +173,10 @@ def broken_tx(draw: st.DrawFn, allow_ragged: bool = True) -> TxRow:
 
 @st.composite
 def transaction_files(draw: st.DrawFn, max_rows: int = 25) -> TxFile:
-    """A transactions file mixing valid rows (with duplicate keys) and singly-broken rows."""
+    """A transactions file mixing valid rows (with duplicate keys) and singly-broken rows, in one currency."""
     fmt = draw(st.sampled_from(["csv", "jsonl"]))
-    rows = draw(st.lists(st.one_of(valid_tx(), broken_tx()), min_size=0, max_size=max_rows))
+    currency = draw(st.sampled_from(CURRENCIES))
+    rows = draw(
+        st.lists(st.one_of(valid_tx(currency), broken_tx(currency=currency)), min_size=0, max_size=max_rows)
+    )
     return TxFile(rows=rows, fmt=fmt, crlf=draw(st.booleans()), bom=fmt == "csv" and draw(st.booleans()))
