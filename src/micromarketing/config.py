@@ -21,11 +21,12 @@ import tomllib
 import types
 import typing
 from collections.abc import Mapping
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, field_validator
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -127,6 +128,21 @@ class IngestSettings(_Section):
         default_factory=lambda: ["USD", "EUR", "GBP", "CHF", "CAD", "AUD", "JPY", "SEK", "DKK", "NOK", "PLN"]
     )
     quarantine_dir: str = "quarantine"
+    # Plausible ranges: a row outside them is quarantined with the field and the bound.
+    min_date: date = date(1900, 1, 1)  # no date or timestamp before this floor
+    max_future: str = Field(default="1d", pattern=r"^[0-9]+[dhm]$")  # tolerance after ingest time
+    max_amount: float = Field(default=1e9, gt=0)  # amounts and prices up to this bound
+    # The workspace currency: set by `init --currency`; unset, the stored transactions (or the
+    # first transactions ingested) fix it.  Rows in another currency are quarantined unless
+    # ``fx`` names a rate into the workspace currency (``fx = {USD = 0.92}``).
+    currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
+    fx: dict[str, PositiveFloat] = Field(default_factory=dict)
+
+    @property
+    def max_future_delta(self) -> timedelta:
+        """``max_future`` ("1d", "12h", "30m") as a timedelta."""
+        unit = {"d": "days", "h": "hours", "m": "minutes"}[self.max_future[-1]]
+        return timedelta(**{unit: int(self.max_future[:-1])})
 
 
 class Settings(_Section):

@@ -83,13 +83,20 @@ class Workspace:
 
     # -- lifecycle --------------------------------------------------------------------------
     @classmethod
-    def init(cls, root: str | os.PathLike[str]) -> Workspace:
-        """Create a workspace in ``root`` (settings file, warehouse, operations store)."""
+    def init(cls, root: str | os.PathLike[str], currency: str | None = None) -> Workspace:
+        """Create a workspace in ``root`` (settings file, warehouse, operations store).
+
+        ``currency`` fixes the workspace currency; without it the first transactions ingested do.
+        """
         path = Path(root)
         if (path / SETTINGS_FILE).exists():
             raise WorkspaceError(f"{path} is already a workspace ({SETTINGS_FILE} exists)")
         path.mkdir(parents=True, exist_ok=True)
         write_default_settings(path)
+        if currency is not None:
+            from micromarketing.ingest.references import set_workspace_currency
+
+            set_workspace_currency(path, currency)
         ws = cls(path.resolve(), load_settings(path))
         ws.warehouse.ensure_schema()
         ws.ops.create_all()

@@ -38,10 +38,10 @@ def test_transactions_types_checks_and_quarantine(workspace: Workspace, tmp_path
         + "O1,2,C1,2024-01-02,abc,USD,online\n"  # amount not a number
         + "O2,1,C2,2024-01-03,-1,USD,online\n"  # negative amount
         + "O3,1,C3,2024-01-03,5,XXX,online\n"  # unknown currency
-        + "O4,1,C4,2024-01-03,5,EUR,shop\n"  # channel not allowed
+        + "O4,1,C4,2024-01-03,5,USD,shop\n"  # channel not allowed
         + "O5,1.5,C5,2024-01-03,5,EUR,app\n"  # line_no not an integer (DuckDB would round it)
         + "O6,,,2024-01-03,5,EUR,app\n"  # required customer_id missing; line_no defaults to 1
-        + "O7,,C7,2024-01-03 08:30:00,7,EUR,\n"  # no zone -> UTC; empty optional channel
+        + "O7,,C7,2024-01-03 08:30:00,7,USD,\n"  # no zone -> UTC; empty optional channel
         + "O8,1,C8,yesterday,7,EUR,app\n"  # bad timestamp
         + "O9,1,C9,2024-01-03,inf,EUR,app\n",  # not finite
         encoding="utf-8",

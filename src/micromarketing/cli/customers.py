@@ -29,7 +29,7 @@ def show(
 ) -> None:
     """Profile, attributes, recent orders and consent of one customer."""
     with open_workspace(workspace) as ws:
-        view = ws.customer(customer_id, orders=orders)
+        view = ws.customer(customer_id.strip(), orders=orders)  # ingest trims ids too
     if json_output:
         print_json(view.__dict__)
         return

@@ -34,6 +34,9 @@ def ingest(
     """Validate FILES of KIND and upsert their valid rows; rejected rows go to a quarantine CSV."""
     if kind not in KINDS:
         raise IngestError(f"unknown kind {kind!r} (use one of: {', '.join(KINDS)})")
+    for f in files:
+        if f.is_dir():
+            raise IngestError(f"{f}: is a directory, not a file (name the files in it)")
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
         raise IngestError(f"no such file: {', '.join(missing)}")
@@ -48,6 +51,7 @@ def ingest(
                 "rejected": r.rejected,
                 "quarantine_path": str(r.quarantine_path) if r.quarantine_path else None,
                 "reasons": r.reasons, "warnings": list(r.warnings), "sha256": r.sha256,
+                "currency": r.currency, "orphans": r.orphans, "orphan_examples": list(r.orphan_examples),
             }
             for r in results
         ])

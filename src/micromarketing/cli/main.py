@@ -24,6 +24,7 @@ from micromarketing.cli import (
     template,
 )
 from micromarketing.cli._common import JsonOption, console, handle_errors, print_json
+from micromarketing.errors import ConflictError
 from micromarketing.workspace import Workspace
 
 app = typer.Typer(
@@ -38,13 +39,23 @@ app = typer.Typer(
 @handle_errors
 def init(
     directory: Annotated[Path, typer.Argument(help="Directory to create the workspace in.")],
+    currency: Annotated[
+        str | None,
+        typer.Option("--currency", help="The workspace currency (default: that of the first transactions)."),
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Create a workspace: micromarketing.toml, warehouse.duckdb and ops.sqlite."""
-    ws = Workspace.init(directory)
+    if directory.exists() and not directory.is_dir():
+        raise ConflictError(f"{directory}: exists and is not a directory")
+    try:
+        ws = Workspace.init(directory, currency=currency)
+    except (FileExistsError, NotADirectoryError) as exc:  # a parent path is a file
+        raise ConflictError(f"{directory}: cannot create the workspace: {exc.strerror}") from None
     ws.close()
     if json_output:
-        print_json({"workspace": str(ws.root), "warehouse": str(ws.warehouse.path), "ops": ws.ops.url})
+        print_json({"workspace": str(ws.root), "warehouse": str(ws.warehouse.path), "ops": ws.ops.url,
+                    "currency": ws.settings.ingest.currency})
     else:
         console.print(f"Created workspace [bold]{ws.root}[/]")
 

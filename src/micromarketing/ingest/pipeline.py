@@ -18,6 +18,7 @@ import hashlib
 import io
 import re
 import uuid
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,7 +30,8 @@ import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 
 from micromarketing.errors import DataError, IngestError
-from micromarketing.ingest.validate import checked_table
+from micromarketing.ingest.references import orphans, workspace_currency
+from micromarketing.ingest.validate import Limits, checked_table
 from micromarketing.progress import ProgressCallback, noop_progress
 from micromarketing.store.models import IngestRun
 from micromarketing.store.schema import TABLES, TableSpec
@@ -48,7 +50,10 @@ class IngestResult:
 
     ``rows_read`` counts data rows (CSV: records after the header; JSONL: non-blank lines;
     Parquet: rows); ``accepted + rejected == rows_read``.  ``reasons`` counts rejects per
-    ``"field: reason"``; ``warnings`` lists what was tolerated (e.g. ignored extra columns).
+    ``"field: reason"``; ``warnings`` lists what was tolerated (e.g. ignored extra columns,
+    orphan references).  ``currency`` is the workspace currency the rows were checked against
+    (None: not fixed yet).  ``orphans`` counts accepted rows whose ``customer_id`` is not in
+    ``customers`` (accepted: the customers may arrive later), ``orphan_examples`` names up to 5.
     """
 
     kind: str
@@ -60,6 +65,9 @@ class IngestResult:
     reasons: dict[str, int] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     sha256: str = ""
+    currency: str | None = None
+    orphans: int = 0
+    orphan_examples: tuple[str, ...] = ()
 
 
 def ingest_file(
@@ -73,13 +81,18 @@ def ingest_file(
     1-based data row number: header excluded for CSV, the line number for JSONL), ``field``,
     ``reason`` and the row's raw values (``raw_line`` holds the text of records the reader could
     not split into fields).  Duplicate keys within the file: the last valid occurrence wins, the
-    earlier ones are rejected.  Raises :class:`IngestError` for an unknown kind, a missing or
-    unreadable file, or a file lacking a required column.
+    earlier ones are rejected.  Implausible values (``settings.ingest`` ranges) and rows in a
+    currency other than the workspace's are rejected too (see :mod:`.validate`,
+    :mod:`.references`); rows referencing unknown customers are accepted and reported.  Raises
+    :class:`IngestError` for an unknown kind, a missing or unreadable file (a directory, a
+    truncated gzip), or a file lacking a required column.
     """
     path = Path(path)
     spec = TABLES.get(kind)
     if spec is None:
         raise IngestError(f"unknown kind {kind!r} (use one of: {', '.join(TABLES)})")
+    if path.is_dir():
+        raise IngestError(f"{path}: is a directory, not a file (name the files in it)")
     if not path.is_file():
         raise IngestError(f"{path}: no such file")
     fmt = _format(path)
@@ -113,9 +126,19 @@ def ingest_file(
             absent = [c for c in spec.column_names if c not in names]
             staged = staged.mutate(**{c: ibis.null("string") for c in absent})
             names = names + absent
-        present, warnings = _match_columns(path, spec, names, has_rows=_has_rows(staged, parse_rejects))
+        present, warnings = _match_columns(
+            path, spec, names, has_rows=_has_rows(staged, parse_rejects), delimited=fmt == "csv"
+        )
+        cfg = ws.settings.ingest
+        currency = None
+        if "currency" in spec.column_names:
+            currency = workspace_currency(wh, cfg, path, kind, staged, names)
+        limits = Limits(
+            min_date=cfg.min_date, max_at=started + cfg.max_future_delta, max_future=cfg.max_future,
+            max_amount=cfg.max_amount, currency=currency, fx=cfg.fx,
+        )
         checked = wh.materialize_temp(
-            f"{stage}_checked", checked_table(staged, spec, present, ws.settings.ingest.currencies)
+            f"{stage}_checked", checked_table(staged, spec, present, cfg.currencies, limits)
         )
         progress(step, 2, _STEPS)
         rejects = _rejects(wh, checked, spec, stage)
@@ -123,6 +146,13 @@ def ingest_file(
         keep = checked.filter(checked._reason.isnull())
         keep = keep.anti_join(rejects, "_row")
         accepted = wh.upsert(spec.name, keep.select(*spec.column_names, *[d.name for d in spec.derived]))
+        orphan_count, orphan_examples = orphans(wh, kind, keep)
+        if orphan_count:
+            verb = "rows reference" if orphan_count > 1 else "row references"
+            warnings.append(
+                f"{orphan_count:,} accepted {verb} customers not in "
+                f"customers (e.g. {', '.join(orphan_examples)}); kept, as the customers may arrive later"
+            )
         progress(step, 4, _STEPS)
         counted = _reason_counts(rejects, parse_rejects)
         rejected = sum(counted.values())
@@ -148,6 +178,7 @@ def ingest_file(
     return IngestResult(
         kind=kind, path=path, rows_read=rows_read, accepted=accepted, rejected=rejected,
         quarantine_path=quarantine, reasons=counted, warnings=tuple(warnings), sha256=digest,
+        currency=currency, orphans=orphan_count, orphan_examples=orphan_examples,
     )
 
 
@@ -181,7 +212,7 @@ def _csv_header(path: Path) -> list[str]:
     try:
         with opener(path, "rb") as raw:
             head = raw.read(1 << 16)
-    except OSError as exc:
+    except (OSError, EOFError, zlib.error) as exc:  # EOFError: a truncated .gz
         raise IngestError(f"{path}: cannot be read: {exc}") from None
     if not head.strip():
         raise IngestError(f"{path}: file is empty (a CSV file needs a header line)")
@@ -234,15 +265,19 @@ def _has_rows(staged: ir.Table, parse_rejects: ir.Table) -> bool:
 
 
 def _match_columns(
-    path: Path, spec: TableSpec, names: list[str], has_rows: bool
+    path: Path, spec: TableSpec, names: list[str], has_rows: bool, delimited: bool = False
 ) -> tuple[list[str], list[str]]:
-    """The spec columns present in the file, and warnings; a missing required column fails the file."""
+    """The spec columns present in the file, and warnings; a missing required column fails the file.
+
+    For a CSV file (``delimited``) whose header is one name holding a ``;``, tab or ``|``, the
+    error adds a hint that the file looks delimited by it.
+    """
     present = [c for c in spec.column_names if c in names]
     missing = [c.name for c in spec.columns if c.required and c.name not in names]
     if missing and (has_rows or names):
         raise IngestError(
             f"{path}: missing required column{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
-            f"for {spec.name}"
+            f"for {spec.name}{_delimiter_hint(names) if delimited else ''}"
         )
     derived = {d.name for d in spec.derived}
     extra = [n for n in names if n not in spec.column_names]
@@ -252,6 +287,16 @@ def _match_columns(
         note = " (derived columns are computed, not read)" if derived & set(extra) else ""
         warnings.append(f"ignored column{plural} not in {spec.name}: {', '.join(extra)}{note}")
     return present, warnings
+
+
+def _delimiter_hint(names: list[str]) -> str:
+    """``" (the header looks semicolon-delimited; ...)"`` when a one-column header holds another delimiter."""
+    if len(names) != 1:
+        return ""
+    for delim, label in ((";", "semicolon"), ("\t", "tab"), ("|", "pipe")):
+        if delim in names[0]:
+            return f" (the header looks {label}-delimited; ingest reads comma-separated CSV)"
+    return ""
 
 
 # -- rejects and quarantine ---------------------------------------------------------------------
@@ -293,14 +338,17 @@ _READER_ERRORS = {
     "LINE SIZE OVER MAXIMUM": "line too long",
     "INVALID JSON": "invalid JSON",
     "NOT AN OBJECT": "not a JSON object",
+    "DUPLICATE KEY": "keys that differ only by case",
 }
 
 
 def _parse_field(parse_rejects: ir.Table) -> ir.StringValue:
-    """Reader errors about the record's shape name ``(row)``; an encoding error names its column."""
+    """Reader errors about the record's shape name ``(row)``; an encoding error or colliding JSON
+    keys name the column."""
     error = parse_rejects._error
     return ibis.ifelse(
-        (error == "INVALID ENCODING") & (parse_rejects._field != ""), parse_rejects._field, "(row)"
+        error.isin(["INVALID ENCODING", "DUPLICATE KEY"]) & (parse_rejects._field != ""),
+        parse_rejects._field, "(row)",
     )
 
 

@@ -14,12 +14,20 @@ valid).  Everything runs vectorised in the warehouse; no Python per row.  The pe
   converted to UTC;
 * checks: email, phone (7-15 digits, optional leading +, spaces/dots/dashes/brackets allowed and
   removed), currency (upper-cased, must be in the workspace's list), non_negative, latitude,
-  longitude, country (two letters, upper-cased), and ``allowed`` enumerations.
+  longitude, country (two letters, upper-cased), and ``allowed`` enumerations;
+* plausible ranges (:class:`Limits`, from ``settings.ingest``): dates and timestamps not before
+  ``min_date`` nor after the ingest time plus ``max_future``; amounts and prices (non-negative
+  floats) not above ``max_amount`` -- so no stored value can overflow a later date or sum;
+* the workspace currency (:class:`Limits.currency`): a row in another currency is rejected,
+  unless ``fx`` holds a rate for it, in which case the amount is converted and the currency
+  replaced by the workspace's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
 
 import ibis
 import ibis.expr.datatypes as dt
@@ -59,14 +67,39 @@ _IBIS_TYPES: dict[str, dt.DataType] = {
     "timestamp": dt.Timestamp(timezone="UTC"),
 }
 
+_Rule = tuple[ir.BooleanValue, str | ir.StringValue]  # (broken when true, reason)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Plausible ranges and the workspace currency that rows are checked against.
+
+    ``max_at`` is the latest accepted timestamp (ingest time plus ``max_future``, the setting's
+    text kept for the reason); ``currency`` is the workspace currency (None: not fixed yet, any
+    listed currency passes) and ``fx`` maps other currencies to their rate into it.
+    """
+
+    min_date: date
+    max_at: datetime
+    max_future: str
+    max_amount: float
+    currency: str | None = None
+    fx: Mapping[str, float] = field(default_factory=dict)
+
 
 def checked_table(
-    staged: ir.Table, spec: TableSpec, present: Sequence[str], currencies: Sequence[str]
+    staged: ir.Table,
+    spec: TableSpec,
+    present: Sequence[str],
+    currencies: Sequence[str],
+    limits: Limits | None = None,
 ) -> ir.Table:
     """``_row``, every column of ``spec`` parsed to its type, and ``_field``/``_reason`` of the first failure.
 
     ``staged`` holds the raw text; ``present`` names the spec columns the file has (the others
     are taken as empty, so their default applies).  Derived columns (``h3_cell``) are added too.
+    ``limits`` adds the plausible-range and workspace-currency rules; with an ``fx`` rate, the
+    money column (``amount``/``price``) of a row in that currency is converted.
     """
     # Three layers of projection so that each cell is trimmed, parsed and checked once (a single
     # projection would repeat the parse inside every rule that uses it).
@@ -87,7 +120,8 @@ def checked_table(
     )
     reasons = {
         c.name: _reason(
-            c, parsed[f"{c.name}__t"], parsed[f"{c.name}__v"], parsed[f"{c.name}__long"], currencies
+            c, parsed[f"{c.name}__t"], parsed[f"{c.name}__v"], parsed[f"{c.name}__long"], currencies,
+            limits,
         )
         for c in spec.columns
     }
@@ -107,7 +141,27 @@ def checked_table(
     }
     if any(d.name == "h3_cell" for d in spec.derived):
         out["h3_cell"] = h3_cell_r7(judged["lat"], judged["lon"])
+    if limits is not None and limits.currency and limits.fx and "currency" in names:
+        out.update(_converted(spec, judged, limits.currency, limits.fx))
     return judged.select(**out)
+
+
+def _money_columns(spec: TableSpec) -> list[str]:
+    """The columns holding money (non-negative floats: ``amount``, ``price``)."""
+    return [c.name for c in spec.columns if c.type == "float" and c.check == "non_negative"]
+
+
+def _converted(
+    spec: TableSpec, judged: ir.Table, currency: str, fx: Mapping[str, float]
+) -> dict[str, ir.Value]:
+    """Money columns multiplied by the ``fx`` rate of the row's currency, which becomes ``currency``."""
+    rates = {code: rate for code, rate in fx.items() if code != currency}
+    if not rates:
+        return {}
+    rate = judged.currency.substitute(rates, else_=1.0).cast("float64")
+    out: dict[str, ir.Value] = {m: judged[m] * rate for m in _money_columns(spec)}
+    out["currency"] = ibis.ifelse(judged.currency.isin(list(rates)), currency, judged.currency)
+    return out
 
 
 def _parse(col: Column, text: ir.StringValue) -> ir.Value:
@@ -133,10 +187,17 @@ def _parse(col: Column, text: ir.StringValue) -> ir.Value:
 
 
 def _reason(
-    col: Column, text: ir.StringValue, value: ir.Value, too_long: ir.BooleanValue, currencies: Sequence[str]
+    col: Column,
+    text: ir.StringValue,
+    value: ir.Value,
+    too_long: ir.BooleanValue,
+    currencies: Sequence[str],
+    limits: Limits | None = None,
 ) -> ir.StringValue:
     """Why the cell is invalid (the first rule it breaks), NULL when it is fine."""
-    rules: list[tuple[ir.BooleanValue, str]] = [(too_long, f"longer than {MAX_TEXT} characters")]
+    rules: list[_Rule] = [
+        (too_long, f"longer than {MAX_TEXT} characters")
+    ]
     if col.required:
         rules.append((text.isnull(), "required value missing"))
     if col.type != "string":
@@ -157,9 +218,37 @@ def _reason(
         rules.append(((value < -180) | (value > 180), "longitude outside [-180, 180]"))
     if col.allowed is not None:
         rules.append((~text.isin(list(col.allowed)), "not one of " + ", ".join(col.allowed)))
+    if limits is not None:
+        rules += _limit_rules(col, value, limits)
     # NULL cells pass the checks (a NULL comparison is not "true"); required is checked above.
-    cases = [(cond.fill_null(False), ibis.literal(msg)) for cond, msg in rules]
+    cases = [(cond.fill_null(False), ibis.literal(m) if isinstance(m, str) else m) for cond, m in rules]
     return ibis.cases(*cases, else_=None).cast("string")
+
+
+def _limit_rules(col: Column, value: ir.Value, limits: Limits) -> list[_Rule]:
+    """The plausible-range and workspace-currency rules of one column (reasons name the bound)."""
+    rules: list[_Rule] = []
+    floor = limits.min_date.isoformat()
+    latest = limits.max_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    future = f"after {latest} (ingest time + settings.ingest.max_future {limits.max_future})"
+    if col.type == "timestamp":
+        start = datetime.combine(limits.min_date, time(), tzinfo=UTC)
+        rules.append((value < ibis.literal(start, type=_IBIS_TYPES["timestamp"]),
+                      f"before {floor} (settings.ingest.min_date)"))
+        rules.append((value > ibis.literal(limits.max_at, type=_IBIS_TYPES["timestamp"]), future))
+    elif col.type == "date":
+        rules.append((value < ibis.literal(limits.min_date, type=dt.date),
+                      f"before {floor} (settings.ingest.min_date)"))
+        rules.append((value > ibis.literal(limits.max_at.date(), type=dt.date), future))
+    elif col.type == "float" and col.check == "non_negative":
+        rules.append((value > limits.max_amount, f"above {limits.max_amount:g} (settings.ingest.max_amount)"))
+    elif col.check == "currency" and limits.currency:
+        accepted = sorted({limits.currency, *limits.fx})
+        reason = ibis.literal("currency ").concat(
+            value, f" is not the workspace currency {limits.currency}"
+        )
+        rules.append((~value.isin(accepted), reason))
+    return rules
 
 
 @ibis.udf.scalar.builtin(name="trim")

@@ -21,6 +21,7 @@ import ibis.expr.types as ir
 from micromarketing.errors import DataError
 from micromarketing.exprs import left_join_on_customer, start_of_day_utc
 from micromarketing.profiles import clv
+from micromarketing.profiles.as_of import resolve_as_of
 from micromarketing.profiles.currency import single_currency
 from micromarketing.progress import ProgressCallback, noop_progress
 from micromarketing.store.context import StoreContext
@@ -91,7 +92,7 @@ def build_profiles(
     steps = 3
     progress("profile", 0, steps)
     transactions = ctx.table("transactions")
-    as_of = as_of or default_as_of(transactions)
+    as_of = resolve_as_of(transactions, as_of, ctx.settings.ingest.min_date)
     currency = single_currency(transactions, as_of)
     cutoff = start_of_day_utc(as_of)
     expr = profile_expr(

@@ -33,6 +33,7 @@ from sqlalchemy import select
 from micromarketing.errors import DataError, ModelError
 from micromarketing.exprs import midnight_utc
 from micromarketing.profiles import clv_models as m
+from micromarketing.profiles.as_of import resolve_as_of
 from micromarketing.profiles.currency import single_currency
 from micromarketing.store.models import ModelVersion
 from micromarketing.store.versions import next_version
@@ -271,8 +272,8 @@ def fit_clv(
     """
     if model not in ("bgnbd", "paretonbd"):
         raise ModelError(f"unknown CLV model {model!r} (use 'bgnbd' or 'paretonbd')")
-    as_of = as_of or default_as_of(ws)
     tx = ws.table("transactions")
+    as_of = resolve_as_of(tx, as_of, ws.settings.ingest.min_date)
     single_currency(tx, as_of)
     # Materialised once (table ``clv_summary``): the triples and the spend groups both read it.
     summary = ws.warehouse.replace_table(SUMMARY_TABLE, clv_summary(tx, as_of, unit_days=DEFAULT_UNIT_DAYS))

@@ -426,6 +426,9 @@ class Warehouse:
         JSON text).  Blank lines are skipped; lines that are not a JSON object, or not UTF-8, go
         to ``rejects`` (temp table ``<name>_rejects``, columns as in :meth:`stage_text`;
         ``_error`` is ``INVALID JSON`` or ``NOT AN OBJECT`` for lines that do not parse).
+        Keys that differ only by case or surrounding spaces (``Customer_ID``, ``customer_id``)
+        share one column; a line holding more than one of them is rejected (``DUPLICATE KEY``,
+        ``_field`` the lower-cased key), since which value is meant cannot be known.
         """
         # One text column per line: a record separator as delimiter, no quoting.
         self.stage_text(path, f"{name}_lines", ["_line"], header=False, delim="\x1e", quote="")
@@ -441,14 +444,39 @@ class Warehouse:
             ).fetchall()
         ]
         pointer = {k: "/" + k.replace("~", "~0").replace("/", "~1") for k in keys}
+        groups: dict[str, list[str]] = {}
+        for k in keys:
+            groups.setdefault(k.strip().lower(), []).append(k)
+
+        def value(k: str) -> str:
+            return f"json_extract_string({obj}, '{_quote(pointer[k])}')"
+
         cols = "".join(
-            f", json_extract_string({obj}, '{_quote(pointer[k])}') AS {_ident(k)}"
-            for k in keys
+            f", coalesce({', '.join(value(k) for k in ks)}) AS {_ident(ks[0])}" if len(ks) > 1
+            else f", {value(ks[0])} AS {_ident(ks[0])}"
+            for ks in groups.values()
         )
+        def count(ks: list[str]) -> str:
+            return " + ".join(f"CAST(json_exists({obj}, '{_quote(pointer[k])}') AS INT)" for k in ks)
+
+        clashes = [(low, ks, f"{count(ks)} > 1") for low, ks in groups.items() if len(ks) > 1]
+        clash = " OR ".join(f"({cond})" for _, _, cond in clashes) or "false"
         self.raw_sql(
             f"CREATE OR REPLACE TEMP TABLE {_ident(name)} AS SELECT _row{cols} FROM {src} "
-            f"WHERE _line IS NOT NULL AND {ok}"
+            f"WHERE _line IS NOT NULL AND {ok} AND NOT ({clash})"
         )
+        clash_rejects = ""
+        if clashes:
+            field = " ".join(f"WHEN {cond} THEN '{_quote(low)}'" for low, _, cond in clashes)
+            why = " ".join(
+                f"WHEN {cond} THEN '{_quote('the line holds ' + ' and '.join(ks))}'"
+                for _, ks, cond in clashes
+            )
+            clash_rejects = (
+                f" UNION ALL SELECT _row, CASE {field} END AS _field, 'DUPLICATE KEY' AS _error, "
+                f"CASE {why} END AS _reason, _line AS _raw FROM {src} "
+                f"WHERE _line IS NOT NULL AND {ok} AND ({clash})"
+            )
         self.raw_sql(
             f"CREATE OR REPLACE TEMP TABLE {_ident(name + '_rejects')} AS "
             f"SELECT _row, '' AS _field, _error, _reason, _raw FROM {rej} UNION ALL "
@@ -456,7 +484,7 @@ class Warehouse:
             f"ELSE 'INVALID JSON' END AS _error, CASE WHEN json_valid(_line) THEN "
             f"'the line is JSON but not an object' ELSE 'the line is not valid JSON' END AS _reason, "
             f"_line AS _raw FROM {src} "
-            f"WHERE _line IS NOT NULL AND NOT {ok}"
+            f"WHERE _line IS NOT NULL AND NOT {ok}{clash_rejects}"
         )
         self.drop_temp(f"{name}_lines")
         self.drop_temp(f"{name}_lines_rejects")
