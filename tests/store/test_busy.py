@@ -80,11 +80,14 @@ def test_cli_gives_up_with_one_line_naming_the_holder(workspace):
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 2, result.stderr
-    assert lines[0].startswith(f"waiting for -c {workspace} --holding (pid {holder.pid}, since ")
-    assert lines[0].endswith(f"to release {workspace / 'warehouse.duckdb'} (up to 0.5s)")
-    assert lines[1].startswith(f"error: {workspace / 'warehouse.duckdb'} is busy: -c {workspace} --holding")
-    assert "lock_timeout" in lines[1]
+    # the "waiting for …" line appears once the first retry starts; under load a 0.5 s budget can
+    # run out before it, leaving the error line alone
+    assert 1 <= len(lines) <= 2, result.stderr
+    if len(lines) == 2:
+        assert lines[0].startswith(f"waiting for -c {workspace} --holding (pid {holder.pid}, since ")
+        assert lines[0].endswith(f"to release {workspace / 'warehouse.duckdb'} (up to 0.5s)")
+    assert lines[-1].startswith(f"error: {workspace / 'warehouse.duckdb'} is busy: -c {workspace} --holding")
+    assert f"pid {holder.pid}" in lines[-1] and "lock_timeout" in lines[-1]
     assert not (workspace / "warehouse.duckdb.holder").exists()  # the holder removed it at close
 
 

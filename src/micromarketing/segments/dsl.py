@@ -482,7 +482,7 @@ CHAIN_OPS: dict[int, tuple[str, ...]] = {
 LEFT_DEEP_CHAIN = 16
 # The syntax tree's depth limit (checked after balancing; the compiler and Ibis recurse once
 # per level, so an unbounded tree would end in RecursionError instead of a clear message).
-MAX_TREE_DEPTH = 160
+MAX_TREE_DEPTH = 120
 
 
 def build_chain(first: Node, links: list[tuple[str, Pos, Node]]) -> Node:
