@@ -421,11 +421,7 @@ class _Parser:
         return Call(name.pos, name.value.lower(), tuple(args), tuple(kwargs))
 
     def led(self, left: Node, tok: Token, lbp: int) -> Node:
-        self.next()
-        if tok.kind == "keyword" and tok.value in ("and", "or"):
-            return Binary(tok.pos, tok.value, left, self.expr(lbp))
-        if tok.kind == "op" and tok.value in ("+", "-", "*", "/"):
-            return Binary(tok.pos, tok.value, left, self.expr(lbp))
+        self.next()  # and / or / + - * / are chains (see chain()); the rest are predicates
         # predicates: non-associative
         if _is_predicate(left):
             raise error_at(
