@@ -135,3 +135,130 @@ class VersionCounter(Base):
     kind: Mapped[str] = mapped_column(String(32))
     name: Mapped[str] = mapped_column(String(200))
     last: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# -- campaigns & delivery (#13) ---------------------------------------------------------------
+class Campaign(Base):
+    """A campaign as run: its validated spec (the YAML file's content) and its lifecycle.
+
+    ``status``: planned → running → finished (never finished while messages are pending or
+    retrying).  ``spec_sha256`` tells a re-run of the same file from a changed one."""
+
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="planned")
+    objective: Mapped[str] = mapped_column(String(16), default="conversion")
+    attribution_days: Mapped[int] = mapped_column(Integer, default=7)
+    control_share: Mapped[float] = mapped_column(default=0.1)
+    budget: Mapped[float | None]
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    spec: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    spec_sha256: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
+class Assignment(Base):
+    """One member of a campaign's segment and the arm it was drawn into (control or a variant).
+
+    Written for control members too: measurement compares both arms from ``assigned_at``."""
+
+    __tablename__ = "campaign_assignments"
+    __table_args__ = (UniqueConstraint("campaign_id", "customer_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    customer_id: Mapped[str] = mapped_column(String(128), index=True)
+    segment: Mapped[str] = mapped_column(String(128))
+    arm: Mapped[str] = mapped_column(String(64))  # "control" or the variant's name
+    channel: Mapped[str | None] = mapped_column(String(16))
+    offer_code: Mapped[str | None] = mapped_column(String(128))
+    assigned_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class OutboxMessage(Base):
+    """One message to deliver, frozen as its ingredients rather than its rendered body.
+
+    ``fields`` holds the person's values the template uses, so a retry renders the identical
+    message.  ``idempotency_key`` (campaign, customer, channel) makes a re-run insert nothing;
+    ``message_id`` stays the same on every attempt.  States: pending → sending → sent |
+    deferred | failed | skipped; ``lease_owner``/``lease_expires_at`` let several workers share
+    the outbox and let a crashed worker's message be taken over."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
+    message_id: Mapped[str] = mapped_column(String(255))
+    customer_id: Mapped[str] = mapped_column(String(128), index=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    variant: Mapped[str | None] = mapped_column(String(64))
+    template_name: Mapped[str | None] = mapped_column(String(128))
+    template_version: Mapped[int | None]
+    offer_code: Mapped[str | None] = mapped_column(String(128))
+    fields: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    not_before: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None]
+    is_test: Mapped[bool] = mapped_column(default=False)
+    transactional: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+
+
+class DeliveryAttempt(Base):
+    """The send ledger: one row per attempt at one outbox message (who, what, when, outcome)."""
+
+    __tablename__ = "delivery_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    outbox_id: Mapped[int] = mapped_column(ForeignKey("outbox.id"), index=True)
+    attempt: Mapped[int]
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    # sent | temporary_failure | permanent_failure | skipped | deferred
+    status: Mapped[str] = mapped_column(String(32))
+    code: Mapped[int | None]
+    reason: Mapped[str] = mapped_column(Text, default="")
+    worker: Mapped[str | None] = mapped_column(String(128))
+
+
+class Suppression(Base):
+    """An address or customer never to contact again on a channel (``channel`` NULL: any).
+
+    ``kind``: hard_bounce | complaint | unsubscribe | erased | manual.  Erased customers keep only
+    ``subject_hash`` (a salted hash of their id and contact points), no customer id."""
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    subject_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    channel: Mapped[str | None] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    source: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# -- REST API (#15) ----------------------------------------------------------------------------
+class ApiKey(Base):
+    """An API key: stored as a hash (the key is shown once), with a role and revocation time."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    prefix: Mapped[str] = mapped_column(String(16), index=True)
+    key_hash: Mapped[str] = mapped_column(String(128), unique=True)
+    role: Mapped[str] = mapped_column(String(16))  # viewer | marketer | admin
+    name: Mapped[str] = mapped_column(String(128), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
