@@ -16,12 +16,13 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import random
 import re
 import tomllib
 import types
 import typing
 from collections.abc import Mapping
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -145,6 +146,112 @@ class IngestSettings(_Section):
         return timedelta(**{unit: int(self.max_future[:-1])})
 
 
+# -- delivery channels and the public server URL ---------------------------------------------
+class RetryPolicy(_Section):
+    """Exponential backoff with full jitter (AWS's "full jitter": a uniform delay between 0 and
+    ``min(max_delay, base_delay * multiplier ** (attempt - 1))``), up to ``max_attempts``.
+
+    ``attempt`` counts the attempts already made, so after the first failure ``attempt`` is 1.
+    Deterministic for a seeded ``random.Random``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_attempts: int = Field(default=5, ge=1)
+    base_delay_seconds: float = Field(default=60.0, gt=0)
+    max_delay_seconds: float = Field(default=3600.0, gt=0)
+    multiplier: float = Field(default=2.0, ge=1)
+
+    def exhausted(self, attempt: int) -> bool:
+        """True when ``attempt`` attempts used up the budget (the message becomes failed)."""
+        return attempt >= self.max_attempts
+
+    def delay_seconds(self, attempt: int, rng: random.Random) -> float:
+        """The jittered wait after ``attempt`` failed attempts (≥ 1)."""
+        cap = min(self.max_delay_seconds, self.base_delay_seconds * self.multiplier ** max(0, attempt - 1))
+        return rng.uniform(0.0, cap)
+
+    def next_attempt_at(self, attempt: int, now: datetime, rng: random.Random) -> datetime | None:
+        """When to try again after ``attempt`` failed attempts, or None when exhausted."""
+        if self.exhausted(attempt):
+            return None
+        return now + timedelta(seconds=self.delay_seconds(attempt, rng))
+
+
+
+def secret_from_env(variable: str | None, *, required: bool = False) -> str | None:
+    """The value of environment variable ``variable`` (None when unset or ``variable`` is None);
+    raises ConfigError naming the variable when ``required`` and unset."""
+    value = os.environ.get(variable) if variable else None
+    if required and not value:
+        raise ConfigError(f"environment variable {variable} is not set")
+    return value or None
+
+
+class EmailSettings(_Section):
+    """``[channels.email]``: the SMTP relay, the sender and optional DKIM signing."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=1025, ge=1, le=65535)
+    sender: str = "marketing@localhost"
+    sender_name: str | None = None
+    starttls: bool = False
+    username: str | None = None
+    password_env: str = "MICROMARKETING_SMTP_PASSWORD"
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    dkim_key_path: str | None = None
+    dkim_selector: str | None = None
+    dkim_domain: str | None = None
+    rate_per_second: float | None = Field(default=None, gt=0)
+    unsubscribe_mailto: str | None = None  # default: unsubscribe@{sender domain}
+
+    @property
+    def sender_domain(self) -> str:
+        """The domain of ``sender`` (used for Message-ID and the default DKIM domain)."""
+        return self.sender.rpartition("@")[2] or "localhost"
+
+    @property
+    def dkim_enabled(self) -> bool:
+        """True when a DKIM key is configured (``campaign plan`` warns when it is not)."""
+        return bool(self.dkim_key_path)
+
+
+class WebhookSettings(_Section):
+    """``[channels.webhook]``: where JSON deliveries go, signed with the Standard Webhooks secret
+    (``whsec_…``) from ``secret_env``."""
+
+    url: str | None = None
+    secret_env: str = "MICROMARKETING_WEBHOOK_SECRET"
+    timeout_seconds: float = Field(default=10.0, gt=0)
+
+
+class SmsSettings(_Section):
+    """``[channels.sms]``: an SMS provider reached through a signed webhook."""
+
+    url: str | None = None
+    secret_env: str = "MICROMARKETING_SMS_WEBHOOK_SECRET"
+    sender_id: str | None = None
+    default_country_code: str | None = Field(default=None, pattern=r"^[1-9]\d{0,2}$")
+    cost_per_segment: float = Field(default=0.0, ge=0)
+    timeout_seconds: float = Field(default=10.0, gt=0)
+
+
+class ChannelsSettings(_Section):
+    """``[channels]``: one table per channel plus the retry policy the outbox applies."""
+
+    email: EmailSettings = Field(default_factory=EmailSettings)
+    webhook: WebhookSettings = Field(default_factory=WebhookSettings)
+    sms: SmsSettings = Field(default_factory=SmsSettings)
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+
+
+class ServerSettings(_Section):
+    """``[server]``: the URL the public routes (``/u/{token}``) are reached at, and the env var
+    holding the token secret (else a per-workspace secret file is created on first use)."""
+
+    public_url: str = "http://127.0.0.1:8000"
+    secret_env: str = "MICROMARKETING_SERVER__SECRET"
+
+
 class Settings(_Section):
     """All settings of one workspace."""
 
@@ -154,6 +261,8 @@ class Settings(_Section):
     clv: ClvSettings = Field(default_factory=ClvSettings)
     segments: SegmentSettings = Field(default_factory=SegmentSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    channels: ChannelsSettings = Field(default_factory=ChannelsSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
 
 
 def load_settings(root: Path, environ: Mapping[str, str] | None = None) -> Settings:

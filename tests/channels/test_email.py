@@ -16,8 +16,8 @@ from aiosmtpd.smtp import Envelope
 
 from micromarketing.channels import OutgoingMessage, RetryPolicy, message_key, send_with_retries
 from micromarketing.channels.email import DkimSigner, EmailChannel, build_email
-from micromarketing.channels.settings import EmailSettings
 from micromarketing.channels.tokens import unsubscribe_url, verify_token
+from micromarketing.config import EmailSettings
 
 SECRET = b"test-secret"
 
@@ -316,7 +316,7 @@ def test_rate_limit_paces_sends(smtp_server):
 
 
 def test_settings_tables():
-    from micromarketing.channels.settings import ChannelsSettings, ServerSettings
+    from micromarketing.config import ChannelsSettings, ServerSettings
 
     cfg = ChannelsSettings.model_validate(
         {

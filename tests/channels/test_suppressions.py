@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from micromarketing.channels.email import email_warnings
-from micromarketing.channels.settings import EmailSettings
 from micromarketing.channels.suppressions import parse_suppression_export
+from micromarketing.config import EmailSettings
 from micromarketing.errors import IngestError
 
 

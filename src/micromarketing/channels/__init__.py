@@ -11,7 +11,7 @@ now, rng)``, or failed with ``reason`` when that is None; ``permanent_failure`` 
 when ``suppress`` add the address to the suppression list.  ``skipped`` (consent, caps, quiet
 hours, suppression) is decided before a message reaches a channel.
 Modules: ``email``, ``webhook``, ``sms``, ``direct_mail``, ``audiences``, ``tokens``
-(unsubscribe links), ``suppressions`` (provider exports), ``settings``."""
+(unsubscribe links), ``suppressions`` (provider exports); their settings live in ``config``."""
 
 from micromarketing.channels.base import (
     Channel,

@@ -14,10 +14,11 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from micromarketing.config import RetryPolicy
 
 ChannelKind = Literal["email", "webhook", "sms", "direct_mail", "audience"]
 OutcomeStatus = Literal["sent", "temporary_failure", "permanent_failure"]
@@ -118,35 +119,6 @@ class Channel(Protocol):
 
     def close(self) -> None: ...
 
-
-class RetryPolicy(BaseModel):
-    """Exponential backoff with full jitter (AWS's "full jitter": a uniform delay between 0 and
-    ``min(max_delay, base_delay * multiplier ** (attempt - 1))``), up to ``max_attempts``.
-
-    ``attempt`` counts the attempts already made, so after the first failure ``attempt`` is 1.
-    Deterministic for a seeded ``random.Random``."""
-
-    model_config = ConfigDict(frozen=True)
-
-    max_attempts: int = Field(default=5, ge=1)
-    base_delay_seconds: float = Field(default=60.0, gt=0)
-    max_delay_seconds: float = Field(default=3600.0, gt=0)
-    multiplier: float = Field(default=2.0, ge=1)
-
-    def exhausted(self, attempt: int) -> bool:
-        """True when ``attempt`` attempts used up the budget (the message becomes failed)."""
-        return attempt >= self.max_attempts
-
-    def delay_seconds(self, attempt: int, rng: random.Random) -> float:
-        """The jittered wait after ``attempt`` failed attempts (≥ 1)."""
-        cap = min(self.max_delay_seconds, self.base_delay_seconds * self.multiplier ** max(0, attempt - 1))
-        return rng.uniform(0.0, cap)
-
-    def next_attempt_at(self, attempt: int, now: datetime, rng: random.Random) -> datetime | None:
-        """When to try again after ``attempt`` failed attempts, or None when exhausted."""
-        if self.exhausted(attempt):
-            return None
-        return now + timedelta(seconds=self.delay_seconds(attempt, rng))
 
 
 def send_with_retries(

@@ -21,7 +21,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from micromarketing.channels.base import ChannelKind, DeliveryOutcome, OutgoingMessage
-from micromarketing.channels.settings import EmailSettings, secret_from_env
+from micromarketing.config import EmailSettings, secret_from_env
 from micromarketing.errors import ConfigError
 
 #: Headers the DKIM signature covers; both unsubscribe headers must be signed for one-click.

@@ -18,7 +18,7 @@ import os
 import secrets
 from pathlib import Path
 
-from micromarketing.channels.settings import ServerSettings
+from micromarketing.config import ServerSettings
 
 _VERSION = b"\x01"
 _MAC_BYTES = 16
