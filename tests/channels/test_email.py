@@ -16,8 +16,8 @@ from aiosmtpd.smtp import Envelope
 
 from micromarketing.channels import OutgoingMessage, RetryPolicy, message_key, send_with_retries
 from micromarketing.channels.email import DkimSigner, EmailChannel, build_email
-from micromarketing.channels.tokens import unsubscribe_url, verify_token
 from micromarketing.config import EmailSettings
+from micromarketing.tokens import unsubscribe_url, verify_token
 
 SECRET = b"test-secret"
 

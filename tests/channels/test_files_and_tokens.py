@@ -23,13 +23,13 @@ from micromarketing.channels.audiences import (
 )
 from micromarketing.channels.direct_mail import DirectMailChannel, DirectMailRecipient, write_direct_mail
 from micromarketing.channels.email import EmailChannel
-from micromarketing.channels.tokens import (
+from micromarketing.config import EmailSettings
+from micromarketing.tokens import (
     load_or_create_secret,
     unsubscribe_token,
     unsubscribe_url,
     verify_token,
 )
-from micromarketing.config import EmailSettings
 
 META_EMAIL = "62a14e44f765419d10fea99367361a727c12365e2520f32218d505ed9aa0f62f"
 META_PHONE = "e323ec626319ca94ee8bff2e4c87cf613be6ea19919ed1364124e16807ab3176"

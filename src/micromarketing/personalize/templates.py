@@ -32,18 +32,14 @@ error message with the template line).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import operator
 import os
 import re
-import secrets
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import ibis
 import jinja2
@@ -57,13 +53,13 @@ from micromarketing.errors import NotFoundError, TemplateError, TemplateSecurity
 from micromarketing.store.context import StoreContext
 from micromarketing.store.models import Template
 from micromarketing.store.versions import next_version
+from micromarketing.tokens import server_secret, unsubscribe_url
 
 PARTS = ("subject", "html", "text", "sms")
 DEFAULT_BLOCKS_DIR = Path(__file__).with_name("templates")
 EXAMPLES_DIR = DEFAULT_BLOCKS_DIR / "examples"
 EXAMPLE_TEMPLATE = "seasonal_picks"
 BLOCK_SUFFIXES = (".html", ".htm", ".txt")
-DEFAULT_UNSUBSCRIBE_BASE = "https://example.invalid/unsubscribe"
 MAX_REPEAT = 100_000  # longest string/list that `*` may build
 MAX_EXPONENT = 64
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
@@ -575,20 +571,10 @@ def compile_template(ctx: StoreContext, name: str, version: int | None = None) -
 # ---------------------------------------------------------------------------------------------
 # recipient data
 # ---------------------------------------------------------------------------------------------
-def unsubscribe_key(ctx: StoreContext) -> bytes:
-    """The workspace's secret for unsubscribe tokens (created on first use, file mode 0600)."""
-    path = ctx.root / "secrets" / "unsubscribe.key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_hex(32))
-    return path.read_text().strip().encode()
-
-
-def unsubscribe_token(key: bytes, customer_id: str) -> str:
-    """An HMAC token proving an unsubscribe link was issued for ``customer_id``."""
-    return hmac.new(key, customer_id.encode(), hashlib.sha256).hexdigest()[:32]
+def token_secret(ctx: StoreContext) -> bytes:
+    """The workspace's secret for the opaque per-customer tokens of unsubscribe and preference
+    links (``[server] secret_env``'s variable, else ``secrets/token.key`` created on first use)."""
+    return server_secret(ctx.settings.server, ctx.root / "secrets" / "token.key")
 
 
 def _segment_context(ctx: StoreContext, name: str) -> dict[str, Any]:
@@ -650,7 +636,6 @@ def render_for_customers(
     version: int | None = None,
     extra: Mapping[str, Any] | None = None,
     segment: str | None = None,
-    unsubscribe_base: str = DEFAULT_UNSUBSCRIBE_BASE,
     batch_size: int = 10_000,
     errors: str = "raise",
     failures: list[TemplateError] | None = None,
@@ -676,7 +661,6 @@ def render_for_customers(
         k=k,
         extra=extra,
         segment=seg_ctx,
-        unsubscribe_base=unsubscribe_base,
         batch_size=batch_size,
         errors=errors,
         failures=failures,
@@ -691,7 +675,6 @@ def render_rows(
     k: int = 5,
     extra: Mapping[str, Any] | None = None,
     segment: Mapping[str, Any] | None = None,
-    unsubscribe_base: str = DEFAULT_UNSUBSCRIBE_BASE,
     batch_size: int = 10_000,
     errors: str = "raise",
     failures: list[TemplateError] | None = None,
@@ -704,14 +687,14 @@ def render_rows(
     """
     if errors not in ("raise", "collect"):
         raise ValueError("errors must be 'raise' or 'collect'")
-    key = unsubscribe_key(ctx)
+    secret = token_secret(ctx)
+    public_url = ctx.settings.server.public_url
     constant: dict[str, Any] = dict(extra or {})
     if segment is not None:
         constant["segment"] = dict(segment)
     want_recs = tpl.needs("recommendations")
     want_offer = tpl.needs("offer")
     catalogue = product_catalogue(ctx) if want_recs and recommender is None else {}
-    sep = "&" if "?" in unsubscribe_base else "?"
     # The recipients are read in one query as Arrow (columnar, compact) and converted to rows one
     # batch at a time.  Not a streaming reader: recommendations and offers run their own queries
     # between batches, and on DuckDB a new query on the connection ends a pending stream silently.
@@ -732,9 +715,7 @@ def render_rows(
             values = {k_: v for k_, v in row.items() if v is not None}
             values["customer"] = dict(values)
             values.update(constant)
-            values["unsubscribe_url"] = (
-                f"{unsubscribe_base}{sep}c={quote(cid, safe='')}&t={unsubscribe_token(key, cid)}"
-            )
+            values["unsubscribe_url"] = unsubscribe_url(public_url, secret, cid)
             if want_recs:
                 values["recommendations"] = recs.get(cid, [])
             if cid in offers:
