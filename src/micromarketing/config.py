@@ -252,6 +252,15 @@ class ServerSettings(_Section):
     secret_env: str = "MICROMARKETING_SERVER__SECRET"
 
 
+class RenderSettings(_Section):
+    """``[render]``: the budget of one message's render (all parts together), so no template
+    can run for minutes or allocate gigabytes; see :mod:`micromarketing.personalize.sandbox`."""
+
+    max_operations: int = Field(default=200_000, ge=100)
+    max_seconds: float = Field(default=2.0, gt=0)
+    max_output_chars: int = Field(default=500_000, ge=1_000)
+
+
 class Settings(_Section):
     """All settings of one workspace."""
 
@@ -263,6 +272,7 @@ class Settings(_Section):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     channels: ChannelsSettings = Field(default_factory=ChannelsSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    render: RenderSettings = Field(default_factory=RenderSettings)
 
 
 def load_settings(root: Path, environ: Mapping[str, str] | None = None) -> Settings:

@@ -65,6 +65,10 @@ class TemplateSecurityError(TemplateError):
     """A template tried to reach something the sandbox forbids."""
 
 
+class TemplateLimitError(TemplateError):
+    """A render went past a ``[render]`` limit (operations, time, output size)."""
+
+
 class NotFoundError(MicromarketingError):
     """A named object (customer, segment, model, template) does not exist."""
 

@@ -32,7 +32,6 @@ error message with the template line).
 
 from __future__ import annotations
 
-import operator
 import os
 import re
 import traceback
@@ -45,11 +44,19 @@ import ibis
 import jinja2
 from jinja2 import meta, nodes
 from jinja2.runtime import new_context
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.sandbox import SecurityError
 from markupsafe import Markup
 from sqlalchemy import func, select
 
-from micromarketing.errors import NotFoundError, TemplateError, TemplateSecurityError
+from micromarketing.config import RenderSettings
+from micromarketing.errors import NotFoundError, TemplateError, TemplateLimitError, TemplateSecurityError
+from micromarketing.personalize.sandbox import (
+    LimitedSandbox,
+    RenderLimitError,
+    budget,
+    static_problems,
+    stream,
+)
 from micromarketing.store.context import StoreContext
 from micromarketing.store.models import Template
 from micromarketing.store.versions import next_version
@@ -60,8 +67,6 @@ DEFAULT_BLOCKS_DIR = Path(__file__).with_name("templates")
 EXAMPLES_DIR = DEFAULT_BLOCKS_DIR / "examples"
 EXAMPLE_TEMPLATE = "seasonal_picks"
 BLOCK_SUFFIXES = (".html", ".htm", ".txt")
-MAX_REPEAT = 100_000  # longest string/list that `*` may build
-MAX_EXPONENT = 64
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
 _BLOCK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}\.(html|htm|txt)$")
 # Variables the renderer provides itself; anything else a template reads comes from the data.
@@ -76,6 +81,9 @@ CONTEXT_VARIABLES = (
     "product_cards",
     "product_cards_text",
 )
+# With errors="collect", this many members hitting a render limit stop the loop (the template is at
+# fault, not the data): a runaway template must not cost max_seconds once per member.
+LIMIT_FAILURES_BEFORE_STOP = 3
 _INCLUDE = re.compile(r"""\{%\s*include\s+(["'])([^"']+)\1\s*(?:with\s+context\s*)?%\}""")
 _NOT_INLINABLE = re.compile(r"\{%-?\s*(set|block|extends|import|from|macro|include)\b")
 
@@ -130,23 +138,6 @@ class Product:
 # ---------------------------------------------------------------------------------------------
 # the sandbox
 # ---------------------------------------------------------------------------------------------
-class _Sandbox(ImmutableSandboxedEnvironment):
-    """The immutable sandbox plus guards on ``*`` and ``**`` (``'a' * 10**9``, ``9**9**9``)."""
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context: Any, operator_: str, left: Any, right: Any) -> Any:
-        if operator_ == "**":
-            if isinstance(right, int | float) and abs(right) > MAX_EXPONENT:
-                raise SecurityError(f"exponent {right} is larger than {MAX_EXPONENT}")
-            return operator.pow(left, right)
-        for seq, times in ((left, right), (right, left)):
-            if isinstance(seq, str | list | tuple) and isinstance(times, int):
-                if len(seq) * times > MAX_REPEAT:
-                    raise SecurityError(f"repetition would build more than {MAX_REPEAT} items")
-        return operator.mul(left, right)
-
-
 def _autoescape(name: str | None) -> bool:
     return bool(name) and (name.endswith((".html", ".htm")) or name.endswith("#html"))  # type: ignore[union-attr]
 
@@ -168,8 +159,9 @@ class _Loader(jinja2.BaseLoader):
 
 
 def make_environment(sources: Mapping[str, str] | None = None) -> jinja2.Environment:
-    """The sandboxed environment templates run in (strict undefined, autoescape for HTML)."""
-    env = _Sandbox(
+    """The sandboxed environment templates run in (strict undefined, autoescape for HTML, every
+    render under the ``[render]`` budget: see :mod:`micromarketing.personalize.sandbox`)."""
+    env = LimitedSandbox(
         loader=_Loader(sources or {}),
         autoescape=_autoescape,
         undefined=jinja2.StrictUndefined,
@@ -235,7 +227,7 @@ def add_template(
     env = make_environment({**{f"{name}#{p}": s for p, s in texts.items()}, **blocks})
     variables: set[str] = set()
     for part, source in texts.items():
-        variables |= _check_source(env, f"{name}#{part}", source, name, part)
+        variables |= _check_source(env, f"{name}#{part}", source, name, part, ctx.settings.render)
     return _store(ctx, name, "message", texts, sorted(variables))
 
 
@@ -253,7 +245,7 @@ def add_block(
     if not _BLOCK_NAME.match(name):
         raise TemplateError(f"invalid block name {name!r}: use NAME.html or NAME.txt")
     env = make_environment({name: source, **_stored_blocks(ctx)})
-    variables = _check_source(env, name, source, name, "")
+    variables = _check_source(env, name, source, name, "", ctx.settings.render)
     return _store(ctx, name, "block", {"source": source}, sorted(variables))
 
 
@@ -336,14 +328,20 @@ def _read_parts(parts: Mapping[str, str] | Iterable[str | os.PathLike[str]]) -> 
     return texts
 
 
-def _check_source(env: jinja2.Environment, key: str, source: str, name: str, part: str) -> set[str]:
-    """Compile ``source``, check its includes exist; returns the variables it reads."""
+def _check_source(
+    env: jinja2.Environment, key: str, source: str, name: str, part: str, limits: RenderSettings
+) -> set[str]:
+    """Compile ``source``, check its includes exist and that nothing in it is certain to break a
+    render limit; returns the variables it reads."""
     try:
         ast = env.parse(source, name=key)
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(
             f"syntax error: {exc.message}", template=name, part=part, line=exc.lineno
         ) from None
+    problems = static_problems(ast, limits)
+    if problems:
+        raise TemplateError("exceeds the render limits: " + "; ".join(problems), template=name, part=part)
     for included in meta.find_referenced_templates(ast):
         if included is None:
             continue
@@ -365,8 +363,11 @@ def _check_source(env: jinja2.Environment, key: str, source: str, name: str, par
 class CompiledTemplate:
     """A message template compiled once in the sandbox, ready to render many recipients."""
 
-    def __init__(self, info: TemplateInfo, blocks: Mapping[str, str]) -> None:
+    def __init__(
+        self, info: TemplateInfo, blocks: Mapping[str, str], limits: RenderSettings | None = None
+    ) -> None:
         self.info = info
+        self.limits = limits or RenderSettings()
         self.name = info.name
         sources = {**blocks, **{f"{info.name}#{p}": s for p, s in info.parts.items()}}
         self.env = make_environment(sources)
@@ -482,10 +483,23 @@ class CompiledTemplate:
         env = self.fast_env
         data = {**self._globals, **context}
         out: dict[str, str | None] = {"subject": None, "html": None, "text": None, "sms": None}
+        part = ""
         try:
-            for part, fn, name, blocks in self._fast:
-                ctx = new_context(env, name, blocks, data, True, None, None)
-                out[part] = "".join(fn(ctx))
+            with budget(self.limits) as spent:
+                for part, fn, name, blocks in self._fast:
+                    ctx = new_context(env, name, blocks, data, True, None, None)
+                    out[part] = stream(fn(ctx), spent)
+        except RenderLimitError as exc:  # named here: re-rendering would spend the budget again
+            raise TemplateLimitError(
+                f"render limit: {exc}", template=self.name, part=part, customer_id=customer_id or None
+            ) from None
+        except RecursionError:
+            raise TemplateLimitError(
+                "render limit: recursion too deep (a macro calling itself?)",
+                template=self.name,
+                part=part,
+                customer_id=customer_id or None,
+            ) from None
         except Exception:  # redo through the public API for a precise, line-numbered error
             self._raise_precise(context, customer_id)
             raise
@@ -495,11 +509,12 @@ class CompiledTemplate:
         return RenderedMessage(customer_id, out["subject"], out["html"], out["text"], out["sms"])
 
     def _raise_precise(self, context: Mapping[str, Any], customer_id: str) -> None:
-        for part, tpl in self.templates.items():
-            try:
-                tpl.render(**context)
-            except Exception as exc:
-                raise _wrap(exc, self.name, part, customer_id) from None
+        with budget(self.limits):
+            for part, tpl in self.templates.items():
+                try:
+                    tpl.render(**context)
+                except Exception as exc:
+                    raise _wrap(exc, self.name, part, customer_id) from None
 
 
 def _inline_includes(source: str, sources: Mapping[str, str], key: str = "") -> str:
@@ -536,6 +551,14 @@ def _wrap(exc: BaseException, template: str, part: str, customer_id: str) -> Tem
             else:
                 where_name, where_part = fname, ""
             break
+    if isinstance(exc, RenderLimitError):
+        return TemplateLimitError(
+            f"render limit: {exc}",
+            template=where_name,
+            part=where_part,
+            line=line,
+            customer_id=customer_id or None,
+        )
     if isinstance(exc, SecurityError):
         return TemplateSecurityError(
             f"unsafe: {exc}", template=where_name, part=where_part, line=line, customer_id=customer_id or None
@@ -565,7 +588,7 @@ def compile_template(ctx: StoreContext, name: str, version: int | None = None) -
     info = get_template(ctx, name, version)
     if info.kind != "message":
         raise TemplateError(f"{name!r} is a shared block, not a message template")
-    return CompiledTemplate(info, _stored_blocks(ctx))
+    return CompiledTemplate(info, _stored_blocks(ctx), ctx.settings.render)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -694,6 +717,7 @@ def render_rows(
         constant["segment"] = dict(segment)
     want_recs = tpl.needs("recommendations")
     want_offer = tpl.needs("offer")
+    limit_failures = 0
     catalogue = product_catalogue(ctx) if want_recs and recommender is None else {}
     # The recipients are read in one query as Arrow (columnar, compact) and converted to rows one
     # batch at a time.  Not a streaming reader: recommendations and offers run their own queries
@@ -725,6 +749,10 @@ def render_rows(
             except TemplateError as exc:
                 if errors == "raise":
                     raise
+                if isinstance(exc, TemplateLimitError):
+                    limit_failures += 1
+                    if limit_failures >= LIMIT_FAILURES_BEFORE_STOP:
+                        raise  # the template itself runs away: do not spend the budget per member
                 if failures is not None:
                     failures.append(exc)
 
@@ -839,12 +867,21 @@ def check_template(
     failures: list[TemplateError] = []
     rendered = 0
     long_sms = 0
-    for message in render_for_customers(
-        ctx, name, segment, k=k, version=version, extra=extra, errors="collect", failures=failures
-    ):
-        rendered += 1
-        if message.sms is not None and len(message.sms) > 160:
-            long_sms += 1
+    try:
+        for message in render_for_customers(
+            ctx, name, segment, k=k, version=version, extra=extra, errors="collect", failures=failures
+        ):
+            rendered += 1
+            if message.sms is not None and len(message.sms) > 160:
+                long_sms += 1
+    except TemplateLimitError as exc:
+        raise TemplateLimitError(
+            f"{exc.reason}; stopped after {LIMIT_FAILURES_BEFORE_STOP} members hit the limit "
+            f"({rendered} rendered before)",
+            template=exc.template,
+            part=exc.part,
+            customer_id=exc.customer_id,
+        ) from None
     listed = [
         {"customer_id": f.customer_id, "part": f.part, "line": f.line, "reason": f.reason, "message": str(f)}
         for f in failures[:max_failures]
