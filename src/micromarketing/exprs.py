@@ -51,16 +51,27 @@ def haversine_km(
     lat2: ir.NumericValue | float,
     lon2: ir.NumericValue | float,
 ) -> ir.FloatingValue:
-    """Great-circle distance in kilometres between two points given in degrees."""
+    """Great-circle distance in kilometres between two points given in degrees.
+
+    Any missing coordinate gives a NULL distance (never a match, never a bogus number)."""
+    columns = [v for v in (lat1, lon1, lat2, lon2) if not isinstance(v, int | float)]
     lat1, lon1, lat2, lon2 = (
-        ibis.literal(v, type="float64") if isinstance(v, int | float) else v for v in (lat1, lon1, lat2, lon2)
+        ibis.literal(v, type="float64") if isinstance(v, int | float) else v.cast("float64")
+        for v in (lat1, lon1, lat2, lon2)
     )
     phi1, phi2 = lat1.radians(), lat2.radians()
     half_dphi = (lat2 - lat1).radians() / 2
     half_dlambda = (lon2 - lon1).radians() / 2
     a = half_dphi.sin() ** 2 + phi1.cos() * phi2.cos() * half_dlambda.sin() ** 2
-    # least() guards against a > 1 by rounding, which would make asin return NULL/NaN.
-    return 2 * EARTH_RADIUS_KM * ibis.least(a.sqrt(), 1.0).asin()
+    # least() guards asin against rounding just above 1, but it skips NULLs on both engines, so
+    # missing coordinates are handled explicitly.
+    distance = 2 * EARTH_RADIUS_KM * ibis.least(a.sqrt(), 1.0).asin()
+    if not columns:
+        return distance
+    missing = columns[0].isnull()
+    for column in columns[1:]:
+        missing = missing | column.isnull()
+    return ibis.ifelse(missing, ibis.null("float64"), distance)
 
 
 def start_of_day_utc(day: date) -> datetime:

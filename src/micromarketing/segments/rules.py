@@ -27,7 +27,7 @@ import ibis
 import ibis.expr.types as ir
 
 from micromarketing.errors import DataError, RuleError
-from micromarketing.exprs import EARTH_RADIUS_KM
+from micromarketing.exprs import EARTH_RADIUS_KM, haversine_km
 from micromarketing.profiles.build import PROFILE_COLUMNS
 from micromarketing.profiles.clv import CLV_COLUMNS
 from micromarketing.segments import dsl
@@ -722,20 +722,9 @@ def _point_and_rest(
     return point, [c.literal_arg(a, "number", "the distance in km") for a in rest]
 
 
-def haversine_km(lat: Any, lon: Any, point: tuple[float, float]) -> Any:
-    """Great-circle distance in km from columns ``lat``/``lon`` to ``point``, as an Ibis expression."""
-    lat2, lon2 = math.radians(point[0]), math.radians(point[1])
-    lat1, lon1 = lat.cast("float64").radians(), lon.cast("float64").radians()
-    a = ((lat1 - lat2) / 2).sin() ** 2 + lat1.cos() * math.cos(lat2) * ((lon1 - lon2) / 2).sin() ** 2
-    # LEAST guards asin against rounding just above 1; it skips NULLs on both engines, so missing
-    # coordinates are handled explicitly (a NULL distance, never a match).
-    dist = 2 * EARTH_RADIUS_KM * ibis.least(a, 1.0).sqrt().asin()
-    return ibis.ifelse(lat.isnull() | lon.isnull(), ibis.null("float64"), dist)
-
-
 def _fn_distance(c: _Compiler, node: dsl.Call) -> V:
     point, _ = _point_and_rest(c, node, 0, "distance_km(store('S012')) or distance_km(lat, lon)")
-    return V("number", node.pos, "distance_km(…)", expr=haversine_km(c.base["lat"], c.base["lon"], point))  # type: ignore[index]
+    return V("number", node.pos, "distance_km(…)", expr=haversine_km(c.base["lat"], c.base["lon"], *point))  # type: ignore[index]
 
 
 def _fn_within(c: _Compiler, node: dsl.Call) -> V:
@@ -754,7 +743,7 @@ def _fn_within(c: _Compiler, node: dsl.Call) -> V:
         dlon = math.degrees(math.asin(math.sin(r) / coslat)) * 1.01
         if abs(point[1]) + dlon <= 180:
             box = box & lon.between(point[1] - dlon, point[1] + dlon)
-    expr = box & (haversine_km(lat, lon, point) <= km)
+    expr = box & (haversine_km(lat, lon, *point) <= km)
     return V("bool", node.pos, f"within_km(…, {km})", expr=expr)
 
 

@@ -36,21 +36,17 @@ WHERE
         )
         THEN CAST(NULL AS DOUBLE)
         ELSE ASIN(
-          SQRT(
-            LEAST(
+          LEAST(
+            SQRT(
               (
-                POWER(SIN((
-                  RADIANS("t5"."lat") - 0.7987324788826851
-                ) / 2), 2)
+                POWER(SIN(RADIANS(45.764 - "t5"."lat") / 2), 2)
               ) + (
-                COS(RADIANS("t5"."lat")) * 0.6976154134297105 * (
-                  POWER(SIN((
-                    RADIANS("t5"."lon") - 0.0843988866386898
-                  ) / 2), 2)
+                COS(RADIANS("t5"."lat")) * COS(RADIANS(45.764)) * (
+                  POWER(SIN(RADIANS(4.8357 - "t5"."lon") / 2), 2)
                 )
-              ),
-              1.0
-            )
+              )
+            ),
+            1.0
           )
         ) * 12742.0176
       END <= 5
@@ -68,21 +64,17 @@ WHERE
         )
         THEN CAST(NULL AS DOUBLE)
         ELSE ASIN(
-          SQRT(
-            LEAST(
+          LEAST(
+            SQRT(
               (
-                POWER(SIN((
-                  RADIANS("t5"."lat") - 0.85259333959923
-                ) / 2), 2)
+                POWER(SIN(RADIANS(48.85 - "t5"."lat") / 2), 2)
               ) + (
-                COS(RADIANS("t5"."lat")) * 0.6580326035166145 * (
-                  POWER(SIN((
-                    RADIANS("t5"."lon") - 0.041015237421866746
-                  ) / 2), 2)
+                COS(RADIANS("t5"."lat")) * COS(RADIANS(48.85)) * (
+                  POWER(SIN(RADIANS(2.35 - "t5"."lon") / 2), 2)
                 )
-              ),
-              1.0
-            )
+              )
+            ),
+            1.0
           )
         ) * 12742.0176
       END <= 3
