@@ -113,6 +113,15 @@ def test_propensity_is_learnt_from_campaign_outcomes(generated_ws):
     )
     ws.warehouse.create_from(OUTCOMES_TABLE, outcomes)
     model = fit_propensity(ws)
+    # identifiable: one kind is the reference level; dated by its data; calibrated out of fold
+    assert "kind_discount" not in model.columns and "kind_free_shipping" in model.columns
+    assert model.as_of == date(2026, 5, 1)
+    cal = model.calibration
+    assert cal["brier"] < cal["brier_base_rate"]  # the planted signal beats the base rate
+    assert sum(b["count"] for b in cal["reliability"]) == len(sample)
+    for b in cal["reliability"]:
+        if b["count"] >= 100:
+            assert abs(b["predicted"] - b["observed"]) < 0.1
     ids = prof.customer_id.tolist()[:500]
     frame = next_best_offer(ws, ids, on=date(2026, 7, 1))
     assert set(frame.source.dropna()) == {f"model v{model.version}"}
@@ -125,3 +134,43 @@ def test_propensity_is_learnt_from_campaign_outcomes(generated_ws):
     ws.warehouse.raw_sql(f'DROP TABLE "{OUTCOMES_TABLE}"')
     with ws.ops.session() as s:  # leave the shared workspace on the prior
         s.execute(delete(ModelVersion).where(ModelVersion.kind == PROPENSITY_KIND))
+
+
+def test_propensity_features_are_the_profiles_as_of_each_send(generated_ws):
+    """No leakage: a customer's features are what was known on the day the offer went out."""
+    from micromarketing.personalize.offers import _outcome_features
+
+    ws = generated_ws
+    orders = ws.table("transactions").select("customer_id", "order_id", "ordered_at").to_pandas()
+    first = orders.groupby("customer_id").ordered_at.min()
+    sent = pd.Timestamp("2025-06-01T10:00Z")
+    newcomers = first[first >= sent].index[:20].tolist()  # no order yet on the send day
+    regulars = first[first < sent - pd.Timedelta(days=200)].index[:20].tolist()
+    outcomes = pd.DataFrame(
+        {"customer_id": newcomers + regulars, "offer": "x", "sent_at": sent, "converted": True}
+    )
+    outcomes["sent_day"] = outcomes.sent_at.dt.date
+    features = _outcome_features(ws, outcomes).set_index("customer_id")
+    assert (features.loc[newcomers, "frequency"] == 0).all()
+    earlier = orders[orders.ordered_at < pd.Timestamp("2025-06-01T00:00Z")]
+    before = earlier.groupby("customer_id").order_id.nunique()
+    assert (features.loc[regulars, "frequency"] == before.loc[regulars]).all()
+    today = ws.table("profiles").select("customer_id", "frequency").to_pandas().set_index("customer_id")
+    assert (today.loc[newcomers, "frequency"] > 0).all()  # what a fit on today's profiles would have seen
+
+
+def test_propensity_needs_enough_conversions(generated_ws):
+    ws = generated_ws
+    if not any(o.name == "nbo_ten" for o in list_offers(ws)):
+        add_offer(ws, "nbo_ten", kind="discount", value=10, cost=0.5)
+    ids = ws.table("profiles").customer_id.to_pandas().tolist()[:400]
+    outcomes = pd.DataFrame(
+        {"customer_id": ids, "offer": "nbo_ten", "sent_at": pd.Timestamp("2026-05-01T09:00Z"),
+         "converted": [i < 10 for i in range(len(ids))]}
+    )
+    ws.warehouse.create_from(OUTCOMES_TABLE, outcomes)
+    try:
+        with pytest.raises(ModelError, match="10 conversions"):
+            fit_propensity(ws)
+    finally:
+        ws.warehouse.raw_sql(f'DROP TABLE "{OUTCOMES_TABLE}"')

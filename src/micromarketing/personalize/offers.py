@@ -18,8 +18,10 @@ What it owns
   orders) and ``margin_rate`` the workspace's ``clv.margin``.  ``p`` is the conversion propensity.
 * Propensity: a logistic regression on past campaign outcomes (:data:`OUTCOMES_TABLE`, written by
   campaigns/measure: ``customer_id, offer, sent_at, converted``) when at least
-  :data:`MIN_OUTCOMES` outcomes with both results exist (fitted by :func:`fit_propensity`, stored as
-  ``ModelVersion(kind="offer_propensity")``), otherwise the documented prior :func:`prior_propensity`.
+  :data:`MIN_OUTCOMES` outcomes and :data:`MIN_CONVERSIONS` of each result exist (fitted by
+  :func:`fit_propensity` on profiles as of each send, L2 strength by cross-validation, calibration
+  reported; stored as ``ModelVersion(kind="offer_propensity")`` dated by its data), otherwise the
+  documented prior :func:`prior_propensity`.
 
 The prior
 ---------
@@ -45,6 +47,7 @@ import pandas as pd
 from sqlalchemy import select
 
 from micromarketing.errors import ConflictError, DataError, InvalidInputError, ModelError, NotFoundError
+from micromarketing.profiles.build import profiles_as_of
 from micromarketing.store.context import StoreContext
 from micromarketing.store.models import ModelVersion, Offer
 from micromarketing.store.versions import next_version
@@ -54,6 +57,7 @@ BASE_RATE = {"discount": 0.05, "free_shipping": 0.04, "bundle": 0.03, "loyalty_p
 PRIOR_R, PRIOR_F, PRIOR_DISCOUNT = 0.25, 0.15, 0.03
 OUTCOMES_TABLE = "offer_outcomes"
 MIN_OUTCOMES = 200
+MIN_CONVERSIONS = 25  # and as many non-conversions: fewer cannot support a cross-validated fit
 PROPENSITY_KIND = "offer_propensity"
 FEATURES = (
     "r_score",
@@ -194,17 +198,20 @@ def eligible_customers(ctx: StoreContext, rule: str, as_of: date | None = None) 
 # ---------------------------------------------------------------------------------------------
 # propensity
 # ---------------------------------------------------------------------------------------------
-def _features(profile: pd.DataFrame, offer_kind: str, offer_value: float) -> np.ndarray:
-    """The model's feature matrix for customers × one offer."""
+def _design(profile: pd.DataFrame, offer_kind: str, offer_value: float) -> dict[str, np.ndarray]:
+    """Every candidate feature column for customers × one offer (see :data:`FEATURES`)."""
     n = len(profile)
-    r = profile["r_score"].fillna(1).to_numpy(dtype=float)
-    f = profile["f_score"].fillna(1).to_numpy(dtype=float)
-    m = profile["m_score"].fillna(1).to_numpy(dtype=float)
-    freq = np.log1p(profile["frequency"].fillna(0).to_numpy(dtype=float))
-    aov = np.log1p(profile["avg_order_value"].fillna(0).to_numpy(dtype=float))
-    pct = np.full(n, offer_value if offer_kind == "discount" else 0.0)
-    kinds = [np.full(n, 1.0 if offer_kind == k else 0.0) for k in KINDS]
-    return np.column_stack([r, f, m, freq, aov, pct, *kinds])
+    columns = {
+        "r_score": profile["r_score"].fillna(1).to_numpy(dtype=float),
+        "f_score": profile["f_score"].fillna(1).to_numpy(dtype=float),
+        "m_score": profile["m_score"].fillna(1).to_numpy(dtype=float),
+        "log_frequency": np.log1p(profile["frequency"].fillna(0).to_numpy(dtype=float)),
+        "log_aov": np.log1p(profile["avg_order_value"].fillna(0).to_numpy(dtype=float)),
+        "percent_off": np.full(n, offer_value if offer_kind == "discount" else 0.0),
+    }
+    for k in KINDS:
+        columns[f"kind_{k}"] = np.full(n, 1.0 if offer_kind == k else 0.0)
+    return columns
 
 
 def prior_propensity(profile: pd.DataFrame, offer: OfferInfo) -> np.ndarray:
@@ -219,68 +226,138 @@ def prior_propensity(profile: pd.DataFrame, offer: OfferInfo) -> np.ndarray:
 
 @dataclass
 class PropensityModel:
-    """Logistic-regression coefficients over :data:`FEATURES` (stored in ModelVersion params)."""
+    """Logistic-regression coefficients over the identifiable ``columns`` (stored in ModelVersion
+    params), with the cross-validated calibration of the fit."""
 
     version: int
+    columns: list[str]
     intercept: float
     coef: np.ndarray
     mean: np.ndarray
     scale: np.ndarray
+    as_of: date | None = None
+    calibration: dict[str, Any] | None = None
 
     def predict(self, profile: pd.DataFrame, offer: OfferInfo) -> np.ndarray:
-        x = (_features(profile, offer.kind, offer.value) - self.mean) / self.scale
+        design = _design(profile, offer.kind, offer.value)
+        x = (np.column_stack([design[c] for c in self.columns]) - self.mean) / self.scale
         return 1.0 / (1.0 + np.exp(-(self.intercept + x @ self.coef)))
 
 
-def fit_propensity(ctx: StoreContext) -> PropensityModel:
-    """Fit conversion propensity on :data:`OUTCOMES_TABLE` joined to profiles and offers; store it.
+def _outcome_features(ctx: StoreContext, outcomes: pd.DataFrame) -> pd.DataFrame:
+    """``outcomes`` joined to each customer's profile as of the day the offer was sent.
 
-    Raises :class:`ModelError` with fewer than :data:`MIN_OUTCOMES` outcomes or a single class.
+    Today's profile would leak the future into the features (an order *caused* by the offer
+    raises its own recipient's frequency), so each send date gets its own profile."""
+    cols = ["customer_id", "r_score", "f_score", "m_score", "frequency", "avg_order_value"]
+    parts = []
+    for day, group in outcomes.groupby("sent_day", sort=True):
+        ids = group["customer_id"].unique().tolist()
+        want = ibis.memtable({"customer_id": ids}, schema={"customer_id": "string"})
+        profile = profiles_as_of(ctx, day).join(want, "customer_id").select(*cols).to_pandas()
+        parts.append(group.merge(profile, on="customer_id", how="left"))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _reliability(p: np.ndarray, y: np.ndarray, bins: int = 10) -> list[dict[str, float | int]]:
+    """Mean predicted against observed conversion in equal-width bins of the prediction."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    rows: list[dict[str, float | int]] = []
+    for b in range(bins):
+        mask = which == b
+        if mask.any():
+            rows.append(
+                {
+                    "low": float(edges[b]),
+                    "high": float(edges[b + 1]),
+                    "count": int(mask.sum()),
+                    "predicted": float(p[mask].mean()),
+                    "observed": float(y[mask].mean()),
+                }
+            )
+    return rows
+
+
+def fit_propensity(ctx: StoreContext) -> PropensityModel:
+    """Fit conversion propensity on :data:`OUTCOMES_TABLE` and store it as a model version.
+
+    Features are each recipient's profile *as of the send* (no leakage); one offer kind is the
+    reference level (the kind dummies with the intercept would be collinear) and constant
+    columns are dropped, so the design is identifiable; the L2 strength is chosen by 5-fold
+    cross-validated log loss; the calibration (Brier score, reliability bins) is measured on
+    cross-validated predictions.  The version is dated by its data (the last send), not today.
+    Raises :class:`ModelError` with fewer than :data:`MIN_OUTCOMES` outcomes or fewer than
+    :data:`MIN_CONVERSIONS` conversions or non-conversions.
     """
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
     if not ctx.warehouse.has_table(OUTCOMES_TABLE):
         raise ModelError(f"no campaign outcomes yet (table {OUTCOMES_TABLE!r}); the prior is used")
-    outcomes = ctx.table(OUTCOMES_TABLE).select("customer_id", "offer", "converted").to_pandas()
+    outcomes = ctx.table(OUTCOMES_TABLE).select("customer_id", "offer", "sent_at", "converted").to_pandas()
     offers = {o.name: o for o in list_offers(ctx)}
-    outcomes = outcomes[outcomes["offer"].isin(offers)]
-    if len(outcomes) < MIN_OUTCOMES or outcomes["converted"].nunique() < 2:
+    outcomes = outcomes[outcomes["offer"].isin(offers) & outcomes["sent_at"].notna()].copy()
+    converted = outcomes["converted"].astype(bool)
+    n_yes, n_no = int(converted.sum()), int((~converted).sum())
+    if len(outcomes) < MIN_OUTCOMES or min(n_yes, n_no) < MIN_CONVERSIONS:
         raise ModelError(
-            f"{len(outcomes)} usable outcomes (need {MIN_OUTCOMES} with conversions and "
-            "non-conversions); the prior is used"
+            f"{len(outcomes)} usable outcomes with {n_yes} conversions and {n_no} non-conversions "
+            f"(need {MIN_OUTCOMES} outcomes and {MIN_CONVERSIONS} of each); the prior is used"
         )
-    profile = _profile_frame(ctx, outcomes["customer_id"].unique().tolist())
-    data = outcomes.merge(profile, on="customer_id", how="left")
-    xs = []
+    outcomes["sent_day"] = pd.to_datetime(outcomes["sent_at"], utc=True).dt.date
+    data = _outcome_features(ctx, outcomes)
+    design: dict[str, np.ndarray] = {}
     for name, group in data.groupby("offer", sort=True):
         o = offers[name]
-        xs.append((group.index.to_numpy(), _features(group, o.kind, o.value)))
-    x = np.zeros((len(data), len(FEATURES)))
-    for idx, block in xs:
-        x[idx] = block
+        block = _design(group, o.kind, o.value)
+        for column, values in block.items():
+            design.setdefault(column, np.zeros(len(data)))[group.index.to_numpy()] = values
+    kinds_present = [k for k in KINDS if design[f"kind_{k}"].any()]
+    reference = f"kind_{kinds_present[0]}"
+    columns = [c for c in FEATURES if c != reference and np.ptp(design[c]) > 0]
+    x = np.column_stack([design[c] for c in columns])
     y = data["converted"].astype(bool).to_numpy()
     mean, scale = x.mean(axis=0), x.std(axis=0)
-    scale[scale == 0] = 1.0
-    lr = LogisticRegression(C=1.0, max_iter=1000).fit((x - mean) / scale, y)
+    xs = (x - mean) / scale
+    folds = StratifiedKFold(5, shuffle=True, random_state=0)
+    cv = LogisticRegressionCV(Cs=np.logspace(-3, 2, 11), cv=folds, scoring="neg_log_loss", max_iter=2000)
+    cv.fit(xs, y)
+    best_c = float(cv.C_[0])
+    held_out = cross_val_predict(
+        LogisticRegression(C=best_c, max_iter=2000), xs, y, cv=folds, method="predict_proba"
+    )[:, 1]
+    calibration = {
+        "brier": float(np.mean((held_out - y) ** 2)),
+        "brier_base_rate": float(np.mean((y.mean() - y) ** 2)),
+        "reliability": _reliability(held_out, y),
+    }
+    data_as_of = max(data["sent_day"])
     with ctx.ops.session() as s:
         version = next_version(s, PROPENSITY_KIND)
         s.add(
             ModelVersion(
                 kind=PROPENSITY_KIND,
                 version=version,
-                as_of=datetime.now(UTC).date(),
+                as_of=data_as_of,
                 params={
-                    "features": list(FEATURES),
-                    "intercept": float(lr.intercept_[0]),
-                    "coef": lr.coef_[0].tolist(),
+                    "columns": columns,
+                    "reference_kind": reference.removeprefix("kind_"),
+                    "intercept": float(cv.intercept_[0]),
+                    "coef": cv.coef_[0].tolist(),
                     "mean": mean.tolist(),
                     "scale": scale.tolist(),
+                    "C": best_c,
                     "outcomes": int(len(data)),
+                    "conversions": n_yes,
                     "conversion_rate": float(y.mean()),
+                    "calibration": calibration,
                 },
             )
         )
-    return PropensityModel(version, float(lr.intercept_[0]), lr.coef_[0], mean, scale)
+    return PropensityModel(
+        version, columns, float(cv.intercept_[0]), cv.coef_[0], mean, scale, data_as_of, calibration
+    )
 
 
 def load_propensity(ctx: StoreContext) -> PropensityModel | None:
@@ -295,8 +372,17 @@ def load_propensity(ctx: StoreContext) -> PropensityModel | None:
         if row is None:
             return None
         p = dict(row.params)
+        if "columns" not in p:  # a model stored before the identifiable design: refit it
+            return None
         return PropensityModel(
-            row.version, p["intercept"], np.array(p["coef"]), np.array(p["mean"]), np.array(p["scale"])
+            row.version,
+            list(p["columns"]),
+            p["intercept"],
+            np.array(p["coef"]),
+            np.array(p["mean"]),
+            np.array(p["scale"]),
+            row.as_of,
+            p.get("calibration"),
         )
 
 

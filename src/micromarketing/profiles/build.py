@@ -94,14 +94,7 @@ def build_profiles(
     transactions = ctx.table("transactions")
     as_of = resolve_as_of(transactions, as_of, ctx.settings.ingest.min_date)
     currency = single_currency(transactions, as_of)
-    cutoff = start_of_day_utc(as_of)
-    expr = profile_expr(
-        customers=ctx.table("customers"),
-        orders=ctx.warehouse.rollup("customer_orders", before=cutoff),
-        engagement=ctx.warehouse.rollup("customer_engagement", before=cutoff),
-        geo=ctx.warehouse.rollup("customer_geo"),
-        as_of=as_of,
-    )
+    expr = profiles_as_of(ctx, as_of)
     progress("profile", 1, steps)
     clv_version = None
     fit = clv.latest_clv_fit(ctx)
@@ -121,6 +114,21 @@ def build_profiles(
         with_orders=int(counts["with_orders"][0] or 0),
         currency=currency,
         clv_model_version=clv_version,
+    )
+
+
+def profiles_as_of(ctx: StoreContext, as_of: date) -> ir.Table:
+    """Every customer's profile as of ``as_of`` as an expression (nothing is stored).
+
+    Only orders and events before ``as_of`` count, so a model trained on past outcomes can see
+    each customer as they were when the message went out, not as they are today."""
+    cutoff = start_of_day_utc(as_of)
+    return profile_expr(
+        customers=ctx.table("customers"),
+        orders=ctx.warehouse.rollup("customer_orders", before=cutoff),
+        engagement=ctx.warehouse.rollup("customer_engagement", before=cutoff),
+        geo=ctx.warehouse.rollup("customer_geo"),
+        as_of=as_of,
     )
 
 
