@@ -321,9 +321,16 @@ def fit_propensity(ctx: StoreContext) -> PropensityModel:
     mean, scale = x.mean(axis=0), x.std(axis=0)
     xs = (x - mean) / scale
     folds = StratifiedKFold(5, shuffle=True, random_state=0)
-    cv = LogisticRegressionCV(Cs=np.logspace(-3, 2, 11), cv=folds, scoring="neg_log_loss", max_iter=2000)
+    cv = LogisticRegressionCV(
+        Cs=np.logspace(-3, 2, 11),
+        cv=folds,
+        scoring="neg_log_loss",
+        max_iter=2000,
+        l1_ratios=(0.0,),
+        use_legacy_attributes=False,
+    )
     cv.fit(xs, y)
-    best_c = float(cv.C_[0])
+    best_c = float(cv.C_)
     held_out = cross_val_predict(
         LogisticRegression(C=best_c, max_iter=2000), xs, y, cv=folds, method="predict_proba"
     )[:, 1]
