@@ -32,7 +32,7 @@ def test_ranking_metrics_by_hand():
 
 def test_item_item_beats_popularity_clearly_on_generated_data(generated_ws):
     result = evaluate(generated_ws, method="item", k=10, holdout_days=90)
-    lift = result.lift()
+    lift = result.lift("popularity")
     assert result.test_customers > 500
     assert result.model.precision > 0.08
     # measured on seed 11: precision 2.2x, recall 2.0x, NDCG 2.0x, coverage 27x the baseline
@@ -43,7 +43,24 @@ def test_item_item_beats_popularity_clearly_on_generated_data(generated_ws):
 def test_als_beats_popularity_too(generated_ws):
     pytest.importorskip("implicit")
     result = evaluate(generated_ws, method="als", k=10, holdout_days=90)
-    assert result.lift()["ndcg"] >= 1.3
+    assert result.lift("popularity")["ndcg"] >= 1.3
+
+
+def test_the_chosen_model_reaches_the_best_baseline(generated_ws):
+    """`recommend evaluate` (auto) reports every baseline on the same split; the model chosen on
+    the validation period before the test period ranks at least as well as the best of them."""
+    result = evaluate(generated_ws, k=10, holdout_days=90)
+    assert set(result.baselines) == {"popularity", "popularity_recent", "buy_again", "segment_popularity"}
+    assert result.selection is not None and result.selection.validation_end == result.cutoff
+    assert {"item", "hybrid:0.5:0.25"} <= set(result.selection.validation_ndcg)
+    best = result.best_baseline()
+    print(
+        f"chosen {result.method} {result.params}: NDCG@10 {result.model.ndcg:.4f}; "
+        + ", ".join(f"{n} {m.ndcg:.4f}" for n, m in result.baselines.items())
+    )
+    assert result.model.ndcg >= result.baselines[best].ndcg
+    payload = result.to_dict()
+    assert payload["best_baseline"] == best and set(payload["baselines"]) == set(result.baselines)
 
 
 def test_fit_stores_arrays_and_version_then_recommends(generated_ws):
@@ -164,3 +181,18 @@ def test_cold_start_uses_the_group_when_it_is_large_enough(tmp_path):
     assert frame[frame.customer_id == "new_lyon"].product_id.tolist() == ["lyon1", "lyon2"]
     assert frame[frame.customer_id == "new_paris"].product_id.tolist() == ["paris1", "paris2"]
     ws.close()
+
+
+def test_hybrid_is_stored_and_serves_the_same_scores_it_was_chosen_with(generated_ws):
+    ws = generated_ws
+    fit = fit_recommender(ws, method="hybrid", params={"buy_again": 1.0, "segment": 0.5})
+    folder = ws.root / fit.path
+    assert {"similarity.npz", "segment_popularity.npy", "segments.npy"} <= {p.name for p in folder.iterdir()}
+    rec = load_recommender(ws)
+    assert rec.method == "hybrid" and (rec.model.buy_again, rec.model.segment) == (1.0, 0.5)
+    ids = ws.table("customers").order_by("customer_id").customer_id.execute().tolist()[:200]
+    frame = recommend_for(ws, ids, k=5)
+    assert frame.customer_id.nunique() == 200 and not frame.duplicated(["customer_id", "product_id"]).any()
+    auto = fit_recommender(ws)  # chosen on the 90 days before the as-of date
+    info = recommender_info(ws)[0]
+    assert info["version"] == auto.version and info["selection"]["method"] == auto.method

@@ -26,7 +26,11 @@ AsOfOption = Annotated[
 ]
 MethodOption = Annotated[
     str | None,
-    typer.Option("--method", help="item (item-item co-occurrence, default) or als (implicit ALS)."),
+    typer.Option(
+        "--method",
+        help="auto (default: the best of the three on a validation split), item (item-item),"
+        " als (implicit ALS) or hybrid (item-item + buy again + segment popularity).",
+    ),
 ]
 
 
@@ -94,7 +98,7 @@ def evaluate(
     workspace: WorkspaceOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Time-split evaluation: precision, recall, NDCG at K and coverage, against popularity."""
+    """Time-split evaluation: precision, recall, NDCG at K and coverage, against every baseline."""
     with open_workspace(workspace) as ws, progress_bar(not json_output) as report:
         result = ws.recommender.evaluate(
             method=method,
@@ -106,11 +110,12 @@ def evaluate(
     if json_output:
         print_json(result.to_dict())
         return
+    best = result.best_baseline()
     table = Table(
         "metric",
         f"{result.method}",
-        "popularity",
-        "ratio",
+        *result.baselines,
+        f"vs {best}",
         title=f"Train before {result.cutoff}, test {result.cutoff} – {result.as_of}: "
         f"{result.test_customers:,} customers",
     )
@@ -119,7 +124,12 @@ def evaluate(
         table.add_row(
             f"{metric}@{k}" if metric != "coverage" else metric,
             f"{getattr(result.model, metric):.4f}",
-            f"{getattr(result.popularity, metric):.4f}",
+            *(f"{getattr(m, metric):.4f}" for m in result.baselines.values()),
             f"{lift[metric]:.2f}×",
+        )
+    if result.selection is not None:
+        console.print(
+            f"chosen on {result.selection.validation_start} – {result.selection.validation_end}: "
+            f"{result.method} {result.params or ''}"
         )
     console.print(table)

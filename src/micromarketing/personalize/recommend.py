@@ -54,7 +54,12 @@ KIND = "recommender"
 VIEW_WEIGHT = 0.3
 VIEW_EVENTS = ("product_view", "add_to_cart")
 MIN_GROUP_BUYERS = 20
-METHODS = ("item", "als")
+METHODS = ("item", "als", "hybrid")
+BASELINES = ("popularity", "popularity_recent", "buy_again", "segment_popularity")
+RECENT_DAYS = 90  # "recent" popularity: purchases in the last 90 days of the training period
+# Weights of buy-again and segment popularity blended with item-item scores (each scaled to its
+# row maximum) that the hybrid tries on the validation split.
+HYBRID_GRID = tuple((b, g) for b in (0.0, 0.25, 0.5, 1.0, 2.0) for g in (0.0, 0.25, 0.5, 1.0))
 _BATCH = 4096
 
 
@@ -232,6 +237,92 @@ class ALS:
         return (self.user_factors(weights) @ self.item_factors.T.astype(np.float64)).astype(np.float32)
 
 
+def _row_scaled(m: np.ndarray) -> np.ndarray:
+    """Each row divided by its maximum (rows without a positive entry stay zero)."""
+    top = m.max(axis=1, keepdims=True)
+    return np.divide(m, top, out=np.zeros_like(m, dtype=np.float64), where=top > 0)
+
+
+@dataclass
+class Hybrid:
+    """Item-item scores blended with the customer's own purchases (buy again) and what their
+    segment buys: ``item + w_buy · buy_again + w_seg · segment``, each scaled to its row maximum.
+    The weights are chosen on a validation split (:func:`select_method`)."""
+
+    item: ItemItem
+    buy_again: float
+    segment: float
+    segment_popularity: np.ndarray  # segments × items (distinct buyers), row 0 = no segment
+    segments: np.ndarray  # segment names, "" first
+
+    def score_with(self, weights: sp.csr_matrix, bought: sp.csr_matrix, seg_rows: np.ndarray) -> np.ndarray:
+        blended = _row_scaled(self.item.score(weights))
+        if self.buy_again:
+            blended += self.buy_again * _row_scaled(np.asarray(bought.todense(), dtype=np.float64))
+        if self.segment:
+            blended += self.segment * _row_scaled(self.segment_popularity[seg_rows])
+        return blended.astype(np.float32)
+
+
+@dataclass
+class _History:
+    """The training side of one time split: who bought what before ``end``, and the baselines."""
+
+    end: date
+    users: list[str]
+    weights: sp.csr_matrix
+    bought: sp.csr_matrix
+    exclude: sp.csr_matrix
+    popularity: np.ndarray
+    recent: np.ndarray
+    segments: np.ndarray  # names, "" first (customers in no segment)
+    segment_of: np.ndarray  # per user, the row of ``segment_popularity``
+    segment_popularity: np.ndarray
+
+    def baseline(self, name: str, rows: np.ndarray) -> np.ndarray:
+        """A baseline's scores for the users at ``rows`` (popularity breaks every tie)."""
+        tie = 1e-6 * self.popularity / max(float(self.popularity.max()), 1.0)
+        if name == "popularity":
+            return np.tile(self.popularity, (len(rows), 1))
+        if name == "popularity_recent":
+            return np.tile(self.recent + tie, (len(rows), 1))
+        if name == "buy_again":
+            return np.asarray(self.bought[rows].todense(), dtype=np.float64) + tie
+        if name == "segment_popularity":
+            return self.segment_popularity[self.segment_of[rows]] + tie
+        raise ValueError(name)
+
+
+def _history(ctx: StoreContext, cat: Catalogue, end: date) -> _History:
+    frame = interactions_expr(ctx, end=end).to_pandas()
+    if frame.empty:
+        raise DataError(f"no purchases or product views before {end}: nothing to learn from")
+    users = sorted(frame["customer_id"].unique().tolist())
+    weights, bought = _matrix(frame, users, cat)
+    popularity = np.asarray(bought.sum(axis=0)).ravel().astype(np.float64)
+    recent_start = end - timedelta(days=RECENT_DAYS)
+    recent_frame = interactions_expr(ctx, start=recent_start, end=end, views=False).to_pandas()
+    _, recent_bought = _matrix(recent_frame, users, cat)
+    recent = np.asarray(recent_bought.sum(axis=0)).ravel().astype(np.float64)
+    ids = ibis.memtable({"customer_id": users}, schema={"customer_id": "string"})
+    keys = pd.DataFrame({"customer_id": users}).merge(
+        _group_keys(ctx, ids).to_pandas()[["customer_id", "seg"]], on="customer_id", how="left"
+    )
+    names = np.array(["", *sorted(keys["seg"].dropna().unique().tolist())], dtype=object)
+    row_of = {n: i for i, n in enumerate(names)}
+    segment_of = keys["seg"].map(lambda v: row_of.get(v, 0) if isinstance(v, str) else 0).to_numpy(np.int64)
+    membership = sp.csr_matrix(
+        (np.ones(len(users), dtype=np.float64), (segment_of, np.arange(len(users)))),
+        shape=(len(names), len(users)),
+    )
+    segment_popularity = np.asarray((membership @ bought).todense(), dtype=np.float64)
+    segment_popularity[0] = popularity  # customers in no segment: the whole base
+    return _History(
+        end, users, weights, bought, _exclusions(bought, cat), popularity, recent, names, segment_of,
+        segment_popularity,
+    )
+
+
 def _top_per_row(m: sp.csr_matrix, n: int) -> sp.csr_matrix:
     m = m.tocsr()
     rows, cols, vals = [], [], []
@@ -249,12 +340,29 @@ def _top_per_row(m: sp.csr_matrix, n: int) -> sp.csr_matrix:
     return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=m.shape)
 
 
-def _fit_model(method: str, weights: sp.csr_matrix, params: dict[str, Any]) -> ItemItem | ALS:
+def _fit_model(method: str, history: _History, params: dict[str, Any]) -> ItemItem | ALS | Hybrid:
     if method == "item":
-        return ItemItem.fit(weights, **params)
+        return ItemItem.fit(history.weights, **params)
     if method == "als":
-        return ALS.fit(weights, **params)
-    raise ModelError(f"unknown recommender method {method!r} (use {', '.join(METHODS)})")
+        return ALS.fit(history.weights, **params)
+    if method == "hybrid":
+        blend = {k: params[k] for k in ("buy_again", "segment") if k in params}
+        rest = {k: v for k, v in params.items() if k not in blend}
+        return Hybrid(
+            ItemItem.fit(history.weights, **rest),
+            float(blend.get("buy_again", 0.5)),
+            float(blend.get("segment", 0.25)),
+            history.segment_popularity.astype(np.float32),
+            history.segments,
+        )
+    raise ModelError(f"unknown recommender method {method!r} (use {', '.join(METHODS)} or auto)")
+
+
+def _model_scores(model: ItemItem | ALS | Hybrid, history: _History, rows: np.ndarray) -> np.ndarray:
+    tie = 1e-6 * history.popularity / max(float(history.popularity.max()), 1.0)
+    if isinstance(model, Hybrid):
+        return model.score_with(history.weights[rows], history.bought[rows], history.segment_of[rows]) + tie
+    return model.score(history.weights[rows]) + tie
 
 
 def top_k(scores: np.ndarray, exclude: sp.csr_matrix | None, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -304,8 +412,8 @@ def _default_as_of(ctx: StoreContext) -> date:
 
 
 def default_method() -> str:
-    """``item`` — measured better than ALS on the generated data (see `recommend evaluate`)."""
-    return "item"
+    """``auto``: item-item, ALS or the hybrid, whichever ranks best on a validation split."""
+    return "auto"
 
 
 def fit_recommender(
@@ -316,23 +424,29 @@ def fit_recommender(
     params: dict[str, Any] | None = None,
     progress: ProgressCallback = noop_progress,
 ) -> FitResult:
-    """Fit the recommender on interactions before ``as_of`` and store it as a new version."""
+    """Fit the recommender on interactions before ``as_of`` and store it as a new version.
+
+    ``method="auto"`` (the default) chooses by :func:`select_method` on the 90 days before
+    ``as_of``, then fits the winner on everything before ``as_of``; with too little history for
+    that split it fits item-item."""
     method = method or default_method()
-    if method not in METHODS:
-        raise ModelError(f"unknown recommender method {method!r} (use {', '.join(METHODS)})")
+    if method not in (*METHODS, "auto"):
+        raise ModelError(f"unknown recommender method {method!r} (use {', '.join(METHODS)} or auto)")
     params = dict(params or {})
     progress("recommend fit", 0, 3)
     as_of = as_of or _default_as_of(ctx)
     cat = load_catalogue(ctx)
-    frame = interactions_expr(ctx, end=as_of).to_pandas()
-    if frame.empty:
-        raise DataError(f"no purchases or product views before {as_of}: nothing to learn from")
-    users = sorted(frame["customer_id"].unique().tolist())
-    weights, bought = _matrix(frame, users, cat)
+    selection: Selection | None = None
+    if method == "auto":
+        try:
+            selection = select_method(ctx, as_of, params=params, cat=cat)
+            method, params = selection.method, dict(selection.params)
+        except DataError:  # too little history for a validation split: the simplest model
+            method = "item"
+    history = _history(ctx, cat, as_of)
     progress("recommend fit", 1, 3)
-    model = _fit_model(method, weights, params)
+    model = _fit_model(method, history, params)
     progress("recommend fit", 2, 3)
-    popularity = np.asarray(bought.sum(axis=0)).ravel().astype(np.float32)
     with ctx.ops.session() as s:
         # Reserved (committed) before the files are written, so a concurrent fit gets another folder.
         version = next_version(s, KIND)
@@ -340,33 +454,57 @@ def fit_recommender(
     folder.mkdir(parents=True, exist_ok=True)
     np.save(folder / "items.npy", cat.items.astype(str), allow_pickle=False)
     np.save(folder / "repeatable.npy", cat.repeatable, allow_pickle=False)
-    np.save(folder / "popularity.npy", popularity, allow_pickle=False)
-    if isinstance(model, ItemItem):
+    np.save(folder / "popularity.npy", history.popularity.astype(np.float32), allow_pickle=False)
+    if isinstance(model, Hybrid):
+        sp.save_npz(folder / "similarity.npz", model.item.similarity)
+        np.save(folder / "segment_popularity.npy", model.segment_popularity, allow_pickle=False)
+        np.save(folder / "segments.npy", model.segments.astype(str), allow_pickle=False)
+    elif isinstance(model, ItemItem):
         sp.save_npz(folder / "similarity.npz", model.similarity)
     else:
         np.save(folder / "item_factors.npy", model.item_factors, allow_pickle=False)
         params.setdefault("regularization", model.regularization)
         params.setdefault("alpha", model.alpha)
-    meta = {
+    meta: dict[str, Any] = {
         "method": method,
         "path": str(folder.relative_to(ctx.root)),
-        "customers": len(users),
+        "customers": len(history.users),
         "products": int(len(cat.items)),
-        "interactions": int(weights.nnz),
+        "interactions": int(history.weights.nnz),
         "view_weight": VIEW_WEIGHT,
         "params": params,
         "fitted_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    if selection is not None:
+        meta["selection"] = asdict(selection)
     if method == "als":
         import implicit
 
         meta["implicit_version"] = implicit.__version__
     with ctx.ops.session() as s:
-        s.add(ModelVersion(kind=KIND, version=version, as_of=as_of, params=meta))
+        s.add(ModelVersion(kind=KIND, version=version, as_of=as_of, params=_plain(meta)))
     progress("recommend fit", 3, 3)
     return FitResult(
-        version, method, as_of, len(users), int(len(cat.items)), int(weights.nnz), meta["path"], params
+        version,
+        method,
+        as_of,
+        len(history.users),
+        int(len(cat.items)),
+        int(history.weights.nnz),
+        meta["path"],
+        params,
     )
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with dates as ISO strings (ModelVersion params are JSON)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
 
 
 @dataclass
@@ -378,7 +516,7 @@ class LoadedRecommender:
     as_of: date
     catalogue: Catalogue
     popularity: np.ndarray
-    model: ItemItem | ALS
+    model: ItemItem | ALS | Hybrid
 
 
 def load_recommender(ctx: StoreContext, version: int | None = None) -> LoadedRecommender | None:
@@ -400,9 +538,18 @@ def load_recommender(ctx: StoreContext, version: int | None = None) -> LoadedRec
         np.load(folder / "repeatable.npy", allow_pickle=False),
     )
     popularity = np.load(folder / "popularity.npy", allow_pickle=False)
-    model: ItemItem | ALS
+    model: ItemItem | ALS | Hybrid
     if meta["method"] == "item":
         model = ItemItem(sp.load_npz(folder / "similarity.npz").tocsr())
+    elif meta["method"] == "hybrid":
+        p = meta.get("params", {})
+        model = Hybrid(
+            ItemItem(sp.load_npz(folder / "similarity.npz").tocsr()),
+            float(p["buy_again"]),
+            float(p["segment"]),
+            np.load(folder / "segment_popularity.npy", allow_pickle=False),
+            np.load(folder / "segments.npy", allow_pickle=False).astype(object),
+        )
     else:
         p = meta.get("params", {})
         model = ALS(
@@ -512,6 +659,16 @@ def cold_start(
     return out.sort_values(["customer_id", "rank"]).reset_index(drop=True)
 
 
+def _segment_rows(ctx: StoreContext, model: Hybrid, users: list[str]) -> np.ndarray:
+    """Each user's row of the hybrid's segment popularity (0: none, or a segment new since the fit)."""
+    ids = ibis.memtable({"customer_id": users}, schema={"customer_id": "string"})
+    keys = pd.DataFrame({"customer_id": users}).merge(
+        _group_keys(ctx, ids).to_pandas()[["customer_id", "seg"]], on="customer_id", how="left"
+    )
+    row_of = {str(n): i for i, n in enumerate(model.segments)}
+    return keys["seg"].map(lambda v: row_of.get(v, 0) if isinstance(v, str) else 0).to_numpy(np.int64)
+
+
 def recommend_for(
     ctx: StoreContext,
     customer_ids: list[str] | tuple[str, ...],
@@ -542,9 +699,13 @@ def recommend_for(
     if warm:
         weights, bought = _matrix(frame, warm, rec.catalogue)
         exclude = _exclusions(bought, rec.catalogue)
+        seg_rows = _segment_rows(ctx, rec.model, warm) if isinstance(rec.model, Hybrid) else None
         for lo in range(0, len(warm), _BATCH):
             hi = min(lo + _BATCH, len(warm))
-            scores = rec.model.score(weights[lo:hi])
+            if isinstance(rec.model, Hybrid):
+                scores = rec.model.score_with(weights[lo:hi], bought[lo:hi], seg_rows[lo:hi])  # type: ignore[index]
+            else:
+                scores = rec.model.score(weights[lo:hi])
             # popularity breaks ties (and fills rows whose history has no neighbours)
             scores = scores + 1e-6 * (rec.popularity / max(float(rec.popularity.max()), 1.0))
             idx, val = top_k(scores, exclude[lo:hi], k)
@@ -581,7 +742,7 @@ def recommend_for(
 
 
 # ---------------------------------------------------------------------------------------------
-# offline evaluation
+# offline evaluation and model selection
 # ---------------------------------------------------------------------------------------------
 @dataclass
 class Metrics:
@@ -594,25 +755,47 @@ class Metrics:
 
 
 @dataclass
-class Evaluation:
-    """Model against the popularity baseline on the same split, users and exclusions."""
+class Selection:
+    """Which method (and blend) won on the validation split, and every candidate's NDCG@k there."""
 
     method: str
+    params: dict[str, Any]
+    validation_start: date
+    validation_end: date
+    validation_ndcg: dict[str, float]
+
+
+@dataclass
+class Evaluation:
+    """The model against every baseline on the same split, users and exclusions."""
+
+    method: str
+    params: dict[str, Any]
     k: int
     cutoff: date
     as_of: date
     train_customers: int
     test_customers: int
     model: Metrics
-    popularity: Metrics
+    baselines: dict[str, Metrics]
+    selection: Selection | None = None
 
-    def lift(self) -> dict[str, float]:
-        """Model / baseline ratio per metric."""
-        m, b = asdict(self.model), asdict(self.popularity)
+    @property
+    def popularity(self) -> Metrics:
+        return self.baselines["popularity"]
+
+    def best_baseline(self) -> str:
+        """The baseline with the highest NDCG@k."""
+        return max(self.baselines, key=lambda name: self.baselines[name].ndcg)
+
+    def lift(self, baseline: str | None = None) -> dict[str, float]:
+        """Model / baseline ratio per metric (default: the best baseline)."""
+        m, b = asdict(self.model), asdict(self.baselines[baseline or self.best_baseline()])
         return {key: (m[key] / b[key] if b[key] else float("inf")) for key in m}
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d["best_baseline"] = self.best_baseline()
         d["lift"] = self.lift()
         return d
 
@@ -631,6 +814,113 @@ def ranking_metrics(recommended: np.ndarray, relevant: list[set[int]], k: int, n
     return Metrics(float(p / n), float(r / n), float(g / n), float(coverage))
 
 
+def _test_cases(
+    ctx: StoreContext, history: _History, cat: Catalogue, start: date, end: date
+) -> tuple[np.ndarray, list[set[int]]]:
+    """Users with training history who bought something recommendable in [start, end)."""
+    test = interactions_expr(ctx, start=start, end=end, views=False).to_pandas()
+    test = test[test["orders"] > 0]
+    uidx = {u: i for i, u in enumerate(history.users)}
+    iidx = cat.index
+    ex = history.exclude.tolil()
+    relevant: dict[int, set[int]] = {}
+    for cid, pid in zip(test["customer_id"], test["product_id"], strict=True):
+        u, i = uidx.get(cid), iidx.get(pid)
+        if u is None or i is None or ex[u, i]:
+            continue
+        relevant.setdefault(u, set()).add(i)
+    rows = np.array(sorted(relevant), dtype=np.int64)
+    if len(rows) == 0:
+        raise DataError(f"no customer with history before {start} bought anything recommendable before {end}")
+    return rows, [relevant[u] for u in rows]
+
+
+Scorer = Any  # Callable[[dict[str, np.ndarray]], np.ndarray]: batch components → scores
+
+
+def _rank_all(
+    history: _History,
+    rows: np.ndarray,
+    relevant: list[set[int]],
+    k: int,
+    n_items: int,
+    components: Any,
+    scorers: dict[str, Scorer],
+) -> dict[str, Metrics]:
+    """Metrics of every scorer, computing the shared score components once per batch."""
+    recs: dict[str, list[np.ndarray]] = {name: [] for name in scorers}
+    for lo in range(0, len(rows), _BATCH):
+        batch = rows[lo : lo + _BATCH]
+        parts = components(batch)
+        for name, scorer in scorers.items():
+            recs[name].append(top_k(scorer(parts), history.exclude[batch], k)[0])
+    return {name: ranking_metrics(np.vstack(r), relevant, k, n_items) for name, r in recs.items()}
+
+
+def _baseline_scorers(history: _History) -> tuple[Any, dict[str, Scorer]]:
+    def components(batch: np.ndarray) -> dict[str, np.ndarray]:
+        return {name: history.baseline(name, batch) for name in BASELINES}
+
+    return components, {name: (lambda parts, n=name: parts[n]) for name in BASELINES}
+
+
+def select_method(
+    ctx: StoreContext,
+    end: date,
+    *,
+    k: int = 10,
+    holdout_days: int = 90,
+    params: dict[str, Any] | None = None,
+    cat: Catalogue | None = None,
+) -> Selection:
+    """Choose among item-item, ALS and item-item blended with buy-again and segment popularity
+    (every weight pair of :data:`HYBRID_GRID`) by NDCG@k on the ``holdout_days`` before ``end``,
+    training on what came before them.  ``end`` is the start of the test period in an evaluation
+    (the test period never takes part) and the fit's as-of date in ``recommend fit``."""
+    cat = cat or load_catalogue(ctx)
+    start = end - timedelta(days=holdout_days)
+    history = _history(ctx, cat, start)
+    rows, relevant = _test_cases(ctx, history, cat, start, end)
+    base = dict(params or {})
+    item = ItemItem.fit(history.weights, **base)
+    als: ALS | None
+    try:
+        als = ALS.fit(history.weights)
+    except ModelError:  # implicit not installed
+        als = None
+
+    tie = 1e-6 * history.popularity / max(float(history.popularity.max()), 1.0)
+
+    def components(batch: np.ndarray) -> dict[str, np.ndarray]:
+        parts = {
+            "item": _row_scaled(item.score(history.weights[batch])),
+            "buy_again": _row_scaled(np.asarray(history.bought[batch].todense(), dtype=np.float64)),
+            "segment": _row_scaled(history.segment_popularity[history.segment_of[batch]]),
+            "tie": np.tile(tie, (len(batch), 1)),
+        }
+        if als is not None:
+            parts["als"] = als.score(history.weights[batch]).astype(np.float64)
+        return parts
+
+    scorers: dict[str, Scorer] = {"item": lambda p: p["item"] + p["tie"]}
+    if als is not None:
+        scorers["als"] = lambda p: p["als"] + p["tie"]
+    for b, g in HYBRID_GRID:
+        if b or g:
+            scorers[f"hybrid:{b}:{g}"] = lambda p, b=b, g=g: (
+                p["item"] + b * p["buy_again"] + g * p["segment"] + p["tie"]
+            )
+    metrics = _rank_all(history, rows, relevant, k, len(cat.items), components, scorers)
+    ndcg = {name: m.ndcg for name, m in metrics.items()}
+    best = max(ndcg, key=lambda name: ndcg[name])  # ties: the first (simplest) candidate
+    if best.startswith("hybrid:"):
+        _, b, g = best.split(":")
+        method, chosen = "hybrid", {**base, "buy_again": float(b), "segment": float(g)}
+    else:
+        method, chosen = best, (base if best == "item" else {})
+    return Selection(method, chosen, start, end, ndcg)
+
+
 def evaluate(
     ctx: StoreContext,
     *,
@@ -641,65 +931,42 @@ def evaluate(
     params: dict[str, Any] | None = None,
     progress: ProgressCallback = noop_progress,
 ) -> Evaluation:
-    """Time-based offline evaluation of ``method`` against popularity in the same run.
+    """Time-based offline evaluation of ``method`` against every baseline in the same run.
 
-    Interactions before ``as_of - holdout_days`` train both; each customer with training
-    interactions who buys in the holdout window is a test case, relevant items being the products
-    bought there that may be recommended (bought non-repeatable items are excluded for both).
-    Nothing is stored.
+    Interactions before ``as_of - holdout_days`` train the model and the baselines (popularity
+    all time and recent, buy-again, popularity within the customer's segment); each customer
+    with training interactions who buys in the holdout window is a test case, relevant items
+    being the products bought there that may be recommended (bought non-repeatable items are
+    excluded for all).  ``method="auto"`` (the default) picks the method by
+    :func:`select_method` on the period before the test window.  Nothing is stored.
     """
     method = method or default_method()
     as_of = as_of or _default_as_of(ctx)
     cutoff = as_of - timedelta(days=holdout_days)
     progress("evaluate", 0, 3)
     cat = load_catalogue(ctx)
-    train = interactions_expr(ctx, end=cutoff).to_pandas()
-    test = interactions_expr(ctx, start=cutoff, end=as_of, views=False).to_pandas()
-    if train.empty or test.empty:
-        raise DataError(f"no interactions on one side of the split at {cutoff} (as of {as_of})")
-    users = sorted(train["customer_id"].unique().tolist())
-    weights, bought = _matrix(train, users, cat)
-    exclude = _exclusions(bought, cat)
+    selection = None
+    chosen = dict(params or {})
+    if method == "auto":
+        selection = select_method(ctx, cutoff, k=k, holdout_days=holdout_days, params=params, cat=cat)
+        method, chosen = selection.method, selection.params
+    history = _history(ctx, cat, cutoff)
+    rows, relevant = _test_cases(ctx, history, cat, cutoff, as_of)
     progress("evaluate", 1, 3)
-    model = _fit_model(method, weights, dict(params or {}))
-    popularity = np.asarray(bought.sum(axis=0)).ravel().astype(np.float64)
-    uidx = {u: i for i, u in enumerate(users)}
-    iidx = cat.index
-    test = test[test["orders"] > 0]
-    relevant: dict[int, set[int]] = {}
-    ex = exclude.tolil()
-    for cid, pid in zip(test["customer_id"], test["product_id"], strict=True):
-        u, i = uidx.get(cid), iidx.get(pid)
-        if u is None or i is None or ex[u, i]:
-            continue
-        relevant.setdefault(u, set()).add(i)
-    rows = np.array(sorted(relevant), dtype=np.int64)
-    if len(rows) == 0:
-        raise DataError("no customer with training history bought anything recommendable in the holdout")
-    rel = [relevant[u] for u in rows]
-    w_test, ex_test = weights[rows], exclude[rows]
-    model_recs = []
-    base_recs = []
-    for lo in range(0, len(rows), _BATCH):
-        hi = min(lo + _BATCH, len(rows))
-        scores = model.score(w_test[lo:hi]) + 1e-6 * (popularity / max(popularity.max(), 1.0))
-        model_recs.append(top_k(scores, ex_test[lo:hi], k)[0])
-        pop = np.tile(popularity, (hi - lo, 1))
-        base_recs.append(top_k(pop, ex_test[lo:hi], k)[0])
-    progress("evaluate", 2, 3)
-    n_items = len(cat.items)
-    result = Evaluation(
-        method,
-        k,
-        cutoff,
-        as_of,
-        len(users),
-        len(rows),
-        ranking_metrics(np.vstack(model_recs), rel, k, n_items),
-        ranking_metrics(np.vstack(base_recs), rel, k, n_items),
+    model = _fit_model(method, history, chosen)
+    components, scorers = _baseline_scorers(history)
+
+    def with_model(batch: np.ndarray) -> dict[str, np.ndarray]:
+        return {**components(batch), "model": _model_scores(model, history, batch)}
+
+    metrics = _rank_all(
+        history, rows, relevant, k, len(cat.items), with_model, {**scorers, "model": lambda p: p["model"]}
     )
     progress("evaluate", 3, 3)
-    return result
+    model_metrics = metrics.pop("model")
+    return Evaluation(
+        method, chosen, k, cutoff, as_of, len(history.users), len(rows), model_metrics, metrics, selection
+    )
 
 
 def recommender_info(ctx: StoreContext) -> list[dict[str, Any]]:
