@@ -9,7 +9,6 @@ from pathlib import Path
 import h3
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -240,8 +239,8 @@ def test_funnel_roi_and_budget_charts():
     colours = dict(zip(roi.data[0].x, roi.data[0].marker.color, strict=True))
     assert all((c == charts.GREEN) == (v >= 0) for v, c in colours.items())
     budget = charts.budget_reallocation(treated, currency="EUR")
-    assert [t.name for t in budget.data] == ["This round", "Next round"]
-    assert sum(budget.data[1].x) == pytest.approx(treated["budget_next"].sum())
+    assert [t.name for t in budget.data] == ["Next round", "This round"]
+    assert sum(budget.data[0].x) == pytest.approx(treated["budget_next"].sum())
 
 
 def test_h3_map_draws_one_hexagon_per_cell_in_classes():
@@ -326,7 +325,7 @@ def test_any_campaign_renders_and_user_text_stays_text(segments, lifts, counts):
 # -- a real workspace --------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def report_ws(tmp_path_factory):
-    """600 generated customers: ingested, CLV fitted, profiled, one rule segment, three discovered, one campaign."""
+    """600 generated customers, CLV fitted, profiled; one rule and three discovered segments; a campaign."""
     root = tmp_path_factory.mktemp("report")
     generate(root / "data", customers=600, seed=5, fmt="parquet")
     ws = Workspace.init(root / "ws")

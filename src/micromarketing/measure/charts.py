@@ -494,7 +494,7 @@ def campaign_funnel(funnel: pd.DataFrame) -> go.Figure:
                 name=str(row.variant),
                 y=[label for _, label in stages],
                 x=[0 if pd.isna(v) else int(v) for v in values],
-                textinfo="value+percent initial",
+                texttemplate="%{value:,}<br>%{percentInitial:.0%}",
                 marker={"color": PALETTE[i % len(PALETTE)]},
             )
         )
@@ -523,6 +523,7 @@ def lift_intervals(results: pd.DataFrame, *, lift_kind: str = "relative") -> go.
                 mode="markers",
                 name=name,
                 offsetgroup=name,
+                orientation="h",
                 marker={"color": colour, "size": 9},
                 error_x={
                     "type": "data",
@@ -593,7 +594,7 @@ def budget_reallocation(results: pd.DataFrame, *, currency: str | None = None) -
                 hovertemplate=f"%{{y}}: %{{x:,.0f}}<extra>{name}</extra>",
             )
         )
-    fig.update_layout(barmode="group")
+    fig.update_layout(barmode="group", legend={"traceorder": "reversed"})
     fig.update_xaxes(title_text=f"budget{_money(currency)}")
     return _styled(fig, "Budget reallocation: this round vs next", _rows_height(len(frame), 48))
 

@@ -63,7 +63,7 @@ h2 { font-size: 1.25rem; margin-top: 2.2rem; border-bottom: 1px solid #d9e2ec; p
 .note { border-left: 4px solid #d4a017; background: #fffbea; padding: .5rem .8rem; }
 table { border-collapse: collapse; margin: 1rem 0; font-size: .9rem; }
 th, td { border: 1px solid #d9e2ec; padding: .3rem .6rem; text-align: right; }
-th { background: #f0f4f8; } td:first-child, th:first-child { text-align: left; }
+th { background: #f0f4f8; } td:first-child, th:first-child, td.text { text-align: left; }
 caption { caption-side: bottom; font-size: .85rem; color: #52606d; text-align: left; }
 figure { margin: 1rem 0; }
 figcaption { font-size: .85rem; color: #52606d; }
@@ -83,7 +83,8 @@ footer { margin-top: 3rem; font-size: .8rem; color: #829ab1; }
 {% elif block.kind == "table" %}<table>
 {% if block.caption %}<caption>{{ block.caption }}</caption>{% endif %}
 <thead><tr>{% for c in block.columns %}<th>{{ c }}</th>{% endfor %}</tr></thead>
-<tbody>{% for row in block.rows %}<tr>{% for cell in row %}<td>{{ cell }}</td>{% endfor %}</tr>
+<tbody>{% for row in block.rows %}<tr>{% for cell, number in row %}
+<td{% if not number %} class="text"{% endif %}>{{ cell }}</td>{% endfor %}</tr>
 {% endfor %}</tbody></table>
 {% elif block.kind == "figure" %}<figure>{{ block.html }}
 {% if block.caption %}<figcaption>{{ block.caption }}</figcaption>{% endif %}</figure>
@@ -111,6 +112,18 @@ def format_value(value: Any, digits: int = 4) -> str:
             return f"{value:.{digits}g}"
         return f"{value:,.{digits}f}"
     return str(value)
+
+
+def _is_number(value: Any) -> bool:
+    """Numbers align right in tables; text (and a formatted amount given as text) reads better left."""
+    if isinstance(value, str):
+        return bool(value) and (value[0].isdigit() or value[0] in "+-–") and not value[-1].isalpha()
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def money(value: Any) -> str:
+    """An amount to the unit with separators (report tables show money without cents)."""
+    return "–" if value is None or pd.isna(value) else f"{float(value):,.0f}"
 
 
 @dataclass
@@ -151,7 +164,7 @@ class Report:
             {
                 "kind": "table",
                 "columns": list(columns),
-                "rows": [[format_value(c) for c in row] for row in rows],
+                "rows": [[(format_value(c), _is_number(c)) for c in row] for row in rows],
                 "caption": caption,
             }
         )
@@ -466,7 +479,7 @@ def analytics_report(inputs: ReportInputs, campaign: CampaignResults | None = No
         rep.table(
             ["segment", "kind", "customers", "revenue", "average 12-month CLV"],
             [
-                [r.segment, r.kind, int(r.customers), float(r.revenue or 0), _num(r.avg_clv)]
+                [r.segment, r.kind, int(r.customers), money(r.revenue), money(r.avg_clv)]
                 for r in inputs.segments.itertuples()
             ],
         )
@@ -570,7 +583,7 @@ def add_campaign_sections(rep: Report, campaign: CampaignResults) -> Report:
             rep.table(
                 ["segment", "arm", "this round", "next round", "why"],
                 [
-                    [r.segment, r.variant, _num(r.budget_now), _num(r.budget_next), r.reason]
+                    [r.segment, r.variant, money(r.budget_now), money(r.budget_next), r.reason]
                     for r in reasons.itertuples()
                 ],
             )
@@ -580,10 +593,6 @@ def add_campaign_sections(rep: Report, campaign: CampaignResults) -> Report:
 def _money(value: Any, currency: str | None) -> str:
     amount = 0.0 if value is None or pd.isna(value) else float(value)
     return f"{amount:,.0f} {currency}" if currency else f"{amount:,.0f}"
-
-
-def _num(value: Any) -> float:
-    return float("nan") if value is None or pd.isna(value) else float(value)
 
 
 def _count(value: Any) -> int | str:
