@@ -578,9 +578,10 @@ def budget_reallocation(results: pd.DataFrame, *, currency: str | None = None) -
     frame = results[results["budget_next"].notna()].iloc[::-1]
     labels = _arm_labels(frame)
     fig = go.Figure()
+    # Next round first, so this round's bar sits on top of each pair; the legend is reversed to match.
     for column, name, colour in (
-        ("budget_now", "This round", "#9aa5b1"),
         ("budget_next", "Next round", BLUE),
+        ("budget_now", "This round", "#9aa5b1"),
     ):
         fig.add_trace(
             go.Bar(
