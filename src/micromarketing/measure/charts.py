@@ -275,7 +275,7 @@ def personas_table(personas: pd.DataFrame, *, currency: str | None = None) -> go
         )
     )
     fig.update_layout(margin={"l": 10, "r": 10, "t": 60, "b": 10})
-    height = 100 + sum(19 * n + 10 for n in lines)
+    height = 130 + sum(17 * n + 12 for n in lines)
     return _styled(fig, "Personas of the discovered segments", height)
 
 
@@ -313,7 +313,7 @@ def _extent_km(cells: pd.Series) -> float:
     return float(h3.great_circle_distance((min(lats), min(lngs)), (max(lats), max(lngs)), unit="km"))
 
 
-def city_labels(cells: pd.DataFrame, *, count: int = 10, spacing: float = 25) -> pd.DataFrame:
+def city_labels(cells: pd.DataFrame, *, count: int = 10, spacing: float = 15) -> pd.DataFrame:
     """Where to write the names of the biggest cities on the map, without labels on top of each other.
 
     ``cells`` columns: ``h3_cell``, ``city``, ``customers`` (one row per cell and city).  Each
@@ -428,10 +428,12 @@ def customers_by_cell(
             )
         )
     if places is not None and len(places):
+        # Lifted a little above the city's centre, so the name is not written over its hexagons.
+        lift = max((max(lats) - min(lats)) * 0.03, 0.01) if lats else 0.01
         fig.add_trace(
             go.Scatter(
                 x=places["lon"],
-                y=places["lat"],
+                y=places["lat"] + lift,
                 mode="text",
                 text=list(places["city"]),
                 textposition="top center",
