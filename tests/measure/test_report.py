@@ -432,3 +432,14 @@ def test_an_empty_workspace_still_gets_a_report(workspace, tmp_path):
     written = workspace.reports.write(tmp_path / "empty.html")
     assert written.charts == 0 and written.sections == ["At a glance"]
     assert "<script" not in Path(written.path).read_text(encoding="utf-8")
+    # A path that cannot be written is a user error naming the path, not a traceback.
+    (tmp_path / "file").write_text("x")
+    workspace.close()  # the CLI opens the workspace itself
+    result = CliRunner().invoke(
+        app, ["report", "--out", str(tmp_path / "file" / "r.html"), "-w", str(workspace.root)]
+    )
+    assert (
+        result.exit_code == 2
+        and "cannot write the report" in result.output
+        and "Traceback" not in result.output
+    )

@@ -544,7 +544,9 @@ def lift_intervals(results: pd.DataFrame, *, lift_kind: str = "relative") -> go.
     fig.add_vline(x=0, line={"color": MUTED, "width": 1, "dash": "dash"})
     kind = "relative lift over control" if lift_kind == "relative" else "lift in conversion rate (points)"
     fig.update_layout(scattermode="group")
-    fig.update_xaxes(tickformat=".0%", title_text=f"{kind}, 95 % interval")
+    fig.update_xaxes(
+        tickformat=".0%" if lift_kind == "relative" else ".1%", title_text=f"{kind}, 95 % interval"
+    )
     return _styled(fig, "Lift per segment with 95 % intervals: raw and shrunk", _rows_height(len(frame), 44))
 
 

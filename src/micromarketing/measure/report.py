@@ -35,7 +35,7 @@ from plotly.offline import get_plotlyjs
 from pydantic import BaseModel, Field
 from sqlalchemy import and_, distinct, func, select
 
-from micromarketing.errors import MicromarketingError, NotFoundError
+from micromarketing.errors import ConflictError, MicromarketingError, NotFoundError
 from micromarketing.measure import charts
 from micromarketing.store.context import StoreContext
 from micromarketing.store.models import Assignment, Campaign, OutboxMessage
@@ -114,6 +114,24 @@ def format_value(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
+def chart_html(fig: go.Figure, div_id: str) -> Markup:
+    """A figure as a ``<div>`` and the script that draws it, for a page that loads plotly.js once.
+
+    The report inlines the library in its ``<head>``; the dashboard can serve
+    ``plotly/package_data/plotly.min.js`` itself and embed the same divs.
+    """
+    html = pio.to_html(
+        fig,
+        full_html=False,
+        include_plotlyjs=False,
+        div_id=div_id,
+        config=PLOTLY_CONFIG,
+        default_width="100%",
+        default_height=f"{fig.layout.height or 450}px",
+    )
+    return Markup(html)
+
+
 def _is_number(value: Any) -> bool:
     """Numbers align right in tables; text (and a formatted amount given as text) reads better left."""
     if isinstance(value, str):
@@ -182,16 +200,7 @@ class Report:
         for block in self.blocks:
             if block["kind"] == "figure":
                 n += 1
-                html = pio.to_html(
-                    block["figure"],
-                    full_html=False,
-                    include_plotlyjs=False,
-                    div_id=f"chart-{n}",
-                    config=PLOTLY_CONFIG,
-                    default_width="100%",
-                    default_height=f"{block['figure'].layout.height or 450}px",
-                )
-                block = {**block, "html": Markup(html)}
+                block = {**block, "html": chart_html(block["figure"], f"chart-{n}")}
             blocks.append(block)
         return _template.render(
             title=self.title,
@@ -202,10 +211,18 @@ class Report:
         )
 
     def write(self, path: str | Path) -> Path:
-        """Render and write the report to ``path`` (UTF-8); returns the path."""
+        """Render and write the report to ``path`` (UTF-8); returns the path.
+
+        A path that cannot be written (a directory, a parent that is a file, no permission)
+        raises :class:`ConflictError` naming it.
+        """
         out = Path(path)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(self.render(), encoding="utf-8")
+        html = self.render()
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(html, encoding="utf-8")
+        except OSError as exc:
+            raise ConflictError(f"{out}: cannot write the report: {exc.strerror or exc}") from None
         return out
 
 
@@ -514,7 +531,7 @@ def analytics_report(inputs: ReportInputs, campaign: CampaignResults | None = No
         rep.figure(
             charts.customers_by_cell(cells, inputs.stores, places=places, resolution=resolution),
             caption=f"{int(inputs.cells['customers'].sum()):,} located customers in {len(cells):,} "
-            "H3 hexagons; stars are stores. Zoom in with the mouse.",
+            f"H3 hexagons{_unlocated(inputs)}; stars are stores. Zoom in with the mouse.",
         )
     return rep
 
@@ -588,6 +605,13 @@ def add_campaign_sections(rep: Report, campaign: CampaignResults) -> Report:
                 ],
             )
     return rep
+
+
+def _unlocated(inputs: ReportInputs) -> str:
+    total = inputs.headline.get("customers")
+    located = int(inputs.cells["customers"].sum()) if inputs.cells is not None else 0
+    missing = total - located if isinstance(total, int) else 0
+    return f" ({missing:,} without a location are not drawn)" if missing > 0 else ""
 
 
 def _money(value: Any, currency: str | None) -> str:
