@@ -426,51 +426,71 @@ def _gather_profiles(ctx: StoreContext, inputs: ReportInputs) -> None:
 
 
 def _gather_segments(ctx: StoreContext, inputs: ReportInputs) -> None:
+    """Size, revenue and average CLV of every active segment (one query over all of them)."""
     from micromarketing.segments.definitions import Segments
 
     segs = Segments(ctx)
     infos = [i for i in segs.list() if not i.details.get("retired")]
     if not infos:
         return
-    has_profiles = ctx.warehouse.has_table("profiles")
-    rows: list[dict[str, Any]] = []
-    personas: list[dict[str, Any]] = []
+    labelled: list[ibis.Table] = []
+    kept = []
     for info in infos:
         try:
-            members = segs.member_table(info.name)
-            if has_profiles:
-                p = ctx.table("profiles")
-                joined = members.join(p, members.customer_id == p.customer_id)
-                clv = joined.clv_12m.mean() if "clv_12m" in p.columns else ibis.null().cast("float64")
-                agg = joined.aggregate(
-                    customers=joined.count(), revenue=joined.monetary.sum(), avg_clv=clv
-                ).execute()
-                row = agg.iloc[0].to_dict()
-            else:
-                row = {"customers": int(members.count().execute()), "revenue": 0.0, "avg_clv": None}
+            members = segs.member_table(info.name).select("customer_id")
         except MicromarketingError as exc:
             inputs.notes.append(f"segment {info.name!r} left out: {exc}")
             continue
-        rows.append({"segment": info.name, "kind": info.kind, **row})
-        persona = info.details.get("persona")
-        if info.kind == "discovered" and persona:
-            traits = [t.get("text", "") for t in persona.get("traits", [])][:3]
-            personas.append(
-                {
-                    "segment": info.name,
-                    "name": persona.get("name", info.name),
-                    "tagline": persona.get("tagline", ""),
-                    "customers": int(persona.get("size", row["customers"])),
-                    "share": float(persona.get("share", 0.0)),
-                    "avg_clv": persona.get("avg_clv"),
-                    "traits": "; ".join(t for t in traits if t),
-                }
-            )
-    if rows:
-        inputs.segments = pd.DataFrame(rows)
-        inputs.headline["segments"] = len(rows)
+        labelled.append(members.mutate(segment=ibis.literal(info.name)))
+        kept.append(info)
+    if not kept:
+        return
+    members = ibis.union(*labelled) if len(labelled) > 1 else labelled[0]
+    if ctx.warehouse.has_table("profiles"):
+        p = ctx.table("profiles")
+        joined = members.left_join(
+            p.select("customer_id", "monetary", *(["clv_12m"] if "clv_12m" in p.columns else [])),
+            members.customer_id == p.customer_id,
+        )
+        clv = joined.clv_12m.mean() if "clv_12m" in p.columns else ibis.null().cast("float64")
+        frame = (
+            joined.group_by("segment")
+            .aggregate(customers=joined.count(), revenue=joined.monetary.sum(), avg_clv=clv)
+            .execute()
+        )
+    else:
+        frame = members.group_by("segment").aggregate(customers=members.count()).execute()
+        frame = frame.assign(revenue=0.0, avg_clv=None)
+    by_name = frame.set_index("segment")
+    rows = [
+        {
+            "segment": i.name,
+            "kind": i.kind,
+            **by_name.loc[i.name, ["customers", "revenue", "avg_clv"]].to_dict(),
+        }
+        if i.name in by_name.index
+        else {"segment": i.name, "kind": i.kind, "customers": 0, "revenue": 0.0, "avg_clv": None}
+        for i in kept
+    ]
+    inputs.segments = pd.DataFrame(rows)
+    inputs.headline["segments"] = len(rows)
+    personas = [_persona_row(i) for i in kept if i.kind == "discovered" and i.details.get("persona")]
     if personas:
         inputs.personas = pd.DataFrame(personas)
+
+
+def _persona_row(info: Any) -> dict[str, Any]:
+    persona = info.details["persona"]
+    traits = [t.get("text", "") for t in persona.get("traits", [])][:3]
+    return {
+        "segment": info.name,
+        "name": persona.get("name", info.name),
+        "tagline": persona.get("tagline", ""),
+        "customers": int(persona.get("size", info.size or 0)),
+        "share": float(persona.get("share", 0.0)),
+        "avg_clv": persona.get("avg_clv"),
+        "traits": "; ".join(t for t in traits if t),
+    }
 
 
 # -- assembling --------------------------------------------------------------------------------
