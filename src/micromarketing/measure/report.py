@@ -63,7 +63,7 @@ h2 { font-size: 1.25rem; margin-top: 2.2rem; border-bottom: 1px solid #d9e2ec; p
 .note { border-left: 4px solid #d4a017; background: #fffbea; padding: .5rem .8rem; }
 table { border-collapse: collapse; margin: 1rem 0; font-size: .9rem; }
 th, td { border: 1px solid #d9e2ec; padding: .3rem .6rem; text-align: right; }
-th { background: #f0f4f8; } td:first-child, th:first-child, td.text { text-align: left; }
+th { background: #f0f4f8; } td:first-child, th:first-child, td.text, th.text { text-align: left; }
 caption { caption-side: bottom; font-size: .85rem; color: #52606d; text-align: left; }
 figure { margin: 1rem 0; }
 figcaption { font-size: .85rem; color: #52606d; }
@@ -82,7 +82,8 @@ footer { margin-top: 3rem; font-size: .8rem; color: #829ab1; }
 <div class="value">{{ value }}</div></div>{% endfor %}</div>
 {% elif block.kind == "table" %}<table>
 {% if block.caption %}<caption>{{ block.caption }}</caption>{% endif %}
-<thead><tr>{% for c in block.columns %}<th>{{ c }}</th>{% endfor %}</tr></thead>
+<thead><tr>{% for c, number in block.columns %}
+<th{% if not number %} class="text"{% endif %}>{{ c }}</th>{% endfor %}</tr></thead>
 <tbody>{% for row in block.rows %}<tr>{% for cell, number in row %}
 <td{% if not number %} class="text"{% endif %}>{{ cell }}</td>{% endfor %}</tr>
 {% endfor %}</tbody></table>
@@ -181,7 +182,11 @@ class Report:
         self.blocks.append(
             {
                 "kind": "table",
-                "columns": list(columns),
+                # A column is right-aligned, header included, when every cell in it is a number.
+                "columns": [
+                    (c, bool(rows) and all(_is_number(row[i]) or row[i] == "–" for row in rows))
+                    for i, c in enumerate(columns)
+                ],
                 "rows": [[(format_value(c), _is_number(c)) for c in row] for row in rows],
                 "caption": caption,
             }
@@ -330,7 +335,7 @@ class ReportInputs:
     """The small frames the analytics sections draw; ``None`` where the workspace has no such data.
 
     Columns are those of the chart functions in :mod:`micromarketing.measure.charts`:
-    ``segments`` (segment, kind, customers, revenue, avg_clv), ``rfm_segments`` (segment,
+    ``segments`` (segment, kind, customers, revenue, avg_clv, optional label), ``rfm_segments`` (segment,
     customers, revenue), ``rfm_grid`` (r_score, f_score, customers, revenue), ``clv_tiers``
     (value_tier, customers, p05, q1, median, q3, p95, mean), ``personas`` (segment, name,
     tagline, customers, share, avg_clv, traits), ``cells`` (h3_cell, customers, revenue) and
@@ -472,7 +477,11 @@ def _gather_segments(ctx: StoreContext, inputs: ReportInputs) -> None:
         else {"segment": i.name, "kind": i.kind, "customers": 0, "revenue": 0.0, "avg_clv": None}
         for i in kept
     ]
-    inputs.segments = pd.DataFrame(rows)
+    inputs.segments = pd.DataFrame(rows).assign(
+        label=[
+            f"{i.name}: {i.description}" if i.kind == "discovered" and i.description else i.name for i in kept
+        ]
+    )
     inputs.headline["segments"] = len(rows)
     personas = [_persona_row(i) for i in kept if i.kind == "discovered" and i.details.get("persona")]
     if personas:
