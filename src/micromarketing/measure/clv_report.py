@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from micromarketing.measure import charts
 from micromarketing.measure.report import Report
 from micromarketing.profiles import clv_models as m
 from micromarketing.profiles.clv_validate import PUBLISHED, ValidationResult
@@ -54,32 +53,28 @@ def clv_validation_report(result: ValidationResult) -> Report:
         )
     rep.table(["parameter", "estimate", "std. error", "published"], rows)
     rep.heading("Cumulative repeat transactions")
-    rep.figure(
-        charts.line_chart(
-            result.curve["week"],
-            {
-                "actual": result.curve["actual"],
-                "BG/NBD": result.curve["bgnbd"],
-                "Pareto/NBD": result.curve["paretonbd"],
-            },
-            title="Cumulative repeat transactions: actual against both models",
-            xlabel="week",
-            ylabel="cumulative repeat transactions",
-            vline=result.calibration_weeks,
-            vline_label="end of calibration",
-        ),
+    rep.line_chart(
+        result.curve["week"],
+        {
+            "actual": result.curve["actual"],
+            "BG/NBD": result.curve["bgnbd"],
+            "Pareto/NBD": result.curve["paretonbd"],
+        },
+        title="Cumulative repeat transactions: actual against both models",
+        xlabel="week",
+        ylabel="cumulative repeat transactions",
+        vline=result.calibration_weeks,
+        vline_label="end of calibration",
         caption="Weekly cumulative repeat transactions; the dashed line marks the end of calibration.",
     )
     rep.heading("Conditional expectations")
     bf = result.by_frequency.fillna(0.0)
-    rep.figure(
-        charts.grouped_bars(
-            list(bf["frequency"]),
-            {"actual": bf["actual"], "BG/NBD": bf["bgnbd"], "Pareto/NBD": bf["paretonbd"]},
-            title="Holdout transactions per customer by calibration frequency",
-            xlabel="repeat transactions in calibration",
-            ylabel="mean holdout transactions",
-        ),
+    rep.bar_chart(
+        list(bf["frequency"]),
+        {"actual": bf["actual"], "BG/NBD": bf["bgnbd"], "Pareto/NBD": bf["paretonbd"]},
+        title="Holdout transactions per customer by calibration frequency",
+        xlabel="repeat transactions in calibration",
+        ylabel="mean holdout transactions",
         caption="Holdout repeat transactions per customer by calibration-period frequency.",
     )
     rep.table(

@@ -198,6 +198,38 @@ class Report:
         self.blocks.append({"kind": "figure", "figure": fig, "caption": caption})
         return self
 
+    def line_chart(
+        self,
+        x: Sequence[float],
+        series: Mapping[str, Sequence[float]],
+        *,
+        title: str = "",
+        xlabel: str = "",
+        ylabel: str = "",
+        caption: str = "",
+        vline: float | None = None,
+        vline_label: str = "",
+    ) -> Report:
+        """A line chart of named series over ``x`` (:func:`charts.line_chart`), optional dashed marker."""
+        fig = charts.line_chart(
+            x, series, title=title, xlabel=xlabel, ylabel=ylabel, vline=vline, vline_label=vline_label
+        )
+        return self.figure(fig, caption)
+
+    def bar_chart(
+        self,
+        categories: Sequence[str],
+        series: Mapping[str, Sequence[float]],
+        *,
+        title: str = "",
+        xlabel: str = "",
+        ylabel: str = "",
+        caption: str = "",
+    ) -> Report:
+        """Grouped bars, one group per category and one bar per series (:func:`charts.grouped_bars`)."""
+        fig = charts.grouped_bars(categories, series, title=title, xlabel=xlabel, ylabel=ylabel)
+        return self.figure(fig, caption)
+
     def render(self) -> str:
         """The complete HTML document."""
         blocks: list[dict[str, Any]] = []
