@@ -443,3 +443,30 @@ def test_an_empty_workspace_still_gets_a_report(workspace, tmp_path):
         and "cannot write the report" in result.output
         and "Traceback" not in result.output
     )
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    points=st.lists(
+        st.tuples(st.floats(-60, 70), st.floats(-179, 179), st.integers(1, 500)), min_size=1, max_size=60
+    ),
+    max_cells=st.integers(1, 80),
+)
+def test_any_set_of_cells_is_drawn_once_each_with_totals_kept(points, max_cells):
+    frame = (
+        pd.DataFrame(
+            {
+                "h3_cell": [h3.latlng_to_cell(a, o, 7) for a, o, _ in points],
+                "customers": [n for *_, n in points],
+            }
+        )
+        .groupby("h3_cell", as_index=False)
+        .sum()
+    )
+    cells, resolution = charts.coarsen_cells(frame, max_cells=max_cells)
+    assert cells["customers"].sum() == frame["customers"].sum()
+    assert len(cells) <= max(max_cells, len({h3.cell_to_parent(c, 0) for c in frame["h3_cell"]}))
+    fig = charts.customers_by_cell(cells, resolution=resolution)
+    hexes = [t for t in fig.data if t.fill == "toself"]
+    assert sum(list(t.x).count(None) for t in hexes) == len(cells)  # every cell in exactly one class
+    assert len(hexes) <= len(charts.HEX_CLASSES)
