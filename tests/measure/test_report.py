@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import h3
 import numpy as np
@@ -26,6 +27,7 @@ from micromarketing.measure.report import (
     build_report,
     campaign_from_store,
     format_value,
+    from_measurement,
     gather_inputs,
     write_report,
 )
@@ -470,3 +472,62 @@ def test_any_set_of_cells_is_drawn_once_each_with_totals_kept(points, max_cells)
     hexes = [t for t in fig.data if t.fill == "toself"]
     assert sum(list(t.x).count(None) for t in hexes) == len(cells)  # every cell in exactly one class
     assert len(hexes) <= len(charts.HEX_CLASSES)
+
+
+def test_the_measurements_models_map_onto_the_report_contract():
+    """The attributes ``from_measurement`` reads, shaped like the measurement's result models."""
+    ns = SimpleNamespace
+    interval = ns(low=-0.05, high=0.35)
+    kpis = [
+        ns(
+            segment="lapsed",
+            arm="control",
+            assigned=100,
+            delivered=0,
+            opens=0,
+            clicks=0,
+            conversions=4,
+            roi=None,
+        ),
+        ns(
+            segment="lapsed",
+            arm="A",
+            assigned=900,
+            delivered=880,
+            opens=400,
+            clicks=90,
+            conversions=50,
+            roi=0.3,
+        ),
+    ]
+    lift = ns(
+        relative=0.15,
+        relative_interval=interval,
+        relative_shrunk=0.1,
+        relative_shrunk_interval=ns(low=-0.02, high=0.22),
+    )
+    comparisons = [
+        ns(segment="lapsed", treatment="A", srm=ns(p_value=0.4), conversion=lift),
+        ns(segment="all", treatment="A", srm=ns(p_value=0.4), conversion=lift),
+    ]
+    measurement = ns(campaign="spring", status="finished", currency="EUR", arms=kpis, comparisons=comparisons)
+    allocation = ns(
+        budget=2000.0,
+        arms=[
+            ns(
+                segment="lapsed",
+                variant="A",
+                current_share=0.5,
+                share=0.75,
+                explanation="ROI likely above the others",
+            )
+        ],
+    )
+    results = from_measurement(measurement, allocation)
+    control, treated = results.arms
+    assert control.delivered is None and control.lift is None and control.conversions == 4
+    assert (treated.lift, treated.ci_low, treated.ci_high) == (0.15, -0.05, 0.35)
+    assert (treated.lift_shrunk, treated.shrunk_low, treated.shrunk_high) == (0.1, -0.02, 0.22)
+    assert (treated.budget_now, treated.budget_next, treated.srm_p) == (1000.0, 1500.0, 0.4)
+    written = build_report(ReportInputs(workspace="w"), results)
+    assert written.count(PLOT_DIV) == 4 and "ROI likely above the others" in written

@@ -311,6 +311,63 @@ class CampaignResults(BaseModel):
         return pd.DataFrame([a.model_dump() for a in self.arms], columns=columns)
 
 
+def from_measurement(measurement: Any, allocation: Any | None = None) -> CampaignResults:
+    """The report's campaign contract from the measurement's result models (read by attribute).
+
+    Reads, per arm of ``measurement.arms``: ``segment``, ``arm``, ``assigned``, ``delivered``,
+    ``opens``, ``clicks``, ``conversions``, ``roi``; per comparison of
+    ``measurement.comparisons`` (segment × variant against control; ``"all"`` is skipped):
+    ``srm.p_value`` and the conversion lift's ``relative``, ``relative_interval``,
+    ``relative_shrunk`` and ``relative_shrunk_interval``; per arm of ``allocation.arms``:
+    ``segment``, ``variant``, ``current_share``, ``share`` (of ``allocation.budget``) and
+    ``explanation``.  Attributes are read, not imported, so this module does not depend on the
+    measurement's classes.
+    """
+    lifts = {(c.segment, c.treatment): c for c in measurement.comparisons if c.segment != "all"}
+    budgets = {}
+    if allocation is not None:
+        budgets = {
+            (a.segment, a.variant): (
+                a.current_share * allocation.budget,
+                a.share * allocation.budget,
+                a.explanation,
+            )
+            for a in allocation.arms
+        }
+    arms = []
+    for kpi in measurement.arms:
+        comparison = lifts.get((kpi.segment, kpi.arm))
+        conversion = comparison.conversion if comparison is not None else None
+        raw = conversion.relative_interval if conversion is not None else None
+        shrunk = conversion.relative_shrunk_interval if conversion is not None else None
+        now, nxt, why = budgets.get((kpi.segment, kpi.arm), (None, None, None))
+        arms.append(
+            ArmResult(
+                segment=kpi.segment,
+                variant=kpi.arm,
+                assigned=kpi.assigned,
+                delivered=None if kpi.arm == CONTROL_ARM else kpi.delivered,
+                opened=None if kpi.arm == CONTROL_ARM else kpi.opens,
+                clicked=None if kpi.arm == CONTROL_ARM else kpi.clicks,
+                conversions=kpi.conversions,
+                lift=conversion.relative if conversion is not None else None,
+                ci_low=raw.low if raw is not None else None,
+                ci_high=raw.high if raw is not None else None,
+                lift_shrunk=conversion.relative_shrunk if conversion is not None else None,
+                shrunk_low=shrunk.low if shrunk is not None else None,
+                shrunk_high=shrunk.high if shrunk is not None else None,
+                roi=kpi.roi,
+                budget_now=now,
+                budget_next=nxt,
+                reason=why,
+                srm_p=comparison.srm.p_value if comparison is not None else None,
+            )
+        )
+    return CampaignResults(
+        campaign=measurement.campaign, status=measurement.status, currency=measurement.currency, arms=arms
+    )
+
+
 def campaign_from_store(ctx: StoreContext, name: str) -> CampaignResults:
     """The counts the operations store holds for campaign ``name``: assigned and delivered per arm.
 
