@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Installs the system packages the test suite needs, only when they are missing.
-# Java 17 runs Spark in local mode (the scale-out tests).
+# Java 17 runs Spark in local mode (the scale-out tests); Chromium opens the HTML reports and the
+# dashboard in the browser tests (Playwright drives it by path: `playwright install` cannot
+# download browsers here).
 set -euo pipefail
 need=()
 command -v java >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
   echo "installing system packages: ${need[*]}"

@@ -3,7 +3,8 @@
 CLI, REST API, web dashboard and Python users all go through a Workspace.  It sits *above* the
 domain packages: it owns one :class:`~micromarketing.store.context.StoreContext` and wires the
 domain services as lazily created sub-facades (``ws.clv``, ``ws.segments``, ``ws.templates``,
-``ws.offers``, ``ws.recommender``); the domain packages receive the context and never import it.
+``ws.offers``, ``ws.recommender``, ``ws.reports``); the domain packages receive the context and
+never import it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pandas as pd
 from micromarketing.config import SETTINGS_FILE, Settings, load_settings, write_default_settings
 from micromarketing.errors import WorkspaceError
 from micromarketing.ingest import IngestResult, ingest_file
+from micromarketing.measure.report_service import Reports
 from micromarketing.personalize.service import Offers, Recommender, Templates
 from micromarketing.profiles import ProfileResult, build_profiles
 from micromarketing.profiles.service import Clv
@@ -80,6 +82,11 @@ class Workspace:
     def recommender(self) -> Recommender:
         """Product recommendations: ``fit``, ``evaluate``, ``recommend``."""
         return Recommender(self.context)
+
+    @cached_property
+    def reports(self) -> Reports:
+        """HTML reports with charts: ``build``, ``write``, ``inputs``, ``campaign``."""
+        return Reports(self.context)
 
     # -- lifecycle --------------------------------------------------------------------------
     @classmethod

@@ -248,7 +248,7 @@ def test_cli_validate_writes_json_and_report(tmp_path):
     assert set(payload["gamma_gamma"]) >= {"p", "q", "gamma"}
     assert set(payload["holdout"]) >= {"actual", "predicted_bgnbd", "predicted_paretonbd"}
     html = out.read_text()
-    assert html.count("<svg") == 2 and "Conditional expectations" in html and "<script" not in html
+    assert html.count('class="plotly-graph-div"') == 2 and "Conditional expectations" in html
 
 
 def test_read_transactions_file_names_bad_rows(tmp_path):

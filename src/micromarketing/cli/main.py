@@ -19,6 +19,7 @@ from micromarketing.cli import (
     offer,
     profile,
     recommend,
+    report,
     segment,
     segment_discover,
     template,
@@ -71,3 +72,4 @@ app.add_typer(offer.app, name="offer")
 app.command("ingest")(ingest.ingest)
 app.command("profile")(profile.profile)
 app.command("demo")(demo.demo)
+app.command("report")(report.report)

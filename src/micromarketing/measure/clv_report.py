@@ -1,4 +1,8 @@
-"""The HTML report of a CLV validation (measure sits above profiles, so the report lives here)."""
+"""The HTML report of a CLV validation (measure sits above profiles, so the report lives here).
+
+It is drawn with the same :class:`~micromarketing.measure.report.Report` and chart module as the
+workspace report, so ``clv validate --report`` looks like every other report.
+"""
 
 from __future__ import annotations
 
@@ -56,9 +60,11 @@ def clv_validation_report(result: ValidationResult) -> Report:
             "BG/NBD": result.curve["bgnbd"],
             "Pareto/NBD": result.curve["paretonbd"],
         },
+        title="Cumulative repeat transactions: actual against both models",
         xlabel="week",
         ylabel="cumulative repeat transactions",
         vline=result.calibration_weeks,
+        vline_label="end of calibration",
         caption="Weekly cumulative repeat transactions; the dashed line marks the end of calibration.",
     )
     rep.heading("Conditional expectations")
@@ -66,6 +72,7 @@ def clv_validation_report(result: ValidationResult) -> Report:
     rep.bar_chart(
         list(bf["frequency"]),
         {"actual": bf["actual"], "BG/NBD": bf["bgnbd"], "Pareto/NBD": bf["paretonbd"]},
+        title="Holdout transactions per customer by calibration frequency",
         xlabel="repeat transactions in calibration",
         ylabel="mean holdout transactions",
         caption="Holdout repeat transactions per customer by calibration-period frequency.",
