@@ -14,6 +14,7 @@ import shutil
 from datetime import date
 
 import ibis
+import numpy as np
 import pandas as pd
 import pytest
 import typer
@@ -259,3 +260,27 @@ def test_cli_prints_personas_and_json(pristine):
     assert "Personas" in table.stdout and "discovered_01" in table.stdout and "Choosing k" not in table.stdout
     bad = runner.invoke(app, ["discover", "-w", str(ws.root), "--features", "nope"])
     assert bad.exit_code == 2 and "unknown feature 'nope'" in bad.output
+
+
+def _single_population(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Skewed, discrete, correlated RFM-like features and Dirichlet category shares: one population."""
+    lam = rng.gamma(1.5, 2.0, n)
+    freq = rng.poisson(lam * 2) + 1
+    recency = rng.exponential(90, n) / (1 + 0.1 * freq)
+    spend = np.exp(rng.normal(3.5, 0.6, n) + 0.1 * np.log(freq))
+    x = np.column_stack([np.log1p(freq), np.log1p(recency), np.log1p(spend), rng.dirichlet([2, 2, 2, 2], n)])
+    return (x - x.mean(axis=0)) / x.std(axis=0)
+
+
+def test_no_structure_is_an_answer():
+    """One population gives k = 1 (no partition is reproduced by independent subsamples); a
+    mixture of well-separated segments does not."""
+    from micromarketing.segments.discover import select_k
+
+    rng = np.random.default_rng(0)
+    k, scores = select_k(_single_population(4000, rng), seed=0)
+    assert k == 1 and max(s.stability for s in scores) < 0.98
+    centers = rng.normal(0, 2.5, (5, 7))
+    mixture = centers[rng.integers(0, 5, 4000)] + rng.normal(0, 1, (4000, 7))
+    k, _ = select_k((mixture - mixture.mean(axis=0)) / mixture.std(axis=0), seed=0)
+    assert k > 1
