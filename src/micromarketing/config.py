@@ -27,7 +27,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    ValidationError,
+    field_validator,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -261,6 +269,25 @@ class RenderSettings(_Section):
     max_output_chars: int = Field(default=500_000, ge=1_000)
 
 
+class MeasureSettings(_Section):
+    """``[measure]``: how outcomes are attributed to campaign messages and how lifts are tested.
+
+    ``attribution``: ``last_touch`` credits an order to the latest campaign message before it
+    (a control member's "touch" is its assignment); ``any_touch`` credits every campaign whose
+    window holds it.  ``message_cost`` is the cost of one delivered message per channel, used
+    when the campaign spec names no ``cost_per_message``."""
+
+    attribution: Literal["last_touch", "any_touch"] = "last_touch"
+    retention_days: int = Field(default=90, ge=1, le=3660)
+    pre_period_days: int = Field(default=90, ge=1, le=3660)  # CUPED covariate: spend before the touch
+    adjustment: Literal["bh", "holm", "none"] = "bh"
+    message_cost: dict[str, NonNegativeFloat] = Field(
+        default_factory=lambda: {"email": 0.002, "sms": 0.05, "webhook": 0.0, "post": 0.8, "ads": 0.0}
+    )
+    min_share: float = Field(default=0.05, ge=0, lt=1)  # allocate: least budget share of any arm
+    draws: int = Field(default=4000, ge=100, le=1_000_000)  # allocate: posterior draws
+
+
 class Settings(_Section):
     """All settings of one workspace."""
 
@@ -273,6 +300,7 @@ class Settings(_Section):
     channels: ChannelsSettings = Field(default_factory=ChannelsSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     render: RenderSettings = Field(default_factory=RenderSettings)
+    measure: MeasureSettings = Field(default_factory=MeasureSettings)
 
 
 def load_settings(root: Path, environ: Mapping[str, str] | None = None) -> Settings:

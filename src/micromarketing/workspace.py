@@ -23,6 +23,7 @@ from micromarketing.config import SETTINGS_FILE, Settings, load_settings, write_
 from micromarketing.errors import WorkspaceError
 from micromarketing.ingest import IngestResult, ingest_file
 from micromarketing.measure.report_service import Reports
+from micromarketing.measure.service import Measure
 from micromarketing.personalize.service import Offers, Recommender, Templates
 from micromarketing.profiles import ProfileResult, build_profiles
 from micromarketing.profiles.service import Clv
@@ -87,6 +88,11 @@ class Workspace:
     def reports(self) -> Reports:
         """HTML reports with charts: ``build``, ``write``, ``inputs``, ``campaign``."""
         return Reports(self.context)
+
+    @cached_property
+    def measure(self) -> Measure:
+        """Campaign measurement and budget reallocation: ``campaign``, ``allocate``."""
+        return Measure(self.context)
 
     # -- lifecycle --------------------------------------------------------------------------
     @classmethod

@@ -16,6 +16,7 @@ from micromarketing.cli import (
     datasets,
     demo,
     ingest,
+    measure,
     offer,
     profile,
     recommend,
@@ -73,3 +74,5 @@ app.command("ingest")(ingest.ingest)
 app.command("profile")(profile.profile)
 app.command("demo")(demo.demo)
 app.command("report")(report.report)
+app.command("measure")(measure.measure)
+app.command("allocate")(measure.allocate)

@@ -1,8 +1,9 @@
 """The reports sub-facade (``ws.reports``): the workspace's HTML report, with a campaign's sections.
 
-A campaign's numbers come from ``measurement`` when the workspace wires one (a callable from a
-campaign name to :class:`~micromarketing.measure.report.CampaignResults`); without it the report
-shows what the operations store counts (assigned and delivered per segment and arm).
+A campaign's numbers come from the measurement (:mod:`micromarketing.measure.kpis`: funnel, lifts
+raw and shrunk, ROI) and the reallocation of its budget (:mod:`micromarketing.measure.allocate`),
+or from ``measurement`` when given (a callable from a campaign name to
+:class:`~micromarketing.measure.report.CampaignResults`).
 """
 
 from __future__ import annotations
@@ -10,16 +11,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from sqlalchemy import select
+
+from micromarketing.measure.allocate import allocate_budget
+from micromarketing.measure.kpis import measure_campaign
 from micromarketing.measure.report import (
     CampaignResults,
     ReportFile,
     ReportInputs,
     build_report,
-    campaign_from_store,
+    from_measurement,
     gather_inputs,
     write_report,
 )
 from micromarketing.store.context import StoreContext
+from micromarketing.store.models import Campaign
 
 Measurement = Callable[[str], CampaignResults]
 
@@ -39,7 +45,7 @@ class Reports:
         """What the campaign sections of ``name`` draw (NotFoundError for an unknown campaign)."""
         if self.measurement is not None:
             return self.measurement(name)
-        return campaign_from_store(self.ctx, name)
+        return measured_campaign(self.ctx, name)
 
     def build(self, campaign: str | None = None) -> str:
         """The report's HTML: the analytics sections, preceded by ``campaign``'s when given."""
@@ -48,3 +54,22 @@ class Reports:
     def write(self, path: str | Path, campaign: str | None = None) -> ReportFile:
         """Write the report to ``path`` and say what it holds."""
         return write_report(path, self.inputs(), self.campaign(campaign) if campaign else None)
+
+
+def measured_campaign(ctx: StoreContext, name: str) -> CampaignResults:
+    """Campaign ``name`` measured, with the reallocation of its budget for the next round (the
+    campaign's own budget; none when it has none)."""
+    measurement = measure_campaign(ctx, name)
+    with ctx.ops.session() as session:
+        budget = session.scalar(select(Campaign.budget).where(Campaign.name == name))
+    allocation = None
+    if budget:
+        cfg = ctx.settings.measure
+        allocation = allocate_budget(
+            measurement,
+            float(budget),
+            margin=ctx.settings.clv.margin,
+            min_share=cfg.min_share,
+            draws=cfg.draws,
+        )
+    return from_measurement(measurement, allocation)
