@@ -193,7 +193,9 @@ def cap_window_start(now: datetime, tz: ZoneInfo, days: int) -> datetime:
 # ---------------------------------------------------------------------------------------------
 # the ledgers
 # ---------------------------------------------------------------------------------------------
-def latest_consent(ctx: StoreContext, channel: str, customer_ids: Sequence[str] | None = None) -> pd.DataFrame:
+def latest_consent(
+    ctx: StoreContext, channel: str, customer_ids: Sequence[str] | None = None
+) -> pd.DataFrame:
     """``customer_id, status`` of the latest consent record per customer on consent ``channel``."""
     if not ctx.warehouse.has_table("consent"):
         return pd.DataFrame({"customer_id": pd.Series(dtype=str), "status": pd.Series(dtype=str)})
@@ -265,7 +267,9 @@ def evaluate_members(
     def apply(mask: np.ndarray, rule: str, why: np.ndarray | str) -> None:
         todo = mask & (outcome == "send")
         outcome[todo] = rule
-        reason[todo] = f"{rule}: " + why if isinstance(why, str) else np.char.add(f"{rule}: ", why[todo].astype(str))
+        reason[todo] = (
+            f"{rule}: " + why if isinstance(why, str) else np.char.add(f"{rule}: ", why[todo].astype(str))
+        )
 
     consent_channel = CONSENT_CHANNEL[channel]
     if not transactional:
@@ -277,11 +281,15 @@ def evaluate_members(
     with ctx.ops.session() as session:
         suppressed = suppressed_customers(session, channel, transactional)
         kinds = np.array([suppressed.get(c, "") for c in ids], dtype=object)
-        apply(kinds != "", "suppressed", np.char.add("suppression list (", np.char.add(kinds.astype(str), ")")))
+        apply(
+            kinds != "", "suppressed", np.char.add("suppression list (", np.char.add(kinds.astype(str), ")"))
+        )
         cap = parse_frequency_cap(policy.frequency_cap)
         if cap is not None and not transactional:
             used = _cap_usage(session, ids, zones, channel, when, cap, priority, campaign_id)
-            apply(used >= cap.messages, "frequency_cap", f"{cap.messages} per {cap.days}d reached on {channel}")
+            apply(
+                used >= cap.messages, "frequency_cap", f"{cap.messages} per {cap.days}d reached on {channel}"
+            )
     window = parse_quiet_hours(policy.quiet_hours)
     if window is not None and not transactional:
         until = {z: quiet_until(when, zone(z, policy.timezone), window) for z in set(zones)}
@@ -391,8 +399,15 @@ def decide_many(
             m = messages[i]
             tz = zone(zones.get(m.customer_id), policy.timezone)
             decisions[i] = _decide_one(
-                session, m, now, tz, consent, suppressed, None if transactional else cap,
-                None if transactional else window, policy,
+                session,
+                m,
+                now,
+                tz,
+                consent,
+                suppressed,
+                None if transactional else cap,
+                None if transactional else window,
+                policy,
             )
     return [d if d is not None else SEND for d in decisions]
 
@@ -414,9 +429,13 @@ def _decide_one(
         if status is None:
             return PolicyDecision(action="skip", reason=f"no_consent: no {consent_channel} consent on record")
         if status != "opt_in":
-            return PolicyDecision(action="skip", reason=f"no_consent: latest {consent_channel} consent is {status}")
+            return PolicyDecision(
+                action="skip", reason=f"no_consent: latest {consent_channel} consent is {status}"
+            )
     if m.customer_id in suppressed:
-        return PolicyDecision(action="skip", reason=f"suppressed: suppression list ({suppressed[m.customer_id]})")
+        return PolicyDecision(
+            action="skip", reason=f"suppressed: suppression list ({suppressed[m.customer_id]})"
+        )
     if cap is not None:
         sent, ahead = _usage_at_send(session, m, now, cap_window_start(now, tz, cap.days))
         if sent >= cap.messages:
@@ -436,8 +455,12 @@ def _decide_one(
             reason=f"quiet_hours: deferred to the end of quiet hours {policy.quiet_hours} ({tz.key})",
             not_before=until,
         )
-    return SEND if not m.transactional else PolicyDecision(
-        action="send", reason="transactional: exempt from consent, caps, quiet hours and unsubscribes"
+    return (
+        SEND
+        if not m.transactional
+        else PolicyDecision(
+            action="send", reason="transactional: exempt from consent, caps, quiet hours and unsubscribes"
+        )
     )
 
 
@@ -447,9 +470,7 @@ def _outranks(m: OutboxMessage):  # type: ignore[no-untyped-def]
     return or_(OutboxMessage.priority > m.priority, and_(OutboxMessage.priority == m.priority, older))
 
 
-def _usage_at_send(
-    session: Session, m: OutboxMessage, now: datetime, start: datetime
-) -> tuple[int, int]:
+def _usage_at_send(session: Session, m: OutboxMessage, now: datetime, start: datetime) -> tuple[int, int]:
     """(messages counted against ``m``'s cap, messages due that outrank it and wait)."""
     base = _marketing(
         select(OutboxMessage.state, OutboxMessage.sent_at).where(
@@ -471,7 +492,9 @@ def _usage_at_send(
             )
         )
     ).all()
-    sent = sum(1 for state, sent_at in rows if state == "sending" or (state == "sent" and _aware(sent_at) >= start))
+    sent = sum(
+        1 for state, sent_at in rows if state == "sending" or (state == "sent" and _aware(sent_at) >= start)
+    )
     ahead = sum(1 for state, _ in rows if state in WAITING_STATES)
     return sent, ahead
 
@@ -489,6 +512,8 @@ def _zones_of(ctx: StoreContext, messages: Iterable[OutboxMessage], default: str
     if missing and ctx.warehouse.has_table("customers"):
         t = ctx.table("customers")
         if "timezone" in t.columns:
-            frame = t.filter(t.customer_id.isin(sorted(missing))).select("customer_id", "timezone").to_pandas()
+            frame = (
+                t.filter(t.customer_id.isin(sorted(missing))).select("customer_id", "timezone").to_pandas()
+            )
             out.update({c: z for c, z in zip(frame["customer_id"], frame["timezone"], strict=True) if z})
     return out

@@ -264,8 +264,11 @@ def check_references(ctx: StoreContext, spec: CampaignSpec, source: str = "<camp
 
     def unknown(kind: str, name: str, known: set[str], where: str) -> str:
         hint = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
-        also = f" (did you mean '{hint[0]}'?)" if hint else (f" (known: {', '.join(sorted(known)[:20])})"
-                                                            if known else f" (no {kind}s stored yet)")
+        also = (
+            f" (did you mean '{hint[0]}'?)"
+            if hint
+            else (f" (known: {', '.join(sorted(known)[:20])})" if known else f" (no {kind}s stored yet)")
+        )
         return f"{source}: {where}: unknown {kind} '{name}'{also}"
 
     for i, seg in enumerate(spec.segments):
@@ -275,7 +278,9 @@ def check_references(ctx: StoreContext, spec: CampaignSpec, source: str = "<camp
             where = f"segments[{i}].variants[{j}]"
             if variant.template is not None:
                 if variant.template not in templates:
-                    problems.append(unknown("template", variant.template, set(templates), f"{where}.template"))
+                    problems.append(
+                        unknown("template", variant.template, set(templates), f"{where}.template")
+                    )
                 else:
                     parts = set(get_template(ctx, variant.template).parts)
                     for alternatives in REQUIRED_PARTS[variant.channel]:
@@ -299,4 +304,3 @@ def check_budget(spec: CampaignSpec, cost: float, source: str = "<campaign>") ->
             f"{source}: budget: {spec.budget:g} is below the plan's cost {cost:.2f} "
             "(raise the budget, drop a costly variant or channel, or narrow the segments)"
         )
-
