@@ -85,7 +85,7 @@ class VariantSpec(_Strict):
     @model_validator(mode="after")
     def _has_template(self) -> VariantSpec:
         if self.template is None and self.channel not in TEMPLATE_OPTIONAL:
-            raise ValueError(f"a {self.channel} variant needs a template")
+            raise ValueError(f"variants on the {self.channel} channel need a template")
         return self
 
 
