@@ -145,7 +145,8 @@ def build_shop(root: Path) -> Workspace:
         "picks",
         {
             "subject": "Picks for {{ customer.first_name | default('you') }}",
-            "text": "{% for p in recommendations %}{{ p.name }} {{ p.price }}\n{% endfor %}{{ unsubscribe_url }}",
+            "text": "{% for p in recommendations %}{{ p.name }} {{ p.price }}\n{% endfor %}"
+            "{{ unsubscribe_url }}",
             "html": "{{ product_cards(recommendations) }}<a href='{{ unsubscribe_url }}'>u</a>",
         },
     )

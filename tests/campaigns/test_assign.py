@@ -45,7 +45,10 @@ def test_same_inputs_same_arms_in_any_order():
     assert list(first[:50]) == alone
 
 
-@pytest.mark.parametrize(("control", "variants"), [(0.1, [("a", 0.5), ("b", 0.5)]), (0.25, [("a", 0.2), ("b", 0.3), ("c", 0.5)]), (0.0, [("only", 1.0)])])
+@pytest.mark.parametrize(
+    ("control", "variants"),
+    [(0.1, [("a", 0.5), ("b", 0.5)]), (0.25, [("a", 0.2), ("b", 0.3), ("c", 0.5)]), (0.0, [("only", 1.0)])],
+)
 def test_shares_within_binomial_bounds(control, variants):
     arms = assign_arms("accuracy", IDS, control, variants)
     n = len(IDS)

@@ -46,14 +46,26 @@ def test_fingerprint_ignores_formatting_but_not_content():
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        (("objective: conversion", "objectiv: conversion"), r"spring.yaml line 2: objectiv: unknown key \(did you mean 'objective'\?\)"),
+        (
+            ("objective: conversion", "objectiv: conversion"),
+            r"spring.yaml line 2: objectiv: unknown key \(did you mean 'objective'\?\)",
+        ),
         (("share: 0.5}\n", "share: 0.4}\n"), r"line 8: segments\[0\]: variant shares sum to 0.9, not 1"),
         (("2026-07-03T18", "2026-06-03T18"), r"line 6: send_window: end .* is not after start"),
-        (("start: 2026-07-01T09:00:00Z", "start: 2026-07-01 09:00:00"), r"send_window.start: needs a time zone"),
-        (("channel: email, share: 0.5}\n", "channel: fax, share: 0.5}\n"), r"segments\[0\]\.variants\[0\]\.channel: Input should be 'email'"),
+        (
+            ("start: 2026-07-01T09:00:00Z", "start: 2026-07-01 09:00:00"),
+            r"send_window.start: needs a time zone",
+        ),
+        (
+            ("channel: email, share: 0.5}\n", "channel: fax, share: 0.5}\n"),
+            r"segments\[0\]\.variants\[0\]\.channel: Input should be 'email'",
+        ),
         (("control_share: 0.10", "control_share: 1.5"), r"line 4: control_share: .*less than 1 \(got 1.5\)"),
         (("budget: 5000", "budget: lots"), r"budget: .*valid number"),
-        (("{name: b, template: winback, ", "{name: b, "), r"variants\[1\]: .*variants on the email channel need a template"),
+        (
+            ("{name: b, template: winback, ", "{name: b, "),
+            r"variants\[1\]: .*variants on the email channel need a template",
+        ),
         (("name: b", "name: a"), r"variant name\(s\) used twice: a"),
         (("attribution_days: 7", "attribution_days: 0"), r"attribution_days: .*greater than or equal to 1"),
     ],
@@ -94,7 +106,9 @@ def test_references_against_the_workspace(shop):
     lines = str(info.value).splitlines()
     assert "f.yaml: segments[0].segment: unknown segment 'lyom' (did you mean 'lyon'?)" in lines
     assert any("variants[0].offer: unknown offer 'summer'" in line for line in lines)
-    assert any("variants[1].template: unknown template 'winbak' (did you mean 'winback'?)" in line for line in lines)
+    assert any(
+        "variants[1].template: unknown template 'winbak' (did you mean 'winback'?)" in line for line in lines
+    )
 
 
 @pytest.mark.parametrize(
@@ -104,7 +118,10 @@ def test_references_against_the_workspace(shop):
 def test_template_missing_the_part_its_channel_needs(shop, template, channel, missing):
     text = ISSUE_SHAPE.replace("lapsed_vip", "lyon").replace("offer: spring10, ", "")
     text = text.replace("template: winback, channel: email", f"template: {template}, channel: {channel}")
-    with pytest.raises(InvalidInputError, match=rf"template '{template}' has no {missing} part, which the {channel} channel needs"):
+    with pytest.raises(
+        InvalidInputError,
+        match=rf"template '{template}' has no {missing} part, which the {channel} channel needs",
+    ):
         check_references(shop.context, parse_spec(text), "f.yaml")
 
 
@@ -148,8 +165,18 @@ def test_generated_bad_specs_fail_with_a_key_path(path, value, extra):
     for key in path[:-1]:
         node = node[key]
     node[path[-1]] = value
-    known = {"name", "description", "objective", "attribution_days", "control_share", "budget",
-             "priority", "transactional", "send_window", "segments"}
+    known = {
+        "name",
+        "description",
+        "objective",
+        "attribution_days",
+        "control_share",
+        "budget",
+        "priority",
+        "transactional",
+        "send_window",
+        "segments",
+    }
     if extra is not None and extra not in known:
         data["segments"][0]["variants"][0][extra] = 1
     text = yaml.safe_dump(data)
@@ -160,7 +187,9 @@ def test_generated_bad_specs_fail_with_a_key_path(path, value, extra):
         assert message.startswith("gen.yaml"), message
         assert "Traceback" not in message
         for line in message.splitlines():
-            assert re.match(r"gen\.yaml( line \d+)?: (\(top level\)|[A-Za-z_][A-Za-z_\[\]0-9.]*): ", line), line
+            assert re.match(r"gen\.yaml( line \d+)?: (\(top level\)|[A-Za-z_][A-Za-z_\[\]0-9.]*): ", line), (
+                line
+            )
         return
     # Some "bad" values are valid for the key (a float budget, a text name): then the spec parses.
     assert path[-1] in ("budget", "name", "segment") or isinstance(value, float)
