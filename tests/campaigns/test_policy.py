@@ -17,6 +17,7 @@ from sqlalchemy import delete
 
 from micromarketing.campaigns.policy import (
     QuietHours,
+    address_hash,
     cap_window_start,
     decide,
     decide_many,
@@ -138,6 +139,23 @@ def test_suppressions_any_channel_or_one(clean):
         )
 
 
+def test_suppressed_address_from_a_provider_export(clean):
+    """``suppress import`` stores hashed addresses, no customer id: the address on the row decides."""
+    with clean.ops.session() as s:
+        s.add(
+            Suppression(
+                subject_hash=address_hash("email", " C0004@Example.com"), channel="email", kind="complaint"
+            )
+        )
+    members = _members(["c0004", "c0005"]).assign(address=["c0004@example.com", "c0005@example.com"])
+    verdict = evaluate_members(clean.context, members, channel="email", when=NOON, policy=NO_QUIET)
+    assert list(verdict.outcome) == ["suppressed", "send"]
+    ctx = _ctx(clean, NO_QUIET)
+    with clean.ops.session() as s:
+        d = decide(ctx, s, _outbox(clean, "c0004", fields={"email": "c0004@example.com"}), NOON)
+    assert d.action == "skip" and d.reason == "suppressed: suppression list (complaint)"
+
+
 # -- frequency cap ------------------------------------------------------------------------------
 def test_cap_counts_sent_and_sending_in_the_local_window(clean):
     policy = PolicySettings(quiet_hours="", frequency_cap="1/1d")
@@ -163,8 +181,8 @@ def test_cap_counts_sent_and_sending_in_the_local_window(clean):
     ctx = _ctx(clean, policy)
     mine = _campaign(clean, "mine")
     with clean.ops.session() as s:
-        tokyo = _outbox(clean, "c0000", campaign_id=mine, fields={"tz": "Asia/Tokyo"})
-        new_york = _outbox(clean, "c0001", campaign_id=mine, fields={"tz": "America/New_York"})
+        tokyo = _outbox(clean, "c0000", campaign_id=mine, fields={"_tz": "Asia/Tokyo"})
+        new_york = _outbox(clean, "c0001", campaign_id=mine, fields={"_tz": "America/New_York"})
         assert [d.action for d in decide_many(ctx, s, [tokyo, new_york], NOON)] == ["skip", "send"]
 
 
@@ -190,8 +208,8 @@ def test_priority_decides_when_caps_collide(clean):
     high = _campaign(clean, "high", priority=5)
     ctx = _ctx(clean, policy)
     due = NOON - timedelta(hours=1)
-    high_msg = _outbox(clean, "c0000", campaign_id=high, priority=5, fields={"tz": "UTC"}, not_before=due)
-    low_msg = _outbox(clean, "c0000", campaign_id=low, priority=0, fields={"tz": "UTC"}, not_before=due)
+    high_msg = _outbox(clean, "c0000", campaign_id=high, priority=5, fields={"_tz": "UTC"}, not_before=due)
+    low_msg = _outbox(clean, "c0000", campaign_id=low, priority=0, fields={"_tz": "UTC"}, not_before=due)
     # plan time: the waiting higher-priority message counts for the lower one, not the reverse
     members = _members(["c0000"])
     assert (
@@ -225,7 +243,7 @@ def test_quiet_hours_defer_to_the_local_window_end(clean):
     assert verdict.not_before[0] == pd.Timestamp("2026-07-03T06:00:00Z")  # 08:00 CEST
     assert verdict.not_before[1] == pd.Timestamp(late)
     with clean.ops.session() as s:
-        d = decide(ctx, s, _outbox(clean, "c0000", fields={"tz": "Europe/Paris"}), late)
+        d = decide(ctx, s, _outbox(clean, "c0000", fields={"_tz": "Europe/Paris"}), late)
         # no tz frozen on the row: read from the customers table (c0005 is Europe/Paris there)
         from_table = decide(ctx, s, _outbox(clean, "c0005"), late)
         tx = decide(ctx, s, _outbox(clean, "c0000", transactional=True), late)
@@ -256,7 +274,7 @@ def test_send_window_end_and_test_messages(clean):
     ctx = _ctx(clean, PolicySettings())
     with clean.ops.session() as s:
         closed = decide(
-            ctx, s, _outbox(clean, "c0000", fields={"window_end": "2026-07-01T00:00:00+00:00"}), NOON
+            ctx, s, _outbox(clean, "c0000", fields={"_window_end": "2026-07-01T00:00:00+00:00"}), NOON
         )
         proof = decide(ctx, s, _outbox(clean, "c0003", is_test=True), NOON)
     assert closed.action == "skip" and closed.rule == "send_window"

@@ -12,8 +12,9 @@ Rules, in order (the first that applies decides):
 
 1. ``no_consent`` — the latest ``consent`` record (warehouse ledger: latest ``recorded_at`` per
    customer and channel wins) for the message's consent channel is not ``opt_in``, or there is none.
-2. ``suppressed`` — a row of the ``suppressions`` ops table for the customer, on any channel
-   (``channel`` NULL) or this one.
+2. ``suppressed`` — a row of the ``suppressions`` ops table for the customer, or for the
+   message's address (``subject_hash`` = :func:`address_hash`, as ``suppress import`` stores
+   provider exports), on any channel (``channel`` NULL) or this one.
 3. ``frequency_cap`` — the person already has N marketing messages on this channel in the last D
    local calendar days (``[policy] frequency_cap = "N/Dd"``), counted from outbox rows that are
    ``sent`` (by ``sent_at``) or ``sending``.  When caps collide the campaign ``priority`` decides:
@@ -29,6 +30,7 @@ Test messages (``is_test``) are outside the policy.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -59,8 +61,10 @@ CONSENT_CHANNEL: dict[str, str] = {
     "audience": "ads",
 }
 #: Outbox ``fields`` keys the policy reads (written by :mod:`micromarketing.campaigns.ingredients`).
-TZ_FIELD = "tz"
-WINDOW_END_FIELD = "window_end"
+TZ_FIELD = "_tz"
+WINDOW_END_FIELD = "_window_end"
+#: The ``fields`` key holding each channel's contact point (the delivery worker reads it too).
+CONTACT_FIELD: dict[str, str] = {"email": "email", "sms": "phone"}
 COUNTED_STATES = ("sent", "sending")
 WAITING_STATES = ("pending", "deferred")
 #: How long a message displaced by a higher-priority one waits before it is decided again.
@@ -211,19 +215,42 @@ def latest_consent(
     return ranked.filter(ranked._rank == 0).select("customer_id", "status").to_pandas()
 
 
-def suppressed_customers(
-    session: Session, channel: str, transactional: bool, customer_ids: Sequence[str] | None = None
-) -> dict[str, str]:
-    """Customer id -> suppression kind for suppressions that stop a message on ``channel``."""
-    q = select(Suppression.customer_id, Suppression.kind).where(
-        Suppression.customer_id.is_not(None),
-        or_(Suppression.channel.is_(None), Suppression.channel == channel),
+def address_hash(channel: str, address: str) -> str:
+    """The ``subject_hash`` a suppression stores for a contact point: SHA-256 hex of
+    ``"{channel}:{address}"``, trimmed and lowercased (the same as the outbox's ``address_hash``)."""
+    return hashlib.sha256(f"{channel}:{address.strip().lower()}".encode()).hexdigest()
+
+
+def suppressions_for(
+    session: Session,
+    channel: str,
+    transactional: bool,
+    customer_ids: Sequence[str] | None = None,
+    hashes: Sequence[str] | None = None,
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Suppressions that stop a message on ``channel``: (customer id -> kind, address hash -> kind).
+
+    With ``customer_ids``/``hashes`` only those are looked up; without, the whole list is read."""
+    q = select(Suppression.customer_id, Suppression.subject_hash, Suppression.kind).where(
+        or_(Suppression.channel.is_(None), Suppression.channel == channel)
     )
     if transactional:
         q = q.where(Suppression.kind != MARKETING_UNSUBSCRIBE)
-    if customer_ids is not None:
-        q = q.where(Suppression.customer_id.in_(list(customer_ids)))
-    return {cid: kind for cid, kind in session.execute(q)}
+    if customer_ids is not None or hashes is not None:
+        q = q.where(
+            or_(
+                Suppression.customer_id.in_(list(customer_ids or ())),
+                Suppression.subject_hash.in_(list(hashes or ())),
+            )
+        )
+    by_customer: dict[str, str] = {}
+    by_hash: dict[str, str] = {}
+    for cid, subject_hash, kind in session.execute(q):
+        if cid is not None:
+            by_customer.setdefault(cid, kind)
+        if subject_hash is not None:
+            by_hash.setdefault(subject_hash, kind)
+    return by_customer, by_hash
 
 
 def _marketing(q):  # type: ignore[no-untyped-def]
@@ -279,8 +306,13 @@ def evaluate_members(
         apply(got == None, "no_consent", f"no {consent_channel} consent on record")  # noqa: E711
         apply(got == "opt_out", "no_consent", f"latest {consent_channel} consent is opt_out")
     with ctx.ops.session() as session:
-        suppressed = suppressed_customers(session, channel, transactional)
-        kinds = np.array([suppressed.get(c, "") for c in ids], dtype=object)
+        by_customer, by_hash = suppressions_for(session, channel, transactional)
+        kinds = np.array([by_customer.get(c, "") for c in ids], dtype=object)
+        if by_hash and "address" in members:
+            addresses = members["address"].to_numpy()
+            for i, address in enumerate(addresses):
+                if not kinds[i] and isinstance(address, str) and address:
+                    kinds[i] = by_hash.get(address_hash(channel, address), "")
         apply(
             kinds != "", "suppressed", np.char.add("suppression list (", np.char.add(kinds.astype(str), ")"))
         )
@@ -394,17 +426,22 @@ def decide_many(
         if not transactional:
             frame = latest_consent(ctx, CONSENT_CHANNEL.get(channel, channel), ids)
             consent = dict(zip(frame["customer_id"], frame["status"], strict=True))
-        suppressed = suppressed_customers(session, channel, transactional, ids)
+        hashes = {i: _address_hash_of(messages[i]) for i in idx}
+        by_customer, by_hash = suppressions_for(
+            session, channel, transactional, ids, [h for h in hashes.values() if h]
+        )
         for i in idx:
             m = messages[i]
             tz = zone(zones.get(m.customer_id), policy.timezone)
+            h = hashes[i]
+            kind = by_customer.get(m.customer_id) or (by_hash.get(h) if h else None)
             decisions[i] = _decide_one(
                 session,
                 m,
                 now,
                 tz,
                 consent,
-                suppressed,
+                kind,
                 None if transactional else cap,
                 None if transactional else window,
                 policy,
@@ -418,7 +455,7 @@ def _decide_one(
     now: datetime,
     tz: ZoneInfo,
     consent: dict[str, str],
-    suppressed: dict[str, str],
+    suppressed: str | None,
     cap: FrequencyCap | None,
     window: QuietHours | None,
     policy: PolicySettings,
@@ -432,10 +469,8 @@ def _decide_one(
             return PolicyDecision(
                 action="skip", reason=f"no_consent: latest {consent_channel} consent is {status}"
             )
-    if m.customer_id in suppressed:
-        return PolicyDecision(
-            action="skip", reason=f"suppressed: suppression list ({suppressed[m.customer_id]})"
-        )
+    if suppressed:
+        return PolicyDecision(action="skip", reason=f"suppressed: suppression list ({suppressed})")
     if cap is not None:
         sent, ahead = _usage_at_send(session, m, now, cap_window_start(now, tz, cap.days))
         if sent >= cap.messages:
@@ -462,6 +497,12 @@ def _decide_one(
             action="send", reason="transactional: exempt from consent, caps, quiet hours and unsubscribes"
         )
     )
+
+
+def _address_hash_of(m: OutboxMessage) -> str | None:
+    key = CONTACT_FIELD.get(m.channel)
+    address = (m.fields or {}).get(key) if key else None
+    return address_hash(m.channel, address) if isinstance(address, str) and address else None
 
 
 def _outranks(m: OutboxMessage):  # type: ignore[no-untyped-def]
