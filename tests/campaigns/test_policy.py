@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from mm_campaign_shop import consent_status, customer_ids
 from sqlalchemy import delete
 
 from micromarketing.campaigns.policy import (
@@ -28,8 +29,6 @@ from micromarketing.campaigns.policy import (
 )
 from micromarketing.config import PolicySettings
 from micromarketing.store.models import Campaign, OutboxMessage, Suppression
-
-from .conftest import consent_status, customer_ids
 
 NO_QUIET = PolicySettings(quiet_hours="", frequency_cap="")
 NOON = datetime(2026, 7, 2, 12, 0, tzinfo=UTC)
