@@ -289,10 +289,18 @@ class PolicySettings(_Section):
 class CampaignSettings(_Section):
     """``[campaigns]``: the optional global holdout, a workspace-wide share of customers that no
     marketing campaign contacts (so the whole programme's lift can be measured), re-drawn every
-    ``holdout_period_days`` days (periods counted from 1970-01-01, UTC)."""
+    ``holdout_period_days`` days (periods counted from 1970-01-01, UTC); the cost of a message
+    per channel that ``campaign plan`` adds up; the detectable-lift bound of its warning."""
 
     global_holdout_share: float = Field(default=0.0, ge=0, lt=1)
     holdout_period_days: int = Field(default=90, ge=1, le=3660)
+    # What one message costs per channel (SMS: [channels.sms] cost_per_segment × segments).
+    email_cost: float = Field(default=0.0, ge=0)
+    webhook_cost: float = Field(default=0.0, ge=0)
+    direct_mail_cost: float = Field(default=0.0, ge=0)  # print and postage per piece
+    audience_cost: float = Field(default=0.0, ge=0)
+    # Segments whose relative minimum detectable lift exceeds this are "too small to measure".
+    max_detectable_lift: float = Field(default=0.5, gt=0)
 
 
 class Settings(_Section):

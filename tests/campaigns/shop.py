@@ -34,7 +34,7 @@ def customer_ids(n: int = N_CUSTOMERS) -> list[str]:
 
 def consent_status(i: int) -> str | None:
     """The expected latest email consent of customer ``i`` (None: no record)."""
-    if i % 10 == 3:
+    if i % 10 == 4:
         return None
     if i % 10 == 7:
         return "opt_out"  # opted in first, then out: the later record wins

@@ -103,7 +103,7 @@ def test_consent_ledger_latest_record_wins(clean):
     assert (sms.outcome == "send").sum() == len([i for i in range(len(ids)) if i % 3 == 0])
     ctx = _ctx(clean, NO_QUIET)
     with clean.ops.session() as s:
-        decisions = decide_many(ctx, s, [_outbox(clean, ids[i]) for i in (0, 3, 7)], NOON)
+        decisions = decide_many(ctx, s, [_outbox(clean, ids[i]) for i in (0, 4, 7)], NOON)
     assert [d.action for d in decisions] == ["send", "skip", "skip"]
     assert decisions[2].reason == "no_consent: latest email consent is opt_out"
 
@@ -121,7 +121,7 @@ def test_suppressions_any_channel_or_one(clean):
     # transactional: marketing unsubscribes do not apply, hard bounces do; consent is not needed
     tx = evaluate_members(
         clean.context,
-        _members(ids + ["c0003"]),
+        _members(ids + ["c0004"]),
         channel="email",
         when=NOON,
         policy=NO_QUIET,
@@ -143,15 +143,15 @@ def test_suppressed_address_from_a_provider_export(clean):
     with clean.ops.session() as s:
         s.add(
             Suppression(
-                subject_hash=address_hash("email", " C0004@Example.com"), channel="email", kind="complaint"
+                subject_hash=address_hash("email", " C0006@Example.com"), channel="email", kind="complaint"
             )
         )
-    members = _members(["c0004", "c0005"]).assign(address=["c0004@example.com", "c0005@example.com"])
+    members = _members(["c0006", "c0005"]).assign(address=["c0006@example.com", "c0005@example.com"])
     verdict = evaluate_members(clean.context, members, channel="email", when=NOON, policy=NO_QUIET)
     assert list(verdict.outcome) == ["suppressed", "send"]
     ctx = _ctx(clean, NO_QUIET)
     with clean.ops.session() as s:
-        d = decide(ctx, s, _outbox(clean, "c0004", fields={"email": "c0004@example.com"}), NOON)
+        d = decide(ctx, s, _outbox(clean, "c0006", fields={"email": "c0006@example.com"}), NOON)
     assert d.action == "skip" and d.reason == "suppressed: suppression list (complaint)"
 
 
@@ -275,7 +275,7 @@ def test_send_window_end_and_test_messages(clean):
         closed = decide(
             ctx, s, _outbox(clean, "c0000", fields={"_window_end": "2026-07-01T00:00:00+00:00"}), NOON
         )
-        proof = decide(ctx, s, _outbox(clean, "c0003", is_test=True), NOON)
+        proof = decide(ctx, s, _outbox(clean, "c0004", is_test=True), NOON)
     assert closed.action == "skip" and closed.rule == "send_window"
     assert proof.action == "send" and "test" in proof.reason
 

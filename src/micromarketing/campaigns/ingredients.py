@@ -100,11 +100,13 @@ class Freezer:
         segment: Mapping[str, Any],
         offer: Mapping[str, Any] | None = None,
         window_end: datetime | None = None,
+        contact: Sequence[str] = (),
     ) -> None:
         self.compiled = compiled
-        self.keys = person_keys(compiled)
-        contact = CONTACT_FIELD.get(channel)
-        self.contact = contact
+        keys = person_keys(compiled)
+        # the channel's contact point always travels with the row (the worker sends to it)
+        always = {*contact, *([CONTACT_FIELD[channel]] if channel in CONTACT_FIELD else [])}
+        self.keys = None if keys is None else keys | always
         wants_segment = compiled is not None and compiled.needs("segment")
         self.wants_products = compiled is not None and compiled.needs("recommendations")
         constant: dict[str, Any] = {
@@ -126,8 +128,6 @@ class Freezer:
             for k, v in row.items()
             if v is not None and (keys is None or k in keys) and not k.startswith(RESERVED_PREFIX)
         }
-        if self.contact is not None and row.get(self.contact) is not None:
-            out[self.contact] = row[self.contact]
         out.update(self.constant)
         if self.wants_products:
             out[PRODUCTS_FIELD] = [str(p) for p in products]
@@ -146,10 +146,13 @@ def freeze(
     products: Sequence[str] = (),
     timezone: str | None = None,
     window_end: datetime | None = None,
+    contact: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The JSON ``fields`` of one outbox row (see the module docstring); for many rows of one
     variant build a :class:`Freezer` once."""
-    freezer = Freezer(compiled, channel=channel, segment=segment, offer=offer, window_end=window_end)
+    freezer = Freezer(
+        compiled, channel=channel, segment=segment, offer=offer, window_end=window_end, contact=contact
+    )
     return freezer.fields(row, products=products, timezone=timezone)
 
 
@@ -197,9 +200,7 @@ def context_from_fields(
     values["unsubscribe_url"] = unsubscribe_url(ctx.settings.server.public_url, secret, customer_id)
     if compiled.needs("recommendations"):
         catalogue = _catalogue(ctx, compiled)
-        values["recommendations"] = [
-            catalogue[p] for p in fields.get(PRODUCTS_FIELD) or () if p in catalogue
-        ]
+        values["recommendations"] = [catalogue[p] for p in fields.get(PRODUCTS_FIELD) or () if p in catalogue]
     if fields.get(OFFER_FIELD) is not None:
         values["offer"] = decode_value(fields[OFFER_FIELD])
     return values
@@ -222,4 +223,6 @@ def render_context_rows(
     """Render many frozen (customer id, fields) pairs (the run's sample check)."""
     secret = token_secret(ctx)
     for customer_id, fields in rows:
-        yield compiled.render(context_from_fields(ctx, compiled, customer_id, fields, secret=secret), customer_id)
+        yield compiled.render(
+            context_from_fields(ctx, compiled, customer_id, fields, secret=secret), customer_id
+        )
