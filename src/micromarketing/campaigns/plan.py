@@ -67,6 +67,9 @@ CONTACT_COLUMNS: dict[str, tuple[str, ...]] = {
     "audience": ("email", "phone", "first_name", "last_name", "city", "postcode", "country"),
 }
 ADDRESS_COLUMN = {"email": "email", "sms": "phone"}
+NO_ADDRESS = "no_address"
+#: What the plan counts as removed, in the order the rules apply (quiet hours defer, not remove).
+REMOVED = (*(r for r in RULES if r != "quiet_hours"), NO_ADDRESS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -259,6 +262,14 @@ def draft_campaign(
                 campaign_id=campaign_id,
                 transactional=spec.transactional,
             )
+            address = ADDRESS_COLUMN.get(v.channel)
+            if address is not None:
+                missing = (
+                    members[address].isna() if address in members else pd.Series(True, index=members.index)
+                ).to_numpy()
+                todo = missing & verdict["outcome"].isin(["send", "quiet_hours"]).to_numpy()
+                verdict.loc[todo, "outcome"] = NO_ADDRESS
+                verdict.loc[todo, "reason"] = f"{NO_ADDRESS}: the customer has no {address}"
             tpl = compiled.get(v.template) if v.template else None
             offer = offers.get(v.offer) if v.offer else None
             window_end = spec.send_window.end if spec.send_window else None
@@ -368,9 +379,16 @@ def plan_campaign(
     """The plan of ``spec`` (see the module docstring); sends and writes nothing."""
     if not ctx.warehouse.has_table("customers"):
         raise DataError("no customers yet: ingest customers before planning a campaign")
-    draft = draft_campaign(ctx, spec, when=when, source=source)
+    return plan_from_draft(ctx, draft_campaign(ctx, spec, when=when, source=source), source)
+
+
+def plan_from_draft(ctx: StoreContext, draft: CampaignDraft, source: str = "<campaign>") -> CampaignPlan:
+    """The plan of an existing draft (the run plans the draft it then writes).  Every variant is
+    checked by rendering a sample of its members."""
+    spec = draft.spec
     settings = ctx.settings
     margin_rate = settings.clv.margin
+    currency = settings.ingest.currency or settings.currency
     assumptions: list[str] = []
     warnings: list[str] = []
     segments: list[SegmentPlan] = []
@@ -380,7 +398,7 @@ def plan_campaign(
         variants: list[VariantPlan] = []
         for v in seg.variants:
             outcome = v.verdict["outcome"].to_numpy()
-            removed = {rule: int((outcome == rule).sum()) for rule in RULES if rule != "quiet_hours"}
+            removed = {rule: int((outcome == rule).sum()) for rule in REMOVED}
             deferred = int((outcome == "quiet_hours").sum())
             reached = (outcome == "send") | (outcome == "quiet_hours")
             reach = int(reached.sum())
@@ -426,7 +444,7 @@ def plan_campaign(
             )
             assumptions.append(
                 f"{seg.name}/{v.spec.name}: response rate {rate.rate:.2%} from {rate.source}; "
-                f"revenue per conversion {aov:.2f} {settings.ingest.currency or settings.currency} (mean average order value of "
+                f"revenue per conversion {aov:.2f} {currency} (mean average order value of "
                 f"the reached members); cost {cost_note}"
                 + (f", offer redemption {redemption:.2f} per conversion" if v.offer else "")
             )
@@ -463,7 +481,7 @@ def plan_campaign(
         check_budget(spec, cost, source)
     except InvalidInputError as exc:  # shown in the plan; the run refuses
         warnings.append(str(exc))
-    removed = {rule: sum(v.removed.get(rule, 0) for v in every) for rule in RULES if rule != "quiet_hours"}
+    removed = {rule: sum(v.removed.get(rule, 0) for v in every) for rule in REMOVED}
     return CampaignPlan(
         name=spec.name,
         spec_sha256=spec.sha256,

@@ -326,7 +326,7 @@ def evaluate_members(
     if window is not None and not transactional:
         until = {z: quiet_until(when, zone(z, policy.timezone), window) for z in set(zones)}
         ends = np.array([until[z] for z in zones], dtype=object)
-        quiet = np.array([e is not None for e in ends])
+        quiet = np.array([e is not None for e in ends], dtype=bool)
         apply(quiet, "quiet_hours", f"deferred to the end of quiet hours {policy.quiet_hours} local time")
         deferred = quiet & (outcome == "quiet_hours")
         if deferred.any():
