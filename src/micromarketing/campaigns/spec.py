@@ -22,9 +22,11 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from sqlalchemy import select
 
 from micromarketing.errors import InvalidInputError
 from micromarketing.store.context import StoreContext
+from micromarketing.store.models import Segment
 
 Channel = Literal["email", "sms", "webhook", "direct_mail", "audience"]
 CHANNELS: tuple[str, ...] = ("email", "sms", "webhook", "direct_mail", "audience")
@@ -255,9 +257,9 @@ def check_references(ctx: StoreContext, spec: CampaignSpec, source: str = "<camp
     its channel needs; raises one :class:`InvalidInputError` listing every problem."""
     from micromarketing.personalize.offers import list_offers
     from micromarketing.personalize.templates import get_template, list_templates
-    from micromarketing.segments import Segments
 
-    segments = {s.name for s in Segments(ctx).list()}
+    with ctx.ops.session() as session:  # names only: no segment sizes to compute
+        segments = set(session.scalars(select(Segment.name)))
     templates = {t.name: t for t in list_templates(ctx) if t.kind == "message"}
     offers = {o.name for o in list_offers(ctx)}
     problems: list[str] = []
