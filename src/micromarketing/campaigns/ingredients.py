@@ -47,8 +47,13 @@ _DATE, _DATETIME = "$date", "$datetime"
 # ---------------------------------------------------------------------------------------------
 # JSON values that come back as the same Python types
 # ---------------------------------------------------------------------------------------------
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def encode_value(value: Any) -> Any:
     """A JSON-safe form of a warehouse value (dates and timestamps tagged, decimals as floats)."""
+    if type(value) in _PLAIN:
+        return value
     if isinstance(value, datetime):
         return {_DATETIME: value.isoformat()}
     if isinstance(value, date):
@@ -123,10 +128,11 @@ class Freezer:
     ) -> dict[str, Any]:
         """The ``fields`` of one recipient's outbox row (``row``: customers ⋈ profiles columns)."""
         keys = self.keys
+        plain = _PLAIN
         out: dict[str, Any] = {
-            k: encode_value(v)
+            k: v if type(v) in plain else encode_value(v)
             for k, v in row.items()
-            if v is not None and (keys is None or k in keys) and not k.startswith(RESERVED_PREFIX)
+            if v is not None and (keys is None or k in keys) and k[:1] != RESERVED_PREFIX
         }
         out.update(self.constant)
         if self.wants_products:

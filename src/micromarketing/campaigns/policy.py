@@ -274,7 +274,7 @@ def evaluate_members(
     """The policy's verdict for each member (``customer_id``, optional ``timezone``) at ``when``.
 
     Returns ``customer_id``, ``outcome`` (``send`` or a rule of :data:`RULES`), ``reason`` and
-    ``not_before`` (UTC; ``when`` unless quiet hours defer it).  Messages of other campaigns
+    ``not_before`` (UTC datetimes; ``when`` unless quiet hours defer it).  Messages of other campaigns
     already in the outbox with a higher priority (or the same priority, written earlier) count
     against the cap as if sent.
     """
@@ -289,7 +289,7 @@ def evaluate_members(
     zones = np.array([z or policy.timezone for z in zones], dtype=object)
     outcome = np.full(n, "send", dtype=object)
     reason = np.full(n, "", dtype=object)
-    not_before = pd.Series(pd.Timestamp(when.astimezone(UTC)), index=range(n))
+    not_before = np.full(n, when.astimezone(UTC), dtype=object)  # datetimes, not Timestamps
 
     def apply(mask: np.ndarray, rule: str, why: np.ndarray | str) -> None:
         todo = mask & (outcome == "send")
@@ -330,10 +330,8 @@ def evaluate_members(
         apply(quiet, "quiet_hours", f"deferred to the end of quiet hours {policy.quiet_hours} local time")
         deferred = quiet & (outcome == "quiet_hours")
         if deferred.any():
-            not_before[deferred] = [pd.Timestamp(e) for e in ends[deferred]]
-    return pd.DataFrame(
-        {"customer_id": ids, "outcome": outcome, "reason": reason, "not_before": not_before.to_numpy()}
-    )
+            not_before[deferred] = ends[deferred]
+    return pd.DataFrame({"customer_id": ids, "outcome": outcome, "reason": reason, "not_before": not_before})
 
 
 def _cap_usage(

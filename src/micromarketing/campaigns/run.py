@@ -16,14 +16,17 @@ are added); a changed file under the same name is refused.  Rows are written wit
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from micromarketing.campaigns.assign import CONTROL, GLOBAL_HOLDOUT
@@ -44,6 +47,10 @@ from micromarketing.store.context import StoreContext
 from micromarketing.store.models import Assignment, Campaign, OutboxMessage
 
 CHUNK = 20_000
+CACHE_KIB = 262_144
+# Core tables: a list of parameter dicts becomes one DBAPI executemany (the ORM bulk path splits it)
+ASSIGNMENTS = Assignment.__table__
+OUTBOX = OutboxMessage.__table__
 STATES = ("pending", "sending", "sent", "deferred", "failed", "skipped")
 
 
@@ -113,17 +120,6 @@ def _now() -> datetime:
 
 def _existing(session: Session, name: str) -> Campaign | None:
     return session.scalar(select(Campaign).where(Campaign.name == name))
-
-
-def _chunks(rows: Iterator[dict[str, Any]], size: int = CHUNK) -> Iterator[list[dict[str, Any]]]:
-    batch: list[dict[str, Any]] = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def run_campaign(
@@ -214,6 +210,67 @@ def run_campaign(
     )
 
 
+ASSIGNMENT_COLUMNS = ("campaign_id", "customer_id", "segment", "arm", "channel", "offer_code", "assigned_at")
+OUTBOX_COLUMNS = (
+    "campaign_id", "idempotency_key", "message_id", "customer_id", "channel", "variant", "template_name",
+    "template_version", "offer_code", "fields", "state", "reason", "attempts", "priority", "not_before",
+    "lease_owner", "lease_expires_at", "is_test", "transactional", "created_at", "sent_at",
+)  # fmt: skip
+
+
+class BulkWriter:
+    """Inserts many rows given as tuples.
+
+    On SQLite the values are encoded here the way SQLAlchemy stores them (JSON text, naive UTC
+    ``YYYY-MM-DD HH:MM:SS.ffffff`` timestamps) and handed to the driver's ``executemany`` in one
+    call: SQLAlchemy's per-parameter processing costs more than the insert itself at a million
+    rows.  Other databases go through a Core ``insert()`` with the same rows (their drivers
+    batch it)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.raw = session.get_bind().dialect.name == "sqlite"
+        self._stamps: dict[datetime, Any] = {}
+
+    def when(self, value: datetime | None) -> Any:
+        """A timestamp as the database takes it."""
+        if value is None or not self.raw:
+            return value
+        stamp = self._stamps.get(value)
+        if stamp is None:
+            stamp = value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+            self._stamps[value] = stamp
+        return stamp
+
+    def json(self, value: Any) -> Any:
+        """A JSON value as the database takes it."""
+        return json.dumps(value) if self.raw else value
+
+    @contextmanager
+    def large_cache(self) -> Iterator[None]:
+        """A 256 MiB page cache on SQLite while the rows go in (the default 2 MiB makes every
+        random index insert read pages back), the default again afterwards."""
+        if not self.raw:
+            yield
+            return
+        conn = self.session.connection()
+        before = conn.exec_driver_sql("PRAGMA cache_size").scalar()
+        conn.exec_driver_sql(f"PRAGMA cache_size = {-CACHE_KIB}")
+        try:
+            yield
+        finally:
+            conn.exec_driver_sql(f"PRAGMA cache_size = {int(before)}")
+
+    def insert(self, table: Any, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        if self.raw:
+            sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+            self.session.connection().exec_driver_sql(sql, rows)
+        else:
+            self.session.execute(table.insert(), [dict(zip(columns, row, strict=True)) for row in rows])
+
+
 def _write(
     session: Session,
     ctx: StoreContext,
@@ -225,85 +282,97 @@ def _write(
     progress: ProgressCallback,
 ) -> dict[str, Any]:
     """Bulk-insert the assignments and outbox rows of ``draft``; returns the counts."""
+    writer = BulkWriter(session)
+    with writer.large_cache():
+        return _write_rows(writer, ctx, spec, draft, campaign_id, now, total, progress)
+
+
+def _write_rows(
+    writer: BulkWriter,
+    ctx: StoreContext,
+    spec: CampaignSpec,
+    draft: Any,
+    campaign_id: int,
+    now: datetime,
+    total: int,
+    progress: ProgressCallback,
+) -> dict[str, Any]:
     counts: dict[str, Any] = {"assignments": 0, "messages": 0, "pending": 0, "deferred": 0, "skipped": 0}
     by_rule: dict[str, int] = {}
-    done = 0
+    stamp = writer.when(now)
     for seg in draft.segments:
-        variant_of = {v.spec.name: v.spec for v in seg.variants}
-
-        def assignments(seg: Any = seg, variant_of: dict[str, Any] = variant_of) -> Iterator[dict[str, Any]]:
-            for cid, arm in zip(seg.customer_ids.tolist(), seg.arms.tolist(), strict=True):
-                v = variant_of.get(arm)
-                yield {
-                    "campaign_id": campaign_id,
-                    "customer_id": cid,
-                    "segment": seg.name,
-                    "arm": arm,
-                    "channel": v.channel if v else None,
-                    "offer_code": v.offer if v else None,
-                    "assigned_at": now,
-                }
-
-        for batch in _chunks(assignments()):
-            session.execute(insert(Assignment), batch)
+        arms = seg.arms.tolist()
+        ids = seg.customer_ids.tolist()
+        detail = {v.spec.name: (v.spec.channel, v.spec.offer) for v in seg.variants}
+        for offset in range(0, len(ids), CHUNK):
+            batch = [
+                (campaign_id, cid, seg.name, arm, *detail.get(arm, (None, None)), stamp)
+                for cid, arm in zip(ids[offset : offset + CHUNK], arms[offset : offset + CHUNK], strict=True)
+            ]
+            writer.insert(ASSIGNMENTS, ASSIGNMENT_COLUMNS, batch)
             counts["assignments"] += len(batch)
-            done += len(batch)
-            progress("assign", done, total)
+            progress("assign", counts["assignments"], total)
         for v in seg.variants:
-            for batch in _chunks(_outbox_rows(ctx, spec, v, campaign_id, now)):
-                session.execute(insert(OutboxMessage), batch)
+            outcome = v.verdict["outcome"].to_numpy()
+            sending = (outcome == "send") | (outcome == "quiet_hours")
+            counts["pending"] += int(sending.sum())
+            counts["deferred"] += int((outcome == "quiet_hours").sum())
+            counts["skipped"] += int((~sending).sum())
+            for rule, n in zip(*np.unique(outcome[~sending], return_counts=True), strict=True):
+                by_rule[str(rule)] = by_rule.get(str(rule), 0) + int(n)
+            for batch in _outbox_rows(ctx, spec, v, campaign_id, now, writer):
+                writer.insert(OUTBOX, OUTBOX_COLUMNS, batch)
                 counts["messages"] += len(batch)
-                for row in batch:
-                    if row["state"] == "skipped":
-                        counts["skipped"] += 1
-                        rule = row["reason"].partition(":")[0]
-                        by_rule[rule] = by_rule.get(rule, 0) + 1
-                    else:
-                        counts["pending"] += 1
-                        counts["deferred"] += row["not_before"] > now
                 progress("outbox", counts["messages"], total)
     counts["by_rule"] = by_rule
     return counts
 
 
 def _outbox_rows(
-    ctx: StoreContext, spec: CampaignSpec, v: VariantDraft, campaign_id: int, now: datetime
-) -> Iterator[dict[str, Any]]:
-    """One outbox row per treated member of variant ``v`` (skipped rows carry the reason)."""
+    ctx: StoreContext,
+    spec: CampaignSpec,
+    v: VariantDraft,
+    campaign_id: int,
+    now: datetime,
+    writer: BulkWriter,
+) -> Iterator[list[tuple[Any, ...]]]:
+    """Batches of outbox rows, one per treated member of variant ``v`` (skipped rows carry the
+    policy's reason), as tuples in :data:`OUTBOX_COLUMNS` order."""
     freezer = v.freezer
     assert freezer is not None
     channel = v.spec.channel
     template = v.compiled.info if v.compiled else None
+    name, version = (template.name, template.version) if template else (None, None)
     outcome = v.verdict["outcome"].to_numpy()
-    reason = v.verdict["reason"].to_numpy()
-    not_before = [t.to_pydatetime() for t in v.verdict["not_before"]]
-    for offset in range(0, v.rows.num_rows, CHUNK):
-        rows = v.rows.slice(offset, CHUNK).to_pylist()
+    reason = v.verdict["reason"].tolist()
+    sending = ((outcome == "send") | (outcome == "quiet_hours")).tolist()
+    not_before = [writer.when(t) for t in v.verdict["not_before"].tolist()]
+    created = writer.when(now)
+    fields_of, to_json = freezer.fields, writer.json
+    variant, offer, priority, transactional = v.spec.name, v.spec.offer, spec.priority, spec.transactional
+    keep = freezer.keys
+    table = (
+        v.rows
+        if keep is None
+        else v.rows.select([c for c in v.rows.column_names if c in keep or c in ("customer_id", "timezone")])
+    )
+    for offset in range(0, table.num_rows, CHUNK):
+        rows = table.slice(offset, CHUNK).to_pylist()
         products = products_for(ctx, v, [r["customer_id"] for r in rows])
+        batch = []
         for i, row in enumerate(rows, start=offset):
             cid = row["customer_id"]
             key = message_key(spec.name, cid, channel)
-            sending = outcome[i] in ("send", "quiet_hours")
-            yield {
-                "campaign_id": campaign_id,
-                "idempotency_key": key,
-                "message_id": key,
-                "customer_id": cid,
-                "channel": channel,
-                "variant": v.spec.name,
-                "template_name": template.name if template else None,
-                "template_version": template.version if template else None,
-                "offer_code": v.spec.offer,
-                "fields": freezer.fields(row, products=products.get(cid, ()), timezone=row.get("timezone")),
-                "state": "pending" if sending else "skipped",
-                "reason": reason[i],
-                "attempts": 0,
-                "priority": spec.priority,
-                "not_before": not_before[i] if sending else now,
-                "is_test": False,
-                "transactional": spec.transactional,
-                "created_at": now,
-            }
+            fields = fields_of(row, products=products.get(cid, ()), timezone=row.get("timezone"))
+            go = sending[i]
+            batch.append(
+                (
+                    campaign_id, key, key, cid, channel, variant, name, version, offer, to_json(fields),
+                    "pending" if go else "skipped", reason[i], 0, priority, not_before[i] if go else created,
+                    None, None, False, transactional, created, None,
+                )
+            )  # fmt: skip
+        yield batch
 
 
 # ---------------------------------------------------------------------------------------------
@@ -374,7 +443,7 @@ def send_tests(
                 )
     if rows:
         with ctx.ops.session() as session:
-            session.execute(insert(OutboxMessage), rows)
+            session.execute(OUTBOX.insert(), rows)
     ctx.audit("campaign.test", spec.name, {"to": list(addresses), "messages": len(rows)})
     return TestSend(
         name=spec.name, messages=len(rows), to=list(addresses), variants=variants, skipped=skipped
