@@ -322,3 +322,24 @@ def test_quiet_window_property(start, end, zone_name, offset_minutes):
     while step + timedelta(minutes=15) < until:  # every quarter hour before the end is still quiet
         step += timedelta(minutes=15)
         assert window.contains(step.astimezone(tz).time()), step
+
+
+def test_a_batch_decides_like_one_message_at_a_time(clean):
+    policy = PolicySettings(quiet_hours="21:00-08:00", frequency_cap="1/7d")
+    ctx = _ctx(clean, policy)
+    other = _campaign(clean, "batch_other")
+    _outbox(clean, "c0010", campaign_id=other, state="sent", sent_at=NOON - timedelta(days=1))
+    with clean.ops.session() as s:
+        s.add(Suppression(customer_id="c0012", channel=None, kind="manual"))
+    late = datetime(2026, 7, 2, 20, 30, tzinfo=UTC)
+    messages = [
+        _outbox(clean, f"c{i:04d}", channel=channel, transactional=(i % 11 == 0), fields={"_tz": tz})
+        for i, (channel, tz) in enumerate(
+            [("email", "Europe/Paris"), ("sms", "Asia/Tokyo"), ("email", "America/New_York")] * 6
+        )
+    ]
+    with clean.ops.session() as s:
+        batch = decide_many(ctx, s, messages, late)
+        single = [decide(ctx, s, m, late) for m in messages]
+    assert batch == single
+    assert {d.action for d in batch} == {"send", "skip", "defer"}
