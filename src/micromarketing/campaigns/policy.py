@@ -331,7 +331,14 @@ def evaluate_members(
         deferred = quiet & (outcome == "quiet_hours")
         if deferred.any():
             not_before[deferred] = ends[deferred]
-    return pd.DataFrame({"customer_id": ids, "outcome": outcome, "reason": reason, "not_before": not_before})
+    return pd.DataFrame(
+        {
+            "customer_id": ids,
+            "outcome": outcome,
+            "reason": reason,
+            "not_before": pd.Series(not_before, dtype=object),  # datetimes, no datetime64 inference
+        }
+    )
 
 
 def _cap_usage(
