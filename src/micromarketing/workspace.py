@@ -3,7 +3,8 @@
 CLI, REST API, web dashboard and Python users all go through a Workspace.  It sits *above* the
 domain packages: it owns one :class:`~micromarketing.store.context.StoreContext` and wires the
 domain services as lazily created sub-facades (``ws.clv``, ``ws.segments``, ``ws.templates``,
-``ws.offers``, ``ws.recommender``, ``ws.reports``); the domain packages receive the context and
+``ws.offers``, ``ws.recommender``, ``ws.campaigns``, ``ws.measure``, ``ws.reports``); the domain
+packages receive the context and
 never import it.
 """
 
@@ -19,6 +20,7 @@ from typing import Any
 import ibis.expr.types as ir
 import pandas as pd
 
+from micromarketing.campaigns.service import Campaigns
 from micromarketing.config import SETTINGS_FILE, Settings, load_settings, write_default_settings
 from micromarketing.errors import WorkspaceError
 from micromarketing.ingest import IngestResult, ingest_file
@@ -93,6 +95,11 @@ class Workspace:
     def measure(self) -> Measure:
         """Campaign measurement and budget reallocation: ``campaign``, ``allocate``."""
         return Measure(self.context)
+
+    @cached_property
+    def campaigns(self) -> Campaigns:
+        """Campaigns: ``plan``, ``run``, ``test``, ``status``, ``list``."""
+        return Campaigns(self.context)
 
     # -- lifecycle --------------------------------------------------------------------------
     @classmethod

@@ -187,7 +187,7 @@ def _cut_at_next_touch(members: pd.DataFrame, touches: pd.DataFrame) -> pd.Serie
 
 def _message_cost(spec: dict[str, Any], channel: str | None, defaults: dict[str, float]) -> float:
     """One delivered message's cost: the spec's ``cost_per_message`` (a number or per channel), else
-    the ``[measure] message_cost`` of its channel."""
+    the ``[campaigns]`` cost of its channel (what ``campaign plan`` counts)."""
     given = spec.get("cost_per_message")
     if isinstance(given, int | float):
         return float(given)

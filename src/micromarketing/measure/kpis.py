@@ -113,7 +113,7 @@ def measure_campaign(ctx: StoreContext, name: str, as_of: datetime | None = None
         attribution=cfg.attribution,
         retention_days=cfg.retention_days,
         pre_period_days=cfg.pre_period_days,
-        message_cost=dict(cfg.message_cost),
+        message_cost=ctx.settings.campaigns.message_costs(ctx.settings.channels.sms.cost_per_segment),
     )
     sums = arm_sums(ctx, members, as_of)
     return _measurement(ctx, members, sums, as_of)
