@@ -18,6 +18,7 @@ from typing import Any
 import ibis.expr.types as ir
 import pandas as pd
 
+from micromarketing.campaigns.delivery import Delivery
 from micromarketing.config import SETTINGS_FILE, Settings, load_settings, write_default_settings
 from micromarketing.errors import WorkspaceError
 from micromarketing.ingest import IngestResult, ingest_file
@@ -80,6 +81,11 @@ class Workspace:
     def recommender(self) -> Recommender:
         """Product recommendations: ``fit``, ``evaluate``, ``recommend``."""
         return Recommender(self.context)
+
+    @cached_property
+    def delivery(self) -> Delivery:
+        """Outbox delivery: ``deliver``, ``status``, ``ledger``, ``suppress_import``."""
+        return Delivery(self.context)
 
     # -- lifecycle --------------------------------------------------------------------------
     @classmethod

@@ -14,6 +14,7 @@ from micromarketing.cli import (
     clv,
     customers,
     datasets,
+    deliver,
     demo,
     ingest,
     offer,
@@ -71,3 +72,6 @@ app.add_typer(offer.app, name="offer")
 app.command("ingest")(ingest.ingest)
 app.command("profile")(profile.profile)
 app.command("demo")(demo.demo)
+app.command("deliver")(deliver.deliver)
+app.command("ledger")(deliver.ledger)
+app.add_typer(deliver.suppress_app, name="suppress")

@@ -1,0 +1,1 @@
+"""Campaigns: spec, plan, assignment, contact policy, the outbox and its delivery workers."""
