@@ -3,6 +3,7 @@ campaign completion and the suppression import."""
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 from collections import Counter
@@ -61,7 +62,9 @@ def row(ws, outbox_id: int) -> OutboxMessage:
 
 def record(ws, message, outcome, worker="w1", now=NOW, rng=None):
     with outbox.write_transaction(ws.context) as conn:
-        return outbox.record(conn, message, outcome, worker=worker, retry=RETRY, rng=rng or random.Random(1), now=now)
+        return outbox.record(
+            conn, message, outcome, worker=worker, retry=RETRY, rng=rng or random.Random(1), now=now
+        )
 
 
 def test_claim_leases_only_due_rows_highest_priority_first(workspace):
@@ -91,7 +94,10 @@ def test_an_expired_lease_is_taken_over_and_the_old_owner_cannot_record(workspac
     assert record(workspace, taken, Outcome("sent", code=250), worker="w2").owned
     assert row(workspace, only).state == "sent"
     with workspace.ops.session() as session:  # both sends are in the ledger
-        assert session.scalars(select(DeliveryAttempt.worker).order_by(DeliveryAttempt.id)).all() == ["dead", "w2"]
+        assert session.scalars(select(DeliveryAttempt.worker).order_by(DeliveryAttempt.id)).all() == [
+            "dead",
+            "w2",
+        ]
 
 
 def test_renewing_a_lease_keeps_the_rows_from_being_taken_over(workspace):
@@ -131,7 +137,11 @@ def test_transitions_and_the_ledger(workspace):
     ok, soft, hard, skip, later = outbox.claim(workspace.context, "w1", 5, LEASE, NOW)
     record(workspace, ok, Outcome("sent", code=250))
     record(workspace, soft, Outcome("temporary_failure", "451 greylisted", 451))
-    record(workspace, hard, Outcome("permanent_failure", "550 no such user", 550, suppress_address="c2@example.com"))
+    record(
+        workspace,
+        hard,
+        Outcome("permanent_failure", "550 no such user", 550, suppress_address="c2@example.com"),
+    )
     record(workspace, skip, Outcome("skipped", "no consent"))
     record(workspace, later, Outcome("deferred", "quiet hours", not_before=NOW + timedelta(hours=8)))
     states = {i: row(workspace, i) for i in ids}
@@ -146,11 +156,20 @@ def test_transitions_and_the_ledger(workspace):
     assert (bounce.customer_id, bounce.kind, bounce.channel) == ("c2", "hard_bounce", "email")
     assert bounce.subject_hash == address_hash("email", " C2@Example.com ")
     assert outbox.state_counts(workspace.context) == {
-        "pending": 0, "sending": 0, "sent": 1, "deferred": 2, "failed": 1, "skipped": 1
+        "pending": 0,
+        "sending": 0,
+        "sent": 1,
+        "deferred": 2,
+        "failed": 1,
+        "skipped": 1,
     }
     ledger = outbox.customer_ledger(workspace.context, "c1")
     [message] = ledger.messages
-    assert (message.campaign, message.state, message.message_id) == ("spring", "deferred", message_key("spring", "c1", "email"))
+    assert (message.campaign, message.state, message.message_id) == (
+        "spring",
+        "deferred",
+        message_key("spring", "c1", "email"),
+    )
     assert [(a.attempt, a.status, a.code) for a in message.attempts] == [(1, "temporary_failure", 451)]
     assert outbox.customer_ledger(workspace.context, "nobody").messages == []
 
@@ -227,15 +246,20 @@ def test_suppression_import_of_generated_exports_is_idempotent(workspace, tmp_pa
     with workspace.ops.session() as session:
         session.execute(delete(Suppression))
     export = tmp_path / "export.jsonl"
-    lines = [
-        '{"email_address": "%s", "event": "%s"}' % (a.upper() if shout else a, k) for a, k, shout in rows
-    ]
+    lines = [json.dumps({"email_address": a.upper() if shout else a, "event": k}) for a, k, shout in rows]
     export.write_text("\n".join(lines) + "\n" if lines else "")
     if not lines:
         export.write_text("email,type\n")
     first = workspace.delivery.suppress_import(export)
-    kinds = {"bounce": "hard_bounce", "hard": "hard_bounce", "5.1.1": "hard_bounce", "complaint": "complaint",
-             "spam": "complaint", "unsubscribed": "unsubscribe", "weird": "manual"}
+    kinds = {
+        "bounce": "hard_bounce",
+        "hard": "hard_bounce",
+        "5.1.1": "hard_bounce",
+        "complaint": "complaint",
+        "spam": "complaint",
+        "unsubscribed": "unsubscribe",
+        "weird": "manual",
+    }
     distinct = {(a.lower(), kinds[k]) for a, k, _ in rows}
     assert first.read == len(rows) and first.added == len(distinct)
     assert first.added + first.already_suppressed == len(rows)
