@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import or_, select
+from sqlalchemy import Connection, bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from micromarketing.campaigns import outbox
@@ -100,6 +100,18 @@ def contact_point(message: OutboxMessage) -> str | None:
     return None
 
 
+_SUPPRESSED = (
+    select(Suppression.kind, Suppression.reason)
+    .where(
+        or_(
+            Suppression.customer_id == bindparam("customer_id"), Suppression.subject_hash == bindparam("hash")
+        ),
+        or_(Suppression.channel.is_(None), Suppression.channel == bindparam("channel")),
+    )
+    .limit(1)
+)
+
+
 def suppression_policy(
     ctx: StoreContext, session: Session, message: OutboxMessage, now: datetime
 ) -> Decision:
@@ -108,14 +120,13 @@ def suppression_policy(
     The campaigns' full contact policy (consent, caps, quiet hours) replaces this default once
     it exists; this one already honours ``suppress import`` and hard bounces."""
     address = contact_point(message)
-    hashes = [address_hash(message.channel, address)] if address else []
     found = session.execute(
-        select(Suppression.kind, Suppression.reason)
-        .where(
-            or_(Suppression.customer_id == message.customer_id, Suppression.subject_hash.in_(hashes)),
-            or_(Suppression.channel.is_(None), Suppression.channel == message.channel),
-        )
-        .limit(1)
+        _SUPPRESSED,
+        {
+            "customer_id": message.customer_id,
+            "hash": address_hash(message.channel, address) if address else None,
+            "channel": message.channel,
+        },
     ).first()
     if found is None:
         return Decision("send")
@@ -289,6 +300,7 @@ class DeliveryWorker:
         self._templates: dict[tuple[str, int | None], CompiledTemplate | TemplateError] = {}
         self._public_url = settings.server.public_url
         self._secret: bytes | None = None
+        self._conn: Connection | None = None  # kept for the worker's life: one commit per outcome
         self.report = DeliveryReport()
 
     # -- the loop -----------------------------------------------------------------------------
@@ -317,6 +329,9 @@ class DeliveryWorker:
                 progress("deliver", done, max(total, done))
         finally:
             self.channels.close()
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
             self.report.seconds = time.perf_counter() - started
         return self.report
 
@@ -475,7 +490,9 @@ class DeliveryWorker:
         if not outcomes:
             return
         now = self.clock()
-        with outbox.write_transaction(self.ctx) as conn:
+        if self._conn is None:
+            self._conn = self.ctx.ops.engine.connect()
+        with outbox.write_transaction(self.ctx, self._conn) as conn:
             for message, outcome in outcomes:
                 recorded = outbox.record(
                     conn, message, outcome, worker=self.name, retry=self.retry, rng=self.rng, now=now

@@ -23,14 +23,14 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel
-from sqlalchemy import Connection, and_, exists, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, exists, func, insert, or_, select, update
 
 from micromarketing.channels.suppressions import parse_suppression_export
 from micromarketing.config import RetryPolicy
@@ -63,22 +63,25 @@ def address_hash(channel: str, address: str) -> str:
 
 
 @contextmanager
-def write_transaction(ctx: StoreContext) -> Iterator[Connection]:
+def write_transaction(ctx: StoreContext, conn: Connection | None = None) -> Iterator[Connection]:
     """A connection inside a write transaction that commits on success, rolls back on error.
 
-    On SQLite the transaction starts with ``BEGIN IMMEDIATE`` (takes the write lock first, so the
-    busy timeout applies instead of a "database is locked" failure) on a ``synchronous=NORMAL``
-    connection (see the module docstring)."""
-    with ctx.ops.engine.connect() as conn:
-        if conn.dialect.name == "sqlite":
-            conn.exec_driver_sql("PRAGMA synchronous=NORMAL")
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+    ``conn``: a connection the caller keeps open across transactions (a worker's), else one
+    from the pool.  On SQLite the transaction starts with ``BEGIN IMMEDIATE`` (takes the write
+    lock first, so the busy timeout applies instead of a "database is locked" failure) on a
+    ``synchronous=NORMAL`` connection (see the module docstring)."""
+    with ctx.ops.engine.connect() if conn is None else nullcontext(conn) as active:
+        if active.dialect.name == "sqlite":
+            if not active.connection.info.get("mm_synchronous_normal"):
+                active.exec_driver_sql("PRAGMA synchronous=NORMAL")
+                active.connection.info["mm_synchronous_normal"] = True
+            active.exec_driver_sql("BEGIN IMMEDIATE")
         try:
-            yield conn
+            yield active
         except BaseException:
-            conn.rollback()
+            active.rollback()
             raise
-        conn.commit()
+        active.commit()
 
 
 def _due(now: datetime):  # type: ignore[no-untyped-def]
@@ -159,6 +162,29 @@ class Recorded:
     owned: bool
 
 
+# Built once: a statement object memoises its cache key, which per-message statements would
+# recompute every time (a third of the recording cost in a profile).
+_RECORD = (
+    update(_OUTBOX)
+    .where(
+        _OUTBOX.c.id == bindparam("row_id"),
+        _OUTBOX.c.lease_owner == bindparam("owner"),
+        _OUTBOX.c.state == "sending",
+    )
+    .values(
+        state=bindparam("to_state"),
+        attempts=bindparam("to_attempts"),
+        reason=bindparam("to_reason"),
+        not_before=bindparam("to_not_before"),
+        sent_at=bindparam("to_sent_at"),
+        lease_owner=None,
+        lease_expires_at=None,
+    )
+)
+_LOG = insert(_ATTEMPTS)
+_SUPPRESS = insert(_SUPPRESSIONS)
+
+
 def record(
     conn: Connection,
     message: OutboxMessage,
@@ -179,56 +205,60 @@ def record(
     left to the new owner."""
     now = now or datetime.now(UTC)
     attempts = message.attempts
-    values: dict[str, object] = {"reason": outcome.reason, "lease_owner": None, "lease_expires_at": None}
+    reason, not_before, sent_at = outcome.reason, message.not_before, None
     state: State
     if outcome.status in ("sent", "temporary_failure", "permanent_failure"):
         attempts += 1
     if outcome.status == "sent":
-        state = "sent"
-        values["sent_at"] = now
+        state, sent_at = "sent", now
     elif outcome.status == "temporary_failure":
         next_at = retry.next_attempt_at(attempts, now, rng)
         if next_at is None:
-            state = "failed"
-            values["reason"] = f"gave up after {attempts} attempts: {outcome.reason}"
+            state, reason = "failed", f"gave up after {attempts} attempts: {outcome.reason}"
         else:
-            state = "deferred"
-            values["not_before"] = next_at
+            state, not_before = "deferred", next_at
     elif outcome.status == "permanent_failure":
         state = "failed"
     elif outcome.status == "skipped":
         state = "skipped"
     else:
-        state = "deferred"
-        values["not_before"] = outcome.not_before or now
-    values.update(state=state, attempts=attempts)
+        state, not_before = "deferred", outcome.not_before or now
     changed = conn.execute(
-        update(_OUTBOX)
-        .where(_OUTBOX.c.id == message.id, _OUTBOX.c.lease_owner == worker, _OUTBOX.c.state == "sending")
-        .values(**values)
+        _RECORD,
+        {
+            "row_id": message.id,
+            "owner": worker,
+            "to_state": state,
+            "to_attempts": attempts,
+            "to_reason": reason,
+            "to_not_before": not_before,
+            "to_sent_at": sent_at,
+        },
     ).rowcount
     conn.execute(
-        insert(_ATTEMPTS).values(
-            outbox_id=message.id,
-            attempt=attempts,
-            at=now,
-            status=outcome.status,
-            code=outcome.code,
-            reason=outcome.reason,
-            worker=worker,
-        )
+        _LOG,
+        {
+            "outbox_id": message.id,
+            "attempt": attempts,
+            "at": now,
+            "status": outcome.status,
+            "code": outcome.code,
+            "reason": outcome.reason,
+            "worker": worker,
+        },
     )
     if outcome.suppress_address:
         conn.execute(
-            insert(_SUPPRESSIONS).values(
-                customer_id=message.customer_id,
-                subject_hash=address_hash(message.channel, outcome.suppress_address),
-                channel=message.channel,
-                kind="hard_bounce",
-                reason=outcome.reason,
-                source=f"delivery:{message.message_id}",
-                created_at=now,
-            )
+            _SUPPRESS,
+            {
+                "customer_id": message.customer_id,
+                "subject_hash": address_hash(message.channel, outcome.suppress_address),
+                "channel": message.channel,
+                "kind": "hard_bounce",
+                "reason": outcome.reason,
+                "source": f"delivery:{message.message_id}",
+                "created_at": now,
+            },
         )
     return Recorded(message.id, state, attempts, owned=changed == 1)
 
