@@ -265,6 +265,57 @@ class ServerSettings(_Section):
     secret_env: str = "MICROMARKETING_SERVER__SECRET"
 
 
+_CLOCK = r"([01]\d|2[0-3]):[0-5]\d"
+
+
+class PolicySettings(_Section):
+    """``[policy]``: the contact policy every marketing message passes (plan and send time).
+
+    ``quiet_hours`` is a local-time window ``"HH:MM-HH:MM"`` (may cross midnight; ``""`` = off)
+    in the recipient's time zone, else ``timezone``; a message due inside it is deferred to the
+    window's end.  ``frequency_cap`` is ``"N/Dd"``: at most N marketing messages per person and
+    channel in the last D local calendar days (``""`` = off)."""
+
+    quiet_hours: str = Field(default="21:00-08:00", pattern=rf"^({_CLOCK}-{_CLOCK})?$")
+    frequency_cap: str = Field(default="2/7d", pattern=r"^([0-9]{1,4}/[1-9][0-9]{0,3}d)?$")
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("unknown IANA time zone; expected e.g. 'Europe/Paris' or 'UTC'") from None
+        return value
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _not_empty_window(cls, value: str) -> str:
+        if value and value[:5] == value[6:]:
+            raise ValueError("quiet hours start and end at the same time; use \"\" to switch them off")
+        return value
+
+
+class CampaignSettings(_Section):
+    """``[campaigns]``: the optional global holdout, a workspace-wide share of customers that no
+    marketing campaign contacts (so the whole programme's lift can be measured), re-drawn every
+    ``holdout_period_days`` days (periods counted from 1970-01-01, UTC); the cost of a message
+    per channel that ``campaign plan`` adds up; the detectable-lift bound of its warning."""
+
+    global_holdout_share: float = Field(default=0.0, ge=0, lt=1)
+    holdout_period_days: int = Field(default=90, ge=1, le=3660)
+    # What one message costs per channel (SMS: [channels.sms] cost_per_segment × segments).
+    email_cost: float = Field(default=0.0, ge=0)
+    webhook_cost: float = Field(default=0.0, ge=0)
+    direct_mail_cost: float = Field(default=0.0, ge=0)  # print and postage per piece
+    audience_cost: float = Field(default=0.0, ge=0)
+    # Segments whose relative minimum detectable lift exceeds this are "too small to measure".
+    max_detectable_lift: float = Field(default=0.5, gt=0)
+
+
 class Settings(_Section):
     """All settings of one workspace."""
 
@@ -276,6 +327,8 @@ class Settings(_Section):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     channels: ChannelsSettings = Field(default_factory=ChannelsSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    policy: PolicySettings = Field(default_factory=PolicySettings)
+    campaigns: CampaignSettings = Field(default_factory=CampaignSettings)
 
 
 def load_settings(root: Path, environ: Mapping[str, str] | None = None) -> Settings:

@@ -3,7 +3,8 @@
 CLI, REST API, web dashboard and Python users all go through a Workspace.  It sits *above* the
 domain packages: it owns one :class:`~micromarketing.store.context.StoreContext` and wires the
 domain services as lazily created sub-facades (``ws.clv``, ``ws.segments``, ``ws.templates``,
-``ws.offers``, ``ws.recommender``); the domain packages receive the context and never import it.
+``ws.offers``, ``ws.recommender``, ``ws.campaigns``); the domain packages receive the context and
+never import it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import ibis.expr.types as ir
 import pandas as pd
 
 from micromarketing.campaigns.delivery import Delivery
+from micromarketing.campaigns.service import Campaigns
 from micromarketing.config import SETTINGS_FILE, Settings, load_settings, write_default_settings
 from micromarketing.errors import WorkspaceError
 from micromarketing.ingest import IngestResult, ingest_file
@@ -81,6 +83,11 @@ class Workspace:
     def recommender(self) -> Recommender:
         """Product recommendations: ``fit``, ``evaluate``, ``recommend``."""
         return Recommender(self.context)
+
+    @cached_property
+    def campaigns(self) -> Campaigns:
+        """Campaigns: ``plan``, ``run``, ``test``, ``status``, ``list``."""
+        return Campaigns(self.context)
 
     @cached_property
     def delivery(self) -> Delivery:

@@ -3,10 +3,12 @@
 One worker loop (:class:`DeliveryWorker`) per thread or process; several share the outbox through
 leases (:mod:`micromarketing.campaigns.outbox`).  For each claimed batch:
 
-1. the **policy** decides per message: send, skip (the reason is recorded) or defer (until
-   ``not_before``, e.g. the end of the recipient's quiet hours);
-2. the message is **rendered** from its frozen ingredients (template version, fields, offer code),
-   so a retry renders the identical message with the same ``message_id``;
+1. the **policy** (:func:`micromarketing.campaigns.policy.decide_many`: consent, suppressions,
+   frequency caps, quiet hours) decides per message: send, skip (the reason is recorded) or
+   defer (until ``not_before``, e.g. the end of the recipient's quiet hours);
+2. the message is **rendered** from its frozen ingredients
+   (:func:`micromarketing.campaigns.ingredients.render_frozen`), so a retry renders the
+   identical message with the same ``message_id``;
 3. it is **sent** through the channel for the row's channel — email over one SMTP connection
    kept for the worker's life, webhook and SMS over one httpx client, direct mail and ad
    audiences as files in the workspace's ``exports/`` directory — and each outcome is committed
@@ -30,18 +32,19 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import Connection, bindparam, or_, select
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from micromarketing.campaigns import outbox
-from micromarketing.campaigns.outbox import Outcome, address_hash
+from micromarketing.campaigns.ingredients import render_frozen
+from micromarketing.campaigns.outbox import Outcome
+from micromarketing.campaigns.policy import CONTACT_FIELD, PolicyDecision, decide_many
 from micromarketing.channels.audiences import AudienceContact, write_audience
 from micromarketing.channels.base import Channel, DeliveryOutcome, OutgoingMessage
 from micromarketing.channels.direct_mail import DirectMailChannel
@@ -49,9 +52,8 @@ from micromarketing.channels.email import EmailChannel
 from micromarketing.channels.sms import SmsChannel
 from micromarketing.channels.webhook import WebhookChannel
 from micromarketing.config import Settings, secret_from_env
-from micromarketing.errors import ConfigError, TemplateError
+from micromarketing.errors import ConfigError, NotFoundError, TemplateError
 from micromarketing.personalize.templates import (
-    CONTEXT_VARIABLES,
     CompiledTemplate,
     RenderedMessage,
     compile_template,
@@ -59,100 +61,28 @@ from micromarketing.personalize.templates import (
 )
 from micromarketing.progress import ProgressCallback, noop_progress
 from micromarketing.store.context import StoreContext
-from micromarketing.store.models import OutboxMessage, Suppression
+from micromarketing.store.models import Campaign, OutboxMessage
 from micromarketing.tokens import unsubscribe_url
 
 #: Channels whose "send" writes a file: the batch is written, then its outcomes are recorded.
 FILE_CHANNELS = ("direct_mail", "audience")
 
 
-class PolicyDecision(Protocol):
-    """What the contact policy says about one message: ``action`` is send, skip or defer."""
-
-    action: str
-    reason: str
-    not_before: datetime | None
-
-
+#: A per-message contact policy (the seam's shape: ``policy.decide``).
 Policy = Callable[[StoreContext, Session, OutboxMessage, datetime], PolicyDecision]
+#: Renders one row from its frozen ingredients (the seam's shape: ``ingredients.render_frozen``).
 Render = Callable[[StoreContext, "CompiledTemplate | None", OutboxMessage], RenderedMessage]
 
 
-@dataclass(frozen=True)
-class Decision:
-    """A :class:`PolicyDecision` made by :func:`suppression_policy`."""
-
-    action: str
-    reason: str = ""
-    not_before: datetime | None = None
-
-
 def contact_point(message: OutboxMessage) -> str | None:
-    """Where the row's message goes: the ``email`` or ``phone`` field the campaign froze, or the
-    customer id for webhooks (``webhook_to`` overrides it); None for file channels."""
+    """Where the row's message goes: the contact field the campaign froze (``email``, ``phone``),
+    the customer id for webhooks (``webhook_to`` overrides it); None for file channels."""
     fields = message.fields or {}
-    if message.channel == "email":
-        return fields.get("email") or None
-    if message.channel == "sms":
-        return fields.get("phone") or None
+    if message.channel in CONTACT_FIELD:
+        return fields.get(CONTACT_FIELD[message.channel]) or None
     if message.channel == "webhook":
         return str(fields.get("webhook_to") or message.customer_id)
     return None
-
-
-_SUPPRESSED = (
-    select(Suppression.kind, Suppression.reason)
-    .where(
-        or_(
-            Suppression.customer_id == bindparam("customer_id"), Suppression.subject_hash == bindparam("hash")
-        ),
-        or_(Suppression.channel.is_(None), Suppression.channel == bindparam("channel")),
-    )
-    .limit(1)
-)
-
-
-def suppression_policy(
-    ctx: StoreContext, session: Session, message: OutboxMessage, now: datetime
-) -> Decision:
-    """Skip a message whose customer or address is on the suppression list; send the rest.
-
-    The campaigns' full contact policy (consent, caps, quiet hours) replaces this default once
-    it exists; this one already honours ``suppress import`` and hard bounces."""
-    address = contact_point(message)
-    found = session.execute(
-        _SUPPRESSED,
-        {
-            "customer_id": message.customer_id,
-            "hash": address_hash(message.channel, address) if address else None,
-            "channel": message.channel,
-        },
-    ).first()
-    if found is None:
-        return Decision("send")
-    if message.transactional and found.kind == "unsubscribe":
-        return Decision("send", "transactional: exempt from marketing unsubscribes")
-    return Decision("skip", f"suppressed ({found.kind}{': ' + found.reason if found.reason else ''})")
-
-
-def render_from_fields(
-    ctx: StoreContext, compiled: CompiledTemplate | None, message: OutboxMessage
-) -> RenderedMessage:
-    """Render ``compiled`` with the row's frozen ``fields`` (top level and as ``customer``), its
-    offer code as ``offer.code`` and the customer's unsubscribe link, as ``render_rows`` does."""
-    if compiled is None:
-        raise TemplateError("the outbox row names no template", customer_id=message.customer_id)
-    fields = dict(message.fields or {})
-    values: dict[str, Any] = {
-        **fields,
-        "customer": {k: v for k, v in fields.items() if k not in CONTEXT_VARIABLES},
-    }
-    if "offer" not in fields and message.offer_code:
-        values["offer"] = {"code": message.offer_code}
-    values["unsubscribe_url"] = unsubscribe_url(
-        ctx.settings.server.public_url, token_secret(ctx), message.customer_id
-    )
-    return compiled.render(values, message.customer_id)
 
 
 class TokenBucket:
@@ -269,21 +199,31 @@ def _worker_name() -> str:
 
 
 class DeliveryWorker:
-    """One worker loop over the shared outbox (see the module docstring)."""
+    """One worker loop over the shared outbox (see the module docstring).
+
+    ``policy`` None is the campaigns' contact policy decided a batch at a time
+    (``policy.decide_many``: one query per rule); a per-message ``policy`` replaces it.
+    ``campaign_id`` limits the worker to one campaign's messages.  ``release_warehouse`` closes
+    the warehouse after each batch's policy step (DuckDB admits one process per file: workers
+    in separate processes take turns)."""
 
     def __init__(
         self,
         ctx: StoreContext,
         *,
-        policy: Policy = suppression_policy,
-        render: Render = render_from_fields,
+        policy: Policy | None = None,
+        render: Render = render_frozen,
         rate: float | None = None,
+        campaign_id: int | None = None,
+        release_warehouse: bool = False,
         name: str | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.ctx = ctx
         self.policy, self.render = policy, render
+        self.campaign_id = campaign_id
+        self.release_warehouse = release_warehouse
         self.name = name or _worker_name()
         self.rng = rng or random.Random()
         self.clock = clock
@@ -317,10 +257,13 @@ class DeliveryWorker:
         total = outbox.state_counts(self.ctx)["pending"]
         try:
             while not stop():
-                batch = outbox.claim(self.ctx, self.name, self._batch_size(), self.lease, self.clock())
+                batch = outbox.claim(
+                    self.ctx, self.name, self._batch_size(), self.lease, self.clock(), self.campaign_id
+                )
                 if not batch:
                     if not follow:
                         break
+                    self.ctx.warehouse.close()  # idle: let other commands use the warehouse
                     time.sleep(self.options.poll_seconds)
                     continue
                 self.report.claimed += len(batch)
@@ -348,7 +291,12 @@ class DeliveryWorker:
         decided: list[tuple[OutboxMessage, Outcome]] = []
         to_send: list[tuple[OutboxMessage, OutgoingMessage]] = []
         with self.ctx.ops.session() as session:
-            decisions = [self.policy(self.ctx, session, m, now) for m in batch]
+            if self.policy is None:
+                decisions: list[PolicyDecision] = decide_many(self.ctx, session, batch, now)
+            else:
+                decisions = [self.policy(self.ctx, session, m, now) for m in batch]
+        if self.release_warehouse:
+            self.ctx.warehouse.close()
         for message, decision in zip(batch, decisions, strict=True):
             if decision.action == "skip":
                 decided.append((message, Outcome("skipped", decision.reason)))
@@ -458,15 +406,13 @@ class DeliveryWorker:
     def _write_audiences(
         self, folder: Path, stem: str, group: list[tuple[OutboxMessage, OutgoingMessage]]
     ) -> list[Outcome]:
-        """Google and Meta customer-list files; only ad-consenting contacts (``ad_consent``)."""
+        """Google and Meta customer-list files (ad consent was checked by the policy)."""
+        names = set(AudienceContact.model_fields) - {"customer_id", "ad_consent"}
         contacts = [
             AudienceContact(
                 customer_id=m.customer_id,
-                **{
-                    k: v
-                    for k, v in (m.fields or {}).items()
-                    if k in AudienceContact.model_fields and k != "customer_id"
-                },
+                ad_consent=True,
+                **{k: v for k, v in (m.fields or {}).items() if k in names},
             )
             for m, _ in group
         ]
@@ -482,7 +428,7 @@ class DeliveryWorker:
         return [
             Outcome("sent", f"in {files}")
             if c.customer_id in included
-            else Outcome("skipped", "no ad consent" if not c.ad_consent else "no matchable identifier")
+            else Outcome("skipped", "no matchable identifier (email, phone or name and address)")
             for c in contacts
         ]
 
@@ -528,14 +474,21 @@ def _outcome(result: DeliveryOutcome, outgoing: OutgoingMessage) -> Outcome:
 
 
 # -- several workers ----------------------------------------------------------------------------
-def _run_in_process(
-    root: str, settings_json: str, policy: Policy, render: Render, rate: float | None, follow: bool
-) -> dict[str, Any]:
+def _run_in_process(root: str, settings_json: str, options: dict[str, Any], follow: bool) -> dict[str, Any]:
     ctx = StoreContext.connect(Path(root), Settings.model_validate_json(settings_json))
     try:
-        return DeliveryWorker(ctx, policy=policy, render=render, rate=rate).run(follow=follow).model_dump()
+        return DeliveryWorker(ctx, release_warehouse=True, **options).run(follow=follow).model_dump()
     finally:
         ctx.close()
+
+
+def campaign_id_of(ctx: StoreContext, name: str) -> int:
+    """The id of campaign ``name`` (NotFoundError when there is none)."""
+    with ctx.ops.session() as session:
+        found = session.scalar(select(Campaign.id).where(Campaign.name == name))
+    if found is None:
+        raise NotFoundError(f"no campaign named {name!r} (see `micromarketing campaign list`)")
+    return found
 
 
 def deliver(
@@ -544,29 +497,35 @@ def deliver(
     workers: int = 1,
     rate: float | None = None,
     follow: bool = False,
-    policy: Policy = suppression_policy,
-    render: Render = render_from_fields,
+    campaign: str | None = None,
+    policy: Policy | None = None,
+    render: Render = render_frozen,
     progress: ProgressCallback = noop_progress,
     stop: Callable[[], bool] = lambda: False,
 ) -> DeliveryReport:
-    """Send everything due with ``workers`` worker loops sharing ``rate`` (messages/s) evenly.
+    """Send everything due (only ``campaign``'s messages when given) with ``workers`` worker
+    loops sharing ``rate`` (messages/s) evenly.
 
     One worker runs in this process; more run as separate processes (each its own SMTP
     connection and interpreter, so they use separate cores).  ``policy`` and ``render`` must then
     be module-level functions (they are pickled by name)."""
     if workers < 1:
         raise ValueError("workers must be ≥ 1")
+    campaign_id = campaign_id_of(ctx, campaign) if campaign is not None else None
+    options: dict[str, Any] = {"policy": policy, "render": render, "campaign_id": campaign_id}
     if workers == 1:
-        return DeliveryWorker(ctx, policy=policy, render=render, rate=rate).run(
-            follow=follow, stop=stop, progress=progress
-        )
+        try:
+            return DeliveryWorker(ctx, rate=rate, **options).run(follow=follow, stop=stop, progress=progress)
+        finally:
+            ctx.warehouse.close()
     started = time.perf_counter()
-    share = rate / workers if rate else None
+    options["rate"] = rate / workers if rate else None
     report = DeliveryReport(workers=workers)
     settings_json = ctx.settings.model_dump_json()
+    ctx.warehouse.close()  # the workers take turns with it
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         futures = [
-            pool.submit(_run_in_process, str(ctx.root), settings_json, policy, render, share, follow)
+            pool.submit(_run_in_process, str(ctx.root), settings_json, options, follow)
             for _ in range(workers)
         ]
         for future in futures:

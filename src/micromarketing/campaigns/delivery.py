@@ -27,20 +27,23 @@ class Delivery:
         workers: int = 1,
         rate: float | None = None,
         follow: bool = False,
+        campaign: str | None = None,
         policy: Policy | None = None,
         render: Render | None = None,
         progress: ProgressCallback = noop_progress,
         stop: Callable[[], bool] = lambda: False,
     ) -> DeliveryReport:
-        """Send every due message (``follow``: keep polling until ``stop()``); see
+        """Send every due message (of ``campaign`` only, when named; ``follow``: keep polling
+        until ``stop()``) under the campaigns' contact policy unless ``policy`` is given; see
         :func:`micromarketing.campaigns.deliver.deliver`."""
         return worker.deliver(
             self.ctx,
             workers=workers,
             rate=rate,
             follow=follow,
-            policy=policy or worker.suppression_policy,
-            render=render or worker.render_from_fields,
+            campaign=campaign,
+            policy=policy,
+            render=render or worker.render_frozen,
             progress=progress,
             stop=stop,
         )

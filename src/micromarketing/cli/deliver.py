@@ -36,6 +36,9 @@ def deliver(
     follow: Annotated[
         bool, typer.Option("--follow", help="Keep running and send messages as they come due (stop: Ctrl-C).")
     ] = False,
+    campaign: Annotated[
+        str | None, typer.Option("--campaign", "-c", help="Only this campaign's messages.")
+    ] = None,
     workspace: WorkspaceOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -50,7 +53,12 @@ def deliver(
             signal.signal(signum, lambda *_: stopping.set())
     with open_workspace(workspace) as ws, progress_bar(not json_output and workers == 1) as progress:
         report = ws.delivery.deliver(
-            workers=workers, rate=rate, follow=follow, progress=progress, stop=stopping.is_set
+            workers=workers,
+            rate=rate,
+            follow=follow,
+            campaign=campaign,
+            progress=progress,
+            stop=stopping.is_set,
         )
         remaining = ws.delivery.status()
     if json_output:

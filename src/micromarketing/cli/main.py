@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from micromarketing.cli import (
+    campaign,
     clv,
     customers,
     datasets,
@@ -69,6 +70,7 @@ app.add_typer(segment.app, name="segment")
 app.add_typer(template.app, name="template")
 app.add_typer(recommend.app, name="recommend")
 app.add_typer(offer.app, name="offer")
+app.add_typer(campaign.app, name="campaign")
 app.command("ingest")(ingest.ingest)
 app.command("profile")(profile.profile)
 app.command("demo")(demo.demo)

@@ -1,0 +1,65 @@
+"""The campaigns sub-facade, ``ws.campaigns``: load, plan, run, test, status and list."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from micromarketing.campaigns.plan import CampaignPlan, plan_campaign
+from micromarketing.campaigns.run import (
+    CampaignStatus,
+    CampaignSummary,
+    RunResult,
+    TestSend,
+    campaign_status,
+    list_campaigns,
+    run_campaign,
+    send_tests,
+)
+from micromarketing.campaigns.spec import CampaignSpec, check_references, load_spec
+from micromarketing.progress import ProgressCallback, noop_progress
+from micromarketing.store.context import StoreContext
+
+SpecSource = str | os.PathLike[str] | CampaignSpec
+
+
+class Campaigns:
+    """Campaign files turned into plans, assignments and outbox rows."""
+
+    def __init__(self, ctx: StoreContext) -> None:
+        self.ctx = ctx
+
+    def _spec(self, spec: SpecSource) -> tuple[CampaignSpec, str]:
+        if isinstance(spec, CampaignSpec):
+            return spec, f"campaign {spec.name}"
+        return load_spec(Path(spec)), str(spec)
+
+    def load(self, path: str | os.PathLike[str]) -> CampaignSpec:
+        """Read a campaign file and check it against the workspace (segments, templates, offers)."""
+        spec, source = self._spec(path)
+        check_references(self.ctx, spec, source)
+        return spec
+
+    def plan(self, spec: SpecSource) -> CampaignPlan:
+        """Members, control, policy removals, reach, cost, expected returns and power; nothing
+        is sent or written."""
+        spec, source = self._spec(spec)
+        return plan_campaign(self.ctx, spec, source=source)
+
+    def run(self, spec: SpecSource, progress: ProgressCallback = noop_progress) -> RunResult:
+        """Store the campaign, assign every member and fill the outbox (delivery is separate)."""
+        spec, source = self._spec(spec)
+        return run_campaign(self.ctx, spec, source=source, progress=progress)
+
+    def test(self, spec: SpecSource, to: list[str]) -> TestSend:
+        """Queue proofs of every variant to seed addresses (marked as tests)."""
+        spec, source = self._spec(spec)
+        return send_tests(self.ctx, spec, to, source=source)
+
+    def status(self, name: str) -> CampaignStatus:
+        """Outbox counts per state and the control group of campaign ``name``."""
+        return campaign_status(self.ctx, name)
+
+    def list(self) -> list[CampaignSummary]:
+        """Every campaign with its status."""
+        return list_campaigns(self.ctx)
