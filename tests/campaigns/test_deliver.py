@@ -25,7 +25,9 @@ from standardwebhooks import Webhook
 from typer.testing import CliRunner
 
 from micromarketing.campaigns import outbox
-from micromarketing.campaigns.deliver import Decision, DeliveryWorker, TokenBucket, render_from_fields
+from micromarketing.campaigns.deliver import DeliveryWorker, TokenBucket
+from micromarketing.campaigns.ingredients import render_frozen
+from micromarketing.campaigns.policy import CONSENT_CHANNEL, PolicyDecision
 from micromarketing.channels import message_key
 from micromarketing.channels.webhook import generate_secret
 from micromarketing.cli.main import app
@@ -34,7 +36,7 @@ from micromarketing.workspace import Workspace
 
 TEMPLATE = {
     "subject": "Hello {{ customer.first_name }}",
-    "text": "Hi {{ customer.first_name }}, use {{ offer.code if offer else 'nothing' }}.",
+    "text": "Hi {{ customer.first_name }}, use {{ offer.code }}.",
     "html": "<html><body><p>Hi {{ customer.first_name }}</p></body></html>",
     "sms": "Hi {{ customer.first_name }}! Reply STOP to opt out",
 }
@@ -139,6 +141,7 @@ def ws(tmp_path, smtp):
         **{
             "channels.email": {"port": port, "sender": "news@shop.example"},
             "channels.retry": {"max_attempts": 3, "base_delay_seconds": 0.05, "max_delay_seconds": 0.1},
+            "policy": {"quiet_hours": "", "frequency_cap": ""},  # the time of day must not matter
         },
     )
     workspace = Workspace.open(tmp_path / "ws")
@@ -149,10 +152,28 @@ def ws(tmp_path, smtp):
         workspace.close()
 
 
+def consent(ws, customers: list[str], channel: str, status: str = "opt_in") -> None:
+    """Record consent of ``customers`` on the consent channel governing ``channel``."""
+    path = ws.root / f"consent-{channel}-{len(customers)}-{customers[0]}.csv"
+    lines = [f"{c},{CONSENT_CHANNEL[channel]},{status},2026-01-01T00:00:00Z" for c in customers]
+    path.write_text("customer_id,channel,status,recorded_at\n" + "\n".join(lines) + "\n")
+    ws.ingest("consent", path)
+
+
 def queue(
-    ws, customers: list[str], *, channel: str = "email", campaign: str = "spring", **fields_for
+    ws,
+    customers: list[str],
+    *,
+    channel: str = "email",
+    campaign: str = "spring",
+    without_consent: tuple[str, ...] = (),
+    **fields_for,
 ) -> list[int]:
-    """One pending row per customer; fields: first_name and the contact point of ``channel``."""
+    """One pending row per customer (consent recorded unless ``without_consent``); fields:
+    first_name, the contact points and the offer, as ``campaign run`` freezes them."""
+    consenting = [c for c in customers if c not in without_consent]
+    if consenting:
+        consent(ws, consenting, channel)
     with ws.ops.session() as session:
         found = session.scalar(select(Campaign).where(Campaign.name == campaign))
         if found is None:
@@ -162,7 +183,12 @@ def queue(
         rows = []
         for cid in customers:
             key = message_key(campaign, cid, channel)
-            fields = {"first_name": cid.title(), "email": f"{cid}@example.com", "phone": "+33612345678"}
+            fields = {
+                "first_name": cid.title(),
+                "email": f"{cid}@example.com",
+                "phone": "+33612345678",
+                "_offer": {"code": "SPRING10"},
+            }
             fields.update(fields_for.get(cid, {}))
             rows.append(
                 OutboxMessage(
@@ -284,14 +310,16 @@ def test_the_policy_skips_and_defers_with_reasons_before_anything_is_rendered_or
     def policy(ctx, session, message, now):
         assert session.get(OutboxMessage, message.id).customer_id == message.customer_id
         if message.customer_id.startswith("skip"):
-            return Decision("skip", "no email consent")
+            return PolicyDecision(action="skip", reason="no email consent")
         if message.customer_id.startswith("night"):
-            return Decision("defer", "quiet hours (21:00-08:00 Europe/Paris)", tomorrow)
-        return Decision("send")
+            return PolicyDecision(
+                action="defer", reason="quiet hours (21:00-08:00 Europe/Paris)", not_before=tomorrow
+            )
+        return PolicyDecision(action="send")
 
     def render(ctx, compiled, message):
         rendered.append(message.customer_id)
-        return render_from_fields(ctx, compiled, message)
+        return render_frozen(ctx, compiled, message)
 
     report = ws.delivery.deliver(policy=policy, render=render)
     assert (report.sent, report.skipped, report.deferred) == (1, 1, 1)
@@ -307,6 +335,19 @@ def test_the_policy_skips_and_defers_with_reasons_before_anything_is_rendered_or
         assert session.scalar(select(Campaign.status)) == "running"  # never finished while deferred
 
 
+def test_the_default_policy_skips_without_consent_or_after_an_opt_out(ws, smtp):
+    sink, _ = smtp
+    queue(ws, ["ann", "bob", "cy"], without_consent=("bob",))
+    consent(ws, ["cy"], "email", "opt_out")
+    report = ws.delivery.deliver()
+    assert (report.sent, report.skipped) == (1, 2)
+    got = states(ws)
+    assert got["bob"] == ("skipped", "no_consent: no email consent on record")
+    assert got["cy"] == ("skipped", "no_consent: latest email consent is opt_out")
+    assert [r for _, r, _, _ in sink.received] == ["ann@example.com"]
+    assert [a.status for a in ws.delivery.ledger("bob").messages[0].attempts] == ["skipped"]
+
+
 def test_the_default_policy_skips_imported_suppressions(ws, smtp, tmp_path):
     sink, _ = smtp
     export = tmp_path / "complaints.csv"
@@ -315,7 +356,7 @@ def test_the_default_policy_skips_imported_suppressions(ws, smtp, tmp_path):
     queue(ws, ["ann", "bob"])
     report = ws.delivery.deliver()
     assert (report.sent, report.skipped) == (1, 1)
-    assert states(ws)["bob"] == ("skipped", "suppressed (complaint: spam complaint)")
+    assert states(ws)["bob"] == ("skipped", "suppressed: suppression list (complaint)")
     assert [r for _, r, _, _ in sink.received] == ["ann@example.com"]
 
 
@@ -418,12 +459,12 @@ def test_direct_mail_and_audiences_are_written_into_exports(ws):
         "country": "FR",
     }
     queue(ws, ["ann", "bob"], channel="direct_mail", ann=address)
-    queue(ws, ["cy", "dee"], channel="audience", cy={"ad_consent": True, "email": "John_Smith@gmail.com"})
+    queue(ws, ["cy", "dee"], channel="audience", without_consent=("dee",), cy={"email": "John_Smith@gmail.com"})
     report = ws.delivery.deliver()
     assert (report.sent, report.failed, report.skipped) == (2, 1, 1)
     got = states(ws)
     assert got["bob"][0] == "failed" and got["bob"][1].startswith("missing last_name")
-    assert got["dee"] == ("skipped", "no ad consent")
+    assert got["dee"] == ("skipped", "no_consent: no ads consent on record")
     [mail_csv] = (ws.root / "exports" / "direct_mail").glob("*.csv")
     rows = list(csv.DictReader(mail_csv.open()))
     assert [(r["customer_id"], r["city"], r["offer_code"], r["variant"]) for r in rows] == [
