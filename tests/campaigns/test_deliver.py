@@ -459,7 +459,9 @@ def test_direct_mail_and_audiences_are_written_into_exports(ws):
         "country": "FR",
     }
     queue(ws, ["ann", "bob"], channel="direct_mail", ann=address)
-    queue(ws, ["cy", "dee"], channel="audience", without_consent=("dee",), cy={"email": "John_Smith@gmail.com"})
+    queue(
+        ws, ["cy", "dee"], channel="audience", without_consent=("dee",), cy={"email": "John_Smith@gmail.com"}
+    )
     report = ws.delivery.deliver()
     assert (report.sent, report.failed, report.skipped) == (2, 1, 1)
     got = states(ws)
