@@ -479,12 +479,15 @@ def test_direct_mail_and_audiences_are_written_into_exports(ws):
 
 
 # -- several workers and the CLI ----------------------------------------------------------------
-def test_two_worker_processes_share_the_outbox_without_sending_twice(ws, smtp):
+def test_two_workers_share_the_outbox_and_one_rate_without_sending_twice(ws, smtp):
     sink, _ = smtp
+    ws.context.settings.channels.outbox.batch_size = 20
     customers = [f"c{i:03d}" for i in range(300)]
     queue(ws, customers)
-    report = ws.delivery.deliver(workers=2)
+    report = ws.delivery.deliver(workers=2, rate=300)
     assert report.workers == 2 and report.sent == 300
+    assert report.seconds >= 299 / 300 * 0.9  # the rate holds for both workers together
+    assert len({peer for *_, peer in sink.received}) == 2  # one SMTP connection each
     received = [r for _, r, _, _ in sink.received]
     assert sorted(received) == sorted(f"{c}@example.com" for c in customers)
     workers = {ws.delivery.ledger(c).messages[0].attempts[0].worker for c in customers}

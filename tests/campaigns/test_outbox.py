@@ -4,10 +4,12 @@ campaign completion and the suppression import."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -130,6 +132,50 @@ def test_concurrent_workers_claim_every_row_exactly_once(workspace):
     everything = [i for ids in claims.values() for i in ids]
     assert len(everything) == 1500 and len(set(everything)) == 1500
     assert sum(1 for ids in claims.values() if ids) >= 2  # the work was actually shared
+
+
+CLAIMER = """
+import sys, time
+from datetime import timedelta
+from pathlib import Path
+from micromarketing.campaigns import outbox
+from micromarketing.config import load_settings
+from micromarketing.store.context import StoreContext
+root = Path(sys.argv[1])
+ctx = StoreContext.connect(root, load_settings(root))
+while time.time() < float(sys.argv[2]):
+    time.sleep(0.01)
+ids = []
+while batch := outbox.claim(ctx, sys.argv[3], 20, timedelta(seconds=60)):
+    ids += [m.id for m in batch]
+print(" ".join(map(str, ids)))
+"""
+
+
+@pytest.mark.slow  # two interpreters importing the package: ~60 s on the loaded 2-core machine
+def test_concurrent_worker_processes_claim_every_row_exactly_once(workspace):
+    import subprocess
+    import sys
+    import time
+
+    queue(workspace, 1000)
+    start = time.time() + 4  # both processes are up by then and start together
+    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CLAIMER, str(workspace.root), str(start), f"p{i}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, **env},
+        )
+        for i in range(2)
+    ]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err.decode() for _, err in outputs]
+    claimed = [[int(i) for i in out.split()] for out, _ in outputs]
+    everything = claimed[0] + claimed[1]
+    assert len(everything) == 1000 and len(set(everything)) == 1000
+    assert all(claimed)  # both processes got work
 
 
 def test_transitions_and_the_ledger(workspace):

@@ -31,11 +31,9 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Connection, select
@@ -203,9 +201,9 @@ class DeliveryWorker:
 
     ``policy`` None is the campaigns' contact policy decided a batch at a time
     (``policy.decide_many``: one query per rule); a per-message ``policy`` replaces it.
-    ``campaign_id`` limits the worker to one campaign's messages.  ``release_warehouse`` closes
-    the warehouse after each batch's policy step (DuckDB admits one process per file: workers
-    in separate processes take turns)."""
+    ``campaign_id`` limits the worker to one campaign's messages.  Workers that run as threads
+    of one process share ``buckets`` (so a rate holds for all of them) and ``policy_lock`` (the
+    policy reads the warehouse, whose one DuckDB connection serves one query at a time)."""
 
     def __init__(
         self,
@@ -215,7 +213,8 @@ class DeliveryWorker:
         render: Render = render_frozen,
         rate: float | None = None,
         campaign_id: int | None = None,
-        release_warehouse: bool = False,
+        buckets: dict[str | None, TokenBucket] | None = None,
+        policy_lock: threading.Lock | None = None,
         name: str | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -223,7 +222,7 @@ class DeliveryWorker:
         self.ctx = ctx
         self.policy, self.render = policy, render
         self.campaign_id = campaign_id
-        self.release_warehouse = release_warehouse
+        self.policy_lock = policy_lock or threading.Lock()
         self.name = name or _worker_name()
         self.rng = rng or random.Random()
         self.clock = clock
@@ -231,11 +230,7 @@ class DeliveryWorker:
         self.options = settings.channels.outbox
         self.retry = settings.channels.retry
         self.lease = timedelta(seconds=self.options.lease_seconds)
-        self.buckets: dict[str | None, TokenBucket] = {}
-        if rate:
-            self.buckets[None] = TokenBucket(rate)
-        if settings.channels.email.rate_per_second:
-            self.buckets["email"] = TokenBucket(settings.channels.email.rate_per_second)
+        self.buckets = buckets if buckets is not None else rate_buckets(settings, rate)
         self.channels = _Channels(settings)
         self._templates: dict[tuple[str, int | None], CompiledTemplate | TemplateError] = {}
         self._public_url = settings.server.public_url
@@ -263,13 +258,14 @@ class DeliveryWorker:
                 if not batch:
                     if not follow:
                         break
-                    self.ctx.warehouse.close()  # idle: let other commands use the warehouse
+                    with self.policy_lock:  # idle: let other commands use the warehouse
+                        self.ctx.warehouse.close()
                     time.sleep(self.options.poll_seconds)
                     continue
                 self.report.claimed += len(batch)
                 self._deliver_batch(batch)
                 done += len(batch)
-                progress("deliver", done, max(total, done))
+                progress("deliver", done, total)
         finally:
             self.channels.close()
             if self._conn is not None:
@@ -290,13 +286,11 @@ class DeliveryWorker:
         now = self.clock()
         decided: list[tuple[OutboxMessage, Outcome]] = []
         to_send: list[tuple[OutboxMessage, OutgoingMessage]] = []
-        with self.ctx.ops.session() as session:
+        with self.policy_lock, self.ctx.ops.session() as session:
             if self.policy is None:
                 decisions: list[PolicyDecision] = decide_many(self.ctx, session, batch, now)
             else:
                 decisions = [self.policy(self.ctx, session, m, now) for m in batch]
-        if self.release_warehouse:
-            self.ctx.warehouse.close()
         for message, decision in zip(batch, decisions, strict=True):
             if decision.action == "skip":
                 decided.append((message, Outcome("skipped", decision.reason)))
@@ -473,13 +467,15 @@ def _outcome(result: DeliveryOutcome, outgoing: OutgoingMessage) -> Outcome:
     return Outcome("permanent_failure", result.reason, result.code, suppress_address=suppress)
 
 
-# -- several workers ----------------------------------------------------------------------------
-def _run_in_process(root: str, settings_json: str, options: dict[str, Any], follow: bool) -> dict[str, Any]:
-    ctx = StoreContext.connect(Path(root), Settings.model_validate_json(settings_json))
-    try:
-        return DeliveryWorker(ctx, release_warehouse=True, **options).run(follow=follow).model_dump()
-    finally:
-        ctx.close()
+def rate_buckets(settings: Settings, rate: float | None) -> dict[str | None, TokenBucket]:
+    """The token buckets a worker (or a pool of worker threads) paces sends with: ``rate`` for
+    every network send (key None) and ``[channels.email] rate_per_second`` for email."""
+    buckets: dict[str | None, TokenBucket] = {}
+    if rate:
+        buckets[None] = TokenBucket(rate)
+    if settings.channels.email.rate_per_second:
+        buckets["email"] = TokenBucket(settings.channels.email.rate_per_second)
+    return buckets
 
 
 def campaign_id_of(ctx: StoreContext, name: str) -> int:
@@ -504,31 +500,42 @@ def deliver(
     stop: Callable[[], bool] = lambda: False,
 ) -> DeliveryReport:
     """Send everything due (only ``campaign``'s messages when given) with ``workers`` worker
-    loops sharing ``rate`` (messages/s) evenly.
+    loops under one ``rate`` (messages/s).
 
-    One worker runs in this process; more run as separate processes (each its own SMTP
-    connection and interpreter, so they use separate cores).  ``policy`` and ``render`` must then
-    be module-level functions (they are pickled by name)."""
+    The workers are threads of this process, each with its own SMTP connection and
+    operations-store connection, sharing the outbox through leases like separate processes
+    would (several ``deliver`` commands may run at once, e.g. on PostgreSQL); they overlap the
+    waits for the SMTP server's replies.  The warehouse is released when the run ends."""
     if workers < 1:
         raise ValueError("workers must be ≥ 1")
     campaign_id = campaign_id_of(ctx, campaign) if campaign is not None else None
-    options: dict[str, Any] = {"policy": policy, "render": render, "campaign_id": campaign_id}
-    if workers == 1:
-        try:
-            return DeliveryWorker(ctx, rate=rate, **options).run(follow=follow, stop=stop, progress=progress)
-        finally:
-            ctx.warehouse.close()
+    buckets, lock = rate_buckets(ctx.settings, rate), threading.Lock()
+    total = outbox.state_counts(ctx, campaign_id)["pending"]
+    progress_lock = threading.Lock()
+
+    def report_progress(step: str, _done: int, _total: int) -> None:
+        with progress_lock:  # the workers' claims together
+            done = sum(w.report.claimed for w in pool)
+            progress(step, done, max(total, done))
+
+    pool = [
+        DeliveryWorker(
+            ctx, policy=policy, render=render, campaign_id=campaign_id, buckets=buckets, policy_lock=lock
+        )
+        for _ in range(workers)
+    ]
     started = time.perf_counter()
-    options["rate"] = rate / workers if rate else None
-    report = DeliveryReport(workers=workers)
-    settings_json = ctx.settings.model_dump_json()
-    ctx.warehouse.close()  # the workers take turns with it
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = [
-            pool.submit(_run_in_process, str(ctx.root), settings_json, options, follow)
-            for _ in range(workers)
-        ]
-        for future in futures:
-            report.add(DeliveryReport.model_validate(future.result()))
-    report.seconds = time.perf_counter() - started
-    return report
+    try:
+        if workers == 1:
+            return pool[0].run(follow=follow, stop=stop, progress=report_progress)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="deliver") as executor:
+            futures = [
+                executor.submit(w.run, follow=follow, stop=stop, progress=report_progress) for w in pool
+            ]
+            report = DeliveryReport(workers=workers)
+            for future in futures:
+                report.add(future.result())
+        report.seconds = time.perf_counter() - started
+        return report
+    finally:
+        ctx.warehouse.close()
