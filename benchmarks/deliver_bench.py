@@ -168,7 +168,8 @@ def main(argv: list[str] | None = None) -> None:
     port = _free_port()
     sink = ctx.Process(target=_sink, args=(port, count, ready), daemon=True)
     sink.start()
-    ready.wait(30)
+    if not ready.wait(180):
+        raise SystemExit("the SMTP sink did not start within 180 s")
     print(f"{n:,} messages to an aiosmtpd sink in its own process on 127.0.0.1:{port}")
     try:
         with tempfile.TemporaryDirectory() as tmp:

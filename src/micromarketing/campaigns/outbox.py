@@ -1,10 +1,11 @@
 """The durable outbox: claiming due messages under a lease, recording every outcome, counting.
 
 Several workers (threads or processes) share one ``outbox`` table.  A worker *claims* a batch of
-due rows by moving them to ``sending`` with its name and a lease expiry, in one atomic statement:
-on PostgreSQL ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING``; on SQLite the
-same ``UPDATE … RETURNING`` inside ``BEGIN IMMEDIATE`` (a WAL read-then-write transaction that
-starts deferred fails with "database is locked" when another writer got in between).  A row whose
+due rows by moving them to ``sending`` with its name and a lease expiry, in one transaction: on
+PostgreSQL ``SELECT … FOR UPDATE SKIP LOCKED`` then ``UPDATE … RETURNING``; on SQLite the same
+inside ``BEGIN IMMEDIATE`` (a WAL read-then-write transaction that starts deferred fails with
+"database is locked" when another writer got in between).  The selects read the
+``ix_outbox_due`` index in claim order, so a claim costs the same at 100 or 1M queued rows.  A row whose
 lease expired while ``sending`` (its worker died) is due again and is taken over.
 
 Each outcome is committed on its own, right after the channel answered, so a crash repeats at
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel
-from sqlalchemy import Connection, and_, bindparam, exists, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, exists, func, insert, select, update
 
 from micromarketing.campaigns.policy import address_hash
 from micromarketing.channels.suppressions import parse_suppression_export
@@ -76,10 +77,27 @@ def write_transaction(ctx: StoreContext, conn: Connection | None = None) -> Iter
         active.commit()
 
 
-def _due(now: datetime):  # type: ignore[no-untyped-def]
-    waiting = and_(_OUTBOX.c.state.in_(("pending", "deferred")), _OUTBOX.c.not_before <= now)
-    abandoned = and_(_OUTBOX.c.state == "sending", _OUTBOX.c.lease_expires_at < now)
-    return or_(waiting, abandoned)
+_ORDER = (_OUTBOX.c.priority.desc(), _OUTBOX.c.not_before, _OUTBOX.c.id)
+
+
+def _due_arms(now: datetime, limit: int, campaign_id: int | None):  # type: ignore[no-untyped-def]
+    """One ``SELECT id`` per way a row can be due, each reading ``ix_outbox_due`` in claim order
+    and locking what it picks (PostgreSQL; SQLite holds the write lock instead)."""
+    arms = [
+        and_(_OUTBOX.c.state == "pending", _OUTBOX.c.not_before <= now),
+        and_(_OUTBOX.c.state == "deferred", _OUTBOX.c.not_before <= now),
+        and_(_OUTBOX.c.state == "sending", _OUTBOX.c.lease_expires_at < now),  # its worker died
+    ]
+    for condition in arms:
+        if campaign_id is not None:
+            condition = and_(condition, _OUTBOX.c.campaign_id == campaign_id)
+        yield (
+            select(_OUTBOX.c.id, *_ORDER[:2])
+            .where(condition)
+            .order_by(*_ORDER)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
 
 
 def claim(
@@ -97,23 +115,17 @@ def claim(
     detached :class:`OutboxMessage` objects for reading; record outcomes with :func:`record`.
     ``campaign_id`` limits the claim to one campaign's rows."""
     now = now or datetime.now(UTC)
-    due = _due(now) if campaign_id is None else and_(_due(now), _OUTBOX.c.campaign_id == campaign_id)
-    chosen = (
-        select(_OUTBOX.c.id)
-        .where(due)
-        .order_by(_OUTBOX.c.priority.desc(), _OUTBOX.c.not_before, _OUTBOX.c.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)  # PostgreSQL; SQLite holds the write lock instead
-        .scalar_subquery()
-    )
     statement = (
         update(_OUTBOX)
-        .where(_OUTBOX.c.id.in_(chosen))
+        .where(_OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
         .values(state="sending", lease_owner=worker, lease_expires_at=now + lease)
         .returning(*_OUTBOX.c)
     )
     with write_transaction(ctx) as conn:
-        rows = conn.execute(statement).mappings().all()
+        candidates = [row for arm in _due_arms(now, limit, campaign_id) for row in conn.execute(arm)]
+        candidates.sort(key=lambda r: (-r.priority, utc(r.not_before), r.id))
+        ids = [r.id for r in candidates[:limit]]
+        rows = conn.execute(statement, {"ids": ids}).mappings().all() if ids else []
     messages = [OutboxMessage(**row) for row in rows]
     messages.sort(key=lambda m: (-m.priority, utc(m.not_before), m.id))
     return messages
