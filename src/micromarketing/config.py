@@ -242,13 +242,26 @@ class SmsSettings(_Section):
     timeout_seconds: float = Field(default=10.0, gt=0)
 
 
+class OutboxSettings(_Section):
+    """``[channels.outbox]``: how delivery workers share the outbox.
+
+    A worker claims ``batch_size`` due messages at a time under a lease of ``lease_seconds``
+    (renewed while it works); a crashed worker's messages are taken over once it expires.
+    ``poll_seconds`` is how often ``deliver --follow`` looks for newly due messages."""
+
+    batch_size: int = Field(default=100, ge=1, le=10_000)
+    lease_seconds: float = Field(default=60.0, gt=0)
+    poll_seconds: float = Field(default=1.0, gt=0)
+
+
 class ChannelsSettings(_Section):
-    """``[channels]``: one table per channel plus the retry policy the outbox applies."""
+    """``[channels]``: one table per channel, the retry policy and the outbox the workers share."""
 
     email: EmailSettings = Field(default_factory=EmailSettings)
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
     sms: SmsSettings = Field(default_factory=SmsSettings)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
 
 
 class ServerSettings(_Section):

@@ -20,6 +20,7 @@ from typing import Any
 import ibis.expr.types as ir
 import pandas as pd
 
+from micromarketing.campaigns.delivery import Delivery
 from micromarketing.campaigns.service import Campaigns
 from micromarketing.config import SETTINGS_FILE, Settings, load_settings, write_default_settings
 from micromarketing.errors import WorkspaceError
@@ -100,6 +101,11 @@ class Workspace:
     def campaigns(self) -> Campaigns:
         """Campaigns: ``plan``, ``run``, ``test``, ``status``, ``list``."""
         return Campaigns(self.context)
+
+    @cached_property
+    def delivery(self) -> Delivery:
+        """Outbox delivery: ``deliver``, ``status``, ``ledger``, ``suppress_import``."""
+        return Delivery(self.context)
 
     # -- lifecycle --------------------------------------------------------------------------
     @classmethod

@@ -134,6 +134,9 @@ RESERVED_HEADERS = frozenset(
         "dkim-signature",
     }
 )
+#: A connection that answered this recently is reused without a NOOP first (one round trip
+#: saved per batch; a one-message batch per send, as the outbox worker makes, halves the cost).
+NOOP_AFTER_IDLE_SECONDS = 5.0
 _MESSAGE_ID = re.compile(r"^[A-Za-z0-9._\-]{1,200}$")
 
 
@@ -246,6 +249,7 @@ class EmailChannel:
         self._ssl_context = ssl_context
         self._smtp: smtplib.SMTP | None = None
         self._next_send = 0.0
+        self._last_reply = 0.0  # time.monotonic() of the server's last answer on this connection
         self.connections_opened = 0
 
     # -- connection ---------------------------------------------------------------------------
@@ -265,12 +269,16 @@ class EmailChannel:
             smtp.close()
             raise
         self.connections_opened += 1
+        self._last_reply = time.monotonic()
         return smtp
 
     def _connection(self) -> smtplib.SMTP:
         if self._smtp is not None:
+            if time.monotonic() - self._last_reply < NOOP_AFTER_IDLE_SECONDS:
+                return self._smtp
             try:
                 if self._smtp.noop()[0] == 250:
+                    self._last_reply = time.monotonic()
                     return self._smtp
             except (smtplib.SMTPException, OSError):
                 pass
@@ -377,5 +385,6 @@ class EmailChannel:
                 ]
                 return outcomes
             else:
+                self._last_reply = time.monotonic()
                 outcomes.append(DeliveryOutcome.sent(msg.message_id, code=250))
         return outcomes

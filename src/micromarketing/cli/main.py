@@ -15,6 +15,7 @@ from micromarketing.cli import (
     clv,
     customers,
     datasets,
+    deliver,
     demo,
     ingest,
     measure,
@@ -78,3 +79,6 @@ app.command("demo")(demo.demo)
 app.command("report")(report.report)
 app.command("measure")(measure.measure)
 app.command("allocate")(measure.allocate)
+app.command("deliver")(deliver.deliver)
+app.command("ledger")(deliver.ledger)
+app.add_typer(deliver.suppress_app, name="suppress")

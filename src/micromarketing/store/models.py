@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Date, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Date, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -212,6 +212,18 @@ class OutboxMessage(Base):
     transactional: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
+
+
+# Claims take the due rows of one state in this order (``campaigns/outbox.py``): with the index a
+# claim reads only the rows it takes instead of sorting the whole outbox (0.3 s per claim of 100
+# at 50k pending rows without it).
+Index(
+    "ix_outbox_due",
+    OutboxMessage.state,
+    OutboxMessage.priority.desc(),
+    OutboxMessage.not_before,
+    OutboxMessage.id,
+)
 
 
 class DeliveryAttempt(Base):
