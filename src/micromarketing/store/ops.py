@@ -36,7 +36,7 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 BASELINE_REVISION = "0001"  # the revision a store made by metadata.create_all is stamped at
 _ADVISORY_LOCK_KEY = 0x6D6D_6F70  # "mmop": serialises concurrent upgrades on PostgreSQL
 # What an audit record must never hold (DESIGN: logs carry no contact points).
-_EMAIL = re.compile(r"[^\s@<>\"',;:()\[\]]+@[^\s@<>\"',;:()\[\]]+\.[A-Za-z]{2,}")
+_EMAIL = re.compile(r"[^\s@<>\",;:()\[\]]+@[^\s@<>\"',;:()\[\]]+\.[A-Za-z]{2,}")
 _PHONE_CANDIDATE = re.compile(r"(?<![\w.+])\+?\(?\d[\d ().-]{5,}\d(?![\w.])")
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
