@@ -22,6 +22,7 @@ from micromarketing.config import SETTINGS_FILE, Settings, load_settings, write_
 from micromarketing.errors import WorkspaceError
 from micromarketing.ingest import IngestResult, ingest_file
 from micromarketing.personalize.service import Offers, Recommender, Templates
+from micromarketing.privacy.service import PrivacyService
 from micromarketing.profiles import ProfileResult, build_profiles
 from micromarketing.profiles.service import Clv
 from micromarketing.profiles.summary import CustomerView, customer_view, rfm_summary
@@ -80,6 +81,11 @@ class Workspace:
     def recommender(self) -> Recommender:
         """Product recommendations: ``fit``, ``evaluate``, ``recommend``."""
         return Recommender(self.context)
+
+    @cached_property
+    def privacy(self) -> PrivacyService:
+        """Consent ledger, erasure, export, retention, audit log: ``record_consent``, ``forget``, …"""
+        return PrivacyService(self.context)
 
     # -- lifecycle --------------------------------------------------------------------------
     @classmethod

@@ -17,6 +17,7 @@ from micromarketing.cli import (
     demo,
     ingest,
     offer,
+    privacy,
     profile,
     recommend,
     segment,
@@ -71,3 +72,5 @@ app.add_typer(offer.app, name="offer")
 app.command("ingest")(ingest.ingest)
 app.command("profile")(profile.profile)
 app.command("demo")(demo.demo)
+app.add_typer(privacy.app, name="privacy")
+app.command("audit")(privacy.audit)

@@ -103,6 +103,14 @@ class OperationsStore:
         with self._sessions() as session, session.begin():
             yield session
 
+    def checkpoint(self) -> None:
+        """SQLite: move the write-ahead log into the database file and truncate it, so deleted
+        rows (zeroed there by ``secure_delete``) do not linger in the log.  PostgreSQL: nothing
+        (its ``VACUUM`` reclaims dead rows; see the README)."""
+        if self.dialect == "sqlite":
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
     def close(self) -> None:
         self.engine.dispose()
 
