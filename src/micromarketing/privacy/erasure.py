@@ -265,8 +265,6 @@ def _erase_ops(
                 deleted[table.name] = int(n)
         needles = [*emails, *phones]
         for table in Base.metadata.sorted_tables:
-            if table.name == Suppression.__tablename__:
-                continue
             n = _redact_table(s, table, ids, needles, label)
             if n:
                 redacted[table.name] = n
@@ -384,6 +382,8 @@ class _Matcher:
         """Free text with the contact points, names and (whole-word) ids replaced."""
         for needle in self.texts:
             text = re.sub(re.escape(needle), ERASED, text, flags=re.IGNORECASE)
+        for digits in self.phone_digits:  # the number however it is written: +33 6 98…, (650) 555-…
+            text = re.sub(r"\+?" + r"[\s().-]*".join(digits) + r"(?!\d)", ERASED, text)
         for customer_id in self.ids:
             text = re.sub(rf"(?<![\w-]){re.escape(customer_id)}(?![\w-])", ERASED, text)
         return text
