@@ -88,12 +88,15 @@ def retain(
 def _inactive(ctx: StoreContext, tables: dict[str, list[str]], cutoff: datetime) -> list[Person]:
     """Customers whose latest activity (order, event, consent record, signup) is before ``cutoff``."""
     customers = ctx.table("customers")
-    activity = [customers.select("customer_id", at=customers.signup_date.cast("timestamp('UTC')"))]
+    def dated_ids(t, at):  # type: ignore[no-untyped-def]  # the key columns differ in nullability
+        return t.select(customer_id=t.customer_id.cast("string"), at=at.cast("timestamp('UTC')"))
+
+    activity = [dated_ids(customers, customers.signup_date)]
     dated = (("transactions", "ordered_at"), ("events", "occurred_at"), ("consent", "recorded_at"))
     for table, column in dated:
         if table in tables:
             t = ctx.table(table)
-            activity.append(t.select("customer_id", at=t[column].cast("timestamp('UTC')")))
+            activity.append(dated_ids(t, t[column]))
     union = ibis.union(*activity)
     latest = union.group_by("customer_id").aggregate(last=union.at.max())
     stale = customers.join(latest, "customer_id").filter(
