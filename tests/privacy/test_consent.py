@@ -42,7 +42,8 @@ def test_record_consent_appends_per_purpose_and_is_audited(ops_workspace):
     privacy.record_consent("C1", "email", "opt_out", at=T0 + timedelta(days=2), source="preference centre")
     assert len(privacy.consent_history("C1")) == 3
     state = {r.purpose: (r.status, r.source) for r in privacy.consent("C1")}
-    assert state == {"marketing": ("opt_out", "preference centre"), "newsletter": ("opt_out", "preference centre")}
+    centre = "preference centre"
+    assert state == {"marketing": ("opt_out", centre), "newsletter": ("opt_out", centre)}
     log = privacy.audit_log(action="consent.record")
     assert [e.actor for e in log] == ["cli", "api:prefs", "cli"]
     assert log[1].details == {"channel": "email", "purpose": "newsletter", "status": "opt_out",

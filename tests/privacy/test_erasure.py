@@ -80,7 +80,8 @@ def _populate(ws: Workspace, tmp_path: Path) -> None:
         campaign = Campaign(name="spring", spec={"test_recipients": [ID], "note": f"seed list {EMAIL}"})
         s.add(campaign)
         s.flush()
-        s.add_all([Assignment(campaign_id=campaign.id, customer_id=c, segment="all", arm="a") for c in (ID, OTHER)])
+        s.add_all([Assignment(campaign_id=campaign.id, customer_id=c, segment="all", arm="a")
+                   for c in (ID, OTHER)])
         message = OutboxMessage(campaign_id=campaign.id, idempotency_key="k-zq", message_id="<1@x>",
                                 customer_id=ID, channel="email",
                                 fields={"email": EMAIL, "first_name": FIRST, "last_name": LAST})
@@ -90,7 +91,8 @@ def _populate(ws: Workspace, tmp_path: Path) -> None:
         s.flush()
         s.add(DeliveryAttempt(outbox_id=message.id, attempt=1, status="sent", reason=f"250 OK {EMAIL}"))
         s.add(Suppression(customer_id=ID, channel="sms", kind="unsubscribe", source="one-click"))
-        s.add(Suppression(customer_id=None, channel="email", kind="hard_bounce", reason=f"550 {EMAIL} unknown"))
+        s.add(Suppression(customer_id=None, channel="email", kind="hard_bounce",
+                          reason=f"550 {EMAIL} unknown"))
     ws.audit("customer.note", ID, {"customer_id": ID, "by": "support"})
     exports = ws.root / "exports"
     write_direct_mail(
@@ -102,14 +104,16 @@ def _populate(ws: Workspace, tmp_path: Path) -> None:
     write_audience([AudienceContact(customer_id=ID, ad_consent=True, email=EMAIL, phone=PHONE),
                     AudienceContact(customer_id=OTHER, ad_consent=True, email="anna.berg@example.com")],
                    "meta", exports / "audience-meta.csv")
-    (exports / "segment.csv.gz").write_bytes(gzip.compress(f"customer_id,segment\n{ID},vip\n{OTHER},vip\n".encode()))
+    segment = f"customer_id,segment\n{ID},vip\n{OTHER},vip\n"
+    (exports / "segment.csv.gz").write_bytes(gzip.compress(segment.encode()))
     (exports / "feed.jsonl").write_text(json.dumps({"customer_id": ID, "name": FIRST}) + "\n"
                                         + json.dumps({"customer_id": OTHER, "name": "Anna"}) + "\n")
     (exports / "summary.json").write_text(json.dumps({"top": [{"customer_id": ID, "email": EMAIL},
                                                               {"customer_id": OTHER}], "total": 2}))
     reports = ws.root / "reports"
     reports.mkdir()
-    (reports / "campaign.html").write_text(f"<p>Best customer: {FIRST} {LAST} ({EMAIL}, {PHONE}), id {ID}</p>")
+    (reports / "campaign.html").write_text(
+        f"<p>Best customer: {FIRST} {LAST} ({EMAIL}, {PHONE}), id {ID}</p>")
 
 
 def _warehouse_hits(ws: Workspace, needles: tuple[str, ...]) -> list[str]:
@@ -165,8 +169,9 @@ def test_forget_leaves_nothing_of_the_person_in_any_table_or_file(ops_workspace,
     assert _file_hits(ws, NEEDLES) == []
     assert report.warehouse_rows["customers"] == 1 and report.warehouse_rows["recommendations"] == 1
     assert report.ops_rows["outbox"] == 1 and report.ops_rows["delivery_attempts"] == 1
-    assert {"exports/mail.csv", "exports/mail.parquet", "exports/audience-meta.csv", "reports/campaign.html",
-            "exports/segment.csv.gz", "exports/feed.jsonl", "exports/summary.json"} <= set(report.files_rewritten)
+    assert {"exports/mail.csv", "exports/mail.parquet", "exports/audience-meta.csv",
+            "reports/campaign.html", "exports/segment.csv.gz", "exports/feed.jsonl",
+            "exports/summary.json"} <= set(report.files_rewritten)
     assert any(f.startswith("quarantine/") for f in report.files_rewritten)
     # everyone else is untouched
     assert ws.table("customers").customer_id.execute().tolist() == [OTHER]

@@ -96,7 +96,7 @@ def retain(
     workspace: WorkspaceOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Purge what the [privacy] retention rules say is kept too long, and report counts."""
+    """Purge what the retention rules (privacy table of micromarketing.toml) say is kept too long."""
     with open_workspace(workspace) as ws:
         report = ws.privacy.retain(dry_run=dry_run, actor=_actor())
     if json_output:
