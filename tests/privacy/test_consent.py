@@ -92,3 +92,21 @@ def test_the_latest_record_wins_like_a_plain_python_fold(workspace, tmp_path_fac
     got = current_consent(workspace.context).to_pyarrow().to_pylist()
     assert {(r["customer_id"], r["channel"], r["purpose"]): r["status"] for r in got} == {
         k: v[1] for k, v in expected.items()}
+
+
+def test_a_consent_table_from_before_purposes_gains_the_column(tmp_path):
+    from micromarketing.workspace import Workspace
+
+    ws = Workspace.init(tmp_path / "ws")
+    ws.warehouse.raw_sql("DROP TABLE consent")
+    ws.warehouse.raw_sql(  # the table as the previous release created it
+        "CREATE TABLE consent (customer_id VARCHAR, channel VARCHAR, status VARCHAR, "
+        "recorded_at TIMESTAMP WITH TIME ZONE, source VARCHAR, "
+        "PRIMARY KEY (customer_id, channel, recorded_at))")
+    ws.warehouse.raw_sql(
+        "INSERT INTO consent VALUES ('C1', 'email', 'opt_in', '2025-01-01 00:00:00+00', 'old')")
+    ws.close()
+    with Workspace.open(tmp_path / "ws") as ws:
+        ws.privacy.record_consent("C1", "email", "opt_out", at=T0)
+        assert [(r.status, r.purpose) for r in ws.privacy.consent_history("C1")] == [
+            ("opt_in", "marketing"), ("opt_out", "marketing")]
