@@ -358,6 +358,17 @@ class CampaignSettings(_Section):
         }
 
 
+class PrivacySettings(_Section):
+    """``[privacy]``: the retention rules ``privacy retain`` applies (unset: keep forever)."""
+
+    events_max_age_months: int | None = Field(default=24, ge=1, le=1200)
+    transactions_max_age_months: int | None = Field(default=None, ge=1, le=1200)
+    # Customers with no order, event, consent record or signup within this many years are erased
+    # (without a suppression entry: they did not ask, a later re-ingest may bring them back).
+    inactive_customer_years: int | None = Field(default=None, ge=1, le=100)
+    quarantine_max_age_days: int | None = Field(default=90, ge=1, le=36_500)
+
+
 class Settings(_Section):
     """All settings of one workspace."""
 
@@ -373,6 +384,7 @@ class Settings(_Section):
     measure: MeasureSettings = Field(default_factory=MeasureSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
     campaigns: CampaignSettings = Field(default_factory=CampaignSettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
 
 
 def load_settings(root: Path, environ: Mapping[str, str] | None = None) -> Settings:

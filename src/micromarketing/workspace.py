@@ -28,6 +28,7 @@ from micromarketing.ingest import IngestResult, ingest_file
 from micromarketing.measure.report_service import Reports
 from micromarketing.measure.service import Measure
 from micromarketing.personalize.service import Offers, Recommender, Templates
+from micromarketing.privacy.service import PrivacyService
 from micromarketing.profiles import ProfileResult, build_profiles
 from micromarketing.profiles.service import Clv
 from micromarketing.profiles.summary import CustomerView, customer_view, rfm_summary
@@ -107,6 +108,11 @@ class Workspace:
         """Outbox delivery: ``deliver``, ``status``, ``ledger``, ``suppress_import``."""
         return Delivery(self.context)
 
+    @cached_property
+    def privacy(self) -> PrivacyService:
+        """Consent ledger, erasure, export, retention, audit log: ``record_consent``, ``forget``, …"""
+        return PrivacyService(self.context)
+
     # -- lifecycle --------------------------------------------------------------------------
     @classmethod
     def init(cls, root: str | os.PathLike[str], currency: str | None = None) -> Workspace:
@@ -160,12 +166,17 @@ class Workspace:
     def ingest(
         self, kind: str, path: str | os.PathLike[str], progress: ProgressCallback = noop_progress
     ) -> IngestResult:
-        """Validate and upsert one file of ``kind``; rejected rows go to a quarantine file."""
-        return ingest_file(self.context, kind, Path(path), progress=progress)
+        """Validate and upsert one file of ``kind``; rejected rows go to a quarantine file (audited)."""
+        result = ingest_file(self.context, kind, Path(path), progress=progress)
+        self.audit("ingest", kind, {"file": Path(path).name, "sha256": result.sha256,
+                                    "accepted": result.accepted, "rejected": result.rejected})
+        return result
 
     def profile(self, as_of: date | None = None, progress: ProgressCallback = noop_progress) -> ProfileResult:
-        """Build the ``profiles`` table as of ``as_of`` (default: the day after the last order)."""
-        return build_profiles(self.context, as_of=as_of, progress=progress)
+        """Build the ``profiles`` table as of ``as_of`` (default: the day after the last order; audited)."""
+        result = build_profiles(self.context, as_of=as_of, progress=progress)
+        self.audit("profile", "profiles", {"as_of": str(as_of) if as_of else None})
+        return result
 
     def rfm_summary(self) -> pd.DataFrame:
         """Customers, revenue and averages per RFM segment of the current profiles."""

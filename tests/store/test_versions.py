@@ -1,4 +1,6 @@
-"""Version allocation: one counter per named object, bumped inside the caller's transaction."""
+"""Version allocation: one counter per named object, bumped inside the caller's transaction.
+
+Each test runs on SQLite and PostgreSQL (``ops_workspace`` in ``conftest.py``)."""
 
 from __future__ import annotations
 
@@ -9,12 +11,12 @@ from micromarketing.store.versions import latest_version, next_version
 from micromarketing.workspace import Workspace
 
 
-def _context(tmp_path) -> StoreContext:
-    return Workspace.init(tmp_path / "ws").context
+def _context(ws: Workspace) -> StoreContext:
+    return ws.context
 
 
-def test_versions_count_per_kind_and_name(tmp_path):
-    ctx = _context(tmp_path)
+def test_versions_count_per_kind_and_name(ops_workspace):
+    ctx = _context(ops_workspace)
     with ctx.ops.session() as s:
         assert latest_version(s, "template", "a") is None
         assert [next_version(s, "template", "a") for _ in range(3)] == [1, 2, 3]
@@ -24,8 +26,8 @@ def test_versions_count_per_kind_and_name(tmp_path):
         assert latest_version(s, "template", "a") == 3
 
 
-def test_a_rolled_back_allocation_is_not_used(tmp_path):
-    ctx = _context(tmp_path)
+def test_a_rolled_back_allocation_is_not_used(ops_workspace):
+    ctx = _context(ops_workspace)
     try:
         with ctx.ops.session() as s:
             next_version(s, "segment", "x")
@@ -36,8 +38,8 @@ def test_a_rolled_back_allocation_is_not_used(tmp_path):
         assert next_version(s, "segment", "x") == 1
 
 
-def test_two_threads_never_get_the_same_version(tmp_path):
-    ctx = _context(tmp_path)
+def test_two_threads_never_get_the_same_version(ops_workspace):
+    ctx = _context(ops_workspace)
     got: dict[str, list[int]] = {"a": [], "b": []}
     start = threading.Barrier(2)
 
@@ -56,14 +58,14 @@ def test_two_threads_never_get_the_same_version(tmp_path):
     assert sorted(allocated) == list(range(1, 101))
 
 
-def test_a_workspace_from_before_the_counters_continues_after_its_stored_versions(tmp_path):
+def test_a_workspace_from_before_the_counters_continues_after_its_stored_versions(ops_workspace):
     from datetime import date
 
     from sqlalchemy import delete
 
     from micromarketing.store.models import ModelVersion, Segment, SegmentVersion, Template, VersionCounter
 
-    ws = Workspace.init(tmp_path / "ws")
+    ws = ops_workspace
     with ws.ops.session() as s:  # what an older version wrote: stored versions, no counters
         s.add_all(
             [
@@ -77,7 +79,7 @@ def test_a_workspace_from_before_the_counters_continues_after_its_stored_version
         s.add(SegmentVersion(segment_id=segment.id, version=3))
         s.execute(delete(VersionCounter))
     ws.close()
-    ctx = Workspace.open(tmp_path / "ws").context
+    ctx = Workspace.open(ws.root).context
     with ctx.ops.session() as s:
         assert next_version(s, "clv") == 5
         assert next_version(s, "template", "winback") == 3

@@ -20,6 +20,7 @@ from micromarketing.cli import (
     ingest,
     measure,
     offer,
+    privacy,
     profile,
     recommend,
     report,
@@ -82,3 +83,5 @@ app.command("allocate")(measure.allocate)
 app.command("deliver")(deliver.deliver)
 app.command("ledger")(deliver.ledger)
 app.add_typer(deliver.suppress_app, name="suppress")
+app.add_typer(privacy.app, name="privacy")
+app.command("audit")(privacy.audit)

@@ -32,6 +32,7 @@ import ibis.expr.types as ir
 from micromarketing.errors import DataError, IngestError
 from micromarketing.ingest.references import orphans, workspace_currency
 from micromarketing.ingest.validate import Limits, checked_table
+from micromarketing.privacy.erasure import erased_rows
 from micromarketing.progress import ProgressCallback, noop_progress
 from micromarketing.store.models import IngestRun
 from micromarketing.store.schema import TABLES, TableSpec
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
 
 FORMATS = {".csv": "csv", ".csv.gz": "csv", ".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 QUARANTINE_META = ("file", "row", "field", "reason")
+# Rows of a person erased by `privacy forget`: refused, quarantined without their values.
+ERASED_REASON = "erased customer (right to erasure): not ingested again"
 _STEPS = 5
 
 
@@ -142,6 +145,13 @@ def ingest_file(
         )
         progress(step, 2, _STEPS)
         rejects = _rejects(wh, checked, spec, stage)
+        erased = erased_rows(ws, spec, checked.filter(checked._reason.isnull()))
+        if erased is not None:  # an erased person's rows are refused, their values not kept
+            erased = erased.anti_join(rejects, "_row")
+            rejects = wh.materialize_temp(stage + "_erased", rejects.union(erased.select(
+                "_row", _field=ibis.literal("customer_id"), _reason=ibis.literal(ERASED_REASON),
+                _label=ibis.literal(f"customer_id: {ERASED_REASON}"),
+            )))
         progress(step, 3, _STEPS)
         keep = checked.filter(checked._reason.isnull())
         keep = keep.anti_join(rejects, "_row")
@@ -185,7 +195,7 @@ def ingest_file(
 def _cleanup(wh, stage: str) -> None:  # type: ignore[no-untyped-def]
     """Drop every temp table/view this run may have created (names start with ``stage``)."""
     for suffix in ("", "_rejects", "_errors", "_scans", "_lines", "_lines_rejects", "_lines_errors",
-                   "_lines_scans", "_checked", "_bad", "_dups"):
+                   "_lines_scans", "_checked", "_bad", "_dups", "_erased"):
         wh.drop_temp(stage + suffix)
 
 
@@ -373,7 +383,9 @@ def _write_quarantine(  # type: ignore[no-untyped-def]
     joined = rejects.join(staged, "_row", how="left")
     valued = joined.select(
         file=ibis.literal(str(path)), row=joined._row, field=joined._field, reason=joined._reason,
-        **{raw_names[n]: joined[n] for n in names}, raw_line=ibis.null(dt.string),
+        **{raw_names[n]: ibis.ifelse(joined._reason == ERASED_REASON, ibis.null(dt.string), joined[n])
+           for n in names},
+        raw_line=ibis.null(dt.string),
     )
     unparsed = parse_rejects.select(
         file=ibis.literal(str(path)), row=parse_rejects._row,

@@ -161,15 +161,18 @@ EVENTS = TableSpec(
     ),
 )
 
+# The consent ledger: append-only, the latest record per (customer, channel, purpose) wins
+# (micromarketing.privacy.consent).  ``purpose`` is a topic such as "marketing" or "newsletter".
 CONSENT = TableSpec(
     name="consent",
-    key=("customer_id", "channel", "recorded_at"),
+    key=("customer_id", "channel", "purpose", "recorded_at"),
     columns=(
         Column("customer_id", "string", required=True),
         Column("channel", "string", required=True, allowed=CONSENT_CHANNELS),
         Column("status", "string", required=True, allowed=CONSENT_STATUSES),
         Column("recorded_at", "timestamp", required=True),
         Column("source", "string"),
+        Column("purpose", "string", default="marketing"),
     ),
 )
 

@@ -97,6 +97,16 @@ class Warehouse:
         for spec in TABLES.values():
             if spec.name not in existing:
                 self.con.raw_sql(_create_table_ddl(spec))
+                continue
+            # a workspace made by an older version gains the columns added since (keys unchanged)
+            have = set(self.con.table(spec.name).columns)
+            for col in spec.columns + spec.derived + spec.maintained:
+                if col.name not in have:
+                    default = f" DEFAULT '{_quote(col.default)}'" if col.default is not None else ""
+                    self.con.raw_sql(
+                        f"ALTER TABLE {_ident(spec.name)} ADD COLUMN {_ident(col.name)} "
+                        f"{SQL_TYPES[col.type]}{default}"
+                    )
         self._ensure_rollups(existing)
 
     def _ensure_rollups(self, existing: set[str]) -> None:
@@ -175,6 +185,88 @@ class Warehouse:
                 raw.execute("DROP TABLE IF EXISTS _upsert_rows")
                 raw.execute("DROP TABLE IF EXISTS _affected_customers")
         return int(written[0]) if written else 0
+
+    # -- deletes (privacy: erasure and retention) -------------------------------------------
+    def base_tables(self) -> dict[str, list[str]]:
+        """Every stored table (temp tables excluded) and its columns."""
+        rows = self.con.con.execute(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_catalog = current_database() AND table_schema = current_schema() "
+            "ORDER BY table_name, ordinal_position"
+        ).fetchall()
+        tables: dict[str, list[str]] = {}
+        for table, column in rows:
+            tables.setdefault(table, []).append(column)
+        return tables
+
+    def delete_matching(self, matches: dict[str, list[str]], *, dry_run: bool = False) -> dict[str, int]:
+        """Delete, from every table having one of the columns, the rows whose value (as text) is
+        one of ``matches[column]``; returns the rows deleted (or, with ``dry_run``, found) per table.
+
+        One transaction; rollups are tables with ``customer_id`` too, so they lose the same
+        customers' rows and stay consistent with their sources.
+        """
+        counts: dict[str, int] = {}
+        raw = self.con.con
+        raw.execute("BEGIN TRANSACTION")
+        try:
+            for table, columns in self.base_tables().items():
+                used = [c for c in columns if matches.get(c)]
+                if not used:
+                    continue
+                where = " OR ".join(
+                    f"CAST({_ident(c)} AS VARCHAR) IN ({', '.join('?' * len(matches[c]))})" for c in used
+                )
+                params = [v for c in used for v in matches[c]]
+                found = raw.execute(f"SELECT count(*) FROM {_ident(table)} WHERE {where}", params).fetchone()
+                if found and found[0]:
+                    counts[table] = int(found[0])
+                    if not dry_run:
+                        raw.execute(f"DELETE FROM {_ident(table)} WHERE {where}", params)
+            raw.execute("COMMIT")
+        except BaseException:
+            raw.execute("ROLLBACK")
+            raise
+        return counts
+
+    def delete_before(self, name: str, column: str, cutoff: datetime, *, dry_run: bool = False) -> int:
+        """Delete the rows of ``name`` whose ``column`` is before ``cutoff``; returns how many.
+
+        The rollups of ``name`` are refreshed for the customers who lost rows, in the same
+        transaction (with ``dry_run`` nothing is deleted, the count is what would be).
+        """
+        if column not in self.con.table(name).columns:
+            raise DataError(f"table {name!r} has no column {column!r}")
+        raw = self.con.con
+        where = f"{_ident(column)} < ?"
+        found = raw.execute(f"SELECT count(*) FROM {_ident(name)} WHERE {where}", [cutoff]).fetchone()
+        count = int(found[0]) if found else 0
+        if dry_run or not count:
+            return count
+        refreshed, rebuilt = refreshed_by(name), rebuilt_by(name)
+        raw.execute("BEGIN TRANSACTION")
+        try:
+            if refreshed:
+                raw.execute(
+                    "CREATE OR REPLACE TEMP TABLE _affected_customers AS SELECT DISTINCT customer_id "
+                    f"FROM {_ident(name)} WHERE {where}", [cutoff],
+                )
+            raw.execute(f"DELETE FROM {_ident(name)} WHERE {where}", [cutoff])
+            for rollup in refreshed:
+                self._refresh_rollup(rollup, only_affected=True)
+            for rollup in rebuilt:
+                self._refresh_rollup(rollup, only_affected=False)
+            raw.execute("COMMIT")
+        except BaseException:
+            raw.execute("ROLLBACK")
+            raise
+        finally:
+            raw.execute("DROP TABLE IF EXISTS _affected_customers")
+        return count
+
+    def checkpoint(self) -> None:
+        """Write the WAL into the database file (deleted rows leave the log; see the README)."""
+        self.raw_sql("CHECKPOINT")
 
     def _note_affected_customers(self, spec: TableSpec, rollups: tuple[Rollup, ...]) -> None:
         """Temp table ``_affected_customers``: whose rollup rows the pending write can change.

@@ -1,0 +1,60 @@
+"""The audit log: who did what, when, with which parameters — never an email or phone number.
+
+Records are appended through ``StoreContext.audit`` (every domain package uses it); the
+operations store strips contact points from every record it writes (see
+:mod:`micromarketing.store.ops`).  This module reads the log back for ``micromarketing audit``.
+"""
+
+from __future__ import annotations
+
+import getpass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+from sqlalchemy import select
+
+from micromarketing.store.models import AuditEvent
+
+if TYPE_CHECKING:
+    from micromarketing.store.context import StoreContext
+
+
+class AuditEntry(BaseModel):
+    """One record of the audit log."""
+
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    subject: str
+    details: dict[str, Any]
+
+
+def cli_actor() -> str:
+    """``cli:<login name>``: who runs a command from a shell."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no passwd entry for the uid (containers)
+        return "cli"
+
+
+def audit_log(
+    ctx: StoreContext, *, since: datetime | None = None, action: str | None = None, limit: int = 1000
+) -> list[AuditEntry]:
+    """The newest ``limit`` records at or after ``since`` (optionally one action, or a prefix
+    ending in ``.`` such as ``privacy.``), oldest first."""
+    query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
+    if since is not None:
+        since = since.astimezone(UTC) if since.tzinfo else since.replace(tzinfo=UTC)
+        query = query.where(AuditEvent.at >= since)
+    if action:
+        query = query.where(AuditEvent.action.startswith(action, autoescape=True) if action.endswith(".")
+                            else AuditEvent.action == action)
+    with ctx.ops.session() as s:
+        events = list(s.scalars(query))
+    return [
+        AuditEntry(id=e.id, at=e.at if e.at.tzinfo else e.at.replace(tzinfo=UTC), actor=e.actor,
+                   action=e.action, subject=e.subject, details=e.details or {})
+        for e in reversed(events)
+    ]

@@ -1,0 +1,112 @@
+"""The consent ledger: append-only records in the warehouse ``consent`` table; the latest wins.
+
+A record is (customer, channel, purpose, status, source, recorded_at).  ``consent.csv`` ingest
+appends records with the statuses it accepts (``opt_in``, ``opt_out``; ``purpose`` defaults to
+``marketing``); :func:`record_consent` appends one (the preference centre, the API, the CLI).
+Nothing updates or deletes a record except erasure and retention.  :func:`current_consent`
+derives the state: per (customer, channel, purpose), the record with the latest ``recorded_at``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import ibis
+import ibis.expr.types as ir
+from pydantic import BaseModel
+
+from micromarketing.errors import InvalidInputError, PolicyError
+from micromarketing.privacy.erasure import is_erased
+from micromarketing.store.schema import CONSENT, CONSENT_CHANNELS, CONSENT_STATUSES
+
+if TYPE_CHECKING:
+    from micromarketing.store.context import StoreContext
+
+DEFAULT_PURPOSE = "marketing"
+
+
+class ConsentRecord(BaseModel):
+    """One entry of the ledger."""
+
+    customer_id: str
+    channel: str
+    purpose: str
+    status: str
+    source: str | None
+    recorded_at: datetime
+
+
+def record_consent(
+    ctx: StoreContext,
+    customer_id: str,
+    channel: str,
+    status: str,
+    *,
+    purpose: str = DEFAULT_PURPOSE,
+    source: str = "cli",
+    at: datetime | None = None,
+    actor: str = "cli",
+) -> ConsentRecord:
+    """Append one consent record (``at`` defaults to now, UTC) and audit it.
+
+    Raises :class:`InvalidInputError` naming the field for an unknown channel or status or an
+    empty id/purpose, and :class:`PolicyError` for a person who was erased.
+    """
+    customer_id = customer_id.strip()
+    purpose = purpose.strip()
+    if not customer_id:
+        raise InvalidInputError("customer_id: must not be empty")
+    if channel not in CONSENT_CHANNELS:
+        raise InvalidInputError(f"channel: {channel!r} is not one of {', '.join(CONSENT_CHANNELS)}")
+    if status not in CONSENT_STATUSES:
+        raise InvalidInputError(f"status: {status!r} is not one of {', '.join(CONSENT_STATUSES)}")
+    if not purpose or len(purpose) > 64:
+        raise InvalidInputError("purpose: must be 1 to 64 characters")
+    if is_erased(ctx, customer_id=customer_id):
+        raise PolicyError(f"customer {customer_id!r} was erased: no consent is recorded for them")
+    when = (at or datetime.now(UTC)).astimezone(UTC)
+    record = ConsentRecord(customer_id=customer_id, channel=channel, purpose=purpose, status=status,
+                           source=source, recorded_at=when)
+    row = ibis.memtable(
+        {"customer_id": [customer_id], "channel": [channel], "status": [status], "recorded_at": [when],
+         "source": [source], "purpose": [purpose]},
+        schema={"customer_id": "string", "channel": "string", "status": "string",
+                "recorded_at": "timestamp('UTC')", "source": "string", "purpose": "string"},
+    )
+    ctx.warehouse.upsert(CONSENT.name, row.select(*CONSENT.column_names))
+    ctx.audit("consent.record", customer_id,
+              {"channel": channel, "purpose": purpose, "status": status, "source": source}, actor=actor)
+    return record
+
+
+def consent_ledger(ctx: StoreContext) -> ir.Table:
+    """The ledger with ``purpose`` filled in (records ingested before it existed are marketing)."""
+    ledger = ctx.table(CONSENT.name)
+    return ledger.mutate(purpose=ledger.purpose.fill_null(DEFAULT_PURPOSE))
+
+
+def current_consent(ctx: StoreContext, customer_id: str | None = None) -> ir.Table:
+    """Per (customer, channel, purpose) the latest record: the consent in force.
+
+    An Ibis expression (campaign policy joins it); ``customer_id`` narrows it to one person.
+    """
+    ledger = consent_ledger(ctx)
+    if customer_id is not None:
+        ledger = ledger.filter(ledger.customer_id == customer_id)
+    latest = ibis.window(group_by=["customer_id", "channel", "purpose"], order_by=ibis.desc("recorded_at"))
+    ranked = ledger.mutate(_rank=ibis.row_number().over(latest))
+    return ranked.filter(ranked._rank == 0).drop("_rank")
+
+
+def consent_history(ctx: StoreContext, customer_id: str) -> list[ConsentRecord]:
+    """Every record of one person, oldest first."""
+    ledger = consent_ledger(ctx)
+    rows = ledger.filter(ledger.customer_id == customer_id).order_by("recorded_at", "channel", "purpose")
+    return [ConsentRecord(**r) for r in rows.to_pyarrow().to_pylist()]
+
+
+def consent_state(ctx: StoreContext, customer_id: str) -> list[ConsentRecord]:
+    """The records in force for one person (one per channel and purpose)."""
+    rows = current_consent(ctx, customer_id).order_by("channel", "purpose")
+    return [ConsentRecord(**r) for r in rows.to_pyarrow().to_pylist()]
