@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-03 08:37:19.224734
+Create Date: 2026-12-03 09:55:49.302360
 """
 
 from __future__ import annotations
@@ -206,6 +206,9 @@ def upgrade() -> None:
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_outbox_campaign_id"), ["campaign_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_outbox_customer_id"), ["customer_id"], unique=False)
+        batch_op.create_index(
+            "ix_outbox_due", ["state", sa.literal_column("priority DESC"), "not_before", "id"], unique=False
+        )
         batch_op.create_index(batch_op.f("ix_outbox_not_before"), ["not_before"], unique=False)
         batch_op.create_index(batch_op.f("ix_outbox_state"), ["state"], unique=False)
 
@@ -256,6 +259,7 @@ def downgrade() -> None:
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_outbox_state"))
         batch_op.drop_index(batch_op.f("ix_outbox_not_before"))
+        batch_op.drop_index("ix_outbox_due")
         batch_op.drop_index(batch_op.f("ix_outbox_customer_id"))
         batch_op.drop_index(batch_op.f("ix_outbox_campaign_id"))
 
