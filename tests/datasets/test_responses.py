@@ -47,3 +47,14 @@ def test_the_same_seed_gives_the_same_orders_and_bad_truth_is_refused():
     pd.testing.assert_frame_equal(one, two)
     with pytest.raises(ValueError, match="outside"):
         simulate_responses(frame, {"vip": TrueResponse(0.95, {"a": 0.1})}, **options)
+
+
+def test_members_the_message_never_reached_convert_at_the_baseline():
+    truth = {"vip": TrueResponse(0.05, {"a": 0.25})}
+    frame = _assignments(30_000).assign(segment="vip")
+    frame["delivered"] = frame.index % 2 == 0
+    orders = simulate_responses(frame, truth, window_days=7, currency="EUR", seed=3)
+    treated = frame[frame.arm == "a"].assign(bought=lambda f: f.customer_id.isin(orders.customer_id))
+    reached = treated[treated.delivered].bought.mean()
+    missed = treated[~treated.delivered].bought.mean()
+    assert abs(reached - 0.30) < 0.02 and abs(missed - 0.05) < 0.01

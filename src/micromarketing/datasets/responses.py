@@ -3,7 +3,8 @@
 The demo (and the measurement tests) need outcomes whose truth is known, so that the measured
 lifts and their intervals can be checked against it: each assigned customer converts with the
 probability of their (segment, arm) — the control arm's rate is the segment's baseline, a
-variant's rate is the baseline plus its true uplift — at a uniformly random time inside the
+variant's rate is the baseline plus its true uplift *for the members who received the message*
+(a member the policy skipped converts at the baseline) — at a uniformly random time inside the
 attribution window after assignment, with an order value drawn from a gamma distribution around
 the segment's average order value.  Converters are written as transaction rows that ``ingest``
 accepts.  Deterministic for a seed (numpy ``Generator``; no global random state).
@@ -42,15 +43,22 @@ def simulate_responses(
 ) -> pd.DataFrame:
     """Transactions of the customers who convert, one order each.
 
-    ``assignments`` has ``customer_id``, ``segment``, ``arm`` and ``assigned_at`` (timezone-aware);
-    segments missing from ``truth`` do not respond.  Returns the columns of the ``transactions``
+    ``assignments`` has ``customer_id``, ``segment``, ``arm`` and ``assigned_at`` (timezone-aware),
+    and optionally ``delivered`` (bool: only those get a variant's uplift; default all); segments
+    missing from ``truth`` do not respond.  Returns the columns of the ``transactions``
     table (``order_id``, ``line_no``, ``customer_id``, ``ordered_at``, ``amount``, ``currency``,
     ``channel``)."""
     rng = np.random.default_rng(seed)
     frame = assignments.sort_values("customer_id").reset_index(drop=True)
     known = frame["segment"].isin(list(truth))
     frame = frame[known].reset_index(drop=True)
-    rates = np.array([truth[s].rate(a) for s, a in zip(frame["segment"], frame["arm"], strict=True)])
+    reached = frame["delivered"].to_numpy(bool) if "delivered" in frame else np.ones(len(frame), bool)
+    rates = np.array(
+        [
+            truth[s].rate(a if got else "control")
+            for s, a, got in zip(frame["segment"], frame["arm"], reached, strict=True)
+        ]
+    )
     if np.any((rates < 0) | (rates > 1)):
         raise ValueError("a true conversion rate is outside [0, 1]")
     converts = rng.random(len(frame)) < rates
