@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from micromarketing.cli import (
+    apikey,
     clv,
     customers,
     datasets,
@@ -21,6 +22,7 @@ from micromarketing.cli import (
     recommend,
     segment,
     segment_discover,
+    serve,
     template,
 )
 from micromarketing.cli._common import JsonOption, console, handle_errors, print_json
@@ -71,3 +73,5 @@ app.add_typer(offer.app, name="offer")
 app.command("ingest")(ingest.ingest)
 app.command("profile")(profile.profile)
 app.command("demo")(demo.demo)
+app.add_typer(apikey.app, name="apikey")
+app.command("serve")(serve.serve)
