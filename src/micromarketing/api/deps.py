@@ -6,15 +6,17 @@ order of magnitude.  The server therefore keeps one :class:`Workspace` open and 
 one at a time through it (:class:`WorkspaceHolder`; a DuckDB connection is not shared between
 threads).  A CLI command that finds the warehouse held waits for it (``[warehouse]
 lock_timeout``) and leaves a *waiting file* beside it; the server notices the file after the
-request in progress (or within :data:`WATCH_INTERVAL` when idle), closes the workspace and lets
-the command run.  Requests that arrive meanwhile wait for the warehouse the same way and answer
-503 with ``Retry-After`` if it stays busy past ``lock_timeout``; the next request after the
-command finished reopens the workspace and sees what it wrote.
+request in progress (or within :data:`WATCH_INTERVAL` when idle), closes the workspace and does
+not reopen it while the file is there, so the command gets in.  Requests that arrive meanwhile
+wait (for the command, then for the warehouse the same way commands do) and answer 503 with
+``Retry-After`` if it stays busy past ``lock_timeout``; the first request after the command
+reopens the workspace and sees what it wrote.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,6 +35,7 @@ class WorkspaceHolder:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._ws: Workspace | None = None
+        self._released: Workspace | None = None  # closed; still knows where its warehouse is
         self._gate = threading.Lock()
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -42,6 +45,7 @@ class WorkspaceHolder:
         """The open workspace, for the duration of one request."""
         with self._gate:
             if self._ws is None:
+                self._yield_to_waiting_commands()
                 self._ws = Workspace.open(self.root)
             try:
                 yield self._ws
@@ -53,6 +57,17 @@ class WorkspaceHolder:
         if self._ws is not None:
             ws, self._ws = self._ws, None
             ws.close()
+            self._released = ws
+
+    def _yield_to_waiting_commands(self) -> None:
+        """Do not reopen while the command we let go for still waits (it retries with backoff,
+        up to a second apart); past ``lock_timeout`` open anyway and let the lock wait decide."""
+        released, self._released = self._released, None
+        if released is None:
+            return
+        deadline = time.monotonic() + released.settings.warehouse.lock_timeout
+        while released.others_waiting() and time.monotonic() < deadline:
+            time.sleep(WATCH_INTERVAL)
 
     def _watch(self) -> None:
         while not self._stop.wait(WATCH_INTERVAL):
