@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, is_dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 CORE = ("health", "customers", "segments", "templates", "clv", "profiles", "keys")
@@ -18,7 +18,8 @@ OPTIONAL: tuple[tuple[str, str], ...] = ()
 
 
 def plain(value: Any) -> Any:
-    """``value`` as JSON-ready Python: numpy scalars unwrapped, NaN/inf as None, dataclasses as dicts."""
+    """``value`` as JSON-ready Python: numpy scalars unwrapped, NaN/inf as None, dataclasses as dicts,
+    naive timestamps marked UTC."""
     if isinstance(value, dict):
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -27,6 +28,8 @@ def plain(value: Any) -> Any:
         return plain(asdict(value))
     if hasattr(value, "model_dump"):
         return plain(value.model_dump())
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)  # the stores keep UTC; SQLite hands it back naive
     if isinstance(value, datetime | date | str | bool | int) or value is None:
         return value
     if hasattr(value, "item") and not isinstance(value, float):  # numpy scalar
