@@ -25,7 +25,7 @@ from micromarketing.api.deps import WorkspaceHolder
 from micromarketing.api.problems import Problem, problem_response
 from micromarketing.api.ratelimit import RateLimiter
 from micromarketing.api.routers import CORE, OPTIONAL
-from micromarketing.workspace import Workspace
+from micromarketing.workspace import WORKSPACE_ENV, Workspace
 
 API_PREFIX = "/api/v1"
 
@@ -142,6 +142,11 @@ def create_app(
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def from_environment() -> FastAPI:
+    """The app for ``$MICROMARKETING_WORKSPACE`` (else the current directory): uvicorn's factory."""
+    return create_app(os.environ.get(WORKSPACE_ENV) or ".")
 
 
 def _problem_openapi(schema: dict[str, Any]) -> dict[str, Any]:

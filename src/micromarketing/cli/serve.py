@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
 
-from micromarketing.cli._common import WorkspaceOption, err_console, handle_errors
+from micromarketing.cli._common import WorkspaceOption, err_console, handle_errors, open_workspace
+from micromarketing.workspace import WORKSPACE_ENV
+
+APP_FACTORY = "micromarketing.api.app:from_environment"  # by name: the CLI does not import the API
 
 
 @handle_errors
@@ -21,8 +25,7 @@ def serve(
     it, so commands keep working while it runs (see README, "Serving the API")."""
     import uvicorn
 
-    from micromarketing.api import create_app
-
-    app = create_app(workspace or ".")
+    with open_workspace(workspace) as ws:  # a missing workspace fails here, in one line
+        os.environ[WORKSPACE_ENV] = str(ws.root)
     err_console.print(f"Serving on http://{host}:{port} (OpenAPI at /openapi.json); Ctrl-C stops")
-    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+    uvicorn.run(APP_FACTORY, factory=True, host=host, port=port, log_level="info", access_log=False)
