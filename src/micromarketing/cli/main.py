@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from micromarketing.cli import (
+    apikey,
     campaign,
     clv,
     customers,
@@ -26,6 +27,7 @@ from micromarketing.cli import (
     report,
     segment,
     segment_discover,
+    serve,
     template,
 )
 from micromarketing.cli._common import JsonOption, console, handle_errors, print_json
@@ -85,3 +87,5 @@ app.command("ledger")(deliver.ledger)
 app.add_typer(deliver.suppress_app, name="suppress")
 app.add_typer(privacy.app, name="privacy")
 app.command("audit")(privacy.audit)
+app.add_typer(apikey.app, name="apikey")
+app.command("serve")(serve.serve)
