@@ -6,8 +6,8 @@ more.  Every change is appended to the consent ledger (the warehouse ``consent``
 record per customer and channel wins) with source ``preference centre``; an unsubscribe also
 writes a ``suppressions`` row, which delivery checks before every send.
 
-Until the privacy package's ``record_consent`` lands, :func:`append_consent` is the one ledger
-writer of this module; swap it for that function when merging.
+Ledger records are written by :func:`micromarketing.privacy.consent.record_consent`, the one
+writer of the ledger.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from micromarketing.errors import InvalidInputError, NotFoundError
 from micromarketing.personalize.templates import token_secret
+from micromarketing.privacy.consent import record_consent
 from micromarketing.profiles.summary import customer_view
 from micromarketing.store.context import StoreContext
 from micromarketing.store.models import Suppression
@@ -64,35 +65,17 @@ class PreferenceChange(BaseModel):
 def append_consent(
     ctx: StoreContext, customer_id: str, statuses: dict[str, str], source: str = SOURCE
 ) -> list[ConsentRecord]:
-    """Append one ledger record per channel in ``statuses`` (``opt_in``/``opt_out``), all stamped now."""
-    for channel, status in statuses.items():
-        if channel not in CONSENT_CHANNELS:
-            raise InvalidInputError(
-                f"unknown channel {channel!r} (use one of: {', '.join(CONSENT_CHANNELS)})"
-            )
-        if status not in ("opt_in", "opt_out"):
-            raise InvalidInputError(f"channel {channel}: unknown status {status!r} (use opt_in or opt_out)")
-    if not statuses:
-        return []
+    """Append one ledger record per channel in ``statuses`` (``opt_in``/``opt_out``), all stamped
+    now, through the privacy package's one ledger writer (validated, audited)."""
     now = datetime.now(UTC)
-    rows = ibis.memtable(
-        {
-            "customer_id": [customer_id] * len(statuses),
-            "channel": list(statuses),
-            "status": list(statuses.values()),
-            "recorded_at": [now] * len(statuses),
-            "source": [source] * len(statuses),
-        },
-        schema={
-            "customer_id": "string",
-            "channel": "string",
-            "status": "string",
-            "recorded_at": "timestamp('UTC')",
-            "source": "string",
-        },
-    )
-    ctx.warehouse.upsert("consent", rows)
-    return [ConsentRecord(channel=c, status=s, recorded_at=now, source=source) for c, s in statuses.items()]
+    recorded = [
+        record_consent(ctx, customer_id, channel, status, source=source, at=now, actor=source)
+        for channel, status in statuses.items()
+    ]
+    return [
+        ConsentRecord(channel=r.channel, status=r.status, recorded_at=r.recorded_at, source=r.source)
+        for r in recorded
+    ]
 
 
 def consent_history(ctx: StoreContext, customer_id: str, limit: int | None = None) -> list[ConsentRecord]:
