@@ -238,7 +238,7 @@ class SmsSettings(_Section):
     secret_env: str = "MICROMARKETING_SMS_WEBHOOK_SECRET"
     sender_id: str | None = None
     default_country_code: str | None = Field(default=None, pattern=r"^[1-9]\d{0,2}$")
-    cost_per_segment: float = Field(default=0.0, ge=0)
+    cost_per_segment: float = Field(default=0.05, ge=0)
     timeout_seconds: float = Field(default=10.0, gt=0)
 
 
@@ -344,9 +344,11 @@ class CampaignSettings(_Section):
     global_holdout_share: float = Field(default=0.0, ge=0, lt=1)
     holdout_period_days: int = Field(default=90, ge=1, le=3660)
     # What one message costs per channel (SMS: [channels.sms] cost_per_segment × segments).
-    email_cost: float = Field(default=0.0, ge=0)
+    # Defaults: a typical e-mail service provider's price per message and a postcard's print and
+    # postage, so that ROI and budgets mean something before they are configured.
+    email_cost: float = Field(default=0.002, ge=0)
     webhook_cost: float = Field(default=0.0, ge=0)
-    direct_mail_cost: float = Field(default=0.0, ge=0)  # print and postage per piece
+    direct_mail_cost: float = Field(default=0.8, ge=0)  # print and postage per piece
     audience_cost: float = Field(default=0.0, ge=0)
     # Segments whose relative minimum detectable lift exceeds this are "too small to measure".
     max_detectable_lift: float = Field(default=0.5, gt=0)

@@ -1,24 +1,43 @@
 """The main job: run the whole micromarketing loop that exists so far on generated data.
 
 generate demo data → ingest every file → fit CLV → profile (RFM + CLV) → rule segments and
-discovered micro-segments with personas → recommender, offers and next best offer → render the
-example template for every member of one segment (nothing is sent).  Each later capability
-(campaigns, measurement, …) adds its step here so that ``micromarketing demo`` always exercises
-the full loop end to end.
+discovered micro-segments with personas → recommender, offers and next best offer → check the
+example template for every member of one segment → a campaign on the discovered segments with a
+control group and two variants (with and without an offer), delivered over SMTP to a server on
+127.0.0.1 started for the demo → responses simulated from a known true uplift per segment and
+variant, ingested as transactions → measurement (lift with intervals, SRM, ROI) → the budget
+reallocated for the next round → ``report.html`` beside the workspace.  Each capability adds its
+step here so that ``micromarketing demo`` always exercises the full loop end to end.
+
+The campaign runs on the day after the generated data ends (:data:`CAMPAIGN_AT`, 10:00 in Paris),
+with the delivery worker on the same simulated clock, so the contact policy (quiet hours in each
+recipient's time zone) and the attribution windows see the same day whenever the demo runs, and
+the simulated orders are in the past (ingest refuses orders from the future).
 """
 
 from __future__ import annotations
 
 import shutil
+import socket
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from datetime import time as clock_time
 from pathlib import Path
 
 import pandas as pd
+from aiosmtpd.controller import Controller
 
+from micromarketing.campaigns.deliver import DeliveryReport
+from micromarketing.campaigns.run import RunResult
+from micromarketing.campaigns.spec import CampaignSpec
 from micromarketing.config import SETTINGS_FILE
+from micromarketing.datasets import REFERENCE_DATE
+from micromarketing.datasets.responses import TrueResponse, simulate_responses
 from micromarketing.errors import WorkspaceError
 from micromarketing.ingest import IngestResult
+from micromarketing.measure.report import ReportFile
+from micromarketing.measure.results import Allocation, CampaignMeasurement
 from micromarketing.personalize import CheckReport
 from micromarketing.profiles import ProfileResult
 from micromarketing.profiles.clv import ClvFit
@@ -63,6 +82,19 @@ DEMO_OFFERS = (
 )
 
 
+CAMPAIGN = "demo_spring"
+CAMPAIGN_AT = datetime.combine(REFERENCE_DATE + timedelta(days=1), clock_time(8, 0), tzinfo=UTC)
+ATTRIBUTION_DAYS = 7
+CAMPAIGN_BUDGET = 2_000.0
+CAMPAIGN_OFFER = "free_shipping"
+# The truth the responses are simulated from: per discovered segment (by its rank in the
+# discovery) a baseline conversion rate within the attribution window, and each variant's
+# absolute uplift for the members the message reached (variant "a" carries the offer).
+BASELINES = (0.04, 0.06, 0.03, 0.08, 0.05, 0.02, 0.07, 0.045, 0.035, 0.055, 0.065, 0.025)
+UPLIFT_A = (0.04, 0.02, 0.05, 0.01, 0.03, 0.06, 0.0, 0.035, 0.045, 0.015, 0.025, 0.05)
+UPLIFT_B = (0.02, 0.01, 0.0, 0.03, 0.015, 0.02, 0.01, 0.0, 0.02, 0.01, 0.015, 0.03)
+
+
 @dataclass
 class DemoReport:
     """What the demo did, with timings per step, for the CLI to print."""
@@ -79,6 +111,15 @@ class DemoReport:
     recommendations: pd.DataFrame | None = None
     offers: pd.DataFrame | None = None
     template_check: CheckReport | None = None
+    campaign: RunResult | None = None
+    delivery: DeliveryReport | None = None
+    smtp_received: int = 0
+    skipped_reasons: dict[str, int] = field(default_factory=dict)
+    responses: int = 0
+    truth: dict[tuple[str, str], float] = field(default_factory=dict)  # true lift (ITT) per arm
+    measurement: CampaignMeasurement | None = None
+    allocation: Allocation | None = None
+    report_file: ReportFile | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -124,7 +165,123 @@ def run_demo(
             report.offers = ws.offers.next_best(sample)
             template = ws.templates.install_examples()
             report.template_check = ws.templates.check(template.name, target.segment)
+        discovered = [d.name for d in report.discovery.segments] if report.discovery else []
+        targets = discovered or [m.segment for m in report.rule_segments]
+        with _timed(report, "campaign"), _SmtpSink() as sink:
+            ws.settings.channels.email.port = sink.port
+            spec = demo_campaign(targets, template.name)
+            report.campaign = ws.campaigns.run(spec, now=CAMPAIGN_AT, progress=progress)
+            started = time.monotonic()
+            report.delivery = ws.delivery.deliver(
+                campaign=CAMPAIGN,
+                clock=lambda: CAMPAIGN_AT + timedelta(seconds=time.monotonic() - started),
+                progress=progress,
+            )
+            report.smtp_received = sink.received
+            report.skipped_reasons = ws.campaigns.status(CAMPAIGN).skipped_reasons
+        with _timed(report, "responses"):
+            members = ws.campaigns.assignments(CAMPAIGN)
+            truth = demo_truth(targets)
+            orders = simulate_responses(
+                members, truth, window_days=ATTRIBUTION_DAYS, currency=ws.settings.currency, seed=seed
+            )
+            path = data_dir / "campaign_responses.csv"
+            orders.to_csv(path, index=False)
+            report.ingested.append(ws.ingest("transactions", path, progress=progress))
+            report.responses = len(orders)
+            report.truth = true_lifts(members, truth)
+        with _timed(report, "measure"):
+            measured_at = CAMPAIGN_AT + timedelta(days=ATTRIBUTION_DAYS + 1)
+            report.measurement = ws.measure.campaign(CAMPAIGN, as_of=measured_at)
+            report.allocation = ws.measure.allocate(CAMPAIGN, CAMPAIGN_BUDGET, seed=seed, as_of=measured_at)
+        with _timed(report, "report"):
+            report.report_file = ws.reports.write(out / "report.html", campaign=CAMPAIGN)
     return report
+
+
+def demo_campaign(segments: list[str], template: str) -> CampaignSpec:
+    """The demo's campaign: every target segment, 20% control, variant a with the demo offer and
+    variant b without, both by email."""
+    return CampaignSpec.model_validate(
+        {
+            "name": CAMPAIGN,
+            "description": "Spring picks for every discovered micro-segment, with and without an offer.",
+            "objective": "conversion",
+            "attribution_days": ATTRIBUTION_DAYS,
+            "control_share": 0.2,
+            "budget": CAMPAIGN_BUDGET,
+            "segments": [
+                {
+                    "segment": name,
+                    "variants": [
+                        {"name": "a", "template": template, "offer": CAMPAIGN_OFFER, "channel": "email",
+                         "share": 0.5},
+                        {"name": "b", "template": template, "channel": "email", "share": 0.5},
+                    ],
+                }
+                for name in segments
+            ],
+        }
+    )
+
+
+def demo_truth(segments: list[str]) -> dict[str, TrueResponse]:
+    """The known truth the demo's responses are simulated from (see :data:`BASELINES`)."""
+    return {
+        name: TrueResponse(
+            BASELINES[i % len(BASELINES)],
+            {"a": UPLIFT_A[i % len(UPLIFT_A)], "b": UPLIFT_B[i % len(UPLIFT_B)]},
+            order_value=45.0 + 10.0 * (i % 5),
+        )
+        for i, name in enumerate(segments)
+    }
+
+
+def true_lifts(members: pd.DataFrame, truth: dict[str, TrueResponse]) -> dict[tuple[str, str], float]:
+    """The true absolute lift in conversion rate of each (segment, variant) over its control, as
+    the measurement estimates it (intention to treat: the uplift times the share reached)."""
+    out = {}
+    for (segment, arm), group in members.groupby(["segment", "arm"]):
+        if segment in truth and arm in truth[segment].uplift:
+            out[(segment, arm)] = truth[segment].uplift[arm] * float(group["delivered"].mean())
+    return out
+
+
+def lift_coverage(report: DemoReport) -> tuple[int, int]:
+    """How many of the measured 95% intervals of the absolute conversion lift cover the true lift
+    (covered, compared)."""
+    assert report.measurement is not None
+    covered = compared = 0
+    for comparison in report.measurement.comparisons:
+        true = report.truth.get((comparison.segment, comparison.treatment))
+        interval = comparison.conversion.absolute_interval
+        if true is None or interval.low is None or interval.high is None:
+            continue
+        compared += 1
+        covered += int(interval.low <= true <= interval.high)
+    return covered, compared
+
+
+class _SmtpSink:
+    """An SMTP server on 127.0.0.1 for the demo's delivery (aiosmtpd), counting what it receives."""
+
+    def __init__(self) -> None:
+        self.received = 0
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:  # noqa: N802
+        self.received += 1
+        return "250 OK"
+
+    def __enter__(self) -> _SmtpSink:
+        self._controller.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._controller.stop()
 
 
 def _value_tiers(ws: Workspace) -> pd.DataFrame:

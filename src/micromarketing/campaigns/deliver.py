@@ -498,9 +498,11 @@ def deliver(
     render: Render = render_frozen,
     progress: ProgressCallback = noop_progress,
     stop: Callable[[], bool] = lambda: False,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> DeliveryReport:
     """Send everything due (only ``campaign``'s messages when given) with ``workers`` worker
-    loops under one ``rate`` (messages/s).
+    loops under one ``rate`` (messages/s); ``clock`` is the time the policy and the records see
+    (a simulation, such as the demo, runs on its own clock).
 
     The workers are threads of this process, each with its own SMTP connection and
     operations-store connection, sharing the outbox through leases like separate processes
@@ -520,7 +522,13 @@ def deliver(
 
     pool = [
         DeliveryWorker(
-            ctx, policy=policy, render=render, campaign_id=campaign_id, buckets=buckets, policy_lock=lock
+            ctx,
+            policy=policy,
+            render=render,
+            campaign_id=campaign_id,
+            buckets=buckets,
+            policy_lock=lock,
+            clock=clock,
         )
         for _ in range(workers)
     ]

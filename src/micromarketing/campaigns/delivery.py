@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from micromarketing.campaigns import deliver as worker
@@ -32,6 +33,7 @@ class Delivery:
         render: Render | None = None,
         progress: ProgressCallback = noop_progress,
         stop: Callable[[], bool] = lambda: False,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> DeliveryReport:
         """Send every due message (of ``campaign`` only, when named; ``follow``: keep polling
         until ``stop()``) under the campaigns' contact policy unless ``policy`` is given; see
@@ -46,6 +48,7 @@ class Delivery:
             render=render or worker.render_frozen,
             progress=progress,
             stop=stop,
+            clock=clock,
         )
 
     def status(self, campaign_id: int | None = None) -> dict[str, int]:

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -88,6 +89,7 @@ class CampaignStatus(BaseModel):
     control: int
     global_holdout: int
     members: int
+    skipped_reasons: dict[str, int] = {}  # why the skipped messages were skipped, most frequent first
 
 
 class CampaignSummary(BaseModel):
@@ -472,6 +474,16 @@ def campaign_status(ctx: StoreContext, name: str) -> CampaignStatus:
                 .group_by(Assignment.arm)
             ).all()
         )
+        reasons = session.execute(
+            select(OutboxMessage.reason, func.count().label("n"))
+            .where(
+                OutboxMessage.campaign_id == campaign.id,
+                OutboxMessage.is_test.is_(False),
+                OutboxMessage.state == "skipped",
+            )
+            .group_by(OutboxMessage.reason)
+            .order_by(func.count().desc())
+        ).all()
         status = campaign.status
     return CampaignStatus(
         name=name,
@@ -480,6 +492,7 @@ def campaign_status(ctx: StoreContext, name: str) -> CampaignStatus:
         control=int(arms.get(CONTROL, 0)),
         global_holdout=int(arms.get(GLOBAL_HOLDOUT, 0)),
         members=int(sum(arms.values())),
+        skipped_reasons={reason or "unknown": int(n) for reason, n in reasons},
     )
 
 
@@ -514,3 +527,31 @@ def list_campaigns(ctx: StoreContext) -> list[CampaignSummary]:
                 select(Campaign).order_by(Campaign.created_at.desc(), Campaign.id.desc())
             )
         ]
+
+
+def campaign_assignments(ctx: StoreContext, name: str) -> pd.DataFrame:
+    """Every member of campaign ``name``: ``customer_id``, ``segment``, ``arm``, ``channel``,
+    ``assigned_at`` and ``delivered`` (a non-test message of theirs was sent)."""
+    with ctx.ops.session() as session:
+        campaign = _existing(session, name)
+        if campaign is None:
+            raise NotFoundError(f"no campaign named {name!r}")
+        rows = session.execute(
+            select(Assignment.customer_id, Assignment.segment, Assignment.arm, Assignment.channel,
+                   Assignment.assigned_at)
+            .where(Assignment.campaign_id == campaign.id)
+            .order_by(Assignment.customer_id)
+        ).all()
+        sent = set(
+            session.scalars(
+                select(OutboxMessage.customer_id).where(
+                    OutboxMessage.campaign_id == campaign.id,
+                    OutboxMessage.state == "sent",
+                    OutboxMessage.is_test.is_(False),
+                )
+            )
+        )
+    frame = pd.DataFrame(rows, columns=["customer_id", "segment", "arm", "channel", "assigned_at"])
+    frame["assigned_at"] = pd.to_datetime(frame["assigned_at"], utc=True)
+    frame["delivered"] = frame["customer_id"].isin(sent)
+    return frame

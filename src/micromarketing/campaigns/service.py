@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from pathlib import Path
+
+import pandas as pd
 
 from micromarketing.campaigns.plan import CampaignPlan, plan_campaign
 from micromarketing.campaigns.run import (
@@ -11,6 +14,7 @@ from micromarketing.campaigns.run import (
     CampaignSummary,
     RunResult,
     TestSend,
+    campaign_assignments,
     campaign_status,
     list_campaigns,
     run_campaign,
@@ -46,10 +50,18 @@ class Campaigns:
         spec, source = self._spec(spec)
         return plan_campaign(self.ctx, spec, source=source)
 
-    def run(self, spec: SpecSource, progress: ProgressCallback = noop_progress) -> RunResult:
-        """Store the campaign, assign every member and fill the outbox (delivery is separate)."""
+    def run(
+        self, spec: SpecSource, *, now: datetime | None = None, progress: ProgressCallback = noop_progress
+    ) -> RunResult:
+        """Store the campaign, assign every member and fill the outbox (delivery is separate);
+        ``now`` (default: the clock) is when it is assigned and when the policy looks."""
         spec, source = self._spec(spec)
-        return run_campaign(self.ctx, spec, source=source, progress=progress)
+        return run_campaign(self.ctx, spec, source=source, now=now, progress=progress)
+
+    def assignments(self, name: str) -> pd.DataFrame:
+        """Every member of campaign ``name`` with their arm, assignment time and whether a
+        message of theirs was sent."""
+        return campaign_assignments(self.ctx, name)
 
     def test(self, spec: SpecSource, to: list[str]) -> TestSend:
         """Queue proofs of every variant to seed addresses (marked as tests)."""

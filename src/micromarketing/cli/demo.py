@@ -12,6 +12,7 @@ from rich.table import Table
 from micromarketing import DemoReport, run_demo
 from micromarketing.cli._common import JsonOption, console, handle_errors, print_json, progress_bar
 from micromarketing.cli.profile import rfm_table
+from micromarketing.demo import lift_coverage
 
 
 @handle_errors
@@ -83,8 +84,74 @@ def _print_report(report: DemoReport) -> None:
             f"Template [bold]{check.template}[/] rendered for {check.rendered:,}/{check.recipients:,} "
             f"members of {check.segment}: {len(check.failures)} failures (nothing sent)"
         )
+    _print_campaign(report)
     timings = ", ".join(f"{step} {seconds:.1f}s" for step, seconds in report.timings.items())
     console.print(f"Workspace: [bold]{report.workspace}[/]  ({timings})")
+    if report.report_file is not None:
+        console.print(f"Report: [bold]{report.report_file.path}[/] (open it in a browser)")
+
+
+def _print_campaign(report: DemoReport) -> None:
+    run, delivery = report.campaign, report.delivery
+    if run is None or delivery is None:
+        return
+    console.print(
+        f"[bold]5. Campaign {run.name}[/]: {run.members:,} members, {run.control:,} held out as control; "
+        f"{run.messages_inserted:,} messages queued, {run.skipped:,} skipped by the contact policy, "
+        f"{run.deferred:,} deferred to the end of quiet hours"
+    )
+    if report.skipped_reasons:
+        reasons = ", ".join(f"{reason} {n:,}" for reason, n in report.skipped_reasons.items())
+        console.print(f"   skipped: {reasons}")
+    console.print(
+        f"   delivered over SMTP (127.0.0.1): {delivery.sent:,} sent ({report.smtp_received:,} received by "
+        f"the server), {delivery.deferred:,} deferred, {delivery.failed:,} failed, {delivery.skipped:,} "
+        f"skipped at send time, in {delivery.seconds:.1f} s"
+    )
+    measurement = report.measurement
+    if measurement is None:
+        return
+    console.print(
+        f"[bold]6. Measured[/] {report.responses:,} simulated orders from a known true uplift "
+        f"(attribution {measurement.attribution}, {measurement.attribution_days} days)"
+    )
+    lifts = Table(title="Lift in conversion over control (95% intervals; true lift from the simulation)")
+    columns = ("segment", "variant", "SRM p", "control", "treated", "lift", "95% interval", "true", "shrunk")
+    for column in columns:
+        lifts.add_column(column, justify="left" if column in {"segment", "variant"} else "right")
+    for c in measurement.comparisons:
+        conv = c.conversion
+        true = report.truth.get((c.segment, c.treatment))
+        lo, hi = conv.absolute_interval.low, conv.absolute_interval.high
+        lifts.add_row(
+            c.segment,
+            c.treatment,
+            _pct(c.srm.p_value, 3),
+            _pct(conv.control),
+            _pct(conv.treatment),
+            _pct(conv.absolute),
+            f"{_pct(lo)} … {_pct(hi)}",
+            _pct(true),
+            _pct(conv.relative_shrunk) + " rel" if conv.relative_shrunk is not None else "-",
+        )
+    console.print(lifts)
+    covered, compared = lift_coverage(report)
+    console.print(f"   {covered} of {compared} intervals cover the true lift")
+    if report.allocation is not None:
+        alloc = Table(title=f"7. Next round's budget ({report.allocation.budget:,.0f})")
+        for column in ("segment", "variant", "now", "next", "why"):
+            alloc.add_column(column, justify="right" if column in {"now", "next"} else "left")
+        for arm in report.allocation.arms:
+            alloc.add_row(
+                arm.segment, arm.variant, f"{arm.current_share:.0%}", f"{arm.share:.0%}", arm.explanation
+            )
+        console.print(alloc)
+
+
+def _pct(value: float | None, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.{digits}f}" if digits == 3 else f"{100 * value:.{digits}f}%"
 
 
 def _frame_table(title: str, frame: pd.DataFrame, currency: str | None) -> Table:
@@ -118,5 +185,14 @@ def _as_json(report: DemoReport) -> dict[str, Any]:
         "recommendations": records(report.recommendations),
         "offers": records(report.offers),
         "template_check": report.template_check.__dict__ if report.template_check else None,
+        "campaign": report.campaign,
+        "delivery": report.delivery,
+        "smtp_received": report.smtp_received,
+        "skipped_reasons": report.skipped_reasons,
+        "responses": report.responses,
+        "true_lifts": [{"segment": s, "variant": v, "lift": x} for (s, v), x in report.truth.items()],
+        "measurement": report.measurement,
+        "allocation": report.allocation,
+        "report": report.report_file.path if report.report_file else None,
         "timings_s": report.timings,
     }

@@ -51,7 +51,10 @@ def roi_draws(arms: Sequence[ArmEvidence], margin: float, draws: int, rng: np.ra
     costs = [a.cost_per_recipient for a in arms]
     known = [c for c in costs if c > 0]
     if not known:
-        raise DataError("no arm has a cost: set cost_per_message in the campaign or [measure] message_cost")
+        raise DataError(
+            "no arm has a cost: set the cost of a message in [campaigns] (email_cost, …) or "
+            "[channels.sms] cost_per_segment"
+        )
     fallback = float(np.mean(known))
     prior = _segment_rates(arms)
     out = np.empty((draws, len(arms)))
