@@ -136,7 +136,7 @@ def prepare(root: Path, port: int, n: int) -> Workspace:
                 template_name="spring",
                 template_version=1,
                 offer_code="SPRING10",
-                fields={"first_name": f"C{i}", "email": f"c{i}@example.com"},
+                fields={"first_name": f"C{i}", "email": f"c{i}@example.com", "_offer": {"code": "SPRING10"}},
                 not_before=due,
             )
         )
