@@ -3,6 +3,8 @@ workers, against a bare ``smtplib`` loop sending prebuilt messages in the same r
 
 * **baseline: bare smtplib** — one connection, ``sendmail`` of messages built beforehand (no
   database, no policy, no render): the ceiling the client side of SMTP allows on this machine;
+* **deliver, 2 workers, no policy** — the same with a policy that sends everything: what the
+  contact policy's queries cost;
 * **deliver, 1 worker / 2 workers** — ``ws.delivery.deliver(workers=W)`` on the messages queued
   in the outbox of a fresh workspace (SQLite operations store), everyone with email consent:
   claim under a lease, the campaigns' contact policy (consent, suppressions, frequency cap; quiet
@@ -32,6 +34,7 @@ from pathlib import Path
 import tomli_w
 from sqlalchemy import delete, insert, update
 
+from micromarketing.campaigns.policy import PolicyDecision
 from micromarketing.channels import OutgoingMessage, message_key
 from micromarketing.channels.email import build_email
 from micromarketing.store.models import Campaign, DeliveryAttempt, OutboxMessage
@@ -72,6 +75,11 @@ def _wait_for(count, target: int, timeout: float = 30.0) -> None:  # type: ignor
     deadline = time.monotonic() + timeout
     while count.value < target and time.monotonic() < deadline:
         time.sleep(0.01)
+
+
+def send_everything(ctx, session, message, now) -> PolicyDecision:  # type: ignore[no-untyped-def]
+    """A policy that lets every message through: what the contact policy itself costs."""
+    return PolicyDecision(action="send")
 
 
 def baseline(port: int, n: int) -> float:
@@ -136,7 +144,7 @@ def prepare(root: Path, port: int, n: int) -> Workspace:
                 template_name="spring",
                 template_version=1,
                 offer_code="SPRING10",
-                fields={"first_name": f"C{i}", "email": f"c{i}@example.com"},
+                fields={"first_name": f"C{i}", "email": f"c{i}@example.com", "_offer": {"code": "SPRING10"}},
                 not_before=due,
             )
         )
@@ -178,17 +186,18 @@ def main(argv: list[str] | None = None) -> None:
             base_rate = n / seconds
             print(f"  baseline: bare smtplib, prebuilt messages   {base_rate:8,.0f} msg/s  ({seconds:.1f} s)")
             ws = prepare(Path(tmp) / "ws", port, n)
-            for workers in (1, 2):
-                if workers > 1:
+            for workers, policy in ((1, None), (2, None), (2, send_everything)):
+                if (workers, policy) != (1, None):
                     reset(ws)
                 before = count.value
                 started = time.perf_counter()
-                report = ws.delivery.deliver(workers=workers)
+                report = ws.delivery.deliver(workers=workers, policy=policy)
                 seconds = time.perf_counter() - started
                 _wait_for(count, before + n)
                 rate = report.sent / seconds
+                what = "policy+render+outbox+SMTP" if policy is None else "no policy: render+outbox+SMTP"
                 print(
-                    f"  deliver, {workers} worker{'s' if workers > 1 else ' '} (policy+render+outbox+SMTP)"
+                    f"  deliver, {workers} worker{'s' if workers > 1 else ' '} ({what})"
                     f" {rate:8,.0f} msg/s  ({seconds:.1f} s, {rate / base_rate:.0%} of baseline,"
                     f" sent {report.sent:,}, sink got {count.value - before:,})"
                 )

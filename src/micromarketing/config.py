@@ -249,7 +249,7 @@ class OutboxSettings(_Section):
     (renewed while it works); a crashed worker's messages are taken over once it expires.
     ``poll_seconds`` is how often ``deliver --follow`` looks for newly due messages."""
 
-    batch_size: int = Field(default=100, ge=1, le=10_000)
+    batch_size: int = Field(default=500, ge=1, le=10_000)
     lease_seconds: float = Field(default=60.0, gt=0)
     poll_seconds: float = Field(default=1.0, gt=0)
 
