@@ -11,6 +11,7 @@ from micromarketing.cli.main import app
 from micromarketing.demo import DEMO_SEGMENTS
 
 
+@pytest.mark.slow
 def test_demo_runs_the_whole_loop(tmp_path):
     result = CliRunner().invoke(app, ["demo", "--customers", "1500", "--out", str(tmp_path), "--json"])
     assert result.exit_code == 0, result.output
@@ -35,6 +36,30 @@ def test_demo_runs_the_whole_loop(tmp_path):
     check = report["template_check"]
     assert check["rendered"] == check["recipients"] > 0 and check["failures"] == []
 
+    # 5. The campaign: control held out, every queued message delivered to the SMTP server once,
+    # the contact policy's skips counted with their reasons.
+    run, delivery = report["campaign"], report["delivery"]
+    assert run["control"] > 0 and run["messages_inserted"] > 0
+    assert delivery["sent"] == report["smtp_received"] > 0 and delivery["failed"] == 0
+    assert sum(report["skipped_reasons"].values()) == run["skipped"] + delivery["skipped"]
+    # 6. Measured against the simulated truth: one comparison per segment and variant, SRM
+    # checked, and the 95% intervals cover the true lifts at about the nominal rate.
+    measurement = report["measurement"]
+    true = {(t["segment"], t["variant"]): t["lift"] for t in report["true_lifts"]}
+    compared = [c for c in measurement["comparisons"] if (c["segment"], c["treatment"]) in true]
+    assert len(compared) == len(true) >= 2 * discovered["k"] - 2
+    assert all(c["srm"]["p_value"] is not None for c in compared)
+    covered = sum(
+        c["conversion"]["absolute_interval"]["low"] <= true[(c["segment"], c["treatment"])]
+        <= c["conversion"]["absolute_interval"]["high"]
+        for c in compared
+    )
+    assert covered >= 0.8 * len(compared), (covered, len(compared))
+    # 7. The budget is reallocated over every arm, and the report is written beside the workspace.
+    allocation = report["allocation"]
+    assert sum(a["share"] for a in allocation["arms"]) == pytest.approx(1.0)
+    assert report["report"] == str(tmp_path / "report.html") and (tmp_path / "report.html").stat().st_size > 0
+
     # Running it again starts from a fresh workspace and gives the same figures.
     again = json.loads(
         CliRunner().invoke(app, ["demo", "--customers", "1500", "--out", str(tmp_path), "--json"]).stdout
@@ -42,3 +67,4 @@ def test_demo_runs_the_whole_loop(tmp_path):
     for first, second in zip(report["rfm_segments"], again["rfm_segments"], strict=True):
         assert first["customers"] == second["customers"]
         assert first["revenue"] == pytest.approx(second["revenue"])  # summation order may differ
+    assert again["delivery"]["sent"] == delivery["sent"] and again["responses"] == report["responses"]

@@ -183,7 +183,7 @@ def run_demo(
             members = ws.campaigns.assignments(CAMPAIGN)
             truth = demo_truth(targets)
             orders = simulate_responses(
-                members, truth, window_days=ATTRIBUTION_DAYS, currency=ws.settings.currency, seed=seed
+                members, truth, window_days=ATTRIBUTION_DAYS, currency=report.profile.currency, seed=seed
             )
             path = data_dir / "campaign_responses.csv"
             orders.to_csv(path, index=False)
