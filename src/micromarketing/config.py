@@ -250,6 +250,10 @@ class ServerSettings(_Section):
 
     public_url: str = "http://127.0.0.1:8000"
     secret_env: str = "MICROMARKETING_SERVER__SECRET"
+    # REST API limits: requests per minute per API key (public routes: per client address; 0 = off)
+    # and the largest request body accepted (413 above it)
+    rate_limit: int = Field(default=600, ge=0, le=1_000_000)
+    max_body_bytes: int = Field(default=1_048_576, ge=1_024, le=1_073_741_824)
 
 
 class RenderSettings(_Section):

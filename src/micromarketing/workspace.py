@@ -19,18 +19,22 @@ from typing import Any
 import ibis.expr.types as ir
 import pandas as pd
 
+from micromarketing.api_keys import ApiKeys
 from micromarketing.config import SETTINGS_FILE, Settings, load_settings, write_default_settings
 from micromarketing.errors import WorkspaceError
 from micromarketing.ingest import IngestResult, ingest_file
 from micromarketing.measure.report_service import Reports
 from micromarketing.personalize.service import Offers, Recommender, Templates
+from micromarketing.preferences import PreferenceCentre
 from micromarketing.profiles import ProfileResult, build_profiles
 from micromarketing.profiles.service import Clv
 from micromarketing.profiles.summary import CustomerView, customer_view, rfm_summary
 from micromarketing.progress import ProgressCallback, noop_progress
+from micromarketing.segment_of_one import SegmentOfOne, segment_of_one
 from micromarketing.segments.service import SegmentService
 from micromarketing.store import OperationsStore, Warehouse
 from micromarketing.store.context import StoreContext
+from micromarketing.store.lock import others_waiting
 
 WORKSPACE_ENV = "MICROMARKETING_WORKSPACE"
 
@@ -88,6 +92,16 @@ class Workspace:
         """HTML reports with charts: ``build``, ``write``, ``inputs``, ``campaign``."""
         return Reports(self.context)
 
+    @cached_property
+    def api_keys(self) -> ApiKeys:
+        """REST API keys: ``create``, ``list``, ``revoke``, ``authenticate``."""
+        return ApiKeys(self.context)
+
+    @cached_property
+    def preferences(self) -> PreferenceCentre:
+        """The customer's own links: ``unsubscribe``, ``set_channels``, ``pause``, ``export``…"""
+        return PreferenceCentre(self.context)
+
     # -- lifecycle --------------------------------------------------------------------------
     @classmethod
     def init(cls, root: str | os.PathLike[str], currency: str | None = None) -> Workspace:
@@ -125,6 +139,11 @@ class Workspace:
         """Release both stores (DuckDB allows one writer process per file)."""
         self.context.close()
 
+    def others_waiting(self) -> bool:
+        """Whether another process waits for this workspace's warehouse (a long-lived holder such
+        as the API server then closes the workspace so that it can go first)."""
+        return self.warehouse.backend_name == "duckdb" and others_waiting(self.warehouse.path)
+
     def __enter__(self) -> Workspace:
         return self
 
@@ -155,6 +174,10 @@ class Workspace:
     def customer(self, customer_id: str, orders: int = 10) -> CustomerView:
         """One customer's profile and latest ``orders`` orders."""
         return customer_view(self.context, customer_id, orders)
+
+    def segment_of_one(self, customer_id: str, orders: int = 10) -> SegmentOfOne:
+        """One customer's profile, recent orders, consent and its history, and their segments."""
+        return segment_of_one(self.context, customer_id, orders)
 
     # -- audit ------------------------------------------------------------------------------
     def audit(

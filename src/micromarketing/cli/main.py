@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from micromarketing.cli import (
+    apikey,
     clv,
     customers,
     datasets,
@@ -22,6 +23,7 @@ from micromarketing.cli import (
     report,
     segment,
     segment_discover,
+    serve,
     template,
 )
 from micromarketing.cli._common import JsonOption, console, handle_errors, print_json
@@ -73,3 +75,5 @@ app.command("ingest")(ingest.ingest)
 app.command("profile")(profile.profile)
 app.command("demo")(demo.demo)
 app.command("report")(report.report)
+app.add_typer(apikey.app, name="apikey")
+app.command("serve")(serve.serve)

@@ -7,7 +7,11 @@ for up to ``[warehouse] lock_timeout`` seconds, saying once whom it waits for, t
 :class:`~micromarketing.errors.BusyError` naming the holder, like git's ``index.lock`` message.
 
 The waiting message goes to the ``micromarketing.store`` logger at WARNING level, not to stdout:
-the core never prints.  Logging is the hook every interface already has: the CLI prints it as a
+the core never prints.  While it waits it also leaves a *waiting file*
+(``warehouse.duckdb.waiting.<pid>``) so that a long-lived holder that can let go, the API
+server, does (:func:`others_waiting`).
+
+Logging is the hook every interface already has: the CLI prints it as a
 plain stderr line, a server logs it, and a library user with no logging set up still sees it on
 stderr (Python's last-resort handler).
 """
@@ -31,6 +35,7 @@ from micromarketing.errors import BusyError
 log = logging.getLogger("micromarketing.store")
 
 HOLDER_SUFFIX = ".holder"
+WAITING_SUFFIX = ".waiting."  # warehouse.duckdb.waiting.<pid>: a process waits for the file
 _LOCK_MESSAGE = "Could not set lock on file"
 _DUCKDB_PID = re.compile(r"\(PID (\d+)\)")
 T = TypeVar("T")
@@ -116,25 +121,59 @@ def wait_for(
     deadline = clock() + timeout
     delay = 0.05
     announced = False
-    while True:
-        try:
-            return connect()
-        except Exception as exc:  # duckdb.IOException; ibis passes it through
-            if not is_lock_error(exc):
-                raise
-            remaining = deadline - clock()
-            if remaining <= 0:
-                raise BusyError(
-                    f"{db_path} is busy: {describe_holder(db_path, exc)} still holds it after waiting "
-                    f"{timeout:g}s; run the command again when that one has finished "
-                    "(or raise [warehouse] lock_timeout)"
-                ) from None
-            if not announced:
-                holder = describe_holder(db_path, exc)
-                log.warning("waiting for %s to release %s (up to %gs)", holder, db_path, timeout)
-                announced = True
-            sleep(min(delay, remaining))
-            delay = min(delay * 2, 1.0)
+    try:
+        while True:
+            try:
+                return connect()
+            except Exception as exc:  # duckdb.IOException; ibis passes it through
+                if not is_lock_error(exc):
+                    raise
+                remaining = deadline - clock()
+                if remaining <= 0:
+                    raise BusyError(
+                        f"{db_path} is busy: {describe_holder(db_path, exc)} still holds it after "
+                        f"waiting {timeout:g}s; run the command again when that one has finished "
+                        "(or raise [warehouse] lock_timeout)"
+                    ) from None
+                if not announced:
+                    holder = describe_holder(db_path, exc)
+                    log.warning("waiting for %s to release %s (up to %gs)", holder, db_path, timeout)
+                    _mark_waiting(db_path)
+                    announced = True
+                sleep(min(delay, remaining))
+                delay = min(delay * 2, 1.0)
+    finally:
+        if announced:
+            _unmark_waiting(db_path)
+
+
+def _waiting_path(db_path: Path, pid: int) -> Path:
+    return db_path.with_name(f"{db_path.name}{WAITING_SUFFIX}{pid}")
+
+
+def _mark_waiting(db_path: Path) -> None:
+    """Say that this process waits for ``db_path``, so a holder that can let go (the API server)
+    does (best effort)."""
+    try:
+        _waiting_path(db_path, os.getpid()).touch()
+    except OSError:
+        pass
+
+
+def _unmark_waiting(db_path: Path) -> None:
+    try:
+        _waiting_path(db_path, os.getpid()).unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def others_waiting(db_path: Path) -> bool:
+    """Whether another live process waits for ``db_path`` (see :func:`wait_for`)."""
+    for marker in db_path.parent.glob(f"{db_path.name}{WAITING_SUFFIX}*"):
+        pid_text = marker.name.rsplit(WAITING_SUFFIX, 1)[-1]
+        if pid_text.isdigit() and int(pid_text) != os.getpid() and _alive(int(pid_text)):
+            return True
+    return False
 
 
 def _alive(pid: int) -> bool:

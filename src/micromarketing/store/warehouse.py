@@ -539,6 +539,17 @@ class Warehouse:
     def _count(self, name: str) -> int:
         return int(self.raw_sql(f"SELECT count(*) FROM {_ident(name)}").fetchone()[0])
 
+    def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Rows (as dicts) of one DuckDB statement written by our own code, values bound as parameters.
+
+        For the point lookups of the segment-of-one view, where compiling Ibis expressions would
+        cost far more than running them.  DuckDB only: callers keep an Ibis path for Spark."""
+        if self.backend_name != "duckdb":
+            raise WorkspaceError("fetch runs DuckDB SQL; use Ibis expressions on other backends")
+        cursor = self.con.con.execute(sql, list(params))
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
     def raw_sql(self, sql: str) -> Any:
         """Run SQL this package generated itself (never user text)."""
         return self.con.raw_sql(sql)

@@ -1,0 +1,43 @@
+"""One router per REST resource, all under ``/api/v1``.
+
+:data:`CORE` are always served.  :data:`OPTIONAL` routers serve a sub-facade built in parallel
+(campaigns, measurement, privacy): each is registered only when the :class:`Workspace` has the
+attribute, so merging the facade switches its routes on without editing the app.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, is_dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+CORE = ("health", "customers", "segments", "templates", "clv", "profiles", "keys")
+# (Workspace attribute, router module): added when the attribute exists
+OPTIONAL: tuple[tuple[str, str], ...] = ()
+
+
+def plain(value: Any) -> Any:
+    """``value`` as JSON-ready Python: numpy scalars unwrapped, NaN/inf as None, dataclasses as dicts,
+    naive timestamps marked UTC."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if is_dataclass(value) and not isinstance(value, type):
+        return plain(asdict(value))
+    if hasattr(value, "model_dump"):
+        return plain(value.model_dump())
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)  # the stores keep UTC; SQLite hands it back naive
+    if isinstance(value, datetime | date | str | bool | int) or value is None:
+        return value
+    if hasattr(value, "item") and not isinstance(value, float):  # numpy scalar
+        value = value.item()
+        if not isinstance(value, float):
+            return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)

@@ -1,0 +1,31 @@
+"""`micromarketing serve`: the REST API and the public customer routes under uvicorn."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from micromarketing.cli._common import WorkspaceOption, err_console, handle_errors, open_workspace
+from micromarketing.workspace import WORKSPACE_ENV
+
+APP_FACTORY = "micromarketing.api.app:from_environment"  # by name: the CLI does not import the API
+
+
+@handle_errors
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on.")] = 8000,
+    workspace: WorkspaceOption = None,
+) -> None:
+    """Serve the workspace's REST API (/api/v1, /openapi.json) and its unsubscribe/preference pages.
+
+    The server holds the warehouse while it serves and lets go whenever a CLI command waits for
+    it, so commands keep working while it runs (see README, "Serving the API")."""
+    import uvicorn
+
+    with open_workspace(workspace) as ws:  # a missing workspace fails here, in one line
+        os.environ[WORKSPACE_ENV] = str(ws.root)
+    err_console.print(f"Serving on http://{host}:{port} (OpenAPI at /openapi.json); Ctrl-C stops")
+    uvicorn.run(APP_FACTORY, factory=True, host=host, port=port, log_level="info", access_log=False)

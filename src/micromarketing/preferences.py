@@ -1,0 +1,254 @@
+"""What a customer can do from the links in their messages: unsubscribe and the preference centre.
+
+The customer is known only through the opaque HMAC token of :mod:`micromarketing.tokens`
+(``/u/{token}``, ``/preferences/{token}``); an altered or forged token is "not found", nothing
+more.  Every change is appended to the consent ledger (the warehouse ``consent`` table: latest
+record per customer and channel wins) with source ``preference centre``; an unsubscribe also
+writes a ``suppressions`` row, which delivery checks before every send.
+
+Until the privacy package's ``record_consent`` lands, :func:`append_consent` is the one ledger
+writer of this module; swap it for that function when merging.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal
+
+import ibis
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from micromarketing.errors import InvalidInputError, NotFoundError
+from micromarketing.personalize.templates import token_secret
+from micromarketing.profiles.summary import customer_view
+from micromarketing.store.context import StoreContext
+from micromarketing.store.models import Suppression
+from micromarketing.store.schema import CONSENT_CHANNELS
+from micromarketing.tokens import verify_token
+
+SOURCE = "preference centre"
+UNSUBSCRIBE_CHANNEL = "email"  # the one-click link sits in emails (RFC 8058)
+MAX_PAUSE_DAYS = 366
+ConsentStatus = Literal["opt_in", "opt_out"]
+
+
+class ConsentRecord(BaseModel):
+    """One entry of the consent ledger."""
+
+    channel: str
+    status: str
+    recorded_at: datetime
+    source: str | None = None
+
+
+class Preferences(BaseModel):
+    """A customer's current choices as the preference centre shows them (no contact details)."""
+
+    channels: dict[str, ConsentStatus | None] = Field(
+        description="latest ledger status per channel (None: never recorded)"
+    )
+    paused_until: date | None = None
+    unsubscribed: bool = False
+    erasure_requested: bool = False
+
+
+class PreferenceChange(BaseModel):
+    """What one preference-centre action appended to the ledger and the suppression list."""
+
+    recorded: list[ConsentRecord]
+    suppressed: bool = False
+    preferences: Preferences
+
+
+def append_consent(
+    ctx: StoreContext, customer_id: str, statuses: dict[str, str], source: str = SOURCE
+) -> list[ConsentRecord]:
+    """Append one ledger record per channel in ``statuses`` (``opt_in``/``opt_out``), all stamped now."""
+    for channel, status in statuses.items():
+        if channel not in CONSENT_CHANNELS:
+            raise InvalidInputError(
+                f"unknown channel {channel!r} (use one of: {', '.join(CONSENT_CHANNELS)})"
+            )
+        if status not in ("opt_in", "opt_out"):
+            raise InvalidInputError(f"channel {channel}: unknown status {status!r} (use opt_in or opt_out)")
+    if not statuses:
+        return []
+    now = datetime.now(UTC)
+    rows = ibis.memtable(
+        {
+            "customer_id": [customer_id] * len(statuses),
+            "channel": list(statuses),
+            "status": list(statuses.values()),
+            "recorded_at": [now] * len(statuses),
+            "source": [source] * len(statuses),
+        },
+        schema={
+            "customer_id": "string",
+            "channel": "string",
+            "status": "string",
+            "recorded_at": "timestamp('UTC')",
+            "source": "string",
+        },
+    )
+    ctx.warehouse.upsert("consent", rows)
+    return [ConsentRecord(channel=c, status=s, recorded_at=now, source=source) for c, s in statuses.items()]
+
+
+def consent_history(ctx: StoreContext, customer_id: str, limit: int | None = None) -> list[ConsentRecord]:
+    """The ledger of ``customer_id``, newest first."""
+    consent = ctx.table("consent")
+    rows = consent.filter(consent.customer_id == customer_id).order_by(ibis.desc("recorded_at"))
+    if limit is not None:
+        rows = rows.limit(limit)
+    return [
+        ConsentRecord(
+            channel=r["channel"], status=r["status"], recorded_at=r["recorded_at"], source=r["source"]
+        )
+        for r in rows.select("channel", "status", "recorded_at", "source").to_pyarrow().to_pylist()
+    ]
+
+
+class PreferenceCentre:
+    """The ``ws.preferences`` sub-facade: the public customer routes' operations, keyed by token."""
+
+    def __init__(self, ctx: StoreContext) -> None:
+        self.ctx = ctx
+
+    # -- identity ---------------------------------------------------------------------------
+    def customer_for(self, token: str) -> str:
+        """The customer ``token`` was issued for; :class:`NotFoundError` for anything else.
+
+        The message never says why (altered, another workspace's, unknown customer)."""
+        customer_id = verify_token(token_secret(self.ctx), token)
+        if customer_id is None or not self._known(customer_id):
+            raise NotFoundError("not found")
+        return customer_id
+
+    def _known(self, customer_id: str) -> bool:
+        customers = self.ctx.table("customers")
+        return bool(customers.filter(customers.customer_id == customer_id).count().execute())
+
+    # -- reading ----------------------------------------------------------------------------
+    def preferences(self, token: str) -> Preferences:
+        """The current choices of the token's customer."""
+        return self._preferences(self.customer_for(token))
+
+    def _preferences(self, customer_id: str) -> Preferences:
+        latest: dict[str, str] = {}
+        for record in reversed(consent_history(self.ctx, customer_id)):  # oldest first: latest wins
+            latest[record.channel] = record.status
+        with self.ctx.ops.session() as session:
+            rows = list(
+                session.scalars(
+                    select(Suppression).where(
+                        Suppression.customer_id == customer_id, Suppression.source == SOURCE
+                    )
+                )
+            )
+        paused = [_pause_end(r.reason) for r in rows if r.kind == "manual" and r.reason.startswith("paused")]
+        current_pause = max((p for p in paused if p is not None), default=None)
+        if current_pause is not None and current_pause < datetime.now(UTC).date():
+            current_pause = None
+        return Preferences(
+            channels={c: latest.get(c) for c in CONSENT_CHANNELS},  # type: ignore[misc]
+            paused_until=current_pause,
+            unsubscribed=any(r.kind == "unsubscribe" for r in rows),
+            erasure_requested=any(r.kind == "manual" and r.reason == "erasure requested" for r in rows),
+        )
+
+    def export(self, token: str) -> dict[str, Any]:
+        """Everything held about the token's customer that the self-service download gives back."""
+        customer_id = self.customer_for(token)
+        view = customer_view(self.ctx, customer_id, orders=1000)
+        return {
+            "customer_id": customer_id,
+            "attributes": view.attributes,
+            "profile": view.profile,
+            "orders": view.recent_orders,
+            "consent": [r.model_dump(mode="json") for r in consent_history(self.ctx, customer_id)],
+            "preferences": self._preferences(customer_id).model_dump(mode="json"),
+        }
+
+    # -- changes ----------------------------------------------------------------------------
+    def unsubscribe(self, token: str) -> PreferenceChange:
+        """One-click unsubscribe (RFC 8058): a suppression row and an ``opt_out`` ledger record."""
+        customer_id = self.customer_for(token)
+        self._suppress(customer_id, UNSUBSCRIBE_CHANNEL, "unsubscribe", "one-click unsubscribe")
+        recorded = append_consent(self.ctx, customer_id, {UNSUBSCRIBE_CHANNEL: "opt_out"})
+        return self._change(customer_id, recorded, suppressed=True)
+
+    def set_channels(self, token: str, statuses: dict[str, str]) -> PreferenceChange:
+        """Record the customer's choice per channel (``opt_in`` resubscribes)."""
+        customer_id = self.customer_for(token)
+        recorded = append_consent(self.ctx, customer_id, statuses)
+        if any(s == "opt_in" for s in statuses.values()):
+            self._lift(customer_id, [c for c, s in statuses.items() if s == "opt_in"])
+        return self._change(customer_id, recorded)
+
+    def pause(self, token: str, days: int) -> PreferenceChange:
+        """Stop all messages for ``days`` days: a suppression (kind ``manual``) that names its end."""
+        if not 1 <= days <= MAX_PAUSE_DAYS:
+            raise InvalidInputError(f"pause: days must be between 1 and {MAX_PAUSE_DAYS}")
+        customer_id = self.customer_for(token)
+        until = datetime.now(UTC).date() + timedelta(days=days)
+        self._suppress(customer_id, None, "manual", f"paused until {until.isoformat()}")
+        opted_in = self._opted_in(customer_id)
+        recorded = append_consent(self.ctx, customer_id, dict.fromkeys(opted_in, "opt_out"))
+        return self._change(customer_id, recorded, suppressed=True)
+
+    def resubscribe(self, token: str) -> PreferenceChange:
+        """Undo an unsubscribe or pause: lift this centre's suppressions and opt in to email."""
+        customer_id = self.customer_for(token)
+        self._lift(customer_id, None)
+        recorded = append_consent(self.ctx, customer_id, {UNSUBSCRIBE_CHANNEL: "opt_in"})
+        return self._change(customer_id, recorded)
+
+    def request_erasure(self, token: str) -> PreferenceChange:
+        """The customer asks to be forgotten: opt out everywhere, suppress, and log the request.
+
+        The erasure itself is the privacy package's ``forget`` (an admin runs it; the audit log
+        entry ``privacy.erasure_requested`` is the queue)."""
+        customer_id = self.customer_for(token)
+        self._suppress(customer_id, None, "manual", "erasure requested")
+        recorded = append_consent(self.ctx, customer_id, dict.fromkeys(CONSENT_CHANNELS, "opt_out"))
+        self.ctx.audit("privacy.erasure_requested", customer_id, {"source": SOURCE}, actor=SOURCE)
+        return self._change(customer_id, recorded, suppressed=True)
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _change(
+        self, customer_id: str, recorded: list[ConsentRecord], *, suppressed: bool = False
+    ) -> PreferenceChange:
+        return PreferenceChange(
+            recorded=recorded, suppressed=suppressed, preferences=self._preferences(customer_id)
+        )
+
+    def _opted_in(self, customer_id: str) -> list[str]:
+        return [c for c, s in self._preferences(customer_id).channels.items() if s != "opt_out"]
+
+    def _suppress(self, customer_id: str, channel: str | None, kind: str, reason: str) -> None:
+        with self.ctx.ops.session() as session:
+            session.add(
+                Suppression(customer_id=customer_id, channel=channel, kind=kind, reason=reason, source=SOURCE)
+            )
+
+    def _lift(self, customer_id: str, channels: list[str] | None) -> None:
+        """Delete this centre's unsubscribe/pause rows (all, or those of ``channels`` and any-channel)."""
+        with self.ctx.ops.session() as session:
+            mine = select(Suppression).where(
+                Suppression.customer_id == customer_id, Suppression.source == SOURCE
+            )
+            for row in session.scalars(mine):
+                if row.reason == "erasure requested":
+                    continue
+                if channels is None or row.channel in channels or (
+                    row.channel is None and row.reason.startswith("paused")
+                ):
+                    session.delete(row)
+
+
+def _pause_end(reason: str) -> date | None:
+    try:
+        return date.fromisoformat(reason.rsplit(" ", 1)[-1])
+    except ValueError:
+        return None

@@ -1,0 +1,127 @@
+"""The customer's own routes: one-click unsubscribe (RFC 8058) and the preference centre."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from micromarketing import Workspace
+
+
+def _suppressions(root, customer_id):
+    db = sqlite3.connect(root / "ops.sqlite")
+    return db.execute(
+        "SELECT kind, channel, source FROM suppressions WHERE customer_id = ?", [customer_id]
+    ).fetchall()
+
+
+def _ledger(root, customer_id):
+    with Workspace.open(root) as ws:
+        t = ws.table("consent")
+        rows = t.filter(t.customer_id == customer_id).order_by("recorded_at").to_pyarrow().to_pylist()
+    return [(r["channel"], r["status"], r["source"]) for r in rows]
+
+
+def test_unsubscribe_page_then_one_click_urlencoded(served):
+    token = served.token()
+    page = served.client.get(f"/u/{token}")
+    assert page.status_code == 200 and 'name="List-Unsubscribe" value="One-Click"' in page.text
+    assert "set-cookie" not in page.headers
+    r = served.client.post(f"/u/{token}", data={"List-Unsubscribe": "One-Click"}, follow_redirects=False)
+    assert r.status_code == 200 and "unsubscribed" in r.text
+    assert "set-cookie" not in r.headers and "location" not in r.headers
+    assert ("unsubscribe", "email", "preference centre") in _suppressions(served.root, served.customer_id)
+    assert _ledger(served.root, served.customer_id)[-1] == ("email", "opt_out", "preference centre")
+    with Workspace.open(served.root) as ws:  # the latest record wins: email is now opted out
+        assert ws.customer(served.customer_id).consent["email"] == "opt_out"
+
+
+def test_one_click_works_as_multipart(served):
+    token = served.token()
+    r = served.client.post(f"/u/{token}", files={"List-Unsubscribe": (None, "One-Click")})
+    assert r.status_code == 200, r.text
+    assert ("unsubscribe", "email", "preference centre") in _suppressions(served.root, served.customer_id)
+
+
+def test_one_click_without_the_field_changes_nothing(served):
+    r = served.client.post(f"/u/{served.token()}", data={"List-Unsubscribe": "Yes"})
+    assert r.status_code == 422
+    assert _suppressions(served.root, served.customer_id) == []
+
+
+def test_preference_centre_records_every_change_in_the_ledger(served):
+    token, cid = served.token(), served.customer_id
+    c = served.client
+    page = c.get(f"/preferences/{token}")
+    assert page.status_code == 200 and 'id="ch-sms"' in page.text
+    saved = c.post(f"/preferences/{token}", data={"action": "save", "channel": ["sms", "post"]})
+    assert saved.status_code == 200
+    ledger = _ledger(served.root, cid)
+    latest = {ch: status for ch, status, src in ledger if src == "preference centre"}
+    assert latest == {"email": "opt_out", "sms": "opt_in", "push": "opt_out", "post": "opt_in",
+                      "ads": "opt_out", "phone": "opt_out"}
+
+    paused = c.post(f"/preferences/{token}", data={"action": "pause", "days": "14"})
+    assert paused.status_code == 200 and "until" in paused.text
+    assert ("manual", None, "preference centre") in _suppressions(served.root, cid)
+    assert {ch for ch, s, _ in _ledger(served.root, cid)[-2:]} == {"sms", "post"}  # opted out for the pause
+
+    assert c.post(f"/preferences/{token}", data={"action": "resubscribe"}).status_code == 200
+    assert _suppressions(served.root, cid) == []
+    assert _ledger(served.root, cid)[-1] == ("email", "opt_in", "preference centre")
+
+    exported = c.get(f"/preferences/{token}/export")
+    assert exported.status_code == 200 and "attachment" in exported.headers["content-disposition"]
+    data = json.loads(exported.text)
+    assert data["customer_id"] == cid and data["attributes"]["email"]
+    assert len(data["consent"]) == len(_ledger(served.root, cid))
+
+    erased = c.post(f"/preferences/{token}", data={"action": "erase"})
+    assert erased.status_code == 200
+    assert {s for _, s, _ in _ledger(served.root, cid)[-6:]} == {"opt_out"}
+    with Workspace.open(served.root) as ws:
+        db = sqlite3.connect(ws.root / "ops.sqlite")
+        actions = [a for (a,) in db.execute("SELECT action FROM audit_log")]
+    assert "privacy.erasure_requested" in actions
+
+
+def test_invalid_preference_input_is_refused(shared):
+    url = f"/preferences/{shared.token()}"
+    forms = ({"action": "pause", "days": "0"}, {"action": "save", "channel": "fax"}, {"action": "explode"})
+    for form in forms:
+        r = shared.client.post(url, data=form)
+        assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(position=st.integers(min_value=0), replacement=st.characters(categories=["L", "N"]))
+def test_an_altered_token_is_404_and_nothing_else(shared, position, replacement):
+    token = shared.token()
+    i = position % len(token)
+    altered = token[:i] + replacement + token[i + 1 :]
+    if altered == token:
+        return
+    for method, url, body in (
+        ("get", f"/u/{altered}", {}),
+        ("post", f"/u/{altered}", {"data": {"List-Unsubscribe": "One-Click"}}),
+        ("get", f"/preferences/{altered}", {}),
+        ("get", f"/preferences/{altered}/export", {}),
+    ):
+        r = shared.client.request(method, url, **body)
+        assert r.status_code == 404, (url, r.status_code)
+        assert r.json()["detail"] == "not found"
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(token=st.text(alphabet=st.characters(categories=["L", "N"], include_characters="-_"), min_size=1,
+                     max_size=120))
+def test_a_forged_token_is_404(shared, token):
+    r = shared.client.get(f"/preferences/{token}")
+    assert r.status_code == 404 and r.json()["detail"] == "not found"
+
+
+def test_a_token_for_an_unknown_customer_is_404(shared):
+    assert shared.client.get(f"/u/{shared.token('no-such-customer')}").status_code == 404
