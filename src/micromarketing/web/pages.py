@@ -67,7 +67,11 @@ router = APIRouter(route_class=PageRoute)
 
 def _workspace(request: Request) -> Iterator[Workspace]:
     with request.app.state.holder.use() as ws:
-        yield ws
+        request.state.workspace = ws  # the session check reuses it (the holder's lock is not reentrant)
+        try:
+            yield ws
+        finally:
+            request.state.workspace = None
 
 
 WS = Annotated[Workspace, Depends(_workspace)]
@@ -94,8 +98,8 @@ def _page(request: Request, name: str, user: WebUser | None, **context: Any) -> 
     return response
 
 
-def _user(ws: WS, request: Request) -> WebUser:
-    return session.current(ws, request)
+def _user(request: Request) -> WebUser:
+    return session.current(request)
 
 
 User = Annotated[WebUser, Depends(_user)]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
+import time
 from dataclasses import dataclass
 
 from fastapi import Request, Response
@@ -25,6 +26,7 @@ SESSION_COOKIE = "mm_session"
 LOGIN_COOKIE = "mm_login"
 SESSION_SECONDS = 8 * 3600
 SECRET_ENV = "MICROMARKETING_WEB_SECRET"
+KEYS_TTL = 5.0  # seconds a lookup of the live keys is reused
 ROLE_ORDER = ("viewer", "marketer", "admin")  # the API's order (api/auth.py)
 
 # One secret per server process unless the operator sets one (then sessions survive restarts).
@@ -74,6 +76,7 @@ def start(ws: Workspace, key: str, request: Request, response: Response) -> WebU
     if info is None:
         return None
     user = WebUser(info.id, info.role, secrets.token_urlsafe(24))
+    live_keys.forget()
     token = _serializer.dumps({"k": user.key_id, "r": user.role, "c": user.csrf})
     _set_cookie(response, request, SESSION_COOKIE, token, SESSION_SECONDS)
     return user
@@ -84,7 +87,41 @@ def end(response: Response) -> None:
     response.delete_cookie(SESSION_COOKIE, path="/")
 
 
-def current(ws: Workspace, request: Request) -> WebUser:
+class LiveKeys:
+    """The ids and roles of the live API keys, looked up again after :data:`KEYS_TTL` seconds.
+
+    Checking every request against the operations store would queue a page behind whatever slow
+    request holds the workspace; a revoked key therefore loses its sessions within seconds."""
+
+    def __init__(self) -> None:
+        self._roles: dict[int, str] = {}
+        self._read_at = -KEYS_TTL
+
+    def roles(self, request: Request) -> dict[int, str]:
+        if time.monotonic() - self._read_at >= KEYS_TTL:
+            held = getattr(request.state, "workspace", None)  # this request holds it already
+            if held is not None:
+                self._roles = live_roles(held)
+            else:
+                with request.app.state.holder.use() as ws:
+                    self._roles = live_roles(ws)
+            self._read_at = time.monotonic()
+        return self._roles
+
+    def forget(self) -> None:
+        """Read the keys again on the next request (after a login)."""
+        self._read_at = -KEYS_TTL
+
+
+def live_roles(ws: Workspace) -> dict[int, str]:
+    """Role by id of every key that is not revoked."""
+    return {k.id: k.role for k in ws.api_keys.list() if k.revoked_at is None}
+
+
+live_keys = LiveKeys()
+
+
+def current(request: Request) -> WebUser:
     """The logged-in user; :class:`LoginRequired` when the cookie is missing, forged, old or revoked."""
     raw = request.cookies.get(SESSION_COOKIE)
     if not raw:
@@ -94,8 +131,7 @@ def current(ws: Workspace, request: Request) -> WebUser:
         user = WebUser(int(data["k"]), str(data["r"]), str(data["c"]))
     except (BadSignature, KeyError, TypeError, ValueError):
         raise LoginRequired from None
-    live = {k.id: k for k in ws.api_keys.list() if k.revoked_at is None}
-    if user.key_id not in live or live[user.key_id].role != user.role or user.role not in ROLE_ORDER:
+    if live_keys.roles(request).get(user.key_id) != user.role or user.role not in ROLE_ORDER:
         raise LoginRequired
     return user
 
