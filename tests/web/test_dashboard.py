@@ -144,7 +144,7 @@ class Session:
 
     def settle(self) -> None:
         """Wait until htmx has no request in flight (the fragments have arrived)."""
-        self.page.wait_for_function("() => !document.querySelector('.htmx-request, [aria-busy=true]')"
+        self.page.wait_for_function("() => !document.querySelector('.htmx-request')"
                                     " && !document.querySelector('.loading')")
 
     def shot(self, name: str) -> Path:

@@ -33,6 +33,7 @@ HERE = Path(__file__).parent
 STATIC = {
     "htmx.min.js": HERE / "static" / "htmx.min.js",
     "app.css": HERE / "static" / "app.css",
+    "charts.js": HERE / "static" / "charts.js",
     "plotly.min.js": Path(plotly.__file__).parent / "package_data" / "plotly.min.js",
 }
 pages = Jinja2Templates(directory=HERE / "templates")
