@@ -170,6 +170,9 @@ class Session:
         assert not bad, f"axe on {self.page.url}: {json.dumps(bad, indent=1)}"
 
     def close(self) -> None:
+        """Close once the page's own requests are done (a fragment left running holds the
+        workspace, and the next page would wait for it)."""
+        self.settle()
         self.context.close()
         assert not self.errors, f"console errors: {self.errors}"
 
