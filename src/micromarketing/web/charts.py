@@ -9,15 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from markupsafe import Markup
-
 from micromarketing.measure import charts
 from micromarketing.measure.report import chart_html
 
 
-def overview(inputs: Any) -> dict[str, Markup]:
+def overview(inputs: Any) -> dict[str, Any]:
     """The overview's charts, by name, drawn only for the data the workspace holds."""
-    drawn: dict[str, Markup] = {}
+    drawn: dict[str, Any] = {}
     if inputs.rfm_grid is not None and len(inputs.rfm_grid):
         drawn["rfm"] = chart_html(charts.rfm_heatmap(inputs.rfm_grid, currency=inputs.currency), "chart-rfm")
     if inputs.clv_tiers is not None and len(inputs.clv_tiers):
@@ -30,9 +28,9 @@ def overview(inputs: Any) -> dict[str, Markup]:
     return drawn
 
 
-def campaign(results: Any) -> dict[str, Markup]:
+def campaign(results: Any) -> dict[str, Any]:
     """A campaign's funnel, lift intervals and budget reallocation, where its results hold them."""
-    drawn: dict[str, Markup] = {}
+    drawn: dict[str, Any] = {}
     frame = results.frame()
     if not len(frame):
         return drawn
