@@ -130,6 +130,7 @@ class Session:
         self.page.get_by_label("API key").fill(key)
         self.page.get_by_label("API key").press("Enter")
         self.page.wait_for_url(self.site.url + "/")
+        self.settle()  # the overview the login lands on has drawn
 
     def open(self, path: str, name: str) -> None:
         """Go to ``path`` and record its load time."""
