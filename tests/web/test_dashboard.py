@@ -147,10 +147,13 @@ class Session:
         self.site.timings[f"{name} @{self.width}px"] = ms
         assert ms < PAGE_BUDGET_MS, f"{self.page.url} took {ms:.0f} ms to load"
 
-    def settle(self) -> None:
-        """Wait until htmx has no request in flight (the fragments have arrived)."""
+    def settle(self, name: str | None = None) -> None:
+        """Wait until htmx has no request in flight (the fragments have arrived); with ``name``,
+        record how long after the navigation that was (printed beside the load times)."""
         self.page.wait_for_function("() => !document.querySelector('.htmx-request')"
                                     " && !document.querySelector('.loading')")
+        if name:
+            self.site.timings[f"{name} @{self.width}px, all fragments"] = self.page.evaluate("performance.now()")
 
     def shot(self, name: str) -> Path:
         path = self.site.shots / f"{name}-{self.width}.png"
@@ -188,7 +191,7 @@ def marketer(request: pytest.FixtureRequest, browser: object, site: Site) -> Ite
 
 def test_the_overview_shows_the_customer_base(marketer: Session) -> None:
     marketer.open("/", "overview")
-    marketer.settle()
+    marketer.settle("overview")
     page = marketer.page
     assert page.get_by_role("heading", name="Your customers at a glance").is_visible()
     assert page.locator("dd").first.inner_text().replace(",", "") == "400"
@@ -236,7 +239,7 @@ def test_a_rule_is_counted_as_it_is_typed_and_saved(marketer: Session, site: Sit
 
 def test_a_discovered_segment_shows_its_persona_and_fairness(marketer: Session, site: Site) -> None:
     marketer.open(f"/segments/{site.discovered}", "segment (persona, fairness)")
-    marketer.settle()
+    marketer.settle("segment (persona, fairness)")
     page = marketer.page
     assert page.locator(".tagline").inner_text().strip()
     assert page.get_by_role("heading", name="What sets them apart").is_visible()
@@ -257,7 +260,7 @@ def test_one_customer(marketer: Session, site: Site) -> None:
     page.get_by_label("Customer id").press("Enter")
     page.wait_for_url(f"{site.url}/customers/{site.customer_id}")
     marketer.record("customer")
-    marketer.settle()
+    marketer.settle("customer")
     assert page.get_by_text("P(alive)").is_visible()
     assert page.get_by_role("link", name=RULE_SEGMENT).is_visible()
     assert page.get_by_text("Next best offer").is_visible()

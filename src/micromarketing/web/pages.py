@@ -233,9 +233,12 @@ async def create_segment(
 @router.get("/segments/{name}", response_class=HTMLResponse)
 def segment(ws: WS, request: Request, user: User, name: str) -> HTMLResponse:
     info = ws.segments.get(name)
-    fairness = ws.segments.fairness(name)
-    return _page(request, "segment.html", user, info=info, persona=info.details.get("persona"),
-                 fairness=fairness)
+    return _page(request, "segment.html", user, info=info, persona=info.details.get("persona"))
+
+
+@router.get("/segments/{name}/fairness", response_class=HTMLResponse)
+def segment_fairness(ws: WS, request: Request, user: User, name: str) -> HTMLResponse:
+    return _page(request, "_fairness.html", user, fairness=ws.segments.fairness(name))
 
 
 @router.get("/segments/{name}/traits", response_class=HTMLResponse)
