@@ -153,7 +153,8 @@ class Session:
         self.page.wait_for_function("() => !document.querySelector('.htmx-request')"
                                     " && !document.querySelector('.loading')")
         if name:
-            self.site.timings[f"{name} @{self.width}px, all fragments"] = self.page.evaluate("performance.now()")
+            settled = self.page.evaluate("performance.now()")
+            self.site.timings[f"{name} @{self.width}px, all fragments"] = settled
 
     def shot(self, name: str) -> Path:
         path = self.site.shots / f"{name}-{self.width}.png"
