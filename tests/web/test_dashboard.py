@@ -265,6 +265,7 @@ def test_one_customer(marketer: Session, site: Site) -> None:
     assert page.get_by_text("P(alive)").is_visible()
     assert page.get_by_role("link", name=RULE_SEGMENT).is_visible()
     assert page.get_by_text("Next best offer").is_visible()
+    assert not re.search(r"\bnan\b", page.locator("main").inner_text())  # missing numbers say "–"
     marketer.fits()
     marketer.axe()
     marketer.shot("customer")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
@@ -284,14 +285,19 @@ def customer_suggestions(ws: WS, request: Request, user: User, customer_id: str)
     items: list[dict[str, Any]] = []
     offer: dict[str, Any] | None = None
     try:
-        items = ws.recommender.recommend([customer_id], k=5).to_dict(orient="records")
+        items = _known(ws.recommender.recommend([customer_id], k=5).to_dict(orient="records"))
     except MicromarketingError as exc:
         notes.append(f"Recommendations: {exc}")
     try:
-        offer = ws.offers.next_best([customer_id]).to_dict(orient="records")[0]
+        offer = _known(ws.offers.next_best([customer_id]).to_dict(orient="records"))[0]
     except MicromarketingError as exc:
         notes.append(f"Next best offer: {exc}")
     return _page(request, "_suggestions.html", user, items=items, offer=offer, notes=notes)
+
+
+def _known(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of a frame with its NaNs as None, so the page says "–" rather than "nan"."""
+    return [{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()} for r in rows]
 
 
 # -- campaigns (when ws.campaigns exists) --------------------------------------------------------
