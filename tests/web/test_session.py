@@ -135,3 +135,11 @@ def test_any_typed_rule_gives_a_count_or_a_positioned_error(served, rule: str) -
     if answer.status_code == 200 and rule.strip():
         assert ('id="preview-count"' in answer.text) or re.search(r"Line \d+, column \d+", answer.text) \
             or 'role="alert"' in answer.text
+
+
+@pytest.mark.skipif(hasattr(Workspace, "campaigns"), reason="campaigns are merged: their pages are live")
+def test_campaign_pages_wait_for_the_campaigns_facade(served) -> None:
+    client, keys, _ = served
+    _login(client, keys["marketer"])
+    assert 'href="/campaigns"' not in client.get("/segments").text
+    assert client.get("/campaigns").status_code == 404
