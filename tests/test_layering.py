@@ -21,6 +21,8 @@ BACKENDS = ("duckdb", "pyspark")
 THIN_LAYERS = ("cli", "api", "web")
 THIN_FORBIDDEN = ("micromarketing.store", "duckdb", "pyspark", "sqlalchemy", "ibis")
 THIN_ALLOWED = ("micromarketing.workspace", "micromarketing.errors", "micromarketing.progress")
+# Pure presentation the dashboard shares with the HTML report (frames in, figure/markup out; no store).
+PRESENTATION = {"web": ("micromarketing.measure.charts", "micromarketing.measure.report.chart_html")}
 DOMAIN = ("ingest", "profiles", "segments", "personalize", "campaigns", "channels", "measure", "privacy")
 
 
@@ -71,6 +73,8 @@ def _allowed_in_thin_layer(name: str, layer: str) -> bool:
     if not _hits(name, ("micromarketing",)) or name == "micromarketing":
         return True
     if _hits(name, (*THIN_ALLOWED, f"micromarketing.{layer}")) or "results" in name.split("."):
+        return True
+    if any(name == p or p.startswith(name + ".") for p in PRESENTATION.get(layer, ())):
         return True
     parts = name.split(".")
     return len(parts) == 2 and parts[1] in micromarketing.__all__

@@ -145,8 +145,11 @@ def create_app(
 
 
 def from_environment() -> FastAPI:
-    """The app for ``$MICROMARKETING_WORKSPACE`` (else the current directory): uvicorn's factory."""
-    return create_app(os.environ.get(WORKSPACE_ENV) or ".")
+    """The app for ``$MICROMARKETING_WORKSPACE`` (else the current directory): uvicorn's factory.
+
+    The web dashboard's pages are mounted at ``/`` (imported by name: the API does not depend on it)."""
+    dashboard = importlib.import_module("micromarketing.web").router
+    return create_app(os.environ.get(WORKSPACE_ENV) or ".", pages=[dashboard])
 
 
 def _problem_openapi(schema: dict[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ def serve(
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on.")] = 8000,
     workspace: WorkspaceOption = None,
 ) -> None:
-    """Serve the workspace's REST API (/api/v1, /openapi.json) and its unsubscribe/preference pages.
+    """Serve the workspace: the dashboard (/), the REST API (/api/v1, /openapi.json), the customer pages.
 
     The server holds the warehouse while it serves and lets go whenever a CLI command waits for
     it, so commands keep working while it runs (see README, "Serving the API")."""
@@ -27,5 +27,6 @@ def serve(
 
     with open_workspace(workspace) as ws:  # a missing workspace fails here, in one line
         os.environ[WORKSPACE_ENV] = str(ws.root)
-    err_console.print(f"Serving on http://{host}:{port} (OpenAPI at /openapi.json); Ctrl-C stops")
+    err_console.print(f"Serving on http://{host}:{port}: the dashboard at /, the API under /api/v1 "
+                      "(OpenAPI at /openapi.json); Ctrl-C stops")
     uvicorn.run(APP_FACTORY, factory=True, host=host, port=port, log_level="info", access_log=False)
