@@ -20,7 +20,7 @@ from micromarketing.campaigns.run import (
     run_campaign,
     send_tests,
 )
-from micromarketing.campaigns.spec import CampaignSpec, check_references, load_spec
+from micromarketing.campaigns.spec import CampaignSpec, check_references, load_spec, parse_spec
 from micromarketing.progress import ProgressCallback, noop_progress
 from micromarketing.store.context import StoreContext
 
@@ -37,6 +37,12 @@ class Campaigns:
         if isinstance(spec, CampaignSpec):
             return spec, f"campaign {spec.name}"
         return load_spec(Path(spec)), str(spec)
+
+    def parse(self, text: str, source: str = "<campaign>") -> CampaignSpec:
+        """Validate campaign YAML given as text (a form, an API body) and check its references."""
+        spec = parse_spec(text, source)
+        check_references(self.ctx, spec, source)
+        return spec
 
     def load(self, path: str | os.PathLike[str]) -> CampaignSpec:
         """Read a campaign file and check it against the workspace (segments, templates, offers)."""

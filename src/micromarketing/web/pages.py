@@ -274,8 +274,8 @@ def find_customer(request: Request, user: User, id: str = "") -> Response:
 def customer(ws: WS, request: Request, user: User, customer_id: str) -> HTMLResponse:
     view = ws.segment_of_one(customer_id)
     messages = None
-    if hasattr(ws, "delivery") and hasattr(ws.delivery, "messages"):
-        messages = ws.delivery.messages(customer_id)
+    if hasattr(Workspace, "delivery"):
+        messages = ws.delivery.ledger(customer_id).messages
     return _page(request, "customer.html", user, view=view, profile=view.profile or {}, messages=messages)
 
 
@@ -309,7 +309,7 @@ def _needs(attribute: str) -> None:
 @router.get("/campaigns", response_class=HTMLResponse)
 def campaigns(ws: WS, request: Request, user: User) -> HTMLResponse:
     _needs("campaigns")
-    listed = ws.campaigns.list()  # type: ignore[attr-defined]
+    listed = ws.campaigns.list()
     return _page(request, "campaigns.html", user, campaigns=listed,
                  segments=[s.name for s in ws.segments.list()],
                  templates=[t.name for t in ws.templates.list()])
@@ -321,7 +321,7 @@ async def plan_campaign(
 ) -> HTMLResponse:
     await _posted_by(request, user, "marketer")
     _needs("campaigns")
-    plan = ws.campaigns.plan(spec)  # type: ignore[attr-defined]
+    plan = ws.campaigns.plan(ws.campaigns.parse(spec, "the campaign form"))
     return _page(request, "_plan.html", user, plan=plan, spec=spec)
 
 
@@ -331,14 +331,14 @@ async def run_campaign(
 ) -> Response:
     await _posted_by(request, user, "marketer")
     _needs("campaigns")
-    result = ws.campaigns.run(spec, actor=user.actor)  # type: ignore[attr-defined]
+    result = ws.campaigns.run(ws.campaigns.parse(spec, "the campaign form"))
     return RedirectResponse(f"/campaigns/{quote(str(result.name))}", status_code=303)
 
 
 @router.get("/campaigns/{name}", response_class=HTMLResponse)
 def campaign(ws: WS, request: Request, user: User, name: str) -> HTMLResponse:
     _needs("campaigns")
-    status = ws.campaigns.status(name)  # type: ignore[attr-defined]
+    status = ws.campaigns.status(name)
     results = ws.reports.campaign(name)
     return _page(request, "campaign.html", user, name=name, status=status, results=results,
                  charts=charts.campaign(results))
