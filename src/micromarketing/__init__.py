@@ -14,6 +14,7 @@ write demo and reference data, :func:`validate_clv` checks the CLV models on a t
 :func:`run_demo` runs the whole loop on generated data.
 """
 
+from micromarketing.campaigns.spec import EXAMPLE_CAMPAIGN
 from micromarketing.datasets import generate as generate_dataset
 from micromarketing.datasets import write_cdnow
 from micromarketing.demo import DemoReport, run_demo
@@ -27,6 +28,7 @@ from micromarketing.workspace import Workspace
 
 __all__ = [
     "DISCOVERY_PREFIX",
+    "EXAMPLE_CAMPAIGN",
     "INGEST_KINDS",
     "DemoReport",
     "MicromarketingError",

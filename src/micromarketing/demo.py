@@ -122,6 +122,19 @@ class DemoReport:
     report_file: ReportFile | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
+    def lift_coverage(self) -> tuple[int, int]:
+        """How many of the measured 95% intervals of the absolute conversion lift cover the true
+        lift (covered, compared)."""
+        covered = compared = 0
+        for comparison in self.measurement.comparisons if self.measurement else []:
+            true = self.truth.get((comparison.segment, comparison.treatment))
+            interval = comparison.conversion.absolute_interval
+            if true is None or interval.low is None or interval.high is None:
+                continue
+            compared += 1
+            covered += int(interval.low <= true <= interval.high)
+        return covered, compared
+
 
 def run_demo(
     out: Path, customers: int = 20_000, seed: int = 7, progress: ProgressCallback = noop_progress
@@ -245,21 +258,6 @@ def true_lifts(members: pd.DataFrame, truth: dict[str, TrueResponse]) -> dict[tu
         if segment in truth and arm in truth[segment].uplift:
             out[(segment, arm)] = truth[segment].uplift[arm] * float(group["delivered"].mean())
     return out
-
-
-def lift_coverage(report: DemoReport) -> tuple[int, int]:
-    """How many of the measured 95% intervals of the absolute conversion lift cover the true lift
-    (covered, compared)."""
-    assert report.measurement is not None
-    covered = compared = 0
-    for comparison in report.measurement.comparisons:
-        true = report.truth.get((comparison.segment, comparison.treatment))
-        interval = comparison.conversion.absolute_interval
-        if true is None or interval.low is None or interval.high is None:
-            continue
-        compared += 1
-        covered += int(interval.low <= true <= interval.high)
-    return covered, compared
 
 
 class _SmtpSink:

@@ -44,6 +44,27 @@ SHARE_TOLERANCE = 1e-6
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
+EXAMPLE_CAMPAIGN = """\
+# A campaign: which segments, which variants (template, offer, channel, share), how many members
+# are held out as control, the budget and how long outcomes are attributed to a message.
+name: spring_winback
+objective: conversion            # conversion | revenue | retention
+attribution_days: 7
+control_share: 0.10              # per segment, held out and never contacted
+budget: 5000
+# send_window: {start: 2026-07-01T09:00:00Z, end: 2026-07-03T18:00:00Z}
+segments:
+  - segment: lapsed_vip
+    variants:
+      - {name: a, template: seasonal_picks, offer: spring10, channel: email, share: 0.5}
+      - {name: b, template: seasonal_picks, channel: email, share: 0.5}
+  - segment: eco_runners
+    variants:
+      - {name: a, template: seasonal_picks, offer: spring10, channel: email, share: 0.5}
+      - {name: b, template: seasonal_picks, channel: email, share: 0.5}
+"""
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 

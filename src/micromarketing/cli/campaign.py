@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,6 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from micromarketing import EXAMPLE_CAMPAIGN
 from micromarketing.cli._common import (
     JsonOption,
     WorkspaceOption,
@@ -20,6 +20,7 @@ from micromarketing.cli._common import (
     print_json,
     progress_bar,
 )
+from micromarketing.errors import ConflictError
 
 app = typer.Typer(help="Campaigns: plan, run, proofs, status.", no_args_is_help=True)
 
@@ -115,12 +116,22 @@ def plan(file: FileArgument, workspace: WorkspaceOption = None, json_output: Jso
 
 
 def _deliver(ws: Any, name: str) -> Any:
-    """Run the delivery worker for campaign ``name`` when the workspace has one."""
-    delivery = getattr(ws, "delivery", None)
-    if delivery is None:
-        return None
-    accepts_campaign = "campaign" in inspect.signature(delivery.deliver).parameters
-    return delivery.deliver(campaign=name) if accepts_campaign else delivery.deliver()
+    """Run the delivery worker for campaign ``name``."""
+    return ws.delivery.deliver(campaign=name)
+
+
+@app.command("example")
+@handle_errors
+def example(
+    out: Annotated[Path, typer.Option("--out", help="Where to write the campaign file.")] = Path(
+        "spring_winback.yaml"
+    ),
+) -> None:
+    """Write an example campaign file (two segments, a control group, two variants, a budget) to edit."""
+    if out.exists():
+        raise ConflictError(f"{out} exists; choose another --out")
+    out.write_text(EXAMPLE_CAMPAIGN, encoding="utf-8")
+    console.print(f"Wrote [bold]{out}[/]: edit segments, templates and offers; then `campaign plan {out}`")
 
 
 @app.command("run")

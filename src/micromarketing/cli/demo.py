@@ -12,7 +12,6 @@ from rich.table import Table
 from micromarketing import DemoReport, run_demo
 from micromarketing.cli._common import JsonOption, console, handle_errors, print_json, progress_bar
 from micromarketing.cli.profile import rfm_table
-from micromarketing.demo import lift_coverage
 
 
 @handle_errors
@@ -135,7 +134,7 @@ def _print_campaign(report: DemoReport) -> None:
             _pct(conv.relative_shrunk) + " rel" if conv.relative_shrunk is not None else "-",
         )
     console.print(lifts)
-    covered, compared = lift_coverage(report)
+    covered, compared = report.lift_coverage()
     console.print(f"   {covered} of {compared} intervals cover the true lift")
     if report.allocation is not None:
         alloc = Table(title=f"7. Next round's budget ({report.allocation.budget:,.0f})")
