@@ -59,14 +59,29 @@ def worker() -> None:
 
     def record(name: str, fit: m.FitResult | object) -> None:
         if isinstance(fit, m.FitResult):
-            out[name] = {"params": fit.params, "loglik": fit.loglik, "converged": fit.converged,
-                         "limit": fit.limit, "message": fit.message}
+            out[name] = {
+                "params": fit.params,
+                "loglik": fit.loglik,
+                "converged": fit.converged,
+                "limit": fit.limit,
+                "message": fit.message,
+            }
         else:
             d = fit.to_dict()  # type: ignore[attr-defined]
-            out[name] = {"params": d["params"], "loglik": d["loglik"], "converged": d["converged"],
-                         "limit": d.get("limit"), "message": d["message"]}
-            out[name + " gamma_gamma"] = {"params": d["gamma_gamma"]["params"], "loglik": d["gamma_gamma"]["loglik"],
-                                          "converged": d["gamma_gamma"]["converged"], "limit": None, "message": ""}
+            out[name] = {
+                "params": d["params"],
+                "loglik": d["loglik"],
+                "converged": d["converged"],
+                "limit": d.get("limit"),
+                "message": d["message"],
+            }
+            out[name + " gamma_gamma"] = {
+                "params": d["gamma_gamma"]["params"],
+                "loglik": d["gamma_gamma"]["loglik"],
+                "converged": d["gamma_gamma"]["converged"],
+                "limit": None,
+                "message": "",
+            }
 
     cdnow = read_transactions_file(cdnow_path())
     summary = clv_summary(ibis.memtable(cdnow), date(1997, 10, 1), unit_days=7.0)
@@ -77,7 +92,9 @@ def worker() -> None:
     x, t_x, T = _homogeneous_dropout_sample()
     record("homogeneous dropout bgnbd", m.fit_transactions("bgnbd", m.Triples.build(x, t_x, T)))
     with tempfile.TemporaryDirectory() as tmp:
-        generate(Path(tmp), customers=1500, seed=0)  # the demo's data set (micromarketing demo --customers 1500)
+        generate(
+            Path(tmp), customers=1500, seed=0
+        )  # the demo's data set (micromarketing demo --customers 1500)
         tx = pd.read_csv(Path(tmp) / "transactions.csv", usecols=["customer_id", "ordered_at", "amount"])
         tx["ordered_at"] = pd.to_datetime(tx["ordered_at"], utc=True)
         as_of = date(2026, 7, 1)
@@ -88,14 +105,19 @@ def worker() -> None:
 
 def run(kernel: str, tests: bool) -> tuple[dict, str]:
     env = {**os.environ, "OPENBLAS_CORETYPE": kernel, "PYTHONPATH": str(ROOT / "src")}
-    fits = subprocess.run([sys.executable, __file__, "--worker"], env=env, cwd=ROOT, capture_output=True, text=True)
+    fits = subprocess.run(
+        [sys.executable, __file__, "--worker"], env=env, cwd=ROOT, capture_output=True, text=True
+    )
     if fits.returncode != 0:
         return {}, f"fit worker failed: {fits.stderr.strip().splitlines()[-1:]}"
     verdict = "not run"
     if tests:
         t = subprocess.run(
             [sys.executable, "-m", "pytest", *TESTS, "-q", "-p", "no:cacheprovider"],
-            env=env, cwd=ROOT, capture_output=True, text=True,
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
         )
         verdict = (t.stdout.strip().splitlines() or ["?"])[-1]
         verdict = ("PASS " if t.returncode == 0 else "FAIL ") + verdict.strip("= ")
@@ -144,8 +166,11 @@ def main() -> int:
                 ok = False
                 print(f"DIFFERENT: {name} under {kernel} vs {base_kernel}")
             ok &= bool(f["converged"])
-    print(f"{'PASS' if ok else 'FAIL'}: {len(results)} kernels, every fit converged and equal to {RELATIVE:g} relative"
-          if ok else "FAIL: see above")
+    print(
+        f"PASS: {len(results)} kernels, every fit converged and equal to {RELATIVE:g} relative"
+        if ok
+        else "FAIL: see above"
+    )
     return 0 if ok else 1
 
 

@@ -1014,7 +1014,7 @@ def _log_space_fit(
             v = loglik(p, dd)[0]
             g = np.empty(len(theta))
             for i in range(len(theta)):  # central differences in log-parameters
-                h = 1e-6
+                h = 1e-5  # truncation error is the same on every CPU; rounding noise is what must stay small
                 up, dn = theta.copy(), theta.copy()
                 up[i] += h
                 dn[i] -= h
