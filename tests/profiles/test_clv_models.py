@@ -391,9 +391,9 @@ def test_limit_model_expectations_are_the_limit_of_the_full_model():
 
 def test_unknown_model_names_are_errors():
     d = m.Triples.build([1, 0], [1.0, 0.0], [3.0, 4.0])
-    with pytest.raises(ModelError, match="unknown transaction model 'bgnb'"):
+    with pytest.raises(ModelError, match="unknown model 'bgnb'"):
         m.fit_transactions("bgnb", d)
-    with pytest.raises(ModelError, match="unknown transaction model"):
+    with pytest.raises(ModelError, match="unknown model 'pareto'"):
         m.p_alive("pareto", [1, 1, 1, 1], [1], [1], [2])
 
 

@@ -62,6 +62,7 @@ SUMMARY_TABLE = "clv_summary"  # the last summary fitted or scored, kept in the 
 BY_SEGMENTS = "segments"
 DEFAULT_MIN_GROUP_SIZE = 500
 NO_GROUP = "(none)"
+GROUPS_TABLE = "clv_groups"  # the segment membership a ``--by segments`` fit was made with
 ALL_CUSTOMERS = "(all)"
 # A source of group membership as of a date (customer_id, group); the facade wires discovered segments.
 GroupSource = Callable[[date], ir.Table]
@@ -463,9 +464,10 @@ def fit_clv(
     if by is None:
         fit = fit_summary(summary, as_of=as_of, model=family, unit_days=DEFAULT_UNIT_DAYS)
     else:
-        grouped = ws.warehouse.replace_table(
-            SUMMARY_TABLE, grouped_summary(summary, group_table(ws, by, as_of, segment_groups))
-        )
+        groups = group_table(ws, by, as_of, segment_groups)
+        if by == BY_SEGMENTS:  # scoring later uses the membership the models were fitted on
+            groups = ws.warehouse.replace_table(GROUPS_TABLE, groups.select("customer_id", "group"))
+        grouped = ws.warehouse.replace_table(SUMMARY_TABLE, grouped_summary(summary, groups))
         fit = fit_grouped(
             grouped,
             as_of=as_of,
@@ -538,6 +540,9 @@ def clv_features(
 ) -> ir.Table:
     """Per-customer CLV columns as of ``as_of`` using ``fit`` (each customer's group model).
 
+    A ``--by segments`` fit scores with the membership it was fitted on (table ``clv_groups``);
+    a column fit reads the column now; customers outside every fitted group use the pooled fit.
+
     Columns: ``customer_id, p_alive, expected_purchases_90d, expected_purchases_365d,
     expected_avg_spend, clv_12m, value_tier`` for every customer with a transaction before
     ``as_of``.  Triple-level scores are computed in numpy on the distinct (group, triple) pairs
@@ -549,7 +554,10 @@ def clv_features(
     """
     cfg = ws.settings.clv
     summary = clv_summary(ws.table("transactions"), as_of, unit_days=fit.unit_days)
-    groups = None if fit.by is None else group_table(ws, fit.by, as_of, segment_groups)
+    if fit.by == BY_SEGMENTS and ws.warehouse.has_table(GROUPS_TABLE):
+        groups: ir.Table | None = ws.table(GROUPS_TABLE)
+    else:
+        groups = None if fit.by is None else group_table(ws, fit.by, as_of, segment_groups)
     summary = ws.warehouse.replace_table(SUMMARY_TABLE, grouped_summary(summary, groups))
     trip = _group_triples(summary)
     if trip.empty:
@@ -613,3 +621,131 @@ def clv_features(
         else_="rest",
     )
     return ranked.mutate(value_tier=tier).select("customer_id", *CLV_COLUMNS)
+
+
+# ---------------------------------------------------------------------------------------------
+# Backtest: calibration fit, holdout repeat transactions, pooled and per group
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BacktestResult:
+    """Holdout repeat transactions against the predictions of a calibration-period fit."""
+
+    calibration_end: date
+    holdout_end: date
+    by: str | None
+    fit: ClvFit
+    groups: list[dict[str, Any]]
+    total: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "calibration_end": self.calibration_end.isoformat(),
+            "holdout_end": self.holdout_end.isoformat(),
+            "by": self.by,
+            "model": self.fit.model,
+            "groups": self.groups,
+            "total": self.total,
+        }
+
+
+def _predicted_by_group(
+    fit: ClvFit, summary: ir.Table, horizon: float, *, pooled_only: bool = False
+) -> pd.DataFrame:
+    """Expected repeat transactions in the next ``horizon`` units, summed per group."""
+    trip = _group_triples(summary)
+    out = []
+    for name, rows in trip.groupby("group", sort=True):
+        model_fit = fit if pooled_only else fit.group_model(str(name))
+        model = model_fit.transaction_model
+        with np.errstate(all="ignore"):
+            e = model.conditional_expected(
+                model_fit.vector,
+                horizon,
+                rows["frequency"].to_numpy(np.float64),
+                rows["recency"].to_numpy(np.float64),
+                rows["T"].to_numpy(np.float64),
+            )
+        out.append(
+            {"group": str(name), "predicted": float(np.add.reduce(e * rows["n"].to_numpy(np.float64)))}
+        )
+    return pd.DataFrame(out)
+
+
+def backtest(
+    ctx: StoreContext,
+    calibration_end: date,
+    holdout_end: date | None = None,
+    *,
+    by: str | None = None,
+    model: str | m.TransactionModel = "bgnbd",
+    min_group_size: int = DEFAULT_MIN_GROUP_SIZE,
+    segment_groups: GroupSource | None = None,
+) -> BacktestResult:
+    """Fit on the days up to ``calibration_end`` and count repeat transactions in the holdout.
+
+    The holdout runs from the day after ``calibration_end`` to ``holdout_end`` (inclusive;
+    default the last order day).  Only customers acquired in the calibration period count, and
+    group membership is taken as of the calibration end (``--by segments`` reads the discovered
+    segments materialised on or before it), so nothing of the holdout reaches the fit or the
+    grouping.  Nothing is stored.
+    """
+    family = m.transaction_model(model).family
+    tx = ctx.table("transactions")
+    as_of = calibration_end + timedelta(days=1)
+    if holdout_end is None:
+        holdout_end = default_as_of(ctx) - timedelta(days=1)
+    if holdout_end <= calibration_end:
+        raise DataError(
+            f"--holdout-end {holdout_end.isoformat()} must be after --calibration-end {calibration_end.isoformat()}"  # noqa: E501
+        )
+    as_of = resolve_as_of(tx, as_of, ctx.settings.ingest.min_date)
+    single_currency(tx, holdout_end + timedelta(days=1))
+    groups = None if by is None else group_table(ctx, by, as_of, segment_groups)
+    summary = ctx.warehouse.replace_table(
+        SUMMARY_TABLE, grouped_summary(clv_summary(tx, as_of, unit_days=DEFAULT_UNIT_DAYS), groups)
+    )
+    if by is None:
+        fit = fit_summary(summary.drop("group"), as_of=as_of, model=family, unit_days=DEFAULT_UNIT_DAYS)
+    else:
+        fit = fit_grouped(
+            summary,
+            as_of=as_of,
+            by=by,
+            model=family,
+            unit_days=DEFAULT_UNIT_DAYS,
+            min_group_size=min_group_size,
+        )
+    horizon = (holdout_end - calibration_end).days / DEFAULT_UNIT_DAYS
+    days = purchase_days(tx, holdout_end + timedelta(days=1), start=as_of)
+    held = days.group_by("customer_id").aggregate(x_star=days.count())
+    j = summary.left_join(held, summary.customer_id == held.customer_id)
+    actual = (
+        j.group_by(j.group)
+        .aggregate(customers=j.count(), actual=j.x_star.fill_null(0).sum())
+        .order_by("group")
+        .to_pandas()
+    )
+    pred = _predicted_by_group(fit, summary, horizon)
+    pooled = _predicted_by_group(fit, summary, horizon, pooled_only=True).rename(
+        columns={"predicted": "predicted_pooled"}
+    )
+    table = actual.merge(pred, on="group").merge(pooled, on="group")
+    uses = {g.group: "own" if g.fit is not None else "pooled" for g in fit.groups}
+    rows = [
+        {
+            "group": str(r.group),
+            "customers": int(r.customers),
+            "actual": int(r.actual),
+            "predicted": float(r.predicted),
+            "predicted_pooled": float(r.predicted_pooled),
+            "model": uses.get(str(r.group), "pooled"),
+        }
+        for r in table.itertuples()
+    ]
+    total = {
+        "customers": int(table["customers"].sum()),
+        "actual": int(table["actual"].sum()),
+        "predicted": float(table["predicted"].sum()),
+        "predicted_pooled": float(table["predicted_pooled"].sum()),
+    }
+    return BacktestResult(calibration_end, holdout_end, by, fit, rows, total)

@@ -597,7 +597,7 @@ def transaction_model(name: str | TransactionModel, limit: str | None = None) ->
     except KeyError:
         what = f"{name!r} with limit {limit!r}" if limit else repr(name)
         raise ModelError(
-            f"unknown transaction model {what} (use {' or '.join(map(repr, TRANSACTION_MODEL_NAMES))})"
+            f"unknown model {what}: transaction models are {' and '.join(map(repr, TRANSACTION_MODEL_NAMES))}"
         ) from None
 
 
