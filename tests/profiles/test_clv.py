@@ -363,3 +363,15 @@ def test_spend_fallback_is_finite_and_documented_when_q_is_at_most_one():
         }
     )  # fmt: skip
     assert fit.non_repeater_spend == 37.5 and fit.to_dict()["gamma_gamma"]["non_repeater_spend"] == 37.5
+
+
+def test_validate_names_published_parameters_only_for_the_cdnow_sample(tmp_path):
+    df = read_transactions_file(cdnow_path())
+    other = validate(df, date(1997, 8, 31), date(1998, 6, 30)).payload  # not the papers' protocol
+    assert "published" not in other
+    assert not any("published" in k for k in other["holdout"])
+    out = tmp_path / "other.html"
+    from micromarketing import clv_validation_report
+
+    clv_validation_report(validate(df, date(1997, 8, 31), date(1998, 6, 30))).write(out)
+    assert "<svg" in out.read_text()
