@@ -672,8 +672,11 @@ def _objective(loglik_of: Callable[[FloatArray], tuple[float, FloatArray]], scal
 
 
 def _search(
-    objective: Objective, starts: Sequence[FloatArray], bounds: Sequence[tuple[float, float]]
-) -> tuple[FloatArray, int]:  # noqa: E501
+    objective: Objective,
+    starts: Sequence[FloatArray],
+    bounds: Sequence[tuple[float, float]],
+    maxiter: int = 1000,
+) -> tuple[FloatArray, int]:
     """Bounded L-BFGS-B from each start; the best end point (only a starting point for Newton)."""
     best: tuple[float, FloatArray] | None = None
     iterations = 0
@@ -684,7 +687,7 @@ def _search(
             jac=True,
             method="L-BFGS-B",
             bounds=bounds,
-            options={"maxiter": 1000, "ftol": 1e-13, "gtol": 1e-8},
+            options={"maxiter": maxiter, "ftol": 1e-13, "gtol": 1e-8},
         )
         iterations += int(res.nit)
         if np.isfinite(res.fun) and res.fun < INVALID and (best is None or res.fun < best[0]):
@@ -894,6 +897,12 @@ def _result(
 
 
 WARM_START_TRIPLES = 40_000
+# Shape/scale pairs whose mixing distribution degenerates when both grow at a fixed ratio.
+RIDGE_PAIRS: dict[str, tuple[tuple[int, int], ...]] = {
+    "paretonbd": ((0, 1), (2, 3)),
+    "gamma_gamma": ((1, 2),),
+}
+RIDGE_SHAPE = 1e3  # a gamma shape this large means a coefficient of variation under 3 %
 PARETO_SEARCH_TRIPLES = 3_000  # each Pareto/NBD evaluation costs two hyp2f1 per triple
 _LOG_BOUND = 18.0  # search box for log-parameters; a reported parameter never sits on it
 
@@ -1024,8 +1033,27 @@ def _log_space_fit(
         return _objective(ll, scale)
 
     theta, iterations = _search(
-        on(search_data), [np.log(s) for s in starts], [(-_LOG_BOUND, _LOG_BOUND)] * len(names)
+        on(search_data),
+        [np.log(s) for s in starts],
+        [(-_LOG_BOUND, _LOG_BOUND)] * len(names),
+        maxiter=1000 if analytic_gradient else 150,
     )
+    ridge = [
+        f"{names[i]}, {names[j]}"
+        for i, j in RIDGE_PAIRS.get(model, ())
+        if min(theta[i], theta[j]) > math.log(RIDGE_SHAPE)
+    ]
+    if ridge:
+        # Both members of a shape/scale pair without bound: the mixing distribution degenerates
+        # (e.g. one dropout rate for all).  There is no finite optimum to polish; say so.
+        nan_matrix = [[math.nan] * len(names)] * len(names)
+        polished = _Polished(theta, *on(search_data)(theta), nan_matrix, 0, math.nan)
+        return _result(
+            model, names, np.exp(theta), [[0.0] * len(names)] * len(names), polished, weight_total,
+            n_customers, iterations, extra_ok=False,
+            extra_reason=f"{' and '.join(ridge)} grow without bound (a degenerate mixing distribution: "
+            "homogeneous rates); no limit model for this one, use bgnbd",
+        )  # fmt: skip
     if analytic_gradient:
         polished = _newton(on(data), theta)
     else:
