@@ -17,6 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import ibis
 import ibis.expr.types as ir
 import pandas as pd
 
@@ -24,7 +25,7 @@ from micromarketing.api_keys import ApiKeys
 from micromarketing.campaigns.delivery import Delivery
 from micromarketing.campaigns.service import Campaigns
 from micromarketing.config import SETTINGS_FILE, Settings, load_settings, write_default_settings
-from micromarketing.errors import WorkspaceError
+from micromarketing.errors import DataError, WorkspaceError
 from micromarketing.ingest import IngestResult, ingest_file
 from micromarketing.measure.report_service import Reports
 from micromarketing.measure.service import Measure
@@ -69,8 +70,30 @@ class Workspace:
     # -- sub-facades (one per domain package, created on first use) --------------------------
     @cached_property
     def clv(self) -> Clv:
-        """Customer-lifetime-value models: ``fit``, ``latest``."""
-        return Clv(self.context)
+        """Customer-lifetime-value models: ``fit``, ``backtest``, ``latest``."""
+        return Clv(self.context, segment_groups=self._discovered_segment_groups)
+
+    def _discovered_segment_groups(self, as_of: date) -> ir.Table:
+        """``customer_id, group``: discovered segments as materialised on or before ``as_of``.
+
+        Wired into ``ws.clv`` here because profiles sit below segments in the layering.
+        """
+        parts = []
+        for info in self.segments.list():
+            if info.kind != "discovered" or info.details.get("retired"):
+                continue
+            try:
+                members = self.segments.member_table(info.name, as_of=as_of)
+            except DataError:
+                continue  # materialised only after as_of: not known at that date
+            parts.append(members.select("customer_id", group=ibis.literal(info.name)))
+        if not parts:
+            raise DataError(
+                f"no discovered segments materialised on or before {as_of.isoformat()}: run "
+                "`micromarketing profile --as-of DATE` and `micromarketing segment discover` first"
+            )
+        union = ibis.union(*parts) if len(parts) > 1 else parts[0]
+        return union.group_by("customer_id").aggregate(group=union.group.min())
 
     @cached_property
     def segments(self) -> SegmentService:

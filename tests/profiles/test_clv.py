@@ -261,3 +261,117 @@ def test_read_transactions_file_names_bad_rows(tmp_path):
     f.write_text("customer_id,amount\na,3\n")
     with pytest.raises(IngestError, match="missing column 'ordered_at'"):
         read_transactions_file(f)
+
+
+# --- value per group, backtest, spend fallback ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def grouped_ws(tmp_path_factory):
+    """CDNOW with a customers table whose 'region' splits the customers by id parity, plus a tiny group."""
+    ws = Workspace.init(tmp_path_factory.mktemp("clvgroups") / "ws")
+    df = read_transactions_file(cdnow_path())
+    ws.warehouse.upsert("transactions", ibis.memtable(_rows(df)))
+    ids = sorted(df["customer_id"].unique(), key=int)
+    region = ["north" if int(c) % 2 else "south" for c in ids]
+    region[:30] = ["islands"] * 30
+    ws.warehouse.upsert("customers", ibis.memtable(pd.DataFrame({"customer_id": ids, "city": region})))
+    yield ws
+    ws.close()
+
+
+def test_fit_by_column_fits_each_big_group_and_pools_the_small_one(grouped_ws):
+    fit = grouped_ws.clv.fit(as_of=AS_OF, by="city", min_group_size=200)
+    assert fit.by == "city" and [g.group for g in fit.groups] == ["islands", "north", "south"]
+    islands, north, south = fit.groups
+    assert islands.fit is None and islands.customers == 30 and "fewer than 200" in islands.reason
+    assert north.fit is not None and south.fit is not None
+    assert north.customers + south.customers + islands.customers == 2357
+    # The group fit is the plain fit of that group's customers.
+    s = clv.clv_summary(grouped_ws.table("transactions"), AS_OF, unit_days=7.0).to_pandas()
+    islanders = sorted(s["customer_id"], key=int)[:30]
+    odd = s[(s["customer_id"].astype(int) % 2 == 1) & ~s["customer_id"].isin(islanders)]
+    direct = clv.fit_summary(odd, as_of=AS_OF)
+    assert north.fit.params == pytest.approx(direct.params, rel=1e-8)
+    # Stored and read back with every group; profiles use each customer's group model.
+    latest = clv.latest_clv_fit(grouped_ws)
+    assert latest.by == "city" and latest.groups[1].fit.params == pytest.approx(north.fit.params)
+    feats = clv.clv_features(grouped_ws, AS_OF, latest).to_pandas().set_index("customer_id")
+    cid = odd.sort_values("frequency").iloc[-1]
+    e90 = clv_models.bgnbd_conditional_expected(
+        north.fit.vector, 90 / 7, cid.frequency, cid.recency, cid["T"]
+    )
+    assert feats.loc[cid.customer_id, "expected_purchases_90d"] == pytest.approx(float(e90), rel=1e-9)
+    isl = feats.loc[islanders[0]]  # an islands customer: the pooled model
+    row = s.set_index("customer_id").loc[islanders[0]]
+    pooled = clv_models.bgnbd_conditional_expected(fit.vector, 90 / 7, row.frequency, row.recency, row["T"])
+    assert isl["expected_purchases_90d"] == pytest.approx(float(pooled), rel=1e-9)
+    out = fit.to_dict()
+    assert [g["uses"] for g in out["groups"]] == ["pooled", "own", "own"]
+    assert set(out["groups"][1]["params"]) == {"r", "alpha", "a", "b"}
+
+
+def test_backtest_counts_holdout_repeats_per_group_without_leakage(grouped_ws):
+    result = grouped_ws.clv.backtest(CAL_END, date(1998, 6, 30), by="city", min_group_size=200)
+    out = result.to_dict()
+    assert out["total"]["actual"] == 1882 and out["total"]["customers"] == 2357  # the paper's holdout
+    assert sum(g["actual"] for g in out["groups"]) == 1882
+    assert sum(g["predicted"] for g in out["groups"]) == pytest.approx(out["total"]["predicted"])
+    assert {g["group"] for g in out["groups"]} == {"islands", "north", "south"}
+    # The pooled backtest fit is the calibration fit: the holdout does not reach it.
+    pooled = grouped_ws.clv.backtest(CAL_END, date(1998, 6, 30))
+    assert pooled.fit.params == pytest.approx(clv.fit_clv(grouped_ws, as_of=AS_OF).params, rel=1e-10)
+    assert pooled.to_dict()["groups"][0]["group"] == "(all)"
+    assert 1600 < pooled.total["predicted"] < 1700
+    for g in out["groups"]:
+        if g["actual"] >= 100:
+            assert g["predicted"] == pytest.approx(g["actual"], rel=0.15), g
+    with pytest.raises(DataError, match="must be after"):
+        grouped_ws.clv.backtest(CAL_END, CAL_END)
+    with pytest.raises(DataError, match="not a customers column"):
+        grouped_ws.clv.backtest(CAL_END, by="regio")
+
+
+def test_cli_backtest_prints_groups_and_total(grouped_ws):
+    root = grouped_ws.root
+    grouped_ws.close()
+    args = ["backtest", "--calibration-end", "1997-09-30", "--holdout-end", "1998-06-30", "-w", str(root)]
+    result = CliRunner().invoke(app, [*args, "--by", "city", "--min-group-size", "200", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert set(out) >= {"groups", "total"} and set(out["total"]) >= {"actual", "predicted"}
+    assert all(set(g) >= {"group", "customers", "actual", "predicted"} for g in out["groups"])
+    text = CliRunner().invoke(app, args)
+    assert text.exit_code == 0 and "total" in text.output
+    segs = CliRunner().invoke(app, [*args, "--by", "segments"])
+    assert segs.exit_code == 2 and "no discovered segments" in segs.output
+
+
+def test_spend_fallback_is_finite_and_documented_when_q_is_at_most_one():
+    """With q <= 1 the mean spend is infinite; non-repeaters get the repeaters' mean, never 0."""
+    d = clv_models.SpendData.build([1, 2, 3], [10.0, 20.0, 60.0], [1, 1, 2])
+    spend, source = clv_models.gamma_gamma_population_spend([5.0, 0.9, 3.0], d)
+    assert source == "repeaters_mean" and spend == pytest.approx((10 + 20 + 2 * 60) / 4)
+    spend, source = clv_models.gamma_gamma_population_spend([5.0, 3.0, 4.0], d)
+    assert source == "model_mean" and spend == pytest.approx(5 * 4 / 2)
+    fit = clv.ClvFit.from_dict(
+        {
+            "model": "bgnbd", "as_of": "2024-01-01", "unit_days": 7,
+            "params": {"r": 1, "alpha": 1, "a": 1, "b": 1},
+            "std_errors": {}, "loglik": 0, "converged": True, "n_customers": 1,
+            "gamma_gamma": {"params": {"p": 5, "q": 0.9, "gamma": 3}, "std_errors": {}, "loglik": 0,
+                            "converged": True, "n_customers": 1, "non_repeater_spend": 37.5,
+                            "non_repeater_spend_source": "repeaters_mean"},
+        }
+    )  # fmt: skip
+    assert fit.non_repeater_spend == 37.5 and fit.to_dict()["gamma_gamma"]["non_repeater_spend"] == 37.5
+
+
+def test_validate_names_published_parameters_only_for_the_cdnow_sample(tmp_path):
+    df = read_transactions_file(cdnow_path())
+    other = validate(df, date(1997, 8, 31), date(1998, 6, 30)).payload  # not the papers' protocol
+    assert "published" not in other
+    assert not any("published" in k for k in other["holdout"])
+    out = tmp_path / "other.html"
+    from micromarketing import clv_validation_report
+
+    clv_validation_report(validate(df, date(1997, 8, 31), date(1998, 6, 30))).write(out)
+    assert "<svg" in out.read_text()

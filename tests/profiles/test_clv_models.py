@@ -317,10 +317,9 @@ def test_bgnbd_expectations_stay_finite_when_dropout_heterogeneity_vanishes():
     np.testing.assert_allclose(got, expected, rtol=1e-6)
 
 
-def test_homogeneous_dropout_converges_on_the_ridge_and_keeps_the_dropout_probability():
-    """Every customer drops out with the same p: the MLE runs along a, b -> inf at a/(a+b) = p."""
-    rng = np.random.default_rng(5)
-    n, p_drop, T_end = 20_000, 0.08, 52.0
+def _homogeneous_dropout_sample(seed: int = 5, n: int = 20_000, p_drop: float = 0.08, T_end: float = 52.0):
+    """Every customer drops out with the same p: the BG/NBD optimum is the a, b -> inf limit."""
+    rng = np.random.default_rng(seed)
     lam = rng.gamma(2.0, 1 / 8.0, n)  # purchase rates, Gamma(r=2, alpha=8)
     x, t_x = np.zeros(n), np.zeros(n)
     for i in range(n):
@@ -332,9 +331,96 @@ def test_homogeneous_dropout_converges_on_the_ridge_and_keeps_the_dropout_probab
             x[i], t_x[i] = x[i] + 1, t
             if rng.random() < p_drop:
                 break
-    fit = m.fit_transactions("bgnbd", m.Triples.build(x, t_x, np.full(n, T_end)))
-    a, b = fit.params["a"], fit.params["b"]
+    return x, t_x, np.full(n, T_end)
+
+
+def test_homogeneous_dropout_is_reported_as_the_limit_model():
+    x, t_x, T = _homogeneous_dropout_sample()
+    fit = m.fit_transactions("bgnbd", m.Triples.build(x, t_x, T))
     assert fit.converged, fit.message
-    assert a > 1e3 and b > 1e3  # no heterogeneity in dropout
-    assert a / (a + b) == pytest.approx(p_drop, rel=0.15)
+    assert fit.limit == m.HOMOGENEOUS_DROPOUT
+    assert set(fit.params) == set(fit.std_errors) == {"r", "alpha", "p_dropout"}  # no a, b at a bound
+    assert fit.params["p_dropout"] == pytest.approx(0.08, rel=0.15)
     assert fit.params["r"] == pytest.approx(2.0, rel=0.15)
+    assert all(np.isfinite(v) and v > 0 for v in fit.std_errors.values())
+    # The limit is the optimum: the full model at any large concentration is no more likely.
+    d = m.Triples.build(x, t_x, T)
+    r, alpha, p = fit.vector
+    for kappa in (1e2, 1e4, 1e6):
+        full = m.bgnbd_loglik([r, alpha, p * kappa, (1 - p) * kappa], d)[0]
+        assert full <= fit.loglik + 1e-6
+    assert m.bgnbd_loglik([r, alpha, p * 1e9, (1 - p) * 1e9], d)[0] == pytest.approx(fit.loglik, abs=1e-3)
+
+
+def test_beta_ratios_are_exact_at_huge_concentration():
+    """At a + b = 7e7 the log1p sums keep ~1e-13 where betaln differences lose ~3e-7."""
+    d = m.Triples.build([0.0, 1, 3, 40], [0.0, 5, 20, 50], [52.0, 52, 52, 52])
+    p, kappa = 0.08, 7e7
+    ours = m.bgnbd_loglik([2.0, 8.0, p * kappa, (1 - p) * kappa], d)[0]
+    limit = m.bgnbd_homogeneous_loglik([2.0, 8.0, p], d)[0]
+    assert ours == pytest.approx(limit, abs=1e-5)  # O(x^2 / kappa) apart, not rounding noise
+    # Against mpmath-free exact arithmetic: the product of (b+k)/(a+b+k) in Python fractions.
+    from fractions import Fraction
+
+    a, b = Fraction(p * kappa), Fraction((1 - p) * kappa)
+    exact = Fraction(1)
+    for k in range(40):
+        exact *= (b + k) / (a + b + k)
+    S = m._beta_ratio_logs(float(a / (a + b)), float(1 / (a + b)), 40, gradient=False)[0]
+    assert S[40] == pytest.approx(float(np.log(float(exact))), rel=1e-13)
+
+
+def test_limit_model_expectations_are_the_limit_of_the_full_model():
+    r, alpha, p = 0.9, 7.0, 0.1
+    x = np.array([0.0, 1.0, 4.0, 12.0])
+    t_x = np.array([0.0, 10.0, 30.0, 50.0])
+    T = np.array([20.0, 40.0, 60.0, 52.0])
+    lim = m.transaction_model("bgnbd", m.HOMOGENEOUS_DROPOUT)
+    for kappa, rel in ((1e5, 1e-3), (1e7, 1e-5)):
+        full = [r, alpha, p * kappa, (1 - p) * kappa]
+        np.testing.assert_allclose(
+            m.bgnbd_conditional_expected(full, 13.0, x, t_x, T),
+            lim.conditional_expected([r, alpha, p], 13.0, x, t_x, T),
+            rtol=rel,
+        )
+        np.testing.assert_allclose(
+            m.bgnbd_p_alive(full, x, t_x, T), lim.p_alive([r, alpha, p], x, t_x, T), rtol=rel
+        )
+        np.testing.assert_allclose(m.bgnbd_expected(full, T), lim.expected([r, alpha, p], T), rtol=rel)
+
+
+def test_unknown_model_names_are_errors():
+    d = m.Triples.build([1, 0], [1.0, 0.0], [3.0, 4.0])
+    with pytest.raises(ModelError, match="unknown model 'bgnb'"):
+        m.fit_transactions("bgnb", d)
+    with pytest.raises(ModelError, match="unknown model 'pareto'"):
+        m.p_alive("pareto", [1, 1, 1, 1], [1], [1], [2])
+
+
+def test_hand_written_solve_matches_numpy():
+    rng = np.random.default_rng(0)
+    for k in (2, 3, 4):
+        A = rng.normal(size=(k, k))
+        A = A @ A.T + k * np.eye(k)
+        b = rng.normal(size=k)
+        np.testing.assert_allclose(m._solve(A.tolist(), b.tolist()), np.linalg.solve(A, b), rtol=1e-10)
+        np.testing.assert_allclose(m._inverse(A.tolist()), np.linalg.inv(A), rtol=1e-10, atol=1e-12)
+        assert m._positive_definite(A.tolist()) and not m._positive_definite((-A).tolist())
+
+
+def test_the_answer_does_not_depend_on_where_the_search_stopped(triples):
+    """The Newton polish, not the L-BFGS-B path, decides the fit: different end points, same answer."""
+    fit = m.fit_transactions("bgnbd", triples)
+    total = float(triples.weight.sum())
+
+    def ll(th):
+        r, alpha, phi, eps = np.exp(th[0]), np.exp(th[1]), 1 / (1 + np.exp(-th[2])), np.exp(th[3])
+        v, g = m.bgnbd_loglik_mean_form(r, alpha, phi, eps, triples, gradient=True)
+        return v, np.array([g[0] * r, g[1] * alpha, g[2] * phi * (1 - phi), g[3] * eps])
+
+    objective = m._objective(ll, 1 / total)
+    r, alpha, a, b = fit.vector
+    best = np.array([np.log(r), np.log(alpha), np.log(a / b), -np.log(a + b)])
+    for shift in (np.array([1e-3, -2e-3, 1e-3, 5e-3]), np.array([-3e-2, 2e-2, -4e-2, 1e-2])):
+        polished = m._newton(objective, best + shift)
+        np.testing.assert_allclose(polished.theta, best, rtol=1e-9, atol=1e-9)

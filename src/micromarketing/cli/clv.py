@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -18,7 +18,6 @@ from micromarketing.cli._common import (
     open_workspace,
     print_json,
 )
-from micromarketing.errors import ModelError
 
 app = typer.Typer(
     help="Customer lifetime value: BG/NBD or Pareto/NBD with Gamma-Gamma spend.", no_args_is_help=True
@@ -30,20 +29,35 @@ DateOption = Annotated[
 ]
 
 
+ByOption = Annotated[
+    str | None,
+    typer.Option(
+        "--by",
+        help="Fit one model per group: 'segments' (discovered segments) or a customers column, e.g. region.",
+    ),
+]
+MinGroupOption = Annotated[
+    int | None,
+    typer.Option("--min-group-size", min=1, help="Smaller groups use the pooled fit (default 500)."),
+]
+ModelOption = Annotated[str, typer.Option("--model", help="Transaction model: bgnbd or paretonbd.")]
+
+
 @app.command("fit")
 @handle_errors
 def fit(
     as_of: DateOption = None,
-    model: Annotated[str, typer.Option("--model", help="Transaction model: bgnbd or paretonbd.")] = "bgnbd",
+    model: ModelOption = "bgnbd",
+    by: ByOption = None,
+    min_group_size: MinGroupOption = None,
     workspace: WorkspaceOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Fit the transaction and spend models on the warehouse and store them as a new version."""
-    if model not in ("bgnbd", "paretonbd"):
-        raise ModelError(f"--model: unknown model {model!r} (use bgnbd or paretonbd)")
-    chosen: Literal["bgnbd", "paretonbd"] = "bgnbd" if model == "bgnbd" else "paretonbd"
     with open_workspace(workspace) as ws:
-        result = ws.clv.fit(as_of=as_of.date() if as_of else None, model=chosen)
+        result = ws.clv.fit(
+            as_of=as_of.date() if as_of else None, model=model, by=by, min_group_size=min_group_size
+        )
     if json_output:
         print_json(result.to_dict())
         return
@@ -56,15 +70,94 @@ def fit(
     for name, value in result.spend_params.items():
         table.add_row("gamma_gamma", name, f"{value:.4f}", f"{result.spend_std_errors[name]:.4f}")
     console.print(table)
+    if result.limit is not None:
+        console.print(
+            f"dropout is homogeneous: a, b -> infinity (the limit model, {result.limit}); every customer "
+            f"drops out with probability p_dropout = {result.params['p_dropout']:.4f} after a purchase"
+        )
     console.print(
         f"{result.model}: log-likelihood {result.loglik:,.2f}, "
-        f"{'converged' if result.converged else '[bold red]NOT converged[/]'}, {result.n_customers:,} customers"  # noqa: E501
+        f"{'converged' if result.converged else '[bold red]NOT converged[/]: ' + result.message}, "
+        f"{result.n_customers:,} customers"
     )
     console.print(
         f"gamma_gamma: log-likelihood {result.spend_loglik:,.2f}, "
         f"{'converged' if result.spend_converged else '[bold red]NOT converged[/]'}, "
-        f"{result.n_repeaters:,} repeat customers"
+        f"{result.n_repeaters:,} repeat customers; non-repeaters' spend per purchase "
+        f"{result.non_repeater_spend:,.2f} ({result.spend_mean_source.replace('_', ' ')})"
     )
+    if result.by is not None:
+        groups = Table(
+            title=f"Models by {result.by} (groups under {result.min_group_size:,} customers: pooled)"
+        )
+        for col in ("group", "customers", "model", "parameters", "converged"):
+            groups.add_column(col, justify="right" if col == "customers" else "left")
+        for g in result.groups:
+            own = g.fit
+            params = ", ".join(f"{k}={v:.4g}" for k, v in (own or result).params.items())
+            groups.add_row(
+                g.group,
+                f"{g.customers:,}",
+                "own" if own else f"pooled ({g.reason})",
+                params,
+                str(own.converged and own.spend_converged) if own else "",
+            )
+        console.print(groups)
+
+
+@app.command("backtest")
+@handle_errors
+def backtest(
+    calibration_end: Annotated[
+        datetime,
+        typer.Option("--calibration-end", formats=["%Y-%m-%d"], help="Last day of the calibration period."),
+    ],
+    holdout_end: Annotated[
+        datetime | None,
+        typer.Option(
+            "--holdout-end", formats=["%Y-%m-%d"], help="Last day of the holdout (default: last order day)."
+        ),
+    ] = None,
+    by: ByOption = None,
+    model: ModelOption = "bgnbd",
+    min_group_size: MinGroupOption = None,
+    workspace: WorkspaceOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Fit on the calibration period of the workspace and compare holdout repeat transactions, per group."""
+    with open_workspace(workspace) as ws:
+        result = ws.clv.backtest(
+            calibration_end.date(),
+            holdout_end.date() if holdout_end else None,
+            by=by,
+            model=model,
+            min_group_size=min_group_size,
+        )
+    payload = result.to_dict()
+    if json_output:
+        print_json(payload)
+        return
+    table = Table(
+        title=f"Holdout repeat transactions, {payload['calibration_end']} < day <= {payload['holdout_end']}"
+        + (f", by {payload['by']}" if payload["by"] else "")
+    )
+    for col in ("group", "customers", "actual", "predicted", "error", "pooled fit", "pooled error"):
+        table.add_column(col, justify="left" if col == "group" else "right")
+    for row in [*payload["groups"], {"group": "total", **payload["total"]}]:
+        table.add_row(
+            row["group"],
+            f"{row['customers']:,}",
+            f"{row['actual']:,}",
+            f"{row['predicted']:,.1f}",
+            _error(row["predicted"], row["actual"]),
+            f"{row['predicted_pooled']:,.1f}",
+            _error(row["predicted_pooled"], row["actual"]),
+        )
+    console.print(table)
+
+
+def _error(predicted: float, actual: int) -> str:
+    return f"{(predicted - actual) / actual:+.1%}" if actual else "-"
 
 
 @app.command("validate")

@@ -23,6 +23,11 @@ class FileFormat(StrEnum):
     parquet = "parquet"
 
 
+class Population(StrEnum):
+    segments = "segments"
+    single = "single"
+
+
 class CdnowFile(StrEnum):
     master = "master"
     sample = "sample"
@@ -43,12 +48,26 @@ def generate(
     chunk_size: Annotated[
         int, typer.Option("--chunk-size", min=1, help="Customers simulated and written per chunk.")
     ] = 10_000,
+    population: Annotated[
+        Population,
+        typer.Option(
+            "--population",
+            help="segments (six planted micro-segments) or single (one BG/NBD + Gamma-Gamma population "
+            "with known parameters, written to params.json: for recovery tests).",
+        ),
+    ] = Population.segments,
     json_output: JsonOption = False,
 ) -> None:
     """Generate French demo customers, products, stores, orders, events and consent (+ truth.csv)."""
     with progress_bar(enabled=not json_output) as report:
         result = generate_dataset(
-            out, customers=customers, seed=seed, fmt=file_format.value, progress=report, chunk_size=chunk_size
+            out,
+            customers=customers,
+            seed=seed,
+            fmt=file_format.value,
+            progress=report,
+            chunk_size=chunk_size,
+            population=population.value,
         )
     if json_output:
         print_json(result.to_dict())
@@ -61,6 +80,8 @@ def generate(
         table.add_row(name, f"{result.rows[name]:,}", path.name)
     console.print(table)
     console.print("truth.csv names each customer's planted segment (for tests; do not ingest it).")
+    if "params" in result.paths:
+        console.print("params.json holds the generating BG/NBD and Gamma-Gamma parameters (unit: weeks).")
 
 
 @app.command("cdnow")

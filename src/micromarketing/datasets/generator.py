@@ -54,6 +54,16 @@ days) with :mod:`micromarketing.profiles.clv_models`: BG/NBD r/alpha came back a
 within about 10 % for every segment.  With few customers dying in the window, a and b are only
 loosely identified (their mean a/(a+b) is close).
 
+One population (``population="single"``, ``datasets generate --population single``)
+---------------------------------------------------------------------------------------
+Every customer follows :data:`SINGLE_POPULATION`: CDNOW's published BG/NBD dropout (a 0.793,
+b 2.426) and Gamma-Gamma estimates (p 6.25, q 3.74, gamma 15.44), purchase rates Gamma(r 1.5,
+alpha 40 weeks) -- about two purchases a year, so that same-day orders (one transaction by the
+summary's convention) stay rare -- and acquisition staggered over 60-1,100 days before the
+reference date.  The true
+parameters are written to ``params.json`` in the keys and unit (weeks) of ``clv fit --json``,
+so a fit can be checked against them (``benchmarks/clv_recovery_bench.py``).
+
 Planted micro-segments (:data:`SEGMENTS`; truth in ``truth.csv``)
 -----------------------------------------------------------------
 * ``mainstream`` — ages 35–64 in suburbs and small towns (3–55 km from a store), occasional
@@ -85,6 +95,7 @@ the discounted/clearance share.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -107,9 +118,12 @@ __all__ = [
     "GeneratedDataset",
     "REFERENCE_DATE",
     "SEGMENTS",
+    "POPULATIONS",
     "SEGMENT_SPECS",
+    "SINGLE_POPULATION",
     "SegmentSpec",
     "generate",
+    "population_params",
 ]
 
 REFERENCE_DATE = ref.REFERENCE_DATE
@@ -213,6 +227,22 @@ SEGMENT_SPECS: tuple[SegmentSpec, ...] = (
 )
 SEGMENTS: tuple[str, ...] = tuple(s.name for s in SEGMENT_SPECS)
 
+SINGLE_POPULATION = SegmentSpec(
+    "single", 0.0, (25, 75), {"city": 0.3, "suburb": 0.4, "town": 0.3}, 5.0, (60, 1100),
+    # CDNOW's published dropout (a, b; FHL 2005) and spend (Fader & Hardie 2013) estimates; purchase
+    # rates r, alpha (in days) less skewed than CDNOW's, so that same-day purchases, which count as
+    # one transaction, stay rare (with CDNOW's r = 0.243 they merge 13 % of the orders).
+    r=1.5, alpha=40.0 * 7, a=0.793, b=2.426, p_gg=6.25, q=3.74, gamma=15.44, extra_lines=0.3,
+    store_share=0.3, app_share=0.3,
+    categories={"books": 0.3, "fashion": 0.2, "home": 0.2, "toys": 0.15, "beauty": 0.15},
+    interests=("cinema", "music", "reading", "travel", "cooking", "family"),
+    email_opt_in=0.7, email_opens_90d=3.0, click_rate=0.15, promo_share=0.4, web_per_year=5,
+)
+"""The ``--population single`` spec: one BG/NBD + Gamma-Gamma population with known parameters."""
+POPULATIONS = ("segments", "single")
+_ALL_SPECS = (*SEGMENT_SPECS, SINGLE_POPULATION)
+_SINGLE_INDEX = len(SEGMENT_SPECS)
+
 CLUSTER_FEATURES: tuple[str, ...] = (
     "recency_days", "frequency", "monetary", "avg_order_value", "tenure_days", "age",
     "store_distance_km", "store_order_share", "email_opens_90d", "email_clicks_90d",
@@ -232,6 +262,7 @@ class GeneratedDataset:
     reference_date: str
     paths: dict[str, Path] = field(default_factory=dict)
     rows: dict[str, int] = field(default_factory=dict)
+    population: str = "segments"
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly summary (paths as strings)."""
@@ -251,16 +282,16 @@ _TAG_INDEX = {t: i for i, t in enumerate(ref.INTEREST_TAGS)}
 
 
 def _seg_array(attr: str) -> np.ndarray:
-    return np.array([getattr(s, attr) for s in SEGMENT_SPECS], dtype=np.float64)
+    return np.array([getattr(s, attr) for s in _ALL_SPECS], dtype=np.float64)
 
 
-_SHARE = _seg_array("share")
+_SHARE = np.array([s.share for s in SEGMENT_SPECS], dtype=np.float64)
 _SHARE_CUM = np.cumsum(_SHARE / _SHARE.sum())
-_AGE_LO = np.array([s.age[0] for s in SEGMENT_SPECS], dtype=np.float64)
-_AGE_HI = np.array([s.age[1] + 1 for s in SEGMENT_SPECS], dtype=np.float64)
-_SIGNUP_LO = np.array([s.signup_days_ago[0] for s in SEGMENT_SPECS], dtype=np.int64)
-_SIGNUP_HI = np.array([s.signup_days_ago[1] for s in SEGMENT_SPECS], dtype=np.int64)
-_LAPSE = np.array([s.lapse_days_ago or (-1, -1) for s in SEGMENT_SPECS], dtype=np.int64)
+_AGE_LO = np.array([s.age[0] for s in _ALL_SPECS], dtype=np.float64)
+_AGE_HI = np.array([s.age[1] + 1 for s in _ALL_SPECS], dtype=np.float64)
+_SIGNUP_LO = np.array([s.signup_days_ago[0] for s in _ALL_SPECS], dtype=np.int64)
+_SIGNUP_HI = np.array([s.signup_days_ago[1] for s in _ALL_SPECS], dtype=np.int64)
+_LAPSE = np.array([s.lapse_days_ago or (-1, -1) for s in _ALL_SPECS], dtype=np.int64)
 _R, _ALPHA, _A, _B = (_seg_array(x) for x in ("r", "alpha", "a", "b"))
 _PGG, _Q, _GAMMA = (_seg_array(x) for x in ("p_gg", "q", "gamma"))
 _EXTRA_LINES = _seg_array("extra_lines")
@@ -272,15 +303,15 @@ _CLICK = _seg_array("click_rate")
 _PROMO = _seg_array("promo_share")
 _WEB = _seg_array("web_per_year")
 
-_CAT_PREF = np.full((_N_SEG, _N_CAT), 0.004)
-for _i, _s in enumerate(SEGMENT_SPECS):
+_CAT_PREF = np.full((len(_ALL_SPECS), _N_CAT), 0.004)
+for _i, _s in enumerate(_ALL_SPECS):
     for _c, _w in _s.categories.items():
         _CAT_PREF[_i, _CAT_INDEX[_c]] += _w
 _CAT_PREF /= _CAT_PREF.sum(axis=1, keepdims=True)
 _CAT_CONCENTRATION = 40.0
 
-_TAG_WEIGHT = np.full((_N_SEG, len(ref.INTEREST_TAGS)), 0.02)
-for _i, _s in enumerate(SEGMENT_SPECS):
+_TAG_WEIGHT = np.full((len(_ALL_SPECS), len(ref.INTEREST_TAGS)), 0.02)
+for _i, _s in enumerate(_ALL_SPECS):
     for _t in _s.interests:
         _TAG_WEIGHT[_i, _TAG_INDEX[_t]] = 1.0
 _TAG_LOGW = np.log(_TAG_WEIGHT)
@@ -326,9 +357,9 @@ _A_PC_START = np.concatenate([[0], np.cumsum(_A_PC_COUNT)[:-1]])
 _POSTCODES = pa.array([pcode for pcs in _anchor_postcodes for pcode in pcs])
 
 # Per segment: cumulative probability of each anchor, and the scatter radius around it.
-_ANCHOR_CUM = np.zeros((_N_SEG, len(_anchor_lat)))
-_ANCHOR_RADIUS = np.zeros((_N_SEG, len(_anchor_lat)))
-for _i, _s in enumerate(SEGMENT_SPECS):
+_ANCHOR_CUM = np.zeros((len(_ALL_SPECS), len(_anchor_lat)))
+_ANCHOR_RADIUS = np.zeros((len(_ALL_SPECS), len(_anchor_lat)))
+for _i, _s in enumerate(_ALL_SPECS):
     _w = np.zeros(len(_anchor_lat))
     for _k, _kw in _s.places.items():
         mask = _A_KIND == _KINDS.index(_k)
@@ -351,7 +382,7 @@ _JOBS = pa.array(ref.JOB_TITLES)
 _DOMAINS = pa.array(["@" + d for d in ref.EMAIL_DOMAINS])
 _DOMAIN_CUM = np.cumsum(np.array(ref.EMAIL_DOMAIN_WEIGHTS) / sum(ref.EMAIL_DOMAIN_WEIGHTS))
 _TAGS = pa.array(ref.INTEREST_TAGS)
-_SEGMENT_NAMES = pa.array(SEGMENTS)
+_SEGMENT_NAMES = pa.array([s.name for s in _ALL_SPECS])
 _CATEGORY_ARRAY = pa.array(ref.CATEGORY_NAMES)
 _EVENT_TYPES = pa.array(schema.EVENT_TYPES)
 _EV = {name: i for i, name in enumerate(schema.EVENT_TYPES)}
@@ -430,12 +461,17 @@ def _group_starts(counts: np.ndarray) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
 
 
-def _simulate_block(seed: int, block: int, n: int) -> dict[str, dict[str, np.ndarray]]:
-    """Simulate ``n`` customers with the random stream of ``(seed, block)``; indices are block-local."""
+def _simulate_block(seed: int, block: int, n: int, single: bool = False) -> dict[str, dict[str, np.ndarray]]:
+    """Simulate ``n`` customers with the random stream of ``(seed, block)``; indices are block-local.
+
+    With ``single`` every customer belongs to :data:`SINGLE_POPULATION` (the draws stay the same).
+    """
     rng = np.random.default_rng([seed, block])
 
     # -- customers -------------------------------------------------------------------------------
     seg = np.searchsorted(_SHARE_CUM, rng.random(n), side="right").clip(0, _N_SEG - 1)
+    if single:
+        seg = np.full(n, _SINGLE_INDEX)
     # whole days strictly inside [lo, hi + 1) years, so the calendar age is within the range
     age_days = rng.integers(np.ceil(_AGE_LO[seg] * 365.25) + 1, np.floor(_AGE_HI[seg] * 365.25) - 1)
     birth_day = _REF_DAY - age_days
@@ -848,6 +884,7 @@ def generate(
     fmt: Literal["csv", "parquet"] = "csv",
     progress: ProgressCallback = noop_progress,
     chunk_size: int = 10_000,
+    population: Literal["segments", "single"] = "segments",
 ) -> GeneratedDataset:
     """Write a reproducible demo data set with planted micro-segments into directory ``out``.
 
@@ -860,6 +897,9 @@ def generate(
     ``customers``, ``seed`` and ``fmt`` (Parquet row groups also follow the chunk size).
     ``progress`` is called as ``("customers", done, total)`` after each chunk.  Files of the
     same names in the other format are removed from ``out`` so a directory never holds both.
+    ``population="single"`` simulates one BG/NBD + Gamma-Gamma population
+    (:data:`SINGLE_POPULATION`) instead of the planted segments and writes its generating
+    parameters to ``params.json`` (see :func:`population_params`).
     """
     if customers < 1:
         raise ValueError("customers must be at least 1")
@@ -867,6 +907,8 @@ def generate(
         raise ValueError("seed must be a non-negative integer")
     if fmt not in ("csv", "parquet"):
         raise ValueError(f"fmt must be 'csv' or 'parquet', not {fmt!r}")
+    if population not in POPULATIONS:
+        raise DataError(f"unknown population {population!r} (use {' or '.join(POPULATIONS)})")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise DataError(f"{out}: exists and is not a directory")
@@ -895,7 +937,10 @@ def generate(
         for chunk_start in range(0, n_blocks, blocks_per_chunk):
             block_ids = range(chunk_start, min(chunk_start + blocks_per_chunk, n_blocks))
             sizes = [min(BLOCK, customers - b * BLOCK) for b in block_ids]
-            blocks = [_simulate_block(seed, b, s) for b, s in zip(block_ids, sizes, strict=True)]
+            blocks = [
+                _simulate_block(seed, b, s, population == "single")
+                for b, s in zip(block_ids, sizes, strict=True)
+            ]
             merged = _merge_blocks(blocks, sizes)
             first_num = chunk_start * BLOCK + 1
             sinks["customers"].write(_customers_table(merged["customers"], first_num, width))
@@ -911,9 +956,30 @@ def generate(
     finally:
         for sink in sinks.values():
             sink.close()
+    params_path = out / "params.json"
+    paths = {name: sink.path for name, sink in sinks.items()}
+    if population == "single":
+        params_path.write_text(json.dumps(population_params(SINGLE_POPULATION), indent=2) + "\n")
+        paths["params"] = params_path
+    elif params_path.exists():  # a previous single-population run in the same directory
+        params_path.unlink()
     return GeneratedDataset(
         out=out, customers=customers, seed=seed, fmt=fmt, reference_date=REFERENCE_DATE.isoformat(),
-        paths={name: sink.path for name, sink in sinks.items()},
+        paths=paths,
         rows={name: sink.rows for name, sink in sinks.items()},
+        population=population,
     )
+
+
+def population_params(spec: SegmentSpec, unit_days: float = 7.0) -> dict[str, dict[str, float]]:
+    """A spec's generating parameters with the keys and time unit of ``clv fit --json`` (weeks).
+
+    The purchase rate is Gamma(r, rate alpha) per day in the simulation, so in units of
+    ``unit_days`` days alpha becomes ``alpha / unit_days``; a, b and the Gamma-Gamma
+    parameters have no time unit.
+    """
+    return {
+        "bgnbd": {"r": spec.r, "alpha": spec.alpha / unit_days, "a": spec.a, "b": spec.b},
+        "gamma_gamma": {"p": spec.p_gg, "q": spec.q, "gamma": spec.gamma},
+    }
 

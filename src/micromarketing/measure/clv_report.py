@@ -9,8 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from micromarketing.measure.report import Report
-from micromarketing.profiles import clv_models as m
-from micromarketing.profiles.clv_validate import PUBLISHED, ValidationResult
+from micromarketing.profiles.clv_validate import ValidationResult
 
 
 def clv_validation_report(result: ValidationResult) -> Report:
@@ -33,23 +32,20 @@ def clv_validation_report(result: ValidationResult) -> Report:
     )
     rep.heading("Parameters")
     rows: list[list[Any]] = []
+    published = p.get("published", {})  # only for the CDNOW sample the parameters were estimated on
+    nan = float("nan")
     for model in ("bgnbd", "paretonbd", "gamma_gamma"):
-        for name in m.PARAM_NAMES[model]:
+        for name in [k for k in p[model]["std_errors"]]:  # a limit model has fewer parameters
             rows.append(
                 [
                     f"{model} {name}",
                     p[model][name],
                     p[model]["std_errors"][name],
-                    PUBLISHED[model].get(name, float("nan")),
+                    published.get(model, {}).get(name, nan),
                 ]
             )
         rows.append(
-            [
-                f"{model} log-likelihood",
-                p[model]["loglik"],
-                float("nan"),
-                PUBLISHED[model].get("loglik", float("nan")),
-            ]
+            [f"{model} log-likelihood", p[model]["loglik"], nan, published.get(model, {}).get("loglik", nan)]
         )
     rep.table(["parameter", "estimate", "std. error", "published"], rows)
     rep.heading("Cumulative repeat transactions")

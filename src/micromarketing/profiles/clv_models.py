@@ -14,18 +14,36 @@ Fader & Hardie 2005, 2013), so we evaluate them in log space with SciPy special 
 with an analytic gradient for BG/NBD and Gamma-Gamma, and test them against published estimates
 and against independent implementations (SciPy closed forms, lifetimes where it imports).
 
+Fits that give the same answer on every CPU
+-------------------------------------------
+* BG/NBD is fitted in its mean/concentration form: ``phi = a/(a+b)`` (mean dropout probability)
+  and ``eps = 1/(a+b)`` (inverse concentration), so the ridge ``a, b -> inf`` of homogeneous
+  dropout is the ordinary boundary ``eps = 0`` instead of a direction without end.  The Beta
+  ratios are products of ``(b+k)/(a+b+k) = 1 - phi/(1+k*eps)`` summed as ``log1p`` terms, exact
+  at any concentration (``betaln`` differences lose ~3e-7 at a+b = 7e7).
+* The limit model (``eps = 0``: one dropout probability ``p_dropout`` for everybody, see
+  :data:`BGNBD_HOMOGENEOUS`) is fitted explicitly and reported as such when the optimum lies on
+  that boundary; a limit parameter has no standard error because it is not estimated.
+* A global search (bounded L-BFGS-B from several starts) only brings the parameters near the
+  optimum; the answer is the end point of Newton iterations in plain numpy and Python floats
+  (Hessian by central differences of the gradient, linear solves written out), so no BLAS kernel
+  decides where the fit ends.  Convergence is the projected gradient and the last change of the
+  log-likelihood being small, never the optimiser's message.  Sums are ``np.add.reduce``
+  (pairwise, no BLAS): a threaded ``ddot`` also stalls under CPU contention (measured 50x).
+
 Numerical care: every likelihood is evaluated as a log-sum-exp of log terms; the Gauss
 hypergeometric functions are Euler-transformed so that their arguments stay bounded for huge
 frequencies; P(alive) is a logistic of a log-odds, so nothing overflows for long tenures.
-Terms that depend only on the frequency (lgamma, digamma, log-beta) are computed once per
-distinct frequency and gathered, which keeps each likelihood evaluation to a few vector passes.
+Terms that depend only on the frequency (lgamma, digamma, the Beta ratios) are computed once
+per distinct frequency and gathered, which keeps each likelihood evaluation to a few vector passes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -35,26 +53,25 @@ from scipy import optimize, special
 from micromarketing.errors import ModelError
 
 FloatArray = NDArray[np.float64]
-TransactionModel = Literal["bgnbd", "paretonbd"]
+TransactionModelName = Literal["bgnbd", "paretonbd"]
+TRANSACTION_MODEL_NAMES: tuple[str, ...] = ("bgnbd", "paretonbd")
 
 PARAM_NAMES: dict[str, tuple[str, ...]] = {
     "bgnbd": ("r", "alpha", "a", "b"),
     "paretonbd": ("r", "alpha", "s", "beta"),
     "gamma_gamma": ("p", "q", "gamma"),
 }
-# Shape/scale pairs whose mixing distribution degenerates when both grow without bound at a fixed
-# ratio (e.g. a, b -> inf with a/(a+b) fixed: every customer has the same dropout probability).
-# Along that ridge the likelihood is flat, so convergence is judged across it, not along it.
-RIDGE_PAIRS: dict[str, tuple[tuple[int, int], ...]] = {
-    "bgnbd": ((0, 1), (2, 3)),
-    "paretonbd": ((0, 1), (2, 3)),
-    "gamma_gamma": ((1, 2),),
-}
-RIDGE_THRESHOLD = 1e4
+HOMOGENEOUS_DROPOUT = "homogeneous_dropout"
+"""The ``limit`` of a BG/NBD fit whose dropout heterogeneity vanished (a, b -> inf)."""
+
+# Convergence: the gradient of the mean log-likelihood per customer (in the fitting coordinates)
+# and the relative change of the log-likelihood over the last Newton step.
+GRADIENT_TOLERANCE = 1e-6
+LOGLIK_CHANGE_TOLERANCE = 1e-10
 
 
 def _wsum(w: FloatArray, v: FloatArray) -> float:
-    """Weighted sum without BLAS: a threaded ``ddot`` stalls under CPU contention (measured 50x)."""
+    """Weighted sum without BLAS (pairwise summation, the same on every CPU)."""
     return float(np.add.reduce(w * v))
 
 
@@ -79,6 +96,9 @@ class Triples:
     iT: NDArray[np.intp] = field(repr=False)
     ut: FloatArray = field(repr=False)
     it: NDArray[np.intp] = field(repr=False)
+    # Distinct (x, t_x) and (x, T) pairs: the Pareto/NBD hypergeometric terms depend on one each.
+    pair_xt: tuple[NDArray[np.intp], FloatArray, FloatArray] = field(repr=False, default=None)  # type: ignore[assignment]
+    pair_xT: tuple[NDArray[np.intp], FloatArray, FloatArray] = field(repr=False, default=None)  # type: ignore[assignment]
 
     @classmethod
     def build(
@@ -122,6 +142,14 @@ class Triples:
         ix, ux = pd.factorize(xa)
         iT, uT = pd.factorize(Ta)
         it, ut = pd.factorize(ta)
+
+        def pairs(
+            other: NDArray[np.intp], values: FloatArray
+        ) -> tuple[NDArray[np.intp], FloatArray, FloatArray]:
+            key = ix.astype(np.int64) * len(values) + other
+            _, where, codes = np.unique(key, return_index=True, return_inverse=True)
+            return codes.ravel(), xa[where], values[other[where]]
+
         return cls(
             xa,
             ta,
@@ -133,6 +161,8 @@ class Triples:
             iT,
             np.asarray(ut, np.float64),
             it,
+            pairs(it, np.asarray(ut, np.float64)),
+            pairs(iT, np.asarray(uT, np.float64)),
         )
 
     @property
@@ -151,57 +181,111 @@ class Triples:
 # ---------------------------------------------------------------------------------------------
 # BG/NBD (Fader, Hardie & Lee 2005, "Counting your customers the easy way")
 # ---------------------------------------------------------------------------------------------
-def bgnbd_loglik(params: ArrayLike, d: Triples, *, gradient: bool = False) -> tuple[float, FloatArray | None]:
-    """Total BG/NBD log-likelihood (and its gradient in ``(r, alpha, a, b)``) over ``d``."""
-    r, alpha, a, b = (float(v) for v in np.asarray(params, dtype=np.float64))
+def _beta_ratio_logs(
+    phi: float, eps: float, n_max: int, *, gradient: bool
+) -> tuple[FloatArray, FloatArray | None, FloatArray | None]:
+    """Cumulative ``S(n) = log B(a, b+n)/B(a, b)`` for n = 0..n_max, exactly, with dS/dphi, dS/deps.
+
+    ``B(a, b+n)/B(a, b) = prod_{k<n} (b+k)/(a+b+k)`` and each factor is ``1 - u_k`` with
+    ``u_k = phi / (1 + k*eps)``, so S is a sum of ``log1p(-u_k)``: no cancellation at any a+b.
+    """
+    k = np.arange(n_max, dtype=np.float64)
+    denom = 1.0 + k * eps
+    u = phi / denom
+    terms = np.log1p(-u)
+    S = np.concatenate([[0.0], np.cumsum(terms)])
+    if not gradient:
+        return S, None, None
+    inv = 1.0 / (1.0 - u)
+    dphi = np.concatenate([[0.0], np.cumsum(-inv / denom)])
+    deps = np.concatenate([[0.0], np.cumsum(inv * u * k / denom)])
+    return S, dphi, deps
+
+
+def bgnbd_loglik_mean_form(
+    r: float, alpha: float, phi: float, eps: float, d: Triples, *, gradient: bool = False
+) -> tuple[float, FloatArray | None]:
+    """BG/NBD log-likelihood in ``(r, alpha, phi, eps)``; ``eps = 0`` is the homogeneous-dropout limit.
+
+    The gradient is with respect to ``(r, alpha, phi, eps)``.
+    """
     ux = d.ux
-    # Per distinct frequency.
-    lbeta_ab = special.betaln(a, b)
-    A_x = special.gammaln(r + ux) - special.gammaln(r) + r * np.log(alpha)
-    t1_x = special.betaln(a, b + ux) - lbeta_ab
+    n_max = int(ux.max())
+    S, dS_phi, dS_eps = _beta_ratio_logs(phi, eps, n_max, gradient=gradient)
+    xi = ux.astype(np.int64)
     has_repeat = ux > 0
-    bx1 = np.where(has_repeat, b + ux - 1.0, 1.0)
-    t2_x = np.where(has_repeat, special.betaln(a + 1.0, bx1) - lbeta_ab, -np.inf)
-    # Per distinct T and recency.
+    xm1 = np.maximum(xi - 1, 0)
+    # log B(a, b+x)/B(a, b) and log B(a+1, b+x-1)/B(a, b) = log(a/(a+b+x-1)) + S(x-1).
+    t1_x = S[xi]
+    lead = 1.0 + xm1 * eps
+    t2_x = np.where(has_repeat, np.log(phi) - np.log(lead) + S[xm1], -np.inf)
+    A_x = special.gammaln(r + ux) - special.gammaln(r) + r * np.log(alpha)
     log_aT = np.log(alpha + d.uT)
     log_at = np.log(alpha + d.ut)
     rx = r + d.x
     term1 = t1_x[d.ix] - rx * log_aT[d.iT]
     term2 = t2_x[d.ix] - rx * log_at[d.it]
     lse = np.logaddexp(term1, term2)
-    ll_i = A_x[d.ix] + lse
-    total = float(_wsum(d.weight, ll_i))
+    total = _wsum(d.weight, A_x[d.ix] + lse)
     if not gradient:
         return total, None
+    assert dS_phi is not None and dS_eps is not None
     w1 = np.exp(term1 - lse)
     w2 = 1.0 - w1
     w = d.weight
-    # d/dr
     dA_r = special.digamma(r + ux) - special.digamma(r) + np.log(alpha)
     g_r = _wsum(w, dA_r[d.ix] - w1 * log_aT[d.iT] - w2 * log_at[d.it])
-    # d/dalpha
     g_alpha = _wsum(w, r / alpha - w1 * rx / (alpha + d.T) - w2 * rx / (alpha + d.t_x))
-    # d/da, d/db
-    psi_ab = special.digamma(a + b)
-    psi_abx = special.digamma(a + b + ux)
-    psi_b = special.digamma(b)
-    d1a_x = psi_ab - psi_abx
-    d2a_x = 1.0 / a + psi_ab - psi_abx
-    d1b_x = special.digamma(b + ux) - psi_abx - psi_b + psi_ab
-    d2b_x = np.where(has_repeat, special.digamma(bx1) - psi_abx - psi_b + psi_ab, 0.0)
-    g_a = _wsum(w, w1 * d1a_x[d.ix] + w2 * d2a_x[d.ix])
-    g_b = _wsum(w, w1 * d1b_x[d.ix] + w2 * d2b_x[d.ix])
-    return total, np.array([g_r, g_alpha, g_a, g_b])
+    d1_phi, d1_eps = dS_phi[xi], dS_eps[xi]
+    d2_phi = np.where(has_repeat, 1.0 / phi + dS_phi[xm1], 0.0)
+    d2_eps = np.where(has_repeat, -xm1 / lead + dS_eps[xm1], 0.0)
+    g_phi = _wsum(w, w1 * d1_phi[d.ix] + w2 * d2_phi[d.ix])
+    g_eps = _wsum(w, w1 * d1_eps[d.ix] + w2 * d2_eps[d.ix])
+    return total, np.array([g_r, g_alpha, g_phi, g_eps])
+
+
+def _bgnbd_mean_form(params: ArrayLike) -> tuple[float, float, float, float]:
+    r, alpha, a, b = (float(v) for v in np.asarray(params, dtype=np.float64))
+    return r, alpha, a / (a + b), 1.0 / (a + b)
+
+
+def bgnbd_loglik(params: ArrayLike, d: Triples, *, gradient: bool = False) -> tuple[float, FloatArray | None]:
+    """Total BG/NBD log-likelihood (and its gradient in ``(r, alpha, a, b)``) over ``d``."""
+    r, alpha, phi, eps = _bgnbd_mean_form(params)
+    total, g = bgnbd_loglik_mean_form(r, alpha, phi, eps, d, gradient=gradient)
+    if g is None:
+        return total, None
+    kappa2 = 1.0 / (eps * eps)  # (a+b)^2
+    a, b = phi / eps, (1.0 - phi) / eps
+    g_a = (g[2] * b - g[3]) / kappa2
+    g_b = (-g[2] * a - g[3]) / kappa2
+    return total, np.array([g[0], g[1], g_a, g_b])
+
+
+def bgnbd_homogeneous_loglik(
+    params: ArrayLike, d: Triples, *, gradient: bool = False
+) -> tuple[float, FloatArray | None]:
+    """Log-likelihood of the limit model ``(r, alpha, p_dropout)`` (gradient in those three)."""
+    r, alpha, p = (float(v) for v in np.asarray(params, dtype=np.float64))
+    total, g = bgnbd_loglik_mean_form(r, alpha, p, 0.0, d, gradient=gradient)
+    return total, None if g is None else g[:3]
 
 
 def bgnbd_log_odds_dead(params: ArrayLike, x: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> FloatArray:
     """log[P(dead)/P(alive)] under BG/NBD (minus infinity for customers without repeats)."""
     r, alpha, a, b = (float(v) for v in np.asarray(params, dtype=np.float64))
+    return _log_odds_dead(r, alpha, np.log(a) - np.log(b + np.asarray(x, np.float64) - 1.0), x, t_x, T)
+
+
+def _log_odds_dead(
+    r: float, alpha: float, log_ratio: FloatArray | float, x: ArrayLike, t_x: ArrayLike, T: ArrayLike
+) -> FloatArray:
+    """``log_ratio + (r+x) log((alpha+T)/(alpha+t_x))`` for repeaters, minus infinity otherwise."""
     x = np.asarray(x, dtype=np.float64)
     t_x = np.asarray(t_x, dtype=np.float64)
     T = np.asarray(T, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        lo = np.log(a) - np.log(b + x - 1.0) + (r + x) * (np.log(alpha + T) - np.log(alpha + t_x))
+        lo = log_ratio + (r + x) * (np.log(alpha + T) - np.log(alpha + t_x))
     return np.where(x > 0, lo, -np.inf)
 
 
@@ -225,9 +309,8 @@ def _bgnbd_h(
 
     Euler's transformation, (1-z)^(a-1) 2F1(a+b-1-r, a-1; a+b+x-1; z), is the accurate form for
     the usual small a and b.  When the dropout mixing distribution is nearly degenerate (a and b
-    in the hundreds of thousands, which the MLE reaches on data with homogeneous dropout),
-    (1-z)^(a-1) underflows while the 2F1 overflows; there the untransformed series, whose
-    parameters stay balanced, is evaluated instead.
+    in the hundreds of thousands), (1-z)^(a-1) underflows while the 2F1 overflows; there the
+    untransformed series, whose parameters stay balanced, is evaluated instead.
     """
     with np.errstate(all="ignore"):
         z = t / (alpha + T + t)
@@ -251,6 +334,34 @@ def bgnbd_conditional_expected(
     return numer * bgnbd_p_alive(params, x, t_x, T)
 
 
+# The homogeneous-dropout limit: every customer drops out with probability p after each repeat
+# purchase.  An alive customer with rate lambda makes (1 - exp(-lambda p t)) / p purchases in the
+# next t (FHL 2005, eq. 7), and lambda | alive, x, T ~ Gamma(r + x, alpha + T).
+def bgnbd_homogeneous_p_alive(params: ArrayLike, x: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> FloatArray:
+    """P(alive | x, t_x, T) when every customer has the dropout probability ``p_dropout``."""
+    r, alpha, p = (float(v) for v in np.asarray(params, dtype=np.float64))
+    return special.expit(-_log_odds_dead(r, alpha, math.log(p) - math.log1p(-p), x, t_x, T))
+
+
+def bgnbd_homogeneous_expected(params: ArrayLike, t: ArrayLike) -> FloatArray:
+    """Unconditional E[X(t)] of the limit model: (1 - (alpha/(alpha + p t))^r) / p."""
+    r, alpha, p = (float(v) for v in np.asarray(params, dtype=np.float64))
+    t = np.asarray(t, dtype=np.float64)
+    return -np.expm1(-r * np.log1p(p * t / alpha)) / p
+
+
+def bgnbd_homogeneous_conditional_expected(
+    params: ArrayLike, t: ArrayLike, x: ArrayLike, t_x: ArrayLike, T: ArrayLike
+) -> FloatArray:
+    """E[Y(t) | x, t_x, T] of the limit model."""
+    r, alpha, p = (float(v) for v in np.asarray(params, dtype=np.float64))
+    x = np.asarray(x, dtype=np.float64)
+    T = np.asarray(T, dtype=np.float64)
+    t = np.asarray(t, dtype=np.float64)
+    alive_mean = -np.expm1(-(r + x) * np.log1p(p * t / (alpha + T))) / p
+    return alive_mean * bgnbd_homogeneous_p_alive(params, x, t_x, T)
+
+
 # ---------------------------------------------------------------------------------------------
 # Pareto/NBD (Fader & Hardie 2005, "A note on deriving the Pareto/NBD model and related expressions")
 # ---------------------------------------------------------------------------------------------
@@ -272,13 +383,21 @@ def _pnbd_log_F(r: float, alpha: float, s: float, beta: float, x: FloatArray, t:
 
 
 def _pnbd_terms(
-    params: ArrayLike, x: FloatArray, t_x: FloatArray, T: FloatArray
+    params: ArrayLike, x: FloatArray, t_x: FloatArray, T: FloatArray, d: Triples | None = None
 ) -> tuple[FloatArray, FloatArray]:
-    """The two log terms of the Pareto/NBD likelihood (without the common factor)."""
+    """The two log terms of the Pareto/NBD likelihood (without the common factor).
+
+    With ``d`` (whose triples ``x, t_x, T`` are), F is evaluated once per distinct pair.
+    """
     r, alpha, s, beta = (float(v) for v in np.asarray(params, dtype=np.float64))
     term1 = -(r + x) * np.log(alpha + T) - s * np.log(beta + T)
-    lf_tx = _pnbd_log_F(r, alpha, s, beta, x, t_x)
-    lf_T = _pnbd_log_F(r, alpha, s, beta, x, T)
+    if d is None:
+        lf_tx = _pnbd_log_F(r, alpha, s, beta, x, t_x)
+        lf_T = _pnbd_log_F(r, alpha, s, beta, x, T)
+    else:
+        (c1, x1, v1), (c2, x2, v2) = d.pair_xt, d.pair_xT
+        lf_tx = _pnbd_log_F(r, alpha, s, beta, x1, v1)[c1]
+        lf_T = _pnbd_log_F(r, alpha, s, beta, x2, v2)[c2]
     with np.errstate(divide="ignore"):
         # F is decreasing in t, so F(t_x) >= F(T); log(F(t_x) - F(T)) without cancellation overflow.
         log_a0 = lf_tx + np.log(-np.expm1(np.minimum(lf_T - lf_tx, 0.0)))
@@ -293,7 +412,7 @@ def paretonbd_loglik(
     p = np.asarray(params, dtype=np.float64)
     r, alpha, s, beta = (float(v) for v in p)
     A_x = special.gammaln(r + d.ux) - special.gammaln(r) + r * np.log(alpha) + s * np.log(beta)
-    term1, term2 = _pnbd_terms(p, d.x, d.t_x, d.T)
+    term1, term2 = _pnbd_terms(p, d.x, d.t_x, d.T, d)
     total = float(_wsum(d.weight, A_x[d.ix] + np.logaddexp(term1, term2)))
     if not gradient:
         return total, None
@@ -396,20 +515,317 @@ def gamma_gamma_loglik(
     return total, np.array([g_p, g_q, g_g])
 
 
-def gamma_gamma_expected_spend(params: ArrayLike, x: ArrayLike, m: ArrayLike) -> FloatArray:
-    """E[M | x, m]: expected mean spend per purchase; the population mean where x = 0."""
-    p, q, g = (float(v) for v in np.asarray(params, dtype=np.float64))
-    x = np.asarray(x, dtype=np.float64)
-    m = np.nan_to_num(np.asarray(m, dtype=np.float64), nan=0.0)
+def gamma_gamma_conditional_spend(params: Sequence[Any], x: Any, m: Any) -> Any:
+    """E[M | x, m] = p (gamma + x m) / (p x + q - 1) for repeaters (Fader & Hardie 2013, eq. 5).
+
+    The one spend formula: plain arithmetic, so the parameters, ``x`` and ``m`` may be numbers,
+    numpy arrays or Ibis columns (scoring evaluates it in SQL).
+    """
+    p, q, g = params
     return p * (g + x * m) / (p * x + q - 1.0)
 
 
+def gamma_gamma_population_spend(params: Sequence[float], d: SpendData) -> tuple[float, str]:
+    """Expected spend per purchase of a customer with no repeat purchase yet, and where it comes from.
+
+    With ``q > 1`` it is the model's population mean ``p gamma / (q - 1)`` (``"model_mean"``).
+    With ``q <= 1`` that mean is infinite, so the weighted mean of the repeaters' mean spends is
+    used instead (``"repeaters_mean"``): finite, and never zero, which would put every
+    non-repeater at the bottom of the value tiers.
+    """
+    p, q, g = (float(v) for v in params)
+    if q > 1.0:
+        return p * g / (q - 1.0), "model_mean"
+    return float(np.average(d.m, weights=d.weight)), "repeaters_mean"
+
+
 # ---------------------------------------------------------------------------------------------
-# Maximum likelihood
+# Model objects: what scoring needs to know about a fitted transaction model
 # ---------------------------------------------------------------------------------------------
+LogLik = Callable[..., tuple[float, FloatArray | None]]
+
+
+@dataclass(frozen=True)
+class TransactionModel:
+    """A transaction model's parameters and closed forms; ``family`` is what ``--model`` names."""
+
+    family: str
+    limit: str | None
+    param_names: tuple[str, ...]
+    loglik: LogLik
+    p_alive: Callable[[ArrayLike, ArrayLike, ArrayLike, ArrayLike], FloatArray]
+    conditional_expected: Callable[[ArrayLike, ArrayLike, ArrayLike, ArrayLike, ArrayLike], FloatArray]
+    expected: Callable[[ArrayLike, ArrayLike], FloatArray]
+
+
+BGNBD = TransactionModel(
+    "bgnbd",
+    None,
+    PARAM_NAMES["bgnbd"],
+    bgnbd_loglik,
+    bgnbd_p_alive,
+    bgnbd_conditional_expected,
+    bgnbd_expected,
+)
+BGNBD_HOMOGENEOUS = TransactionModel(
+    "bgnbd",
+    HOMOGENEOUS_DROPOUT,
+    ("r", "alpha", "p_dropout"),
+    bgnbd_homogeneous_loglik,
+    bgnbd_homogeneous_p_alive,
+    bgnbd_homogeneous_conditional_expected,
+    bgnbd_homogeneous_expected,
+)
+PARETONBD = TransactionModel(
+    "paretonbd",
+    None,
+    PARAM_NAMES["paretonbd"],
+    paretonbd_loglik,
+    paretonbd_p_alive,
+    paretonbd_conditional_expected,
+    paretonbd_expected,
+)
+_MODELS = {(mod.family, mod.limit): mod for mod in (BGNBD, BGNBD_HOMOGENEOUS, PARETONBD)}
+
+
+def transaction_model(name: str | TransactionModel, limit: str | None = None) -> TransactionModel:
+    """The model object for a family name (and limit); an unknown name is a :class:`ModelError`."""
+    if isinstance(name, TransactionModel):
+        return name
+    try:
+        return _MODELS[(name, limit)]
+    except KeyError:
+        what = f"{name!r} with limit {limit!r}" if limit else repr(name)
+        raise ModelError(
+            f"unknown model {what}: transaction models are {' and '.join(map(repr, TRANSACTION_MODEL_NAMES))}"
+        ) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Small dense linear algebra in Python floats: the same operations in the same order on every CPU
+# ---------------------------------------------------------------------------------------------
+Matrix = list[list[float]]
+
+
+def _solve(A: Matrix, rhs: Sequence[float]) -> list[float] | None:
+    """Solve ``A x = rhs`` by Gaussian elimination with partial pivoting (None if singular)."""
+    n = len(rhs)
+    M = [list(map(float, row)) + [float(v)] for row, v in zip(A, rhs, strict=True)]
+    for col in range(n):
+        piv = max(range(col, n), key=lambda i: abs(M[i][col]))
+        if M[piv][col] == 0.0 or not math.isfinite(M[piv][col]):
+            return None
+        M[col], M[piv] = M[piv], M[col]
+        for i in range(col + 1, n):
+            f = M[i][col] / M[col][col]
+            for j in range(col, n + 1):
+                M[i][j] -= f * M[col][j]
+    out = [0.0] * n
+    for i in range(n - 1, -1, -1):
+        out[i] = (M[i][n] - sum(M[i][j] * out[j] for j in range(i + 1, n))) / M[i][i]
+    return out
+
+
+def _inverse(A: Matrix) -> Matrix | None:
+    """The inverse of a small matrix, column by column through :func:`_solve`."""
+    n = len(A)
+    cols = [_solve(A, [1.0 if i == j else 0.0 for i in range(n)]) for j in range(n)]
+    if any(c is None for c in cols):
+        return None
+    return [[cols[j][i] for j in range(n)] for i in range(n)]  # type: ignore[index]
+
+
+def _positive_definite(A: Matrix) -> bool:
+    """Cholesky succeeds (all pivots positive)."""
+    n = len(A)
+    L = [[0.0] * n for _ in range(n)]
+    for i in range(n):
+        for j in range(i + 1):
+            s = A[i][j] - sum(L[i][k] * L[j][k] for k in range(j))
+            if i == j:
+                if not (s > 0.0 and math.isfinite(s)):
+                    return False
+                L[i][i] = math.sqrt(s)
+            else:
+                L[i][j] = s / L[j][j]
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# Maximum likelihood: a global search, then a BLAS-free Newton polish that decides the answer
+# ---------------------------------------------------------------------------------------------
+Objective = Callable[[FloatArray], tuple[float, FloatArray]]
+INVALID = 1e300
+
+
+def _objective(loglik_of: Callable[[FloatArray], tuple[float, FloatArray]], scale: float) -> Objective:
+    """``theta -> (-loglik * scale, -gradient * scale)``, with a huge value where it is undefined."""
+
+    def objective(theta: FloatArray) -> tuple[float, FloatArray]:
+        with np.errstate(all="ignore"):
+            ll, g = loglik_of(np.asarray(theta, dtype=np.float64))
+        if not np.isfinite(ll) or not np.all(np.isfinite(g)):
+            return INVALID, np.zeros(len(theta))
+        return -ll * scale, -np.asarray(g) * scale
+
+    return objective
+
+
+def _search(
+    objective: Objective,
+    starts: Sequence[FloatArray],
+    bounds: Sequence[tuple[float, float]],
+    maxiter: int = 1000,
+) -> tuple[FloatArray, int]:
+    """Bounded L-BFGS-B from each start; the best end point (only a starting point for Newton)."""
+    best: tuple[float, FloatArray] | None = None
+    iterations = 0
+    for start in starts:
+        res = optimize.minimize(
+            objective,
+            np.clip(start, [b[0] for b in bounds], [b[1] for b in bounds]),
+            jac=True,
+            method="L-BFGS-B",
+            bounds=bounds,
+            options={"maxiter": maxiter, "ftol": 1e-13, "gtol": 1e-8},
+        )
+        iterations += int(res.nit)
+        if np.isfinite(res.fun) and res.fun < INVALID and (best is None or res.fun < best[0]):
+            best = (float(res.fun), np.asarray(res.x, dtype=np.float64))
+    if best is None:
+        raise ModelError("the likelihood is not finite at any starting point: check the summary statistics")
+    return best[1], iterations
+
+
+def _hessian(objective: Objective, theta: FloatArray) -> Matrix:
+    """Central differences of the gradient, symmetrised."""
+    k = len(theta)
+    rows: list[FloatArray] = []
+    for i in range(k):
+        h = 1e-5 * max(1.0, abs(float(theta[i])))
+        up, dn = theta.copy(), theta.copy()
+        up[i] += h
+        dn[i] -= h
+        rows.append((objective(up)[1] - objective(dn)[1]) / (2.0 * h))
+    return [[0.5 * (float(rows[i][j]) + float(rows[j][i])) for j in range(k)] for i in range(k)]
+
+
+def _hessian_from_values(value: Callable[[FloatArray], float], theta: FloatArray, h: float = 1e-4) -> Matrix:
+    """Second differences of the value alone (1 + 2k^2 evaluations; for likelihoods without gradient)."""
+    k = len(theta)
+    f0 = value(theta)
+    H = [[0.0] * k for _ in range(k)]
+
+    def at(*moves: tuple[int, float]) -> float:
+        th = theta.copy()
+        for i, step in moves:
+            th[i] += step
+        return value(th)
+
+    for i in range(k):
+        H[i][i] = (at((i, h)) - 2.0 * f0 + at((i, -h))) / (h * h)
+        for j in range(i):
+            H[i][j] = H[j][i] = (
+                at((i, h), (j, h)) - at((i, h), (j, -h)) - at((i, -h), (j, h)) + at((i, -h), (j, -h))
+            ) / (4.0 * h * h)
+    return H
+
+
+@dataclass(frozen=True)
+class _Polished:
+    theta: FloatArray
+    f: float
+    gradient: FloatArray
+    hessian: Matrix
+    steps: int
+    loglik_change: float  # relative change of the objective over the last accepted step
+
+    @property
+    def gradient_norm(self) -> float:
+        return float(np.max(np.abs(self.gradient)))
+
+
+def _newton(
+    objective: Objective,
+    theta: FloatArray,
+    max_steps: int = 40,
+    *,
+    hessian: Callable[[FloatArray], Matrix] | None = None,
+    refresh: bool = True,
+) -> _Polished:
+    """Damped Newton iterations (Levenberg damping when the Hessian is not positive definite).
+
+    Stops when the gradient is at rounding level or no step decreases the objective any more.
+    ``hessian`` defaults to differences of the gradient; with ``refresh=False`` the first Hessian
+    is kept for every step (a chord method: cheaper when the gradient itself is numerical) and
+    recomputed once at the end point for the standard errors.
+    Every operation is elementwise numpy or Python floats, so the end point does not depend on
+    the BLAS kernel that found the starting point.
+    """
+    theta = np.asarray(theta, dtype=np.float64).copy()
+    hess = hessian or (lambda th: _hessian(objective, th))
+    f, g = objective(theta)
+    change = math.inf
+    H = hess(theta)
+    steps = 0
+    for steps in range(1, max_steps + 1):  # noqa: B007 - the count is reported
+        if float(np.max(np.abs(g))) < 1e-13:
+            break
+        direction = None
+        damping = 0.0
+        scale = max(abs(H[i][i]) for i in range(len(g))) or 1.0
+        for _ in range(30):
+            Hd = [[H[i][j] + (damping if i == j else 0.0) for j in range(len(g))] for i in range(len(g))]
+            if _positive_definite(Hd):
+                direction = _solve(Hd, [-float(v) for v in g])
+                if direction is not None:
+                    break
+            damping = max(damping * 10.0, 1e-10 * scale)
+        if direction is None:
+            break
+        d = np.array(direction)
+        slope = float(sum(float(a) * b for a, b in zip(g, direction, strict=True)))
+        t = 1.0
+        accepted = False
+        while t > 1e-10:
+            cand = theta + t * d
+            f_new, g_new = objective(cand)
+            if f_new < INVALID and f_new <= f + 1e-4 * t * slope:
+                accepted = True
+                break
+            t *= 0.5
+        if not accepted or f_new >= f and float(np.max(np.abs(g_new))) >= float(np.max(np.abs(g))):
+            break
+        change = abs(f - f_new) / max(abs(f), 1e-300)
+        theta, f, g = cand, f_new, g_new
+        if refresh:
+            H = hess(theta)
+    if not refresh:
+        H = hess(theta)
+    return _Polished(theta, f, g, H, steps, 0.0 if change == math.inf else change)
+
+
+def _delta_method(info: Matrix, jacobian: Matrix) -> list[float]:
+    """Standard errors of ``params(theta)`` from the information matrix in theta (NaN if singular)."""
+    cov = _inverse(info)
+    k = len(jacobian)
+    if cov is None:
+        return [math.nan] * k
+    out = []
+    for i in range(k):
+        Ji = jacobian[i]
+        var = sum(Ji[a] * cov[a][b] * Ji[b] for a in range(len(Ji)) for b in range(len(Ji)))
+        out.append(math.sqrt(var) if var > 0 else math.nan)
+    return out
+
+
 @dataclass(frozen=True)
 class FitResult:
-    """Maximum-likelihood estimates with standard errors and the optimiser's verdict."""
+    """Maximum-likelihood estimates with standard errors and the convergence verdict.
+
+    ``limit`` names the limit model when the optimum lies on it (e.g. ``homogeneous_dropout``);
+    the parameters that went to the limit are then absent from ``params``.
+    """
 
     model: str
     params: dict[str, float]
@@ -419,264 +835,304 @@ class FitResult:
     iterations: int
     message: str
     n_customers: int
+    limit: str | None = None
+    gradient_norm: float = math.nan
+    loglik_change: float = math.nan
+
+    @property
+    def transaction_model(self) -> TransactionModel:
+        return transaction_model(self.model, self.limit)
 
     @property
     def vector(self) -> FloatArray:
-        return np.array([self.params[k] for k in PARAM_NAMES[self.model]])
+        names = (
+            PARAM_NAMES["gamma_gamma"] if self.model == "gamma_gamma" else self.transaction_model.param_names
+        )
+        return np.array([self.params[k] for k in names])
 
 
-LogLik = Callable[..., tuple[float, FloatArray | None]]
+def _verdict(polished: _Polished, extra_ok: bool = True, extra_reason: str = "") -> tuple[bool, str]:
+    """Converged iff the (projected) gradient and the last log-likelihood change are small."""
+    if not np.isfinite(polished.f) or polished.f >= INVALID:
+        return False, "the log-likelihood is not finite at the end point"
+    if polished.gradient_norm >= GRADIENT_TOLERANCE:
+        return False, f"gradient {polished.gradient_norm:.2e} per customer is not small at the end point"
+    if polished.loglik_change >= LOGLIK_CHANGE_TOLERANCE:
+        return False, f"the log-likelihood still changed by {polished.loglik_change:.1e} (relative)"
+    if not extra_ok:
+        return False, extra_reason
+    return True, "converged"
 
 
-def _across_ridges(model: str, params: FloatArray, grad: FloatArray) -> FloatArray:
-    """The log-parameter gradient with each degenerate pair reduced to its across-ridge component.
-
-    For a pair (i, j) with both parameters above :data:`RIDGE_THRESHOLD`, moving both log-values
-    together leaves the likelihood (almost) unchanged, so only ``(g_i - g_j) / sqrt(2)`` counts.
-    """
-    grad = np.asarray(grad, dtype=np.float64).copy()
-    for i, j in RIDGE_PAIRS.get(model, ()):
-        if params[i] > RIDGE_THRESHOLD and params[j] > RIDGE_THRESHOLD:
-            grad[i], grad[j] = (grad[i] - grad[j]) / np.sqrt(2.0), 0.0
-    return grad
-
-
-def _maximise(
+def _result(
     model: str,
-    loglik: LogLik,
-    data: object,
-    start: FloatArray,
-    n_customers: int,
+    names: Sequence[str],
+    params: Sequence[float],
+    jacobian: Matrix,
+    polished: _Polished,
     weight_total: float,
+    n_customers: int,
+    iterations: int,
     *,
-    analytic_gradient: bool = True,
-    warm_start: object | None = None,
+    limit: str | None = None,
+    extra_ok: bool = True,
+    extra_reason: str = "",
 ) -> FitResult:
-    """Maximise ``loglik`` over log-parameters with L-BFGS-B; never raises on non-convergence.
-
-    ``warm_start`` (a subsample of ``data``) is fitted first, so the full data only see the last
-    few iterations.  Convergence means a scaled gradient below 1e-5 at the returned point.
-    """
-
-    def make_objective(d: object, total: float) -> Callable[[FloatArray], tuple[float, FloatArray]]:
-        scale = 1.0 / max(total, 1.0)
-
-        def objective(theta: FloatArray) -> tuple[float, FloatArray]:
-            p = np.exp(theta)
-            with np.errstate(all="ignore"):
-                ll, g = loglik(p, d, gradient=True)
-            if not np.isfinite(ll) or g is None or not np.all(np.isfinite(g)):
-                return 1e300, np.zeros_like(theta)
-            return -ll * scale, -g * p * scale
-
-        return objective
-
-    bounds = [(-18.0, 18.0)] * len(start)
-    opts = {"maxiter": 2000, "ftol": 1e-14, "gtol": 1e-8, "maxcor": 20}
-    theta0 = np.log(start)
-    iterations = 0
-    objective = make_objective(data, weight_total)
-    theta: FloatArray | None = None
-    message = ""
-    if warm_start is not None:
-        warm_obj = make_objective(warm_start, weight_total)
-        pre = optimize.minimize(
-            warm_obj, theta0, jac=True, method="L-BFGS-B", bounds=bounds, options={**opts, "gtol": 1e-9}
-        )
-        if np.isfinite(pre.fun) and pre.fun < 1e299:
-            theta0, iterations = pre.x, int(pre.nit)
-            if analytic_gradient:
-                # Newton steps on the full data with the subsample's curvature: a few gradient passes.
-                H = _hessian_from_gradient(warm_obj, pre.x, warm_obj(pre.x)[1])
-                theta, steps = _newton(objective, pre.x, H)
-                iterations += steps
-    if theta is None:
-        res = optimize.minimize(objective, theta0, jac=True, method="L-BFGS-B", bounds=bounds, options=opts)
-        iterations += int(res.nit)
-        theta, message = res.x, str(res.message)
-    final_f, final_g = objective(theta)
-    if not (np.isfinite(final_f) and float(np.max(np.abs(final_g))) < 1e-6):
-        # Polish with BFGS (fixes early line-search stops near the optimum).
-        res2 = optimize.minimize(
-            objective, theta, jac=True, method="BFGS", options={"gtol": 1e-9, "maxiter": 200}
-        )
-        if np.isfinite(res2.fun) and res2.fun <= final_f:
-            theta, iterations = res2.x, iterations + int(res2.nit)
-            final_f, final_g = objective(theta)
-            message = str(res2.message)
-    params = np.exp(theta)
-    grad_norm = float(np.max(np.abs(_across_ridges(model, params, final_g))))
-    converged = bool(np.isfinite(final_f) and final_f < 1e299 and grad_norm < 1e-5)
-    ll = -final_f * max(weight_total, 1.0)
-    if analytic_gradient:
-        se = _standard_errors_from_gradient(objective, theta, final_g, weight_total)
-    else:
-        se = _standard_errors(loglik, data, theta)
-    names = PARAM_NAMES[model]
+    info = [[v * weight_total for v in row] for row in polished.hessian]
+    se = _delta_method(info, jacobian)
+    converged, message = _verdict(polished, extra_ok, extra_reason)
     return FitResult(
         model=model,
         params={k: float(v) for k, v in zip(names, params, strict=True)},
         std_errors={k: float(v) for k, v in zip(names, se, strict=True)},
-        loglik=float(ll),
+        loglik=float(-polished.f * weight_total),
         converged=converged,
-        iterations=iterations,
-        message="converged" if converged else (message or "gradient not small at the optimum"),
+        iterations=iterations + polished.steps,
+        message=message,
         n_customers=n_customers,
+        limit=limit,
+        gradient_norm=polished.gradient_norm,
+        loglik_change=polished.loglik_change,
     )
 
 
-def _hessian_from_gradient(
-    objective: Callable[[FloatArray], tuple[float, FloatArray]], theta: FloatArray, g0: FloatArray
-) -> FloatArray:
-    """Forward-difference Hessian of a (scaled) objective from its analytic gradient, symmetrised."""
-    k = len(theta)
-    H = np.empty((k, k))
-    for i in range(k):
-        h = 1e-5 * max(1.0, abs(theta[i]))
-        th = theta.copy()
-        th[i] += h
-        H[i] = (objective(th)[1] - g0) / h
-    return 0.5 * (H + H.T)
-
-
-def _newton(
-    objective: Callable[[FloatArray], tuple[float, FloatArray]],
-    theta: FloatArray,
-    H: FloatArray,
-    max_steps: int = 12,
-) -> tuple[FloatArray | None, int]:
-    """Quasi-Newton iterations with a fixed Hessian and step halving; None if they do not converge."""
-    try:
-        H_inv = np.linalg.inv(H)
-    except np.linalg.LinAlgError:
-        return None, 0
-    if not np.all(np.linalg.eigvalsh(H) > 0):
-        return None, 0
-    f, g = objective(theta)
-    for step in range(1, max_steps + 1):
-        direction = -H_inv @ g
-        t = 1.0
-        while t > 1e-4:
-            cand = theta + t * direction
-            f_new, g_new = objective(cand)
-            if np.isfinite(f_new) and f_new <= f + 1e-4 * t * float(g @ direction):
-                break
-            t *= 0.5
-        else:
-            return None, step
-        theta, f, g = cand, f_new, g_new
-        if float(np.max(np.abs(g))) < 1e-9:
-            return theta, step
-    return None, max_steps
-
-
-def _standard_errors_from_gradient(
-    objective: Callable[[FloatArray], tuple[float, FloatArray]],
-    theta: FloatArray,
-    g0: FloatArray,
-    total: float,
-) -> FloatArray:
-    """Standard errors from a forward-difference Hessian of the analytic gradient (log space)."""
-    H = _hessian_from_gradient(objective, theta, g0) * max(total, 1.0)
-    return _se_from_information(H, theta)
-
-
-def _se_from_information(info: FloatArray, theta: FloatArray) -> FloatArray:
-    try:
-        var_log = np.diag(np.linalg.inv(info))
-    except np.linalg.LinAlgError:
-        return np.full(len(theta), np.nan)
-    with np.errstate(invalid="ignore"):
-        return np.exp(theta) * np.sqrt(np.where(var_log > 0, var_log, np.nan))  # delta method
-
-
-def _standard_errors(loglik: LogLik, data: object, theta: FloatArray) -> FloatArray:
-    """Standard errors from the observed information (Hessian of the value by central differences)."""
-    k = len(theta)
-    h = 1e-4
-
-    def f(th: FloatArray) -> float:
-        with np.errstate(all="ignore"):
-            return float(loglik(np.exp(th), data)[0])
-
-    f0 = f(theta)
-    H = np.empty((k, k))
-    for i in range(k):
-        ei = np.zeros(k)
-        ei[i] = h
-        H[i, i] = (f(theta + ei) - 2 * f0 + f(theta - ei)) / h**2
-        for j in range(i + 1, k):
-            ej = np.zeros(k)
-            ej[j] = h
-            H[i, j] = H[j, i] = (
-                f(theta + ei + ej) - f(theta + ei - ej) - f(theta - ei + ej) + f(theta - ei - ej)
-            ) / (4 * h * h)
-    return _se_from_information(-H, theta)
-
-
 WARM_START_TRIPLES = 40_000
+# Shape/scale pairs whose mixing distribution degenerates when both grow at a fixed ratio.
+RIDGE_PAIRS: dict[str, tuple[tuple[int, int], ...]] = {
+    "paretonbd": ((0, 1), (2, 3)),
+    "gamma_gamma": ((1, 2),),
+}
+RIDGE_SHAPE = 1e3  # a gamma shape this large means a coefficient of variation under 3 %
+PARETO_SEARCH_TRIPLES = 3_000  # each Pareto/NBD evaluation costs two hyp2f1 per triple
+_LOG_BOUND = 18.0  # search box for log-parameters; a reported parameter never sits on it
 
 
-def fit_transactions(model: TransactionModel, d: Triples) -> FitResult:
-    """Fit BG/NBD or Pareto/NBD to the triples by maximum likelihood."""
+def _outside_box(theta: FloatArray, names: Sequence[str], bound: float = _LOG_BOUND) -> str:
+    """The names of log-parameters that reached the search box (empty if none)."""
+    return ", ".join(n for n, v in zip(names, theta, strict=True) if abs(float(v)) >= bound - 1e-6)
+
+
+def fit_bgnbd(d: Triples) -> FitResult:
+    """BG/NBD by maximum likelihood; the homogeneous-dropout limit when the optimum lies on it."""
+    total = float(d.weight.sum())
+    scale = 1.0 / max(total, 1.0)
     mean_T = float(np.average(d.T, weights=d.weight)) or 1.0
     mean_x = float(np.average(d.x, weights=d.weight))
-    if mean_x <= 0:
+    search_data = d.sample(WARM_START_TRIPLES // 2) if len(d.x) > WARM_START_TRIPLES else d
+
+    def searched(data: Triples) -> Objective:
+        # psi = (log r, log alpha, logit phi, eps): eps >= 0 is a bound, eps = 0 the limit model.
+        def ll(psi: FloatArray) -> tuple[float, FloatArray]:
+            r, alpha, phi, eps = (
+                math.exp(psi[0]),
+                math.exp(psi[1]),
+                float(special.expit(psi[2])),
+                float(psi[3]),
+            )
+            v, g = bgnbd_loglik_mean_form(r, alpha, phi, eps, data, gradient=True)
+            assert g is not None
+            return v, np.array([g[0] * r, g[1] * alpha, g[2] * phi * (1.0 - phi), g[3]])
+
+        return _objective(ll, scale)
+
+    rate0 = math.log(max(mean_T / max(mean_x, 1e-3), 1e-3))
+    starts = [
+        np.array([0.0, rate0, float(special.logit(phi)), eps])
+        for phi, eps in ((0.25, 0.3), (0.05, 0.02), (0.5, 1.0))
+    ]  # noqa: E501
+    bounds = [(-_LOG_BOUND, _LOG_BOUND)] * 3 + [(0.0, 1e3)]
+    psi, iterations = _search(searched(search_data), starts, bounds)
+    full_search = searched(d)
+
+    def limit_ll(theta: FloatArray) -> tuple[float, FloatArray]:
+        v, g = full_search(np.array([*theta, 0.0]))
+        return -v / scale, -g[:3] / scale
+
+    limit = _newton(_objective(limit_ll, scale), psi[:3].copy())
+    # Karush-Kuhn-Tucker at eps = 0: the likelihood must not increase into eps > 0.
+    g_eps = float(full_search(np.array([*limit.theta, 0.0]))[1][3])
+    r, alpha, p = math.exp(limit.theta[0]), math.exp(limit.theta[1]), float(special.expit(limit.theta[2]))
+    limit_fit = _result(
+        "bgnbd",
+        BGNBD_HOMOGENEOUS.param_names,
+        (r, alpha, p),
+        [[r, 0, 0], [0, alpha, 0], [0, 0, p * (1 - p)]],
+        limit,
+        total,
+        d.n_customers,
+        iterations,
+        limit=HOMOGENEOUS_DROPOUT,
+        extra_ok=g_eps > -GRADIENT_TOLERANCE and not _outside_box(limit.theta, ("r", "alpha", "p_dropout")),
+        extra_reason=f"the likelihood still increases away from homogeneous dropout (gradient {g_eps:.1e})",
+    )
+    if psi[3] <= 1e-12:
+        return limit_fit
+
+    def interior_ll(theta: FloatArray) -> tuple[float, FloatArray]:
+        eps = math.exp(theta[3])
+        v, g = full_search(np.array([theta[0], theta[1], theta[2], eps]))
+        return -v / scale, -np.array([g[0], g[1], g[2], g[3] * eps]) / scale
+
+    start = np.array([psi[0], psi[1], psi[2], math.log(psi[3])])
+    full = _newton(_objective(interior_ll, scale), start)
+    if not (full.f < INVALID and full.f < limit.f * (1 - 1e-12 * np.sign(limit.f))):
+        return limit_fit
+    r, alpha = math.exp(full.theta[0]), math.exp(full.theta[1])
+    phi, eps = float(special.expit(full.theta[2])), math.exp(full.theta[3])
+    a, b = phi / eps, (1.0 - phi) / eps
+    dphi = phi * (1.0 - phi) / eps
+    jac = [[r, 0, 0, 0], [0, alpha, 0, 0], [0, 0, dphi, -a], [0, 0, -dphi, -b]]
+    stuck = _outside_box(
+        np.array([full.theta[0], full.theta[1], math.log(a), math.log(b)]), PARAM_NAMES["bgnbd"]
+    )
+    return _result(
+        "bgnbd",
+        PARAM_NAMES["bgnbd"],
+        (r, alpha, a, b),
+        jac,
+        full,
+        total,
+        d.n_customers,
+        iterations,
+        extra_ok=not stuck,
+        extra_reason=f"{stuck} reached the search bound",
+    )
+
+
+def _log_space_fit(
+    model: str,
+    loglik: LogLik,
+    data: Any,
+    search_data: Any,
+    starts: Sequence[FloatArray],
+    weight_total: float,
+    n_customers: int,
+    *,
+    analytic_gradient: bool,
+) -> FitResult:
+    """Fit in log-parameters: bounded search (on ``search_data``), Newton polish on ``data``."""
+    scale = 1.0 / max(weight_total, 1.0)
+    names = PARAM_NAMES[model]
+
+    def on(dd: Any) -> Objective:
+        def ll(theta: FloatArray) -> tuple[float, FloatArray]:
+            p = np.exp(theta)
+            if analytic_gradient:
+                v, g = loglik(p, dd, gradient=True)
+                return v, np.asarray(g) * p
+            v = loglik(p, dd)[0]
+            g = np.empty(len(theta))
+            for i in range(len(theta)):  # central differences in log-parameters
+                h = 1e-5  # truncation error is the same on every CPU; rounding noise is what must stay small
+                up, dn = theta.copy(), theta.copy()
+                up[i] += h
+                dn[i] -= h
+                g[i] = (loglik(np.exp(up), dd)[0] - loglik(np.exp(dn), dd)[0]) / (2 * h)
+            return v, g
+
+        return _objective(ll, scale)
+
+    theta, iterations = _search(
+        on(search_data),
+        [np.log(s) for s in starts],
+        [(-_LOG_BOUND, _LOG_BOUND)] * len(names),
+        maxiter=1000 if analytic_gradient else 150,
+    )
+    ridge = [
+        f"{names[i]}, {names[j]}"
+        for i, j in RIDGE_PAIRS.get(model, ())
+        if min(theta[i], theta[j]) > math.log(RIDGE_SHAPE)
+    ]
+    if ridge:
+        # Both members of a shape/scale pair without bound: the mixing distribution degenerates
+        # (e.g. one dropout rate for all).  There is no finite optimum to polish; say so.
+        nan_matrix = [[math.nan] * len(names)] * len(names)
+        polished = _Polished(theta, *on(search_data)(theta), nan_matrix, 0, math.nan)
+        return _result(
+            model, names, np.exp(theta), [[0.0] * len(names)] * len(names), polished, weight_total,
+            n_customers, iterations, extra_ok=False,
+            extra_reason=f"{' and '.join(ridge)} grow without bound (a degenerate mixing distribution: "
+            "homogeneous rates); no limit model for this one, use bgnbd",
+        )  # fmt: skip
+    if analytic_gradient:
+        polished = _newton(on(data), theta)
+    else:
+
+        def value(th: FloatArray) -> float:
+            with np.errstate(all="ignore"):
+                return -loglik(np.exp(th), data)[0] * scale
+
+        polished = _newton(on(data), theta, hessian=lambda th: _hessian_from_values(value, th), refresh=False)
+    params = np.exp(polished.theta)
+    jac = [[float(params[i]) if i == j else 0.0 for j in range(len(names))] for i in range(len(names))]
+    stuck = _outside_box(polished.theta, names)
+    return _result(
+        model,
+        names,
+        params,
+        jac,
+        polished,
+        weight_total,
+        n_customers,
+        iterations,
+        extra_ok=not stuck,
+        extra_reason=f"{stuck} reached the search bound (a degenerate mixing distribution)",
+    )
+
+
+def fit_transactions(model: str | TransactionModel, d: Triples) -> FitResult:
+    """Fit BG/NBD or Pareto/NBD to the triples by maximum likelihood."""
+    family = transaction_model(model).family
+    if float(np.average(d.x, weights=d.weight)) <= 0:
         raise ModelError("no customer has a repeat purchase: the transaction model cannot be fitted")
-    if model == "bgnbd":
-        start = np.array([1.0, max(mean_T / max(mean_x, 1e-3), 1e-3), 1.0, 1.0])
-        warm = d.sample(WARM_START_TRIPLES // 2) if len(d.x) > WARM_START_TRIPLES else None
-        return _maximise(model, bgnbd_loglik, d, start, d.n_customers, float(d.weight.sum()), warm_start=warm)
-    if model == "paretonbd":
-        rate_start = max(mean_T / max(mean_x, 1e-3), 1e-3)
-        start = np.array([1.0, rate_start, 1.0, max(mean_T, 1e-3)])
-        warm = d.sample(WARM_START_TRIPLES // 4) if len(d.x) > WARM_START_TRIPLES // 2 else None
-        return _maximise(
-            model,
-            paretonbd_loglik,
-            d,
-            start,
-            d.n_customers,
-            float(d.weight.sum()),
-            analytic_gradient=False,
-            warm_start=warm,
-        )
-    raise ModelError(f"unknown transaction model {model!r} (use 'bgnbd' or 'paretonbd')")
+    if family == "bgnbd":
+        return fit_bgnbd(d)
+    mean_T = float(np.average(d.T, weights=d.weight)) or 1.0
+    mean_x = float(np.average(d.x, weights=d.weight))
+    rate = max(mean_T / max(mean_x, 1e-3), 1e-3)
+    starts = [np.array([1.0, rate, 1.0, max(mean_T, 1e-3)])]
+    search = d.sample(PARETO_SEARCH_TRIPLES) if len(d.x) > PARETO_SEARCH_TRIPLES else d
+    return _log_space_fit(
+        "paretonbd",
+        paretonbd_loglik,
+        d,
+        search,
+        starts,
+        float(d.weight.sum()),
+        d.n_customers,
+        analytic_gradient=False,
+    )
 
 
 def fit_gamma_gamma(d: SpendData) -> FitResult:
     """Fit the Gamma-Gamma spend model to repeat customers' mean spends."""
     mean_m = float(np.average(d.m, weights=d.weight))
-    start = np.array([1.0, 2.0, max(mean_m, 1e-3)])
+    starts = [np.array([1.0, 2.0, max(mean_m, 1e-3)]), np.array([4.0, 4.0, max(mean_m, 1e-3)])]
     n = int(round(float(d.weight.sum())))
-    return _maximise("gamma_gamma", gamma_gamma_loglik, d, start, n, float(d.weight.sum()))
+    return _log_space_fit(
+        "gamma_gamma", gamma_gamma_loglik, d, d, starts, float(d.weight.sum()), n, analytic_gradient=True
+    )
 
 
-def p_alive(model: str, params: ArrayLike, x: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> FloatArray:
-    """P(alive) for either transaction model."""
-    if model == "bgnbd":
-        return bgnbd_p_alive(params, x, t_x, T)
-    return paretonbd_p_alive(params, x, t_x, T)
+# ---------------------------------------------------------------------------------------------
+# Scoring helpers
+# ---------------------------------------------------------------------------------------------
+def p_alive(
+    model: str | TransactionModel, params: ArrayLike, x: ArrayLike, t_x: ArrayLike, T: ArrayLike
+) -> FloatArray:
+    """P(alive) under a transaction model (a model object, or a family name)."""
+    return transaction_model(model).p_alive(params, x, t_x, T)
 
 
 def conditional_expected(
-    model: str, params: ArrayLike, t: ArrayLike, x: ArrayLike, t_x: ArrayLike, T: ArrayLike
+    model: str | TransactionModel, params: ArrayLike, t: ArrayLike, x: ArrayLike, t_x: ArrayLike, T: ArrayLike
 ) -> FloatArray:
-    """E[Y(t) | x, t_x, T] for either transaction model."""
-    if model == "bgnbd":
-        return bgnbd_conditional_expected(params, t, x, t_x, T)
-    return paretonbd_conditional_expected(params, t, x, t_x, T)
-
-
-def unconditional_expected(model: str, params: ArrayLike, t: ArrayLike) -> FloatArray:
-    """E[X(t)] for either transaction model."""
-    if model == "bgnbd":
-        return bgnbd_expected(params, t)
-    return paretonbd_expected(params, t)
+    """E[Y(t) | x, t_x, T] under a transaction model."""
+    return transaction_model(model).conditional_expected(params, t, x, t_x, T)
 
 
 def discounted_expected_purchases(
-    model: str,
+    model: str | TransactionModel,
     params: ArrayLike,
     x: ArrayLike,
     t_x: ArrayLike,
@@ -687,13 +1143,14 @@ def discounted_expected_purchases(
     annual_discount_rate: float,
 ) -> FloatArray:
     """Σ over months i of E[purchases in month i] / (1 + d_month)^i, the CLV purchase stream."""
+    mod = transaction_model(model)
     x = np.asarray(x, dtype=np.float64)
     month_units = 365.25 / 12.0 / unit_days
     monthly = (1.0 + annual_discount_rate) ** (1.0 / 12.0) - 1.0
     total = np.zeros_like(x)
     prev = np.zeros_like(x)
     for i in range(1, months + 1):
-        cum = conditional_expected(model, params, i * month_units, x, t_x, T)
+        cum = mod.conditional_expected(params, i * month_units, x, t_x, T)
         total += (cum - prev) / (1.0 + monthly) ** i
         prev = cum
     return total

@@ -118,9 +118,19 @@ class ValidationResult:
 
 
 def validate(
-    transactions: pd.DataFrame, calibration_end: date, holdout_end: date, *, unit_days: float = UNIT_DAYS
+    transactions: pd.DataFrame,
+    calibration_end: date,
+    holdout_end: date,
+    *,
+    unit_days: float = UNIT_DAYS,
+    is_cdnow: bool | None = None,
 ) -> ValidationResult:
-    """Fit on the calibration period and compare holdout repeat transactions with predictions."""
+    """Fit on the calibration period and compare holdout repeat transactions with predictions.
+
+    Predictions "from published parameters" (FHL 2005, Fader & Hardie 2013) are only made for the
+    CDNOW sample, the data those parameters were estimated on: ``is_cdnow`` (default: detected
+    from the 2,357 customers and first purchases in 1997-01-01..03-31 of the sample).
+    """
     if holdout_end <= calibration_end:
         raise DataError(
             f"--holdout-end {holdout_end.isoformat()} must be after --calibration-end {calibration_end.isoformat()}"  # noqa: E501
@@ -135,6 +145,9 @@ def validate(
     trip = summary_triples(summary_expr).to_pandas()
     triples = m.Triples.build(trip["frequency"], trip["recency"], trip["T"], trip["n"], collapse=False)
     pn = m.fit_transactions("paretonbd", triples)
+    bg_model, pn_model = bg.transaction_model, pn.transaction_model
+    if is_cdnow is None:
+        is_cdnow = _looks_like_cdnow_sample(transactions, summary, calibration_end)
 
     days = purchase_days(tx, holdout_end + timedelta(days=1)).to_pandas()
     days["day"] = pd.to_datetime(days["day"])
@@ -148,10 +161,18 @@ def validate(
     T = summary["T"].to_numpy(np.float64)
     horizon = ((holdout_end - calibration_end).days) / unit_days
     with np.errstate(all="ignore"):
-        pred_bg = m.bgnbd_conditional_expected(bg.vector, horizon, x, t_x, T)
-        pred_pn = m.paretonbd_conditional_expected(pn.vector, horizon, x, t_x, T)
-        pub_bg = m.bgnbd_conditional_expected(_vec("bgnbd"), horizon, x, t_x, T)
-        pub_pn = m.paretonbd_conditional_expected(_vec("paretonbd"), horizon, x, t_x, T)
+        pred_bg = bg_model.conditional_expected(bg.vector, horizon, x, t_x, T)
+        pred_pn = pn_model.conditional_expected(pn.vector, horizon, x, t_x, T)
+        published: dict[str, float] = {}
+        if is_cdnow:
+            published = {
+                "predicted_bgnbd_published_params": float(
+                    m.bgnbd_conditional_expected(_vec("bgnbd"), horizon, x, t_x, T).sum()
+                ),
+                "predicted_paretonbd_published_params": float(
+                    m.paretonbd_conditional_expected(_vec("paretonbd"), horizon, x, t_x, T).sum()
+                ),
+            }
 
     bins = np.minimum(x, FREQUENCY_BINS - 1).astype(int)
     by_freq = pd.DataFrame({"bin": bins, "actual": x_star, "bgnbd": pred_bg, "paretonbd": pred_pn})
@@ -181,8 +202,8 @@ def validate(
     actual_weekly = np.bincount(rep_week, minlength=n_weeks)[:n_weeks]
     ages = np.maximum(weeks[:, None] - cohort_age0[None, :], 0.0)
     with np.errstate(all="ignore"):
-        cum_bg = (m.bgnbd_expected(bg.vector, ages) * cohort_n).sum(axis=1)
-        cum_pn = (m.paretonbd_expected(pn.vector, ages) * cohort_n).sum(axis=1)
+        cum_bg = (bg_model.expected(bg.vector, ages) * cohort_n).sum(axis=1)
+        cum_pn = (pn_model.expected(pn.vector, ages) * cohort_n).sum(axis=1)
     curve = pd.DataFrame(
         {
             "week": weeks.astype(int),
@@ -196,12 +217,10 @@ def validate(
     ages_T = T
     with np.errstate(all="ignore"):
         unc_bg = float(
-            np.sum(m.bgnbd_expected(bg.vector, ages_T + horizon) - m.bgnbd_expected(bg.vector, ages_T))
+            np.sum(bg_model.expected(bg.vector, ages_T + horizon) - bg_model.expected(bg.vector, ages_T))
         )
         unc_pn = float(
-            np.sum(
-                m.paretonbd_expected(pn.vector, ages_T + horizon) - m.paretonbd_expected(pn.vector, ages_T)
-            )
+            np.sum(pn_model.expected(pn.vector, ages_T + horizon) - pn_model.expected(pn.vector, ages_T))
         )
 
     payload: dict[str, Any] = {
@@ -211,7 +230,13 @@ def validate(
         "n_customers": int(len(summary)),
         "n_repeaters": int((summary["frequency"] > 0).sum()),
         "calibration_repeat_transactions": int(summary["frequency"].sum()),
-        "bgnbd": {**bg.params, "loglik": bg.loglik, "converged": bg.converged, "std_errors": bg.std_errors},
+        "bgnbd": {
+            **bg.params,
+            "loglik": bg.loglik,
+            "converged": bg.converged,
+            "std_errors": bg.std_errors,
+            **({"limit": bg.limit} if bg.limit else {}),
+        },
         "paretonbd": {
             **pn.params,
             "loglik": pn.loglik,
@@ -230,8 +255,7 @@ def validate(
             "actual": int(x_star.sum()),
             "predicted_bgnbd": float(pred_bg.sum()),
             "predicted_paretonbd": float(pred_pn.sum()),
-            "predicted_bgnbd_published_params": float(pub_bg.sum()),
-            "predicted_paretonbd_published_params": float(pub_pn.sum()),
+            **published,
             "unconditional_bgnbd": unc_bg,
             "unconditional_paretonbd": unc_pn,
         },
@@ -245,9 +269,22 @@ def validate(
             }
             for row in by_freq.itertuples()
         ],
-        "published": PUBLISHED,
     }
+    if is_cdnow:
+        payload["published"] = PUBLISHED
     return ValidationResult(payload=payload, curve=curve, by_frequency=by_freq, calibration_weeks=cal_weeks)
+
+
+def _looks_like_cdnow_sample(
+    transactions: pd.DataFrame, summary: pd.DataFrame, calibration_end: date
+) -> bool:
+    """The CDNOW 1/10th sample: 2,357 customers, all acquired in the first quarter of 1997."""
+    first = pd.to_datetime(transactions["ordered_at"]).min()
+    return (
+        len(summary) == 2357
+        and calibration_end == date(1997, 9, 30)
+        and pd.Timestamp("1997-01-01") <= first < pd.Timestamp("1997-01-02")
+    )
 
 
 def _vec(model: str) -> np.ndarray:
