@@ -31,6 +31,7 @@ import os
 import sys
 import types
 import uuid
+import warnings
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -115,6 +116,10 @@ class SparkWarehouse(Warehouse):
             )
         from pyspark.sql import SparkSession
 
+        if _on_loopback(cfg.spark_master):  # Spark would pick the host's first non-loopback address
+            os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        # Python workers run this interpreter (with its packages), unless told otherwise.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         logs = self.root / LOG_DIR
         logs.mkdir(parents=True, exist_ok=True)
         log4j = logs / "log4j2.properties"
@@ -292,18 +297,15 @@ class SparkWarehouse(Warehouse):
         ``INSERT OVERWRITE`` keeps the target's definition and location (a catalog table stays
         where it is), a missing target is created from the staging table's schema.
         """
+        fmt = self.settings.warehouse.table_format
+        if not self.has_table(name):
+            return self.con.create_table(name, expr, format=fmt)
         staging = f"_mm_next_{name}"
-        self.con.create_table(staging, expr, overwrite=True, format=self.settings.warehouse.table_format)
+        self.con.create_table(staging, expr, overwrite=True, format=fmt)
         try:
-            if self.has_table(name):
-                cols = ", ".join(_ident(c) for c in self.con.table(name).columns)
-                self.raw_sql(f"INSERT OVERWRITE TABLE {_ident(name)} SELECT {cols} FROM {_ident(staging)}")
-                self.session.catalog.refreshTable(name)
-            else:
-                self.raw_sql(
-                    f"CREATE TABLE {_ident(name)} USING {self.settings.warehouse.table_format} "
-                    f"AS SELECT * FROM {_ident(staging)}"
-                )
+            cols = ", ".join(_ident(c) for c in self.con.table(name).columns)
+            self.raw_sql(f"INSERT OVERWRITE TABLE {_ident(name)} SELECT {cols} FROM {_ident(staging)}")
+            self.session.catalog.refreshTable(name)
         finally:
             self.raw_sql(f"DROP TABLE IF EXISTS {_ident(staging)}")
         return self.con.table(name)
@@ -465,7 +467,8 @@ class SparkWarehouse(Warehouse):
         from pyspark.sql import functions as F
 
         block = F.col("_metadata.file_block_start").alias("_blk")
-        tagged = frame.select("*", block, F.monotonically_increasing_id().alias("_mid")).localCheckpoint(eager=True)
+        ids = F.monotonically_increasing_id().alias("_mid")
+        tagged = frame.select("*", block, ids).localCheckpoint(eager=True)
         splits = tagged.groupBy("_blk").agg(F.min("_mid").alias("_first"), F.count("*").alias("_n"))
         before, offsets = 0, []
         for blk, first, n in sorted((r["_blk"], r["_first"], r["_n"]) for r in splits.collect()):
@@ -479,13 +482,14 @@ class SparkWarehouse(Warehouse):
         return joined.withColumn("_row", row).drop("_blk", "_mid", "_first", "_before")
 
     def materialize_temp(self, name: str, expr: ir.Table) -> ir.Table:
-        """Compute ``expr`` once (a cached, checkpointed DataFrame) as temp view ``name``."""
+        """Compute ``expr`` once (a cached DataFrame) as temp view ``name``."""
         self.con._run_pre_execute_hooks(expr)
         return self._temp(name, self.session.sql(str(self.con.compile(expr))))
 
     def _temp(self, name: str, frame: Any) -> ir.Table:
+        """Temp view ``name`` over ``frame``, cached on the executors when first computed."""
         self.drop_temp(name)
-        frame = frame.localCheckpoint(eager=True)
+        frame = frame.cache()
         frame.createOrReplaceTempView(name)
         self._frames[name] = frame
         return self.con.table(name)
@@ -543,7 +547,9 @@ def _register_arrow_udfs(con: Any) -> None:
             def batch(*arrays: pa.Array, _func: Any = func) -> pa.Array:
                 return _func(*arrays)
 
-            spark_udf = arrow_udf(batch, PySparkType.from_ibis(udf.dtype), ArrowUDFType.SCALAR)
+            with warnings.catch_warnings():  # "prefer type hints": the ibis hints are not Arrow's
+                warnings.simplefilter("ignore", UserWarning)
+                spark_udf = arrow_udf(batch, PySparkType.from_ibis(udf.dtype), ArrowUDFType.SCALAR)
             self._session.udf.register(self.compiler.__sql_name__(udf), spark_udf)
 
     con._register_udfs = types.MethodType(register, con)
