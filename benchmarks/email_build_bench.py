@@ -31,6 +31,9 @@ from email.message import EmailMessage
 from email.utils import formatdate
 from pathlib import Path
 
+from micromarketing.channels.settings import EmailSettings
+from micromarketing.channels.tokens import unsubscribe_url
+
 from micromarketing.channels import OutgoingMessage, message_key
 from micromarketing.channels.email import (
     DkimSigner,
@@ -39,8 +42,6 @@ from micromarketing.channels.email import (
     list_unsubscribe_value,
     message_id_header,
 )
-from micromarketing.channels.settings import EmailSettings
-from micromarketing.channels.tokens import unsubscribe_url
 
 SECRET = b"bench-secret"
 HTML = (

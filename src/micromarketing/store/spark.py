@@ -50,6 +50,7 @@ from micromarketing.store.schema import SPARK_TYPES, TABLES, ColumnType, TableSp
 from micromarketing.store.warehouse import ROLLUP_DEFINITIONS, Warehouse
 
 LOG_DIR = "logs"
+METASTORE = "metastore_db"  # the embedded Hive metastore (Derby) of a workspace without a shared one
 # Storage formats a Spark warehouse can use: the one that needs no extra jars, and the two that
 # would give MERGE and atomic commits once their runtime jars are on the cluster's classpath.
 TABLE_FORMATS = {
@@ -141,17 +142,23 @@ class SparkWarehouse(Warehouse):
 
         con = ibis.pyspark.connect(session)
         _register_arrow_udfs(con)
+        _list_tables_from_catalog(con)
         return con
 
     def _session_conf(self, log4j: Path) -> dict[str, str]:
         """Our session defaults, overlaid by ``[warehouse.spark_conf]`` (whose Java options are kept)."""
         cfg = self.settings.warehouse
         warehouse_dir = _location(self.root, cfg.spark_warehouse_dir)
+        # derby.log goes beside Spark's log
         java = f"-Dlog4j2.configurationFile=file:{log4j.resolve()}"
-        if "://" not in warehouse_dir:
-            java += f" -Dderby.system.home={warehouse_dir}"  # the embedded metastore, beside the tables
+        java += f" -Dderby.system.home={log4j.parent.resolve()}"
+        metastore = (self.root / METASTORE).resolve()
         conf = {
             "spark.sql.warehouse.dir": warehouse_dir,
+            # A persistent catalog: Hive's, embedded (Derby, one process at a time) unless
+            # [warehouse.spark_conf] names a shared metastore (spark.hadoop.hive.metastore.uris).
+            "spark.sql.catalogImplementation": "hive",
+            "spark.hadoop.javax.jdo.option.ConnectionURL": f"jdbc:derby:;databaseName={metastore};create=true",  # noqa: E501
             "spark.sql.session.timeZone": "UTC",
             "spark.ui.enabled": "false",
             "spark.ui.showConsoleProgress": "false",
@@ -212,6 +219,9 @@ class SparkWarehouse(Warehouse):
         for name in list(self._frames):
             self.drop_temp(name)
         self._con = None
+
+    def has_table(self, name: str) -> bool:
+        return bool(self.session.catalog.tableExists(name))
 
     # -- schema -----------------------------------------------------------------------------
     def ensure_schema(self) -> None:
@@ -553,6 +563,23 @@ def _register_arrow_udfs(con: Any) -> None:
             self._session.udf.register(self.compiler.__sql_name__(udf), spark_udf)
 
     con._register_udfs = types.MethodType(register, con)
+
+
+def _list_tables_from_catalog(con: Any) -> None:
+    """``con.list_tables()`` of the current database (temp views included) from the catalog API.
+
+    Ibis asks Spark for ``CURRENT_DATABASE()`` and runs ``SHOW TABLES`` (two queries) on every
+    call; the segment compiler calls it per rule.
+    """
+    base = con.list_tables
+
+    def list_tables(self: Any, *, like: str | None = None, database: str | None = None) -> list[str]:
+        if database is not None:
+            return base(like=like, database=database)
+        names = [t.name for t in self._session.catalog.listTables()]
+        return self._filter_with_like(names, like)
+
+    con.list_tables = types.MethodType(list_tables, con)
 
 
 @contextlib.contextmanager
