@@ -99,8 +99,9 @@ class SparkWarehouse(Warehouse):
     @property
     def con(self) -> Any:
         if self._con is None:
-            self._con = self._connect()
-            self._open_catalog()
+            con = self._connect()
+            self._open_catalog(con._session)
+            self._con = con
         return self._con
 
     @property
@@ -180,20 +181,20 @@ class SparkWarehouse(Warehouse):
         conf.update(user)
         return conf
 
-    def _open_catalog(self) -> None:
+    def _open_catalog(self, session: Any) -> None:
         """Use (create) the catalog database; check and expose the mapped tables under their logical names."""
         database = self.settings.warehouse.database
-        self.session.sql(f"CREATE DATABASE IF NOT EXISTS {_ident(database)}")
-        self.session.catalog.setCurrentDatabase(database)
+        session.sql(f"CREATE DATABASE IF NOT EXISTS {_ident(database)}")
+        session.catalog.setCurrentDatabase(database)
         for logical, target in sorted(self._mapped.items()):
-            self._map_table(TABLES[logical], target)
+            self._map_table(session, TABLES[logical], target)
 
-    def _map_table(self, spec: TableSpec, target: str) -> None:
+    def _map_table(self, session: Any, spec: TableSpec, target: str) -> None:
         """Temp view ``spec.name`` over catalog table ``target``, after checking its columns and types."""
         where = f"[warehouse.tables] {spec.name} = {target!r}"
-        if not self.session.catalog.tableExists(target):
+        if not session.catalog.tableExists(target):
             raise ConfigError(f"{where}: no such table in the Spark catalog")
-        fields = self.session.table(target).schema.fields
+        fields = session.table(target).schema.fields
         types_by_name = {f.name.lower(): f.dataType.simpleString().lower() for f in fields}
         select = []
         for col in spec.columns + spec.derived:
@@ -210,14 +211,16 @@ class SparkWarehouse(Warehouse):
             select.append(f"CAST({_ident(col.name)} AS {SPARK_TYPES[col.type]}) AS {_ident(col.name)}")
         if spec.name == "transactions":  # the maintained flag, computed where the rows lie
             select.append("line_no = min(line_no) OVER (PARTITION BY order_id) AS order_head")
-        self.session.sql(
-            f"CREATE OR REPLACE TEMP VIEW {_ident(spec.name)} AS SELECT {', '.join(select)} FROM {target}"
-        )
+        view = f"CREATE OR REPLACE TEMP VIEW {_ident(spec.name)} AS SELECT {', '.join(select)} FROM {target}"
+        session.sql(view)
 
     def close(self) -> None:
-        """Forget the connection; the session stays up for the process (Spark starts slowly)."""
+        """Drop this warehouse's temp views; the session stays up for the process (Spark starts slowly)."""
         for name in list(self._frames):
             self.drop_temp(name)
+        if self._con is not None:
+            for name in self._mapped:
+                self.session.catalog.dropTempView(name)
         self._con = None
 
     def has_table(self, name: str) -> bool:
