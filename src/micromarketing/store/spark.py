@@ -347,7 +347,7 @@ class SparkWarehouse(Warehouse):
             if match:
                 same = ibis.and_(*[table[k] == v for k, v in match.items()])
                 keep = table.filter(~same.fill_null(False))
-            self._rewrite(name, keep.union(written))
+            self._rewrite(name, keep.union(written.cast(table.schema())))  # Spark widens small ints
             return int(written.count().to_pyarrow().as_py())
         finally:
             self.drop_temp(written.get_name())
