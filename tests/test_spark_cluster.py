@@ -182,7 +182,7 @@ def test_cli_loop_on_a_standalone_cluster_equals_duckdb(cluster: str, tmp_path: 
         assert not [line for line in output.splitlines() if any(n in line for n in SPARK_NOISE)], output
 
     with duckdb.connect(str(tmp_path / "duck" / "warehouse.duckdb"), read_only=True) as con:
-        duck_profiles = con.sql("SELECT * FROM profiles").arrow()
+        duck_profiles = con.sql("SELECT * FROM profiles").to_arrow_table()
     tables = tmp_path / "spark" / "spark-warehouse" / "micromarketing.db"
     spark_profiles = pq.read_table(tables / "profiles").select(duck_profiles.column_names)
     assert duck_profiles.num_rows == 200

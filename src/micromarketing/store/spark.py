@@ -165,6 +165,7 @@ class SparkWarehouse(Warehouse):
             "spark.ui.showConsoleProgress": "false",
             "spark.sql.shuffle.partitions": "4",
             "spark.sql.execution.arrow.pyspark.enabled": "true",
+            "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",  # not the legacy INT96
             "spark.pyspark.python": sys.executable,
             "spark.pyspark.driver.python": sys.executable,
             # executors import our UDFs' module: the same code as the driver's
