@@ -97,7 +97,7 @@ def standalone_cluster(work: Path) -> Iterator[str]:
     work.mkdir(parents=True, exist_ok=True)
     commands = [
         ([spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port),
-          "--webui-port", "0"], "Starting Spark master"),
+          "--webui-port", "0"], "I have been elected leader"),
         ([spark_class, "org.apache.spark.deploy.worker.Worker", url, "--host", "127.0.0.1", "--cores", "2",
           "--memory", "2g", "--webui-port", "0", "--work-dir", str(work / "work")],
          "Successfully registered with master"),
@@ -108,7 +108,7 @@ def standalone_cluster(work: Path) -> Iterator[str]:
             log = work / f"daemon-{i}.log"
             with log.open("wb") as out:
                 started.append(subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env))
-            deadline = time.monotonic() + 180
+            deadline = time.monotonic() + 300
             while ready not in log.read_text(errors="replace"):
                 if time.monotonic() > deadline or started[-1].poll() is not None:
                     raise RuntimeError(f"{ready!r} not in {log}")

@@ -55,7 +55,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait_for(log: Path, text: str, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
+def _wait_for(log: Path, text: str, process: subprocess.Popen[bytes], timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if log.exists() and text in log.read_text(errors="replace"):
@@ -85,7 +85,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 stdout=out, stderr=subprocess.STDOUT, env=env,
             )
         started.append(master)
-        _wait_for(master_log, "Starting Spark master", master)
+        _wait_for(master_log, "I have been elected leader", master)
         worker_log = base / "worker.log"
         with worker_log.open("wb") as out:
             worker = subprocess.Popen(
