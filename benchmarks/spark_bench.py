@@ -71,7 +71,7 @@ def run_engine(engine: str, master: str, data: Path) -> dict[str, float]:
         ws.profile(as_of=AS_OF)
         times["profile"] = time.perf_counter() - t
         t = time.perf_counter()
-        size = ws.segments.preview(RULE).size
+        size = ws.segments.preview(rule=RULE).size
         times["segment_count"] = time.perf_counter() - t
         times["segment_size"] = float(size)
         ws.close()
