@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import math
+import os
 import shutil
 import sys
 from datetime import UTC, date, datetime, time
@@ -60,6 +61,7 @@ def spark_session(tmp_path_factory):
     from pyspark.sql import SparkSession
 
     home = tmp_path_factory.mktemp("spark")
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # Python workers need our packages (pyarrow, h3)
     session = (
         SparkSession.builder.master("local[2]")
         .appName("micromarketing-tests")
