@@ -64,8 +64,12 @@ class WarehouseSettings(_Section):
 
     backend: Literal["duckdb", "spark"] = "duckdb"
     path: str = "warehouse.duckdb"
-    spark_master: str = "local[2]"
-    spark_warehouse_dir: str = "spark-warehouse"
+    spark_master: str = "local[2]"  # passed through as is: local[N], spark://host:port, yarn, k8s://…
+    spark_warehouse_dir: str = "spark-warehouse"  # relative to the workspace, or a URI (s3a://, hdfs://)
+    database: str = "micromarketing"  # the Spark catalog database holding the tables (created if missing)
+    table_format: Literal["parquet", "delta", "iceberg"] = "parquet"  # Spark tables' storage format
+    spark_conf: dict[str, str] = Field(default_factory=dict)  # handed to the session builder unchanged
+    tables: dict[str, str] = Field(default_factory=dict)  # logical table -> existing catalog table
     threads: int | None = Field(default=None, ge=1, le=1024)
     memory_limit: str | None = None  # a DuckDB size: 4GB, 512MB, 1.5GiB
     lock_timeout: float = Field(default=30.0, ge=0, le=86_400)  # seconds to wait for a busy warehouse

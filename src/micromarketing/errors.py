@@ -103,6 +103,12 @@ class PolicyError(MicromarketingError):
     http_status = 403
 
 
+class BackendUnsupportedError(MicromarketingError):
+    """The command cannot run on the configured warehouse engine yet (e.g. on Spark)."""
+
+    http_status = 501
+
+
 class BusyError(MicromarketingError):
     """The workspace is locked by another command and did not free up in time."""
 

@@ -99,10 +99,6 @@ def ingest_file(
     if not path.is_file():
         raise IngestError(f"{path}: no such file")
     fmt = _format(path)
-    if ws.warehouse.backend_name != "duckdb":
-        raise IngestError(
-            f"{path}: ingest writes to the embedded DuckDB warehouse, not {ws.warehouse.backend_name}"
-        )
     started = datetime.now(UTC)
     step = f"ingest {path.name}"
     progress(step, 0, _STEPS)

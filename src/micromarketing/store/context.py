@@ -16,7 +16,7 @@ import ibis.expr.types as ir
 from micromarketing.config import Settings
 from micromarketing.store.models import AuditEvent
 from micromarketing.store.ops import OperationsStore
-from micromarketing.store.warehouse import Warehouse
+from micromarketing.store.warehouse import Warehouse, open_warehouse
 
 
 @dataclass
@@ -31,7 +31,7 @@ class StoreContext:
     @classmethod
     def connect(cls, root: Path, settings: Settings) -> StoreContext:
         """Build the context of the workspace at ``root`` (the warehouse connects lazily)."""
-        return cls(root, settings, Warehouse(root, settings), OperationsStore(root, settings.ops.url))
+        return cls(root, settings, open_warehouse(root, settings), OperationsStore(root, settings.ops.url))
 
     def table(self, name: str) -> ir.Table:
         """A warehouse table as an Ibis expression."""

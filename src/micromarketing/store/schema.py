@@ -180,7 +180,7 @@ TABLES: dict[str, TableSpec] = {
     spec.name: spec for spec in (CUSTOMERS, PRODUCTS, STORES, TRANSACTIONS, EVENTS, CONSENT)
 }
 
-SQL_TYPES: dict[ColumnType, str] = {
+SQL_TYPES: dict[ColumnType, str] = {  # DuckDB
     "string": "VARCHAR",
     "int": "BIGINT",
     "float": "DOUBLE",
@@ -188,3 +188,34 @@ SQL_TYPES: dict[ColumnType, str] = {
     "date": "DATE",
     "timestamp": "TIMESTAMP WITH TIME ZONE",
 }
+SPARK_TYPES: dict[ColumnType, str] = {
+    "string": "STRING",
+    "int": "BIGINT",
+    "float": "DOUBLE",
+    "bool": "BOOLEAN",
+    "date": "DATE",
+    "timestamp": "TIMESTAMP",  # Spark's TIMESTAMP is instant-based (session time zone UTC)
+}
+
+
+def create_table_ddl(spec: TableSpec, dialect: Literal["duckdb", "spark"], using: str = "parquet") -> str:
+    """``CREATE TABLE`` for ``spec`` in ``dialect``.
+
+    DuckDB gets the key as a primary key (``INSERT OR REPLACE`` needs it); Spark has no
+    constraints, so the table is a plain ``USING <format>`` table and the warehouse keeps the
+    key unique by rewriting it (:meth:`micromarketing.store.spark.SparkWarehouse.upsert`).
+    """
+    columns = spec.columns + spec.derived + spec.maintained
+    if dialect == "duckdb":
+        cols = ", ".join(f"{_quoted(c.name, DOUBLE_QUOTE)} {SQL_TYPES[c.type]}" for c in columns)
+        key = ", ".join(_quoted(k, DOUBLE_QUOTE) for k in spec.key)
+        return f"CREATE TABLE {_quoted(spec.name, DOUBLE_QUOTE)} ({cols}, PRIMARY KEY ({key}))"
+    cols = ", ".join(f"{_quoted(c.name, BACKTICK)} {SPARK_TYPES[c.type]}" for c in columns)
+    return f"CREATE TABLE IF NOT EXISTS {_quoted(spec.name, BACKTICK)} ({cols}) USING {using}"
+
+
+DOUBLE_QUOTE, BACKTICK = '"', "`"
+
+
+def _quoted(name: str, quote: str) -> str:
+    return quote + name.replace(quote, quote * 2) + quote

@@ -21,7 +21,7 @@ from micromarketing.config import Settings
 from micromarketing.errors import DataError, WorkspaceError
 from micromarketing.store.lock import remove_holder, wait_for, write_holder
 from micromarketing.store.rollups import ROLLUPS, Rollup, rebuilt_by, refreshed_by
-from micromarketing.store.schema import SQL_TYPES, TABLES, TableSpec
+from micromarketing.store.schema import SQL_TYPES, TABLES, TableSpec, create_table_ddl
 
 ROLLUP_DEFINITIONS = "rollup_definitions"  # which definition each maintained rollup was built by
 
@@ -65,23 +65,6 @@ class Warehouse:
             if cfg.memory_limit:
                 con.raw_sql(f"SET memory_limit = '{_quote(cfg.memory_limit)}'")
             return con
-        if cfg.backend == "spark":
-            from pyspark.sql import SparkSession
-
-            warehouse_dir = (self.root / cfg.spark_warehouse_dir).resolve()
-            session = (
-                SparkSession.builder.master(cfg.spark_master)
-                .appName("micromarketing")
-                .config("spark.sql.warehouse.dir", str(warehouse_dir))
-                .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={warehouse_dir}")
-                .config("spark.sql.session.timeZone", "UTC")
-                .config("spark.ui.enabled", "false")
-                .config("spark.driver.host", "127.0.0.1")  # stay on loopback in local mode
-                .config("spark.driver.bindAddress", "127.0.0.1")
-                .config("spark.sql.shuffle.partitions", "4")
-                .getOrCreate()
-            )
-            return ibis.pyspark.connect(session)
         raise WorkspaceError(f"unknown warehouse backend {cfg.backend!r}")
 
     def close(self) -> None:
@@ -96,7 +79,7 @@ class Warehouse:
         existing = set(self.con.list_tables())
         for spec in TABLES.values():
             if spec.name not in existing:
-                self.con.raw_sql(_create_table_ddl(spec))
+                self.con.raw_sql(create_table_ddl(spec, "duckdb"))
                 continue
             # a workspace made by an older version gains the columns added since (keys unchanged)
             have = set(self.con.table(spec.name).columns)
@@ -148,8 +131,6 @@ class Warehouse:
         """
         spec = TABLES[name]
         columns = [c for c in rows.columns]
-        if self.backend_name != "duckdb":
-            raise WorkspaceError("ingest writes go to the embedded DuckDB warehouse")
         rows = rows.select(*columns)
         # Compiling by hand skips Ibis' registration of in-memory tables; do it explicitly.
         self.con._run_pre_execute_hooks(rows)
@@ -647,10 +628,13 @@ class Warehouse:
         return self.con.raw_sql(sql)
 
 
-def _create_table_ddl(spec: TableSpec) -> str:
-    cols = [f"{_ident(c.name)} {SQL_TYPES[c.type]}" for c in spec.columns + spec.derived + spec.maintained]
-    key = ", ".join(_ident(k) for k in spec.key)
-    return f"CREATE TABLE {_ident(spec.name)} ({', '.join(cols)}, PRIMARY KEY ({key}))"
+def open_warehouse(root: Path, settings: Settings) -> Warehouse:
+    """The warehouse of ``settings.warehouse.backend``: this class for DuckDB, a Spark one for Spark."""
+    if settings.warehouse.backend == "spark":
+        from micromarketing.store.spark import SparkWarehouse
+
+        return SparkWarehouse(root, settings)
+    return Warehouse(root, settings)
 
 
 def _ident(name: str) -> str:
