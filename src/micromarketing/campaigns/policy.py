@@ -231,8 +231,10 @@ def suppressions_for(
     """Suppressions that stop a message on ``channel``: (customer id -> kind, address hash -> kind).
 
     With ``customer_ids``/``hashes`` only those are looked up; without, the whole list is read."""
-    q = select(Suppression.customer_id, Suppression.subject_hash, Suppression.kind).where(
-        or_(Suppression.channel.is_(None), Suppression.channel == channel)
+    q = (
+        select(Suppression.customer_id, Suppression.subject_hash, Suppression.kind)
+        .where(or_(Suppression.channel.is_(None), Suppression.channel == channel))
+        .order_by(Suppression.id)  # the oldest names the kind, as at send time
     )
     if transactional:
         q = q.where(Suppression.kind != MARKETING_UNSUBSCRIBE)
