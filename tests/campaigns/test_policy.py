@@ -455,7 +455,7 @@ def _expected_rule(ws, m: OutboxMessage, now: datetime, policy: PolicySettings, 
     return "quiet_hours" if quiet_until(now, tz, parse_quiet_hours(policy.quiet_hours)) else ""
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     consent=consent_records,
     suppressed=suppression_rows,
