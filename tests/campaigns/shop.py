@@ -84,6 +84,7 @@ def build_shop(root: Path) -> Workspace:
                     "status": [r[2] for r in rows],
                     "recorded_at": pd.to_datetime([r[3] for r in rows], utc=True),
                     "source": ["test"] * len(rows),
+                    "purpose": ["marketing"] * len(rows),  # part of the ledger's key
                 }
             )
         ),

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mm_campaign_shop import consent_status, customer_ids
 from sqlalchemy import delete
@@ -343,3 +343,182 @@ def test_a_batch_decides_like_one_message_at_a_time(clean):
         single = [decide(ctx, s, m, late) for m in messages]
     assert batch == single
     assert {d.action for d in batch} == {"send", "skip", "defer"}
+
+
+# -- a batch decides like one message at a time, and like the rules say -------------------------
+SHOP_PEOPLE = [f"c{i:04d}" for i in range(6)]  # shop zones: Paris, New York, Tokyo, none, invalid
+CHANNELS = ("email", "sms", "webhook")
+_CONSENT_OF = {"email": "email", "sms": "sms", "webhook": "push"}
+DAY0 = datetime(2025, 6, 1, tzinfo=UTC)  # after every consent record of the shop
+
+consent_records = st.lists(
+    st.tuples(
+        st.sampled_from(SHOP_PEOPLE),
+        st.sampled_from(sorted(set(_CONSENT_OF.values()))),
+        st.sampled_from(["opt_in", "opt_out"]),
+        st.integers(0, 2),  # day: equal days tie, and the status breaks the tie
+        st.sampled_from(["marketing", "newsletter"]),
+    ),
+    max_size=8,
+    unique_by=lambda r: (r[0], r[1], r[4], r[3]),  # the ledger's key
+)
+suppression_rows = st.lists(
+    st.tuples(
+        st.sampled_from(SHOP_PEOPLE),
+        st.booleans(),  # by the address hash (a provider export) rather than the customer id
+        st.sampled_from([None, "email", "sms"]),
+        st.sampled_from(["hard_bounce", "unsubscribe", "complaint"]),
+    ),
+    max_size=3,
+)
+outbox_rows = st.lists(
+    st.fixed_dictionaries(
+        {
+            "customer_id": st.sampled_from(SHOP_PEOPLE),
+            "channel": st.sampled_from(CHANNELS),
+            "state": st.sampled_from(["sent", "sending", "pending", "deferred", "skipped"]),
+            "priority": st.integers(0, 2),
+            "hours_ago": st.integers(-30, 200),  # sent_at and not_before, relative to now
+            "is_test": st.booleans(),
+            "transactional": st.booleans(),
+        }
+    ),
+    max_size=8,
+)
+batch_messages = st.lists(
+    st.fixed_dictionaries(
+        {
+            "customer_id": st.sampled_from(SHOP_PEOPLE),
+            "channel": st.sampled_from(CHANNELS),
+            "priority": st.integers(0, 2),
+            "transactional": st.booleans(),
+            "is_test": st.sampled_from([False] * 5 + [True]),
+            "tz": st.sampled_from([None, "Asia/Kolkata", "America/Havana"]),
+            "address": st.booleans(),
+        }
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)  # SQLite returns naive UTC
+
+
+def _expected_rule(ws, m: OutboxMessage, now: datetime, policy: PolicySettings, consent, suppressed) -> str:
+    """The rule the module docstring says decides ``m`` (``""``: send), computed from the generated
+    situation without the module's queries: ``consent`` (the records added), ``suppressed`` rows."""
+    if m.is_test:
+        return ""
+    i = int(m.customer_id[1:])
+    shop = {"email": consent_status(i), "sms": "opt_in" if i % 3 == 0 else None, "push": None}
+    channel = _CONSENT_OF[m.channel]
+    mine = [(day, status) for cid, ch, status, day, _ in consent if cid == m.customer_id and ch == channel]
+    status = max(mine)[1] if mine else shop[channel]
+    if not m.transactional and status != "opt_in":
+        return "no_consent"
+    address = (m.fields or {}).get("email") if m.channel == "email" else None
+    for cid, by_hash, channel_, kind in suppressed:
+        hit = (by_hash and address == f"{cid}@example.com") or (not by_hash and cid == m.customer_id)
+        if hit and channel_ in (None, m.channel) and not (m.transactional and kind == "unsubscribe"):
+            return "suppressed"
+    if m.transactional:
+        return ""
+    tz = ZoneInfo(
+        (m.fields or {}).get("_tz")
+        or {0: "Europe/Paris", 1: "America/New_York", 2: "Asia/Tokyo"}.get(i % 5, policy.timezone)
+    )
+    cap = parse_frequency_cap(policy.frequency_cap)
+    if cap is not None:
+        start = cap_window_start(now, tz, cap.days)
+        with ws.ops.session() as s:
+            others = [
+                o
+                for o in s.query(OutboxMessage).filter_by(customer_id=m.customer_id, channel=m.channel)
+                if o.id != m.id and not o.is_test and not o.transactional
+            ]
+
+        def outranks(o: OutboxMessage) -> bool:
+            return o.priority > m.priority or (o.priority == m.priority and o.id < m.id)
+
+        sent = sum(
+            (o.state == "sent" and o.sent_at is not None and _utc(o.sent_at) >= start)
+            or (o.state == "sending" and outranks(o))
+            for o in others
+        )
+        ahead = sum(
+            o.state in ("pending", "deferred") and _utc(o.not_before) <= now and outranks(o) for o in others
+        )
+        if sent >= cap.messages or sent + ahead >= cap.messages:
+            return "frequency_cap"
+    return "quiet_hours" if quiet_until(now, tz, parse_quiet_hours(policy.quiet_hours)) else ""
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    consent=consent_records,
+    suppressed=suppression_rows,
+    existing=outbox_rows,
+    batch=batch_messages,
+    cap=st.sampled_from(["", "1/1d", "2/7d"]),
+    quiet=st.sampled_from(["", "21:00-08:00", "09:00-17:00"]),
+    minutes=st.integers(0, 2 * 24 * 60),
+)
+def test_batched_decisions_equal_single_ones_and_the_rules(
+    clean, consent, suppressed, existing, batch, cap, quiet, minutes
+):
+    """Generated consent ledgers (ties included), suppressions by id or address, other messages
+    sent, in flight or waiting at several priorities, caps and quiet windows: the batch's decisions
+    are the per-message ones, and each names the rule an independent reading of the rules expects."""
+    policy = PolicySettings(quiet_hours=quiet, frequency_cap=cap)
+    ctx = _ctx(clean, policy)
+    now = DAY0 + timedelta(days=10, minutes=minutes)
+    raw = clean.warehouse.con.con
+    for record in consent:  # executemany refuses an empty list
+        cid, ch, status, day, purpose = record
+        raw.execute(
+            "INSERT INTO consent (customer_id, channel, status, recorded_at, source, purpose) "
+            "VALUES (?, ?, ?, ?, 'hypothesis', ?)",
+            [cid, ch, status, DAY0 + timedelta(days=day), purpose],
+        )
+    try:
+        with clean.ops.session() as s:
+            for cid, by_hash, channel, kind in suppressed:
+                s.add(
+                    Suppression(
+                        customer_id=None if by_hash else cid,
+                        subject_hash=address_hash("email", f"{cid}@example.com") if by_hash else None,
+                        channel=channel,
+                        kind=kind,
+                    )
+                )
+        for row in existing:
+            at = now - timedelta(hours=row.pop("hours_ago"))
+            _outbox(clean, row.pop("customer_id"), sent_at=at, not_before=at, **row)
+        messages = [
+            _outbox(
+                clean,
+                m["customer_id"],
+                channel=m["channel"],
+                state="sending",  # as the worker claimed them
+                priority=m["priority"],
+                transactional=m["transactional"],
+                is_test=m["is_test"],
+                fields={
+                    **({"_tz": m["tz"]} if m["tz"] else {}),
+                    **({"email": f"{m['customer_id']}@example.com"} if m["address"] else {}),
+                },
+            )
+            for m in batch
+        ]
+        with clean.ops.session() as s:
+            decided = decide_many(ctx, s, messages, now)
+            assert decided == [decide(ctx, s, m, now) for m in messages]
+        for m, d in zip(messages, decided, strict=True):
+            assert d.rule == _expected_rule(clean, m, now, policy, consent, suppressed), (m.id, d)
+    finally:
+        raw.execute("DELETE FROM consent WHERE source = 'hypothesis'")
+        with clean.ops.session() as s:
+            s.execute(delete(OutboxMessage))
+            s.execute(delete(Suppression))

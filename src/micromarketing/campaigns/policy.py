@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from functools import lru_cache
@@ -231,8 +231,10 @@ def suppressions_for(
     """Suppressions that stop a message on ``channel``: (customer id -> kind, address hash -> kind).
 
     With ``customer_ids``/``hashes`` only those are looked up; without, the whole list is read."""
-    q = select(Suppression.customer_id, Suppression.subject_hash, Suppression.kind).where(
-        or_(Suppression.channel.is_(None), Suppression.channel == channel)
+    q = (
+        select(Suppression.customer_id, Suppression.subject_hash, Suppression.kind)
+        .where(or_(Suppression.channel.is_(None), Suppression.channel == channel))
+        .order_by(Suppression.id)  # the oldest names the kind, as at send time
     )
     if transactional:
         q = q.where(Suppression.kind != MARKETING_UNSUBSCRIBE)
@@ -398,86 +400,96 @@ def decide(ctx: StoreContext, session: Session, message: OutboxMessage, now: dat
     """The policy's decision for one outbox ``message`` at ``now`` (the worker's send-time check).
 
     ``session`` is the worker's operations-store session (suppressions and the outbox are read
-    through it).  See :func:`decide_many` to decide a batch with one query per rule."""
+    through it).  See :func:`decide_many` to decide a batch at the cost of one."""
     return decide_many(ctx, session, [message], now)[0]
 
 
 def decide_many(
     ctx: StoreContext, session: Session, messages: Sequence[OutboxMessage], now: datetime
 ) -> list[PolicyDecision]:
-    """:func:`decide` for each of ``messages`` (one decision per message, in order)."""
+    """:func:`decide` for each of ``messages`` (one decision per message, in order).
+
+    A batch costs the same few queries whatever its size and mix of channels: one for consent,
+    one for suppressions, one for frequency-cap usage and one for the time zones not frozen on
+    the rows; on DuckDB the warehouse ones are parameterised SQL, so nothing is compiled per batch.
+    """
     policy = ctx.settings.policy
-    now = _aware(now)
-    decisions: list[PolicyDecision | None] = [None] * len(messages)
+    now = _aware(now).astimezone(UTC)
+    decisions: list[PolicyDecision] = [SEND] * len(messages)
     todo: list[int] = []
     for i, m in enumerate(messages):
+        window_end = (m.fields or {}).get(WINDOW_END_FIELD)
         if m.is_test:
             decisions[i] = PolicyDecision(action="send", reason="test message: outside the contact policy")
-            continue
-        window_end = (m.fields or {}).get(WINDOW_END_FIELD)
-        if window_end and now > _aware(datetime.fromisoformat(window_end)):
+        elif window_end and now > _aware(datetime.fromisoformat(window_end)):
             decisions[i] = PolicyDecision(action="skip", reason=f"send_window: closed at {window_end}")
-            continue
-        todo.append(i)
-    by_channel: dict[tuple[str, bool], list[int]] = {}
-    for i in todo:
-        by_channel.setdefault((messages[i].channel, bool(messages[i].transactional)), []).append(i)
-    zones = _zones_of(ctx, [messages[i] for i in todo], policy.timezone)
+        else:
+            todo.append(i)
+    if not todo:
+        return decisions
+    batch = [messages[i] for i in todo]
+    marketing = [m for m in batch if not m.transactional]
+    zones = _zones_of(ctx, batch, policy.timezone)
+    consent = _latest_consent_of(ctx, {(_consent_channel(m), m.customer_id) for m in marketing})
+    hashes = [_address_hash_of(m) for m in batch]
+    suppressions = _Suppressions.read(session, {m.customer_id for m in batch}, {h for h in hashes if h})
     cap = parse_frequency_cap(policy.frequency_cap)
-    window = parse_quiet_hours(policy.quiet_hours)
-    for (channel, transactional), idx in by_channel.items():
-        ids = sorted({messages[i].customer_id for i in idx})
-        consent: dict[str, str] = {}
-        if not transactional:
-            frame = latest_consent(ctx, CONSENT_CHANNEL.get(channel, channel), ids)
-            consent = dict(zip(frame["customer_id"], frame["status"], strict=True))
-        hashes = {i: _address_hash_of(messages[i]) for i in idx}
-        by_customer, by_hash = suppressions_for(
-            session, channel, transactional, ids, [h for h in hashes.values() if h]
+    usage = (
+        _CapUsage.read(
+            session,
+            marketing,
+            now,
+            {id(m): cap_window_start(now, zones[id(m)], cap.days) for m in marketing},
         )
-        for i in idx:
-            m = messages[i]
-            tz = zone(zones.get(m.customer_id), policy.timezone)
-            h = hashes[i]
-            kind = by_customer.get(m.customer_id) or (by_hash.get(h) if h else None)
-            decisions[i] = _decide_one(
-                session,
-                m,
-                now,
-                tz,
-                consent,
-                kind,
-                None if transactional else cap,
-                None if transactional else window,
-                policy,
-            )
-    return [d if d is not None else SEND for d in decisions]
+        if cap is not None and marketing
+        else None
+    )
+    window = parse_quiet_hours(policy.quiet_hours)
+    for i, m, address in zip(todo, batch, hashes, strict=True):
+        decisions[i] = _decide_one(
+            m,
+            now,
+            zones[id(m)],
+            consent.get((_consent_channel(m), m.customer_id)),
+            suppressions.kind(m, address),
+            None if m.transactional or usage is None else usage.of(m),
+            cap,
+            window,
+            policy,
+        )
+    return decisions
 
 
 def _decide_one(
-    session: Session,
     m: OutboxMessage,
     now: datetime,
     tz: ZoneInfo,
-    consent: dict[str, str],
+    consent: str | None,
     suppressed: str | None,
+    usage: tuple[int, int] | None,
     cap: FrequencyCap | None,
     window: QuietHours | None,
     policy: PolicySettings,
 ) -> PolicyDecision:
-    consent_channel = CONSENT_CHANNEL.get(m.channel, m.channel)
-    if not m.transactional:
-        status = consent.get(m.customer_id)
-        if status is None:
-            return PolicyDecision(action="skip", reason=f"no_consent: no {consent_channel} consent on record")
-        if status != "opt_in":
-            return PolicyDecision(
-                action="skip", reason=f"no_consent: latest {consent_channel} consent is {status}"
-            )
+    """The first rule that applies to ``m``, given what the batch's queries found for it:
+    its latest ``consent`` status, the ``suppressed`` kind, and ``usage`` = (counted against its
+    cap, outranking messages due and waiting) or None when no cap applies."""
+    if m.transactional:
+        if suppressed:
+            return PolicyDecision(action="skip", reason=f"suppressed: suppression list ({suppressed})")
+        return PolicyDecision(
+            action="send", reason="transactional: exempt from consent, caps, quiet hours and unsubscribes"
+        )
+    if consent is None:
+        return PolicyDecision(action="skip", reason=f"no_consent: no {_consent_channel(m)} consent on record")
+    if consent != "opt_in":
+        return PolicyDecision(
+            action="skip", reason=f"no_consent: latest {_consent_channel(m)} consent is {consent}"
+        )
     if suppressed:
         return PolicyDecision(action="skip", reason=f"suppressed: suppression list ({suppressed})")
-    if cap is not None:
-        sent, ahead = _usage_at_send(session, m, now, cap_window_start(now, tz, cap.days))
+    if cap is not None and usage is not None:
+        sent, ahead = usage
         if sent >= cap.messages:
             return PolicyDecision(
                 action="skip", reason=f"frequency_cap: {cap.messages} per {cap.days}d reached on {m.channel}"
@@ -495,13 +507,11 @@ def _decide_one(
             reason=f"quiet_hours: deferred to the end of quiet hours {policy.quiet_hours} ({tz.key})",
             not_before=until,
         )
-    return (
-        SEND
-        if not m.transactional
-        else PolicyDecision(
-            action="send", reason="transactional: exempt from consent, caps, quiet hours and unsubscribes"
-        )
-    )
+    return SEND
+
+
+def _consent_channel(m: OutboxMessage) -> str:
+    return CONSENT_CHANNEL.get(m.channel, m.channel)
 
 
 def _address_hash_of(m: OutboxMessage) -> str | None:
@@ -510,56 +520,151 @@ def _address_hash_of(m: OutboxMessage) -> str | None:
     return address_hash(m.channel, address) if isinstance(address, str) and address else None
 
 
-def _outranks(m: OutboxMessage):  # type: ignore[no-untyped-def]
-    """SQL condition: an outbox row that wins a cap collision against ``m``."""
-    older = OutboxMessage.id < m.id if m.id is not None else OutboxMessage.id.is_not(None)
-    return or_(OutboxMessage.priority > m.priority, and_(OutboxMessage.priority == m.priority, older))
+# The latest status per (customer, consent channel), as :func:`latest_consent` ranks the ledger.
+_LATEST_CONSENT_SQL = """
+SELECT customer_id, channel, status FROM (
+    SELECT customer_id, channel, status, row_number() OVER (
+        PARTITION BY customer_id, channel ORDER BY recorded_at DESC, status DESC
+    ) AS _rank
+    FROM consent
+    WHERE channel IN (SELECT unnest(?::VARCHAR[])) AND customer_id IN (SELECT unnest(?::VARCHAR[]))
+) WHERE _rank = 1
+"""
 
 
-def _usage_at_send(session: Session, m: OutboxMessage, now: datetime, start: datetime) -> tuple[int, int]:
-    """(messages counted against ``m``'s cap, messages due that outrank it and wait)."""
-    base = _marketing(
-        select(OutboxMessage.state, OutboxMessage.sent_at).where(
-            OutboxMessage.customer_id == m.customer_id, OutboxMessage.channel == m.channel
+def _latest_consent_of(ctx: StoreContext, wanted: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """(consent channel, customer id) -> the latest status, for the pairs in ``wanted`` that have one."""
+    if not wanted or not ctx.warehouse.has_table("consent"):
+        return {}
+    channels = sorted({channel for channel, _ in wanted})
+    ids = sorted({cid for _, cid in wanted})
+    if ctx.warehouse.backend_name == "duckdb":
+        rows = [
+            (r["channel"], r["customer_id"], r["status"])
+            for r in ctx.warehouse.fetch(_LATEST_CONSENT_SQL, [channels, ids])
+        ]
+    else:
+        rows = [
+            (channel, cid, status)
+            for channel in channels
+            for cid, status in latest_consent(ctx, channel, ids).itertuples(index=False)
+        ]
+    return {(channel, cid): status for channel, cid, status in rows if (channel, cid) in wanted}
+
+
+@dataclass(frozen=True)
+class _Suppressions:
+    """The suppression rows that concern a batch (its customers and addresses), oldest first."""
+
+    by_customer: dict[str, list[tuple[str | None, str]]]
+    by_hash: dict[str, list[tuple[str | None, str]]]
+
+    @classmethod
+    def read(cls, session: Session, customer_ids: set[str], hashes: set[str]) -> _Suppressions:
+        """One query for every channel and kind (the rules pick per message)."""
+        q = (
+            select(Suppression.customer_id, Suppression.subject_hash, Suppression.channel, Suppression.kind)
+            .where(
+                or_(
+                    Suppression.customer_id.in_(sorted(customer_ids)),
+                    Suppression.subject_hash.in_(sorted(hashes)),
+                )
+            )
+            .order_by(Suppression.id)
         )
-    )
-    if m.id is not None:
-        base = base.where(OutboxMessage.id != m.id)
-    rows = session.execute(
-        base.where(
-            or_(
-                and_(OutboxMessage.state == "sent", OutboxMessage.sent_at >= start),
-                and_(OutboxMessage.state == "sending", _outranks(m)),
-                and_(
-                    OutboxMessage.state.in_(WAITING_STATES),
-                    OutboxMessage.not_before <= now,
-                    _outranks(m),
+        by_customer: dict[str, list[tuple[str | None, str]]] = {}
+        by_hash: dict[str, list[tuple[str | None, str]]] = {}
+        for cid, subject_hash, channel, kind in session.execute(q):
+            if cid is not None:
+                by_customer.setdefault(cid, []).append((channel, kind))
+            if subject_hash is not None:
+                by_hash.setdefault(subject_hash, []).append((channel, kind))
+        return cls(by_customer, by_hash)
+
+    def kind(self, m: OutboxMessage, address: str | None) -> str | None:
+        """The kind of the first suppression that stops ``m`` (its customer's, else its address's)."""
+        by_address = self.by_hash.get(address, []) if address else []
+        for rows in (self.by_customer.get(m.customer_id, []), by_address):
+            for channel, kind in rows:
+                if channel in (None, m.channel) and not (m.transactional and kind == MARKETING_UNSUBSCRIBE):
+                    return kind
+        return None
+
+
+@dataclass(frozen=True)
+class _CapUsage:
+    """The outbox rows that can count against a batch's caps, by (customer, channel)."""
+
+    rows: dict[tuple[str, str], list[tuple[int, str, datetime | None, int]]]
+    starts: dict[int, datetime]
+
+    @classmethod
+    def read(
+        cls, session: Session, messages: Sequence[OutboxMessage], now: datetime, starts: dict[int, datetime]
+    ) -> _CapUsage:
+        """One query: marketing rows of the batch's people on its channels that are sent since the
+        earliest window start, in flight, or waiting and due (``starts``: ``id(message)`` -> the
+        start of its window)."""
+        q = _marketing(
+            select(
+                OutboxMessage.id,
+                OutboxMessage.customer_id,
+                OutboxMessage.channel,
+                OutboxMessage.state,
+                OutboxMessage.sent_at,
+                OutboxMessage.priority,
+            ).where(
+                OutboxMessage.customer_id.in_(sorted({m.customer_id for m in messages})),
+                OutboxMessage.channel.in_(sorted({m.channel for m in messages})),
+                or_(
+                    and_(OutboxMessage.state == "sent", OutboxMessage.sent_at >= min(starts.values())),
+                    OutboxMessage.state == "sending",
+                    and_(OutboxMessage.state.in_(WAITING_STATES), OutboxMessage.not_before <= now),
                 ),
             )
         )
-    ).all()
-    sent = sum(
-        1 for state, sent_at in rows if state == "sending" or (state == "sent" and _aware(sent_at) >= start)
-    )
-    ahead = sum(1 for state, _ in rows if state in WAITING_STATES)
-    return sent, ahead
+        rows: dict[tuple[str, str], list[tuple[int, str, datetime | None, int]]] = {}
+        for row_id, cid, channel, state, sent_at, priority in session.execute(q):
+            rows.setdefault((cid, channel), []).append((row_id, state, sent_at, priority))
+        return cls(rows, starts)
+
+    def of(self, m: OutboxMessage) -> tuple[int, int]:
+        """(messages counted against ``m``'s cap, messages due that outrank it and wait).
+
+        Counted: sent in ``m``'s local window, or in flight and outranking it.  A row outranks
+        ``m`` with a higher priority, or the same priority and an older row (any row, when ``m``
+        has no id yet)."""
+        start = self.starts[id(m)]
+        sent = ahead = 0
+        for row_id, state, sent_at, priority in self.rows.get((m.customer_id, m.channel), ()):
+            if m.id is not None and row_id == m.id:
+                continue
+            outranks = priority > m.priority or (priority == m.priority and (m.id is None or row_id < m.id))
+            if state == "sent":
+                sent += _aware(sent_at) >= start
+            elif state == "sending":
+                sent += outranks
+            else:
+                ahead += outranks
+        return sent, ahead
 
 
-def _zones_of(ctx: StoreContext, messages: Iterable[OutboxMessage], default: str) -> dict[str, str]:
-    """Customer id -> time zone name: frozen in the message's fields, else the customers table."""
-    out: dict[str, str] = {}
-    missing: set[str] = set()
-    for m in messages:
-        tz = (m.fields or {}).get(TZ_FIELD)
-        if tz:
-            out[m.customer_id] = tz
-        else:
-            missing.add(m.customer_id)
+_ZONES_SQL = "SELECT customer_id, timezone FROM customers WHERE customer_id IN (SELECT unnest(?::VARCHAR[]))"
+
+
+def _zones_of(ctx: StoreContext, messages: Sequence[OutboxMessage], default: str) -> dict[int, ZoneInfo]:
+    """``id(message)`` -> its recipient's time zone: frozen in the message's fields, else the
+    customers table's, else ``default``."""
+    frozen = {id(m): (m.fields or {}).get(TZ_FIELD) for m in messages}
+    missing = sorted({m.customer_id for m in messages if not frozen[id(m)]})
+    table: dict[str, str] = {}
     if missing and ctx.warehouse.has_table("customers"):
-        t = ctx.table("customers")
-        if "timezone" in t.columns:
-            frame = (
-                t.filter(t.customer_id.isin(sorted(missing))).select("customer_id", "timezone").to_pandas()
-            )
-            out.update({c: z for c, z in zip(frame["customer_id"], frame["timezone"], strict=True) if z})
-    return out
+        if ctx.warehouse.backend_name == "duckdb":  # ensure_schema gives it a timezone column
+            rows = ctx.warehouse.fetch(_ZONES_SQL, [missing])
+            table = {r["customer_id"]: r["timezone"] for r in rows if r["timezone"]}
+        else:
+            t = ctx.table("customers")
+            if "timezone" in t.columns:
+                frame = t.filter(t.customer_id.isin(missing)).select("customer_id", "timezone").to_pandas()
+                table = {c: z for c, z in zip(frame["customer_id"], frame["timezone"], strict=True) if z}
+    return {id(m): zone(frozen[id(m)] or table.get(m.customer_id), default) for m in messages}
