@@ -81,11 +81,12 @@ def test_economics_follow_the_printed_assumptions(shop):
     assert a.response_rate == 0.05 and b.response_rate == 0.02  # priors: discount offer, no offer
     assert a.expected_conversions == pytest.approx(a.reach * 0.05)
     aov = a.expected_revenue / a.expected_conversions
-    # spring10: 10 % off the order plus 0.5 per redemption; email costs nothing by default
-    assert a.cost == pytest.approx(round(a.expected_conversions * (0.5 + aov * 0.10), 2))
+    # spring10: 10 % off the order plus 0.5 per redemption, plus [campaigns] email_cost per message
+    email = shop.settings.campaigns.email_cost
+    assert a.cost == pytest.approx(round(a.expected_conversions * (0.5 + aov * 0.10) + a.reach * email, 2))
     assert a.expected_margin == pytest.approx(a.expected_revenue * shop.settings.clv.margin)
     assert a.roi == pytest.approx((a.expected_margin - a.cost) / a.cost)
-    assert b.cost == 0 and b.roi is None
+    assert b.cost == pytest.approx(round(b.reach * email, 2))
     assert any("response rate 5.00% from prior for a discount offer" in line for line in plan.assumptions)
     assert any("no DKIM key" in w for w in plan.warnings)
     assert any("too small to measure" in w for w in plan.warnings)
