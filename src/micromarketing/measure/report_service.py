@@ -13,6 +13,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from micromarketing.errors import DataError
 from micromarketing.measure.allocate import allocate_budget
 from micromarketing.measure.kpis import measure_campaign
 from micromarketing.measure.report import (
@@ -65,11 +66,14 @@ def measured_campaign(ctx: StoreContext, name: str) -> CampaignResults:
     allocation = None
     if budget:
         cfg = ctx.settings.measure
-        allocation = allocate_budget(
-            measurement,
-            float(budget),
-            margin=ctx.settings.clv.margin,
-            min_share=cfg.min_share,
-            draws=cfg.draws,
-        )
+        try:
+            allocation = allocate_budget(
+                measurement,
+                float(budget),
+                margin=ctx.settings.clv.margin,
+                min_share=cfg.min_share,
+                draws=cfg.draws,
+            )
+        except DataError:  # nothing delivered yet, so no cost to allocate by: no reallocation section
+            allocation = None
     return from_measurement(measurement, allocation)
