@@ -22,6 +22,7 @@ import numpy as np
 from micromarketing.errors import DataError, InvalidInputError
 from micromarketing.measure.attribution import NOT_TREATED
 from micromarketing.measure.results import Allocation, ArmAllocation, ArmKpis, CampaignMeasurement, Interval
+from micromarketing.store.context import StoreContext
 
 PRIOR_STRENGTH = 2.0  # pseudo-members of the Beta prior, centred on the segment's conversion rate
 
@@ -115,6 +116,26 @@ def _evidence(kpis: ArmKpis, control: ArmKpis | None) -> ArmEvidence:
         cost=kpis.cost,
         control_recipients=control.assigned if control else 0,
         control_conversions=control.conversions if control else 0,
+    )
+
+
+def allocate_for_workspace(
+    ctx: StoreContext,
+    measurement: CampaignMeasurement,
+    budget: float,
+    *,
+    min_share: float | None = None,
+    seed: int = 0,
+) -> Allocation:
+    """:func:`allocate_budget` with the workspace's margin and ``[measure]`` settings."""
+    cfg = ctx.settings.measure
+    return allocate_budget(
+        measurement,
+        budget,
+        margin=ctx.settings.clv.margin,
+        min_share=cfg.min_share if min_share is None else min_share,
+        draws=cfg.draws,
+        seed=seed,
     )
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from micromarketing.errors import DataError
-from micromarketing.measure.allocate import allocate_budget
+from micromarketing.measure.allocate import allocate_for_workspace
 from micromarketing.measure.kpis import measure_campaign
 from micromarketing.measure.report import (
     CampaignResults,
@@ -65,15 +65,8 @@ def measured_campaign(ctx: StoreContext, name: str) -> CampaignResults:
         budget = session.scalar(select(Campaign.budget).where(Campaign.name == name))
     allocation = None
     if budget:
-        cfg = ctx.settings.measure
         try:
-            allocation = allocate_budget(
-                measurement,
-                float(budget),
-                margin=ctx.settings.clv.margin,
-                min_share=cfg.min_share,
-                draws=cfg.draws,
-            )
+            allocation = allocate_for_workspace(ctx, measurement, float(budget))
         except DataError:  # nothing delivered yet, so no cost to allocate by: no reallocation section
             allocation = None
     return from_measurement(measurement, allocation)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from micromarketing.measure.allocate import allocate_budget
+from micromarketing.measure.allocate import allocate_for_workspace
 from micromarketing.measure.kpis import measure_campaign
 from micromarketing.measure.results import Allocation, CampaignMeasurement
 from micromarketing.store.context import StoreContext
@@ -31,12 +31,4 @@ class Measure:
     ) -> Allocation:
         """The next round's spend per segment × variant by Thompson sampling on the posterior of ROI."""
         measurement = measure_campaign(self.ctx, name, as_of=as_of)
-        cfg = self.ctx.settings.measure
-        return allocate_budget(
-            measurement,
-            budget,
-            margin=self.ctx.settings.clv.margin,
-            min_share=cfg.min_share if min_share is None else min_share,
-            draws=cfg.draws,
-            seed=seed,
-        )
+        return allocate_for_workspace(self.ctx, measurement, budget, min_share=min_share, seed=seed)
