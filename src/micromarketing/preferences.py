@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from micromarketing.errors import InvalidInputError, NotFoundError
 from micromarketing.personalize.templates import token_secret
-from micromarketing.privacy.consent import record_consent
+from micromarketing.privacy.consent import consent_ledger, record_consent
 from micromarketing.profiles.summary import customer_view
 from micromarketing.store.context import StoreContext
 from micromarketing.store.models import Suppression
@@ -80,7 +80,7 @@ def append_consent(
 
 def consent_history(ctx: StoreContext, customer_id: str, limit: int | None = None) -> list[ConsentRecord]:
     """The ledger of ``customer_id``, newest first."""
-    consent = ctx.table("consent")
+    consent = consent_ledger(ctx)
     rows = consent.filter(consent.customer_id == customer_id).order_by(ibis.desc("recorded_at"))
     if limit is not None:
         rows = rows.limit(limit)
