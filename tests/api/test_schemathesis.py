@@ -31,8 +31,9 @@ def test_generated_requests_break_nothing(shared):
     for operation in operations:
 
         @given(case=operation.as_strategy())
+        # derandomized: the same cases every run, so which operations reach a 2xx cannot vary
         @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck),
-                  database=None)
+                  database=None, derandomize=True)
         def call(case):
             response = case.call_and_validate(headers=headers, checks=CHECKS)
             statuses.setdefault(case.operation.label, set()).add(response.status_code)
