@@ -789,6 +789,7 @@ def _consent_table(k: dict[str, np.ndarray], first_num: int, width: int, text: b
         "status": _CONSENT_STATUS.take(pa.array(k["optout"].astype(np.int64))),
         "recorded_at": _timestamps(k["ts"], text),
         "source": _CONSENT_SOURCES.take(pa.array(k["source"])),
+        "purpose": pa.array(np.full(len(k["cust"]), "marketing")),
     })
 
 
