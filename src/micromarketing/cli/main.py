@@ -29,8 +29,9 @@ from micromarketing.cli import (
     segment_discover,
     serve,
     template,
+    views,
 )
-from micromarketing.cli._common import JsonOption, console, handle_errors, print_json
+from micromarketing.cli._common import command, root_callback
 from micromarketing.errors import ConflictError
 from micromarketing.workspace import Workspace
 
@@ -39,19 +40,19 @@ app = typer.Typer(
     help="Find small, well-defined customer groups, reach each, and prove what it earned.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    callback=root_callback,
 )
 
 
 @app.command()
-@handle_errors
+@command(view=views.init, as_json=views.init_json)
 def init(
     directory: Annotated[Path, typer.Argument(help="Directory to create the workspace in.")],
     currency: Annotated[
         str | None,
         typer.Option("--currency", help="The workspace currency (default: that of the first transactions)."),
     ] = None,
-    json_output: JsonOption = False,
-) -> None:
+):
     """Create a workspace: micromarketing.toml, warehouse.duckdb and ops.sqlite."""
     if directory.exists() and not directory.is_dir():
         raise ConflictError(f"{directory}: exists and is not a directory")
@@ -60,11 +61,7 @@ def init(
     except (FileExistsError, NotADirectoryError) as exc:  # a parent path is a file
         raise ConflictError(f"{directory}: cannot create the workspace: {exc.strerror}") from None
     ws.close()
-    if json_output:
-        print_json({"workspace": str(ws.root), "warehouse": str(ws.warehouse.path), "ops": ws.ops.url,
-                    "currency": ws.settings.ingest.currency})
-    else:
-        console.print(f"Created workspace [bold]{ws.root}[/]")
+    return ws
 
 
 app.add_typer(datasets.app, name="datasets")

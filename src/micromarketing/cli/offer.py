@@ -6,27 +6,19 @@ from datetime import datetime
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from micromarketing.cli._common import (
-    JsonOption,
-    WorkspaceOption,
-    console,
-    handle_errors,
-    open_workspace,
-    print_json,
-)
+from micromarketing.cli import views
+from micromarketing.cli._common import command
+from micromarketing.workspace import Workspace
 
 app = typer.Typer(
     help="Offers (discount, free shipping, bundle, loyalty points) and next best offer.", no_args_is_help=True
 )
 
-DateOpt = Annotated[datetime | None, typer.Option(formats=["%Y-%m-%d"])]
-
-
 @app.command("add")
-@handle_errors
+@command(view=views.offer_added)
 def add(
+    ws: Workspace,
     name: Annotated[str, typer.Argument(help="Offer name.")],
     kind: Annotated[str, typer.Option("--kind", help="discount, free_shipping, bundle or loyalty_points.")],
     value: Annotated[
@@ -44,59 +36,32 @@ def add(
         str | None, typer.Option("--headline", help="What templates show as offer.headline.")
     ] = None,
     replace: Annotated[bool, typer.Option("--replace", help="Change an existing offer.")] = False,
-    workspace: WorkspaceOption = None,
-    json_output: JsonOption = False,
-) -> None:
+):
     """Store an offer (its rule is compiled first)."""
-    from dataclasses import asdict
-
-    with open_workspace(workspace) as ws:
-        info = ws.offers.add(
-            name,
-            kind=kind,
-            value=value,
-            cost=cost,
-            rule=rule,
-            valid_from=valid_from.date() if valid_from else None,
-            valid_to=valid_to.date() if valid_to else None,
-            headline=headline,
-            replace=replace,
-        )
-    if json_output:
-        print_json(asdict(info))
-        return
-    console.print(
-        f"Offer [bold]{info.name}[/]: {info.headline} (cost {info.cost:g}; rule: {info.rule or 'everyone'})"
+    return ws.offers.add(
+        name,
+        kind=kind,
+        value=value,
+        cost=cost,
+        rule=rule,
+        valid_from=valid_from.date() if valid_from else None,
+        valid_to=valid_to.date() if valid_to else None,
+        headline=headline,
+        replace=replace,
     )
 
 
 @app.command("list")
-@handle_errors
-def list_(workspace: WorkspaceOption = None, json_output: JsonOption = False) -> None:
+@command(view=views.offer_list)
+def list_(ws: Workspace):
     """Stored offers."""
-    from dataclasses import asdict
-
-    with open_workspace(workspace) as ws:
-        offers = ws.offers.list()
-    if json_output:
-        print_json([asdict(o) for o in offers])
-        return
-    table = Table("name", "kind", "value", "cost", "valid", "rule")
-    for o in offers:
-        table.add_row(
-            o.name,
-            o.kind,
-            f"{o.value:g}",
-            f"{o.cost:g}",
-            f"{o.valid_from or '…'} – {o.valid_to or '…'}",
-            o.rule or "everyone",
-        )
-    console.print(table)
+    return ws.offers.list()
 
 
 @app.command("best")
-@handle_errors
+@command(view=views.next_best_offers)
 def best(
+    ws: Workspace,
     customer_ids: Annotated[list[str] | None, typer.Argument(help="Customer ids.")] = None,
     segment: Annotated[
         str | None, typer.Option("--segment", "-s", help="All members of this segment.")
@@ -105,36 +70,13 @@ def best(
         datetime | None, typer.Option("--on", formats=["%Y-%m-%d"], help="Day (default: today).")
     ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="Rows to print.")] = 20,
-    workspace: WorkspaceOption = None,
-    json_output: JsonOption = False,
-) -> None:
+):
     """The next best offer (highest expected margin) per customer."""
-    with open_workspace(workspace) as ws:
-        frame = ws.offers.next_best(customer_ids or [], segment=segment, on=on.date() if on else None)
-    if json_output:
-        print_json(frame.astype(object).where(frame.notna(), None).to_dict(orient="records"))
-        return
-    counts = frame["offer"].fillna("(none)").value_counts()
-    console.print(", ".join(f"{k}: {v:,}" for k, v in counts.items()))
-    table = Table("customer", "offer", "expected margin", "propensity", "source")
-    for r in frame.head(limit).itertuples(index=False):
-        table.add_row(
-            r.customer_id,
-            str(r.offer or "—"),
-            "" if r.expected_margin != r.expected_margin else f"{r.expected_margin:.2f}",
-            "" if r.propensity != r.propensity else f"{r.propensity:.3f}",
-            str(r.source or ""),
-        )
-    console.print(table)
+    return ws.offers.next_best(customer_ids or [], segment=segment, on=on.date() if on else None)
 
 
 @app.command("fit")
-@handle_errors
-def fit(workspace: WorkspaceOption = None, json_output: JsonOption = False) -> None:
+@command(view=views.propensity, as_json=views.propensity_json)
+def fit(ws: Workspace):
     """Fit the conversion-propensity model on past campaign outcomes (else the prior is used)."""
-    with open_workspace(workspace) as ws:
-        model = ws.offers.fit_propensity()
-    if json_output:
-        print_json({"version": model.version, "intercept": model.intercept, "coef": model.coef.tolist()})
-        return
-    console.print(f"Offer propensity model v{model.version} fitted")
+    return ws.offers.fit_propensity()

@@ -7,32 +7,18 @@ from typing import Annotated
 
 import typer
 
-from micromarketing.cli._common import (
-    JsonOption,
-    WorkspaceOption,
-    console,
-    handle_errors,
-    open_workspace,
-    print_json,
-)
+from micromarketing.cli import views
+from micromarketing.cli._common import command
+from micromarketing.workspace import Workspace
 
 
-@handle_errors
+@command(view=views.report_written)
 def report(
+    ws: Workspace,
     campaign: Annotated[
         str | None, typer.Argument(help="A campaign to report on first (default: the analytics report only).")
     ] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="The HTML file to write.")] = Path("report.html"),
-    workspace: WorkspaceOption = None,
-    json_output: JsonOption = False,
-) -> None:
+):
     """Write the workspace report (segments, RFM, CLV, personas, map) and a campaign's results."""
-    with open_workspace(workspace) as ws:
-        written = ws.reports.write(out, campaign=campaign)
-    if json_output:
-        print_json(written.model_dump())
-        return
-    console.print(
-        f"Report written to [bold]{written.path}[/] ({written.size_bytes / 1e6:.1f} MB, "
-        f"{written.charts} charts): {', '.join(written.sections)}"
-    )
+    return ws.reports.write(out, campaign=campaign)

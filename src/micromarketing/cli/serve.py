@@ -7,17 +7,17 @@ from typing import Annotated
 
 import typer
 
-from micromarketing.cli._common import WorkspaceOption, err_console, handle_errors, open_workspace
+from micromarketing.cli._common import Session, command, err_console
 from micromarketing.workspace import WORKSPACE_ENV
 
 APP_FACTORY = "micromarketing.api.app:from_environment"  # by name: the CLI does not import the API
 
 
-@handle_errors
+@command(json_option=False)
 def serve(
+    session: Session,
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on.")] = 8000,
-    workspace: WorkspaceOption = None,
 ) -> None:
     """Serve the workspace: the dashboard (/), the REST API (/api/v1, /openapi.json), the customer pages.
 
@@ -25,8 +25,8 @@ def serve(
     it, so commands keep working while it runs (see README, "Serving the API")."""
     import uvicorn
 
-    with open_workspace(workspace) as ws:  # a missing workspace fails here, in one line
-        os.environ[WORKSPACE_ENV] = str(ws.root)
+    os.environ[WORKSPACE_ENV] = str(session.workspace.root)  # a missing workspace fails here, in one line
+    session.close()  # the server opens it itself
     err_console.print(f"Serving on http://{host}:{port}: the dashboard at /, the API under /api/v1 "
                       "(OpenAPI at /openapi.json); Ctrl-C stops")
     uvicorn.run(APP_FACTORY, factory=True, host=host, port=port, log_level="info", access_log=False)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from micromarketing.errors import InvalidInputError
+from micromarketing.errors import InvalidInputError, NotFoundError
 from micromarketing.personalize import offers, recommend, templates
 from micromarketing.progress import ProgressCallback, noop_progress
 from micromarketing.segments import Segments
@@ -201,6 +201,16 @@ class Recommender:
     ) -> pd.DataFrame:
         """The top ``k`` products per customer."""
         return recommend.recommend_for(self.ctx, customer_ids, k, version=version, as_of=as_of)
+
+    def products_for(self, customer_id: str, k: int = 5) -> pd.DataFrame:
+        """The top ``k`` products of one customer with their name, category and price.
+
+        Raises NotFoundError for an unknown customer (or one with nothing to recommend)."""
+        frame = self.recommend([customer_id], k)
+        if frame.empty:
+            raise NotFoundError(f"customer {customer_id!r} not found (or nothing to recommend)")
+        products = self.ctx.table("products").select("product_id", "name", "category", "price").to_pandas()
+        return frame.merge(products, on="product_id", how="left")
 
     def info(self) -> list[dict[str, Any]]:
         """The stored recommender versions."""
