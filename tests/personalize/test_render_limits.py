@@ -23,7 +23,7 @@ SMALL = RenderSettings(max_operations=20_000, max_seconds=1.0, max_output_chars=
 
 
 def compiled(source: str, part: str = "text", limits: RenderSettings = SMALL) -> CompiledTemplate:
-    return CompiledTemplate(TemplateInfo("t", 1, "message", {part: source}), {}, limits)
+    return CompiledTemplate(TemplateInfo(name="t", version=1, kind="message", parts={part: source}), {}, limits)
 
 
 def render(source: str, limits: RenderSettings = SMALL, **context: object) -> str:
@@ -100,7 +100,9 @@ def test_ordinary_templates_render_unchanged_under_the_limits():
 
 def test_every_part_is_named_in_the_error():
     tpl = CompiledTemplate(
-        TemplateInfo("winback", 3, "message", {"subject": "Hi", "html": "{{ 'x' * n }}"}), {}, SMALL
+        TemplateInfo(name="winback", version=3, kind="message", parts={"subject": "Hi", "html": "{{ 'x' * n }}"}),
+        {},
+        SMALL,
     )
     with pytest.raises(TemplateLimitError, match=r"template winback/html: render limit.*\(customer c9\)"):
         tpl.render({"n": 10**6}, "c9")

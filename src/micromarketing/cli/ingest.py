@@ -15,7 +15,7 @@ from micromarketing.progress import ProgressCallback
 from micromarketing.workspace import Workspace
 
 
-@command(view=views.ingest, as_json=views.ingest_json)
+@command(view=views.ingest)
 def ingest(
     session: Session,
     progress: ProgressCallback,

@@ -17,7 +17,7 @@ from micromarketing.progress import ProgressCallback
 from micromarketing.workspace import Workspace
 
 
-@command(view=views.segment_discovery, as_json=views.to_dict)
+@command(view=views.segment_discovery)
 def discover(
     ws: Workspace,
     progress: ProgressCallback,

@@ -79,19 +79,6 @@ def datasets_cdnow(written: dict[str, Any]) -> None:
                   f"{Path(written['customers']).name}")
 
 
-def ingest_json(results: list[Any]) -> list[dict[str, Any]]:
-    return [
-        {
-            "kind": r.kind, "path": str(r.path), "rows_read": r.rows_read, "accepted": r.accepted,
-            "rejected": r.rejected,
-            "quarantine_path": str(r.quarantine_path) if r.quarantine_path else None,
-            "reasons": r.reasons, "warnings": list(r.warnings), "sha256": r.sha256,
-            "currency": r.currency, "orphans": r.orphans, "orphan_examples": list(r.orphan_examples),
-        }
-        for r in results
-    ]
-
-
 def ingest(results: list[Any], *, kind: str) -> None:
     table = Table(title=f"Ingested {kind}")
     for column, justify in (("file", "left"), ("rows", "right"), ("accepted", "right"),
@@ -110,7 +97,7 @@ def ingest(results: list[Any], *, kind: str) -> None:
 
 def profile_json(built: tuple[Any, pd.DataFrame]) -> dict[str, Any]:
     result, summary = built
-    return {**result.__dict__, "rfm_segments": summary.to_dict(orient="records")}
+    return {**result.model_dump(), "rfm_segments": summary.to_dict(orient="records")}
 
 
 def profile(built: tuple[Any, pd.DataFrame]) -> None:
@@ -1144,13 +1131,13 @@ def demo_json(report: Any) -> dict[str, Any]:
 
     return {
         "workspace": report.workspace,
-        "ingested": [r.__dict__ for r in report.ingested],
+        "ingested": report.ingested,
         "clv": report.clv.__dict__ if report.clv else None,
-        "profile": report.profile.__dict__ if report.profile else None,
+        "profile": report.profile,
         "rfm_segments": records(report.rfm),
         "value_tiers": records(report.value_tiers),
         "rule_segments": [m.__dict__ for m in report.rule_segments],
-        "discovered": report.discovery.to_dict() if report.discovery else None,
+        "discovered": report.discovery,
         "recommendations": records(report.recommendations),
         "offers": records(report.offers),
         "template_check": report.template_check.__dict__ if report.template_check else None,

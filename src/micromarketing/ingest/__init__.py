@@ -3,7 +3,8 @@
 ``ingest_file(ctx, kind, path)`` is the entry point (``Workspace.ingest`` delegates to it).
 """
 
-from micromarketing.ingest.pipeline import IngestResult, ingest_file
+from micromarketing.ingest.pipeline import ingest_file
+from micromarketing.ingest.results import IngestResult
 from micromarketing.ingest.validate import MAX_TEXT
 from micromarketing.store.schema import TABLES
 

@@ -20,7 +20,6 @@ import re
 import uuid
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,6 +30,7 @@ import ibis.expr.types as ir
 
 from micromarketing.errors import DataError, IngestError
 from micromarketing.ingest.references import orphans, workspace_currency
+from micromarketing.ingest.results import IngestResult
 from micromarketing.ingest.validate import Limits, checked_table
 from micromarketing.privacy.erasure import erased_rows
 from micromarketing.progress import ProgressCallback, noop_progress
@@ -45,32 +45,6 @@ QUARANTINE_META = ("file", "row", "field", "reason")
 # Rows of a person erased by `privacy forget`: refused, quarantined without their values.
 ERASED_REASON = "erased customer (right to erasure): not ingested again"
 _STEPS = 5
-
-
-@dataclass(frozen=True)
-class IngestResult:
-    """What one ingest did.
-
-    ``rows_read`` counts data rows (CSV: records after the header; JSONL: non-blank lines;
-    Parquet: rows); ``accepted + rejected == rows_read``.  ``reasons`` counts rejects per
-    ``"field: reason"``; ``warnings`` lists what was tolerated (e.g. ignored extra columns,
-    orphan references).  ``currency`` is the workspace currency the rows were checked against
-    (None: not fixed yet).  ``orphans`` counts accepted rows whose ``customer_id`` is not in
-    ``customers`` (accepted: the customers may arrive later), ``orphan_examples`` names up to 5.
-    """
-
-    kind: str
-    path: Path
-    rows_read: int
-    accepted: int
-    rejected: int
-    quarantine_path: Path | None
-    reasons: dict[str, int] = field(default_factory=dict)
-    warnings: tuple[str, ...] = ()
-    sha256: str = ""
-    currency: str | None = None
-    orphans: int = 0
-    orphan_examples: tuple[str, ...] = ()
 
 
 def ingest_file(

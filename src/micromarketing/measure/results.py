@@ -8,20 +8,12 @@ cost) are ``None``, never NaN, so the JSON is strict.
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import Field
 
-
-class _Result(BaseModel):
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_nan(cls, value: object) -> object:
-        if isinstance(value, float) and not math.isfinite(value):
-            return None
-        return value
+from micromarketing.results import Result as _Result
 
 
 class Interval(_Result):

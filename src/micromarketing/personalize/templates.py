@@ -36,7 +36,7 @@ import os
 import re
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ from sqlalchemy import func, select
 
 from micromarketing.config import RenderSettings
 from micromarketing.errors import NotFoundError, TemplateError, TemplateLimitError, TemplateSecurityError
+from micromarketing.personalize.results import TemplateInfo
 from micromarketing.personalize.sandbox import (
     LimitedSandbox,
     RenderLimitError,
@@ -97,17 +98,6 @@ class RenderedMessage:
     html: str | None
     text: str | None
     sms: str | None
-
-
-@dataclass(frozen=True)
-class TemplateInfo:
-    """A stored template version: name, version, kind (message | block) and its parts."""
-
-    name: str
-    version: int
-    kind: str
-    parts: dict[str, str]
-    variables: list[str] = field(default_factory=list)
 
 
 class Product:
@@ -267,10 +257,7 @@ def get_template(ctx: StoreContext, name: str, version: int | None = None) -> Te
             raise NotFoundError(
                 f"no template named {name!r}" + (f" version {version}" if version else "") + hint
             )
-        parts = dict(row.parts or {})
-    kind = str(parts.pop("_kind", "message"))
-    variables = list(parts.pop("_variables", []))
-    return TemplateInfo(row.name, row.version, kind, parts, variables)
+        return _info(row)
 
 
 def list_templates(ctx: StoreContext) -> list[TemplateInfo]:
@@ -284,13 +271,15 @@ def list_templates(ctx: StoreContext) -> list[TemplateInfo]:
             .join(latest, (Template.name == latest.c.name) & (Template.version == latest.c.v))
             .order_by(Template.name)
         )
-        out = []
-        for row in rows:
-            parts = dict(row.parts or {})
-            kind = str(parts.pop("_kind", "message"))
-            variables = list(parts.pop("_variables", []))
-            out.append(TemplateInfo(row.name, row.version, kind, parts, variables))
-    return out
+        return [_info(row) for row in rows]
+
+
+def _info(row: Template) -> TemplateInfo:
+    """A stored row as its model: the kind and variables are kept beside the parts."""
+    parts = dict(row.parts or {})
+    kind = str(parts.pop("_kind", "message"))
+    variables = list(parts.pop("_variables", []))
+    return TemplateInfo(name=row.name, version=row.version, kind=kind, parts=parts, variables=variables)
 
 
 def _store(
@@ -300,7 +289,7 @@ def _store(
         version = next_version(s, "template", name)
         s.add(Template(name=name, version=version, parts={**parts, "_kind": kind, "_variables": variables}))
     ctx.audit("template.add", name, {"version": version, "kind": kind})
-    return TemplateInfo(name, version, kind, parts, variables)
+    return TemplateInfo(name=name, version=version, kind=kind, parts=parts, variables=variables)
 
 
 def _stored_blocks(ctx: StoreContext) -> dict[str, str]:

@@ -12,7 +12,6 @@ frequency and monetary scores on the usual 5×5 RFM grid (see :data:`RFM_GRID`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, timedelta
 
 import ibis
@@ -23,6 +22,7 @@ from micromarketing.exprs import left_join_on_customer, start_of_day_utc
 from micromarketing.profiles import clv
 from micromarketing.profiles.as_of import resolve_as_of
 from micromarketing.profiles.currency import single_currency
+from micromarketing.profiles.results import ProfileResult
 from micromarketing.progress import ProgressCallback, noop_progress
 from micromarketing.store.context import StoreContext
 
@@ -72,17 +72,6 @@ AGE_BANDS: tuple[tuple[int, int | None, str], ...] = (
     (55, 64, "55-64"),
     (65, None, "65+"),
 )
-
-
-@dataclass(frozen=True)
-class ProfileResult:
-    """What ``build_profiles`` produced."""
-
-    as_of: date
-    customers: int
-    with_orders: int
-    currency: str | None
-    clv_model_version: int | None = None
 
 
 def build_profiles(

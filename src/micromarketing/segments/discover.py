@@ -53,8 +53,7 @@ Customers without orders before the as-of date are not clustered (see
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
-from datetime import date
+from dataclasses import dataclass
 from typing import Any
 
 import ibis
@@ -68,6 +67,7 @@ from micromarketing.segments import guards
 from micromarketing.segments.definitions import NAME_RE, Segments
 from micromarketing.segments.features import FeatureMatrix, load_features
 from micromarketing.segments.personas import ClusterFacts, Persona, build_personas, cluster_facts
+from micromarketing.segments.results import DiscoveredSegment, DiscoveryResult, KScore
 from micromarketing.store.context import StoreContext
 
 K_RANGE = (2, 12)
@@ -84,57 +84,6 @@ CRITERION = (
     f"independent subsamples) >= {STABLE} and smallest cluster >= the minimum size, the highest "
     "silhouette; k = 1 (no stable micro-segments) when no k reaches that stability"
 )
-
-
-@dataclass
-class KScore:
-    """How one candidate k scored during selection."""
-
-    k: int
-    stability: float
-    silhouette: float
-    smallest: int  # estimated size of the smallest cluster in the whole population
-    eligible: bool
-
-
-@dataclass
-class DiscoveredSegment:
-    """One saved cluster: its segment name and version, persona and the guard warnings."""
-
-    name: str
-    version: int
-    cluster: int
-    size: int
-    persona: Persona
-    warnings: list[str] = field(default_factory=list)
-
-
-@dataclass
-class DiscoveryResult:
-    """What :func:`discover_segments` did."""
-
-    as_of: date
-    prefix: str
-    k: int
-    k_mode: str  # auto | fixed
-    criterion: str
-    scores: list[KScore]
-    features: list[str]
-    customers: int  # clustered (customers with orders)
-    excluded_no_orders: int
-    min_size: int
-    seed: int
-    segments: list[DiscoveredSegment]
-    retired: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)
-    saved: bool = True
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-friendly view."""
-        data = asdict(self)
-        data["as_of"] = self.as_of.isoformat()
-        return data
 
 
 @dataclass
@@ -227,7 +176,10 @@ def select_k(
             first = labels[0]
             sil = float(silhouette_score(x_eval, first)) if len(set(first.tolist())) > 1 else -1.0
             smallest = int(round(np.bincount(first, minlength=k).min() * n / len(x_eval)))
-            scores.append(KScore(k, round(stability, 4), round(sil, 4), smallest, smallest >= min_size))
+            scores.append(
+                KScore(k=k, stability=round(stability, 4), silhouette=round(sil, 4), smallest=smallest,
+                       eligible=smallest >= min_size)
+            )
             progress("choose k", i + 1, len(ks))
     stable = [s for s in scores if s.stability >= STABLE]
     if not stable:
@@ -349,7 +301,8 @@ def discover_segments(
             warning = guards.min_size_warning(f"{prefix}_{c + 1:02d}", persona.size, min_size)
             result.segments.append(
                 DiscoveredSegment(
-                    f"{prefix}_{c + 1:02d}", 0, c, persona.size, persona, [warning] if warning else []
+                    name=f"{prefix}_{c + 1:02d}", version=0, cluster=c, size=persona.size, persona=persona,
+                    warnings=[warning] if warning else [],
                 )
             )
         result.warnings = _unique(w for s in result.segments for w in s.warnings)
@@ -424,7 +377,7 @@ def _save(
         "k": k,
         "k_mode": result.k_mode,
         "criterion": result.criterion,
-        "scores": [asdict(s) for s in result.scores],
+        "scores": [s.model_dump() for s in result.scores],
         "features": fm.names,
         "seed": result.seed,
         "min_size": result.min_size,
@@ -444,7 +397,10 @@ def _save(
         # far); the guards run once more below on the finished set instead.
         mine = guards.min_size_warning(name, mat.size, result.min_size)
         result.segments.append(
-            DiscoveredSegment(name, mat.version, c, mat.size, persona, [mine] if mine else [])
+            DiscoveredSegment(
+                name=name, version=mat.version, cluster=c, size=mat.size, persona=persona,
+                warnings=[mine] if mine else [],
+            )
         )
     used = set(names.values())
     for old in sorted(set(previous) - used):
