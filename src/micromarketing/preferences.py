@@ -15,13 +15,13 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
-import ibis
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from micromarketing.errors import InvalidInputError, NotFoundError
 from micromarketing.personalize.templates import token_secret
-from micromarketing.privacy.consent import consent_ledger, record_consent
+from micromarketing.privacy.consent import ConsentRecord as LedgerRecord
+from micromarketing.privacy.consent import consent_history, record_consent
 from micromarketing.profiles.summary import customer_view
 from micromarketing.store.context import StoreContext
 from micromarketing.store.models import Suppression
@@ -35,12 +35,17 @@ ConsentStatus = Literal["opt_in", "opt_out"]
 
 
 class ConsentRecord(BaseModel):
-    """One entry of the consent ledger."""
+    """One entry of the consent ledger, as the customer sees it."""
 
     channel: str
     status: str
     recorded_at: datetime
     source: str | None = None
+
+    @classmethod
+    def of(cls, record: LedgerRecord) -> ConsentRecord:
+        return cls(channel=record.channel, status=record.status, recorded_at=record.recorded_at,
+                   source=record.source)
 
 
 class Preferences(BaseModel):
@@ -72,24 +77,13 @@ def append_consent(
         record_consent(ctx, customer_id, channel, status, source=source, at=now, actor=source)
         for channel, status in statuses.items()
     ]
-    return [
-        ConsentRecord(channel=r.channel, status=r.status, recorded_at=r.recorded_at, source=r.source)
-        for r in recorded
-    ]
+    return [ConsentRecord.of(r) for r in recorded]
 
 
-def consent_history(ctx: StoreContext, customer_id: str, limit: int | None = None) -> list[ConsentRecord]:
-    """The ledger of ``customer_id``, newest first."""
-    consent = consent_ledger(ctx)
-    rows = consent.filter(consent.customer_id == customer_id).order_by(ibis.desc("recorded_at"))
-    if limit is not None:
-        rows = rows.limit(limit)
-    return [
-        ConsentRecord(
-            channel=r["channel"], status=r["status"], recorded_at=r["recorded_at"], source=r["source"]
-        )
-        for r in rows.select("channel", "status", "recorded_at", "source").to_pyarrow().to_pylist()
-    ]
+def recent_consent(ctx: StoreContext, customer_id: str, limit: int | None = None) -> list[ConsentRecord]:
+    """The ledger of ``customer_id``, newest first, as the preference centre shows it (read by
+    the privacy package's one reader)."""
+    return [ConsentRecord.of(r) for r in reversed(consent_history(ctx, customer_id))][:limit]
 
 
 class PreferenceCentre:
@@ -119,7 +113,7 @@ class PreferenceCentre:
 
     def _preferences(self, customer_id: str) -> Preferences:
         latest: dict[str, str] = {}
-        for record in reversed(consent_history(self.ctx, customer_id)):  # oldest first: latest wins
+        for record in consent_history(self.ctx, customer_id):  # oldest first: latest wins
             latest[record.channel] = record.status
         with self.ctx.ops.session() as session:
             rows = list(
@@ -149,7 +143,7 @@ class PreferenceCentre:
             "attributes": view.attributes,
             "profile": view.profile,
             "orders": view.recent_orders,
-            "consent": [r.model_dump(mode="json") for r in consent_history(self.ctx, customer_id)],
+            "consent": [r.model_dump(mode="json") for r in recent_consent(self.ctx, customer_id)],
             "preferences": self._preferences(customer_id).model_dump(mode="json"),
         }
 

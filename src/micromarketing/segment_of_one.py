@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from micromarketing.errors import NotFoundError
-from micromarketing.preferences import ConsentRecord, consent_history
+from micromarketing.preferences import ConsentRecord, recent_consent
 from micromarketing.profiles.summary import customer_view
 from micromarketing.segments.definitions import MEMBERS_TABLE, Segments
 from micromarketing.store.context import StoreContext
@@ -128,7 +128,7 @@ def _portable_view(ctx: StoreContext, customer_id: str, orders: int, history: in
         profile=view.profile,
         recent_orders=view.recent_orders,
         consent=view.consent,
-        consent_history=consent_history(ctx, customer_id, limit=history),
+        consent_history=recent_consent(ctx, customer_id, limit=history),
         segments=segments_of(ctx, customer_id),
     )
 

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from micromarketing.errors import InvalidInputError, PolicyError
-from micromarketing.privacy.consent import current_consent
+from micromarketing.privacy.consent import consent_in_force, current_consent, statuses_in_force
 from micromarketing.store.schema import CONSENT_CHANNELS, CONSENT_STATUSES
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -76,14 +76,7 @@ def test_bad_input_is_refused_naming_the_field(workspace, channel, status, purpo
                           st.integers(0, 10_000)),
                 min_size=1, max_size=25, unique_by=lambda r: (r[0], r[1], r[2], r[4])))
 def test_the_latest_record_wins_like_a_plain_python_fold(workspace, tmp_path_factory, records):
-    path = tmp_path_factory.mktemp("consent") / "consent.csv"
-    lines = ["customer_id,channel,status,recorded_at,source,purpose"]
-    for customer, channel, purpose, status, minute in records:
-        at = (T0 + timedelta(minutes=minute)).isoformat()
-        lines.append(f"{customer},{channel},{status},{at},gen,{purpose}")
-    path.write_text("\n".join(lines) + "\n")
-    workspace.warehouse.raw_sql("DELETE FROM consent")
-    assert workspace.ingest("consent", path).rejected == 0
+    _replace_ledger(workspace, tmp_path_factory, records)
     expected: dict[tuple[str, str, str], tuple[int, str]] = {}
     for customer, channel, purpose, status, minute in records:
         key = (customer, channel, purpose)
@@ -110,3 +103,38 @@ def test_a_consent_table_from_before_purposes_gains_the_column(tmp_path):
         ws.privacy.record_consent("C1", "email", "opt_out", at=T0)
         assert [(r.status, r.purpose) for r in ws.privacy.consent_history("C1")] == [
             ("opt_in", "marketing"), ("opt_out", "marketing")]
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.sampled_from(["C1", "C2", "C3"]), st.sampled_from(["email", "sms"]),
+                          st.sampled_from(["marketing", "news", ""]), st.sampled_from(CONSENT_STATUSES),
+                          st.integers(0, 30)),
+                min_size=1, max_size=25, unique_by=lambda r: (r[0], r[1], r[2] or "marketing", r[4])))
+def test_campaign_policy_reads_the_marketing_consent_in_force(workspace, tmp_path_factory, records):
+    """Both readers campaign policy uses (the bound statement for delivery batches, the Ibis
+    expression for plans) agree with a plain fold: marketing purpose only (a blank purpose is
+    marketing), latest record per customer and channel."""
+    _replace_ledger(workspace, tmp_path_factory, records)
+    expected: dict[tuple[str, str], tuple[int, str]] = {}
+    for customer, channel, purpose, status, minute in records:
+        if purpose in ("marketing", "") and (
+            (channel, customer) not in expected or (minute, status) > expected[(channel, customer)]
+        ):
+            expected[(channel, customer)] = (minute, status)
+    in_force = {k: v[1] for k, v in expected.items()}
+    wanted = {(ch, c) for ch in ("email", "sms") for c in ("C1", "C2", "C3", "C9")}
+    assert statuses_in_force(workspace.context, wanted) == in_force
+    rows = consent_in_force(workspace.context, ["email", "sms"]).to_pyarrow().to_pylist()
+    assert {(r["channel"], r["customer_id"]): r["status"] for r in rows} == in_force
+
+
+def _replace_ledger(workspace, tmp_path_factory, records) -> None:  # type: ignore[no-untyped-def]
+    """The ledger holds exactly ``records`` (customer, channel, purpose, status, minute after T0)."""
+    path = tmp_path_factory.mktemp("consent") / "consent.csv"
+    lines = ["customer_id,channel,status,recorded_at,source,purpose"]
+    for customer, channel, purpose, status, minute in records:
+        at = (T0 + timedelta(minutes=minute)).isoformat()
+        lines.append(f"{customer},{channel},{status},{at},gen,{purpose}")
+    path.write_text("\n".join(lines) + "\n")
+    workspace.warehouse.raw_sql("DELETE FROM consent")
+    assert workspace.ingest("consent", path).rejected == 0

@@ -10,8 +10,9 @@ The same rules run in two places:
 
 Rules, in order (the first that applies decides):
 
-1. ``no_consent`` — the latest ``consent`` record (warehouse ledger: latest ``recorded_at`` per
-   customer and channel wins) for the message's consent channel is not ``opt_in``, or there is none.
+1. ``no_consent`` — the marketing consent in force (:mod:`micromarketing.privacy.consent`, the one
+   reader of the ledger: latest ``recorded_at`` per customer and channel wins, ``opt_out`` on a
+   tie) for the message's consent channel is not ``opt_in``, or there is none.
 2. ``suppressed`` — a row of the ``suppressions`` ops table for the customer, or for the
    message's address (``subject_hash`` = :func:`address_hash`, as ``suppress import`` stores
    provider exports), on any channel (``channel`` NULL) or this one.
@@ -39,7 +40,6 @@ from functools import lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import ibis
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
@@ -47,6 +47,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from micromarketing.config import PolicySettings
+from micromarketing.privacy.consent import consent_in_force, statuses_in_force
 from micromarketing.store.context import StoreContext
 from micromarketing.store.models import OutboxMessage, Suppression
 
@@ -200,19 +201,8 @@ def cap_window_start(now: datetime, tz: ZoneInfo, days: int) -> datetime:
 def latest_consent(
     ctx: StoreContext, channel: str, customer_ids: Sequence[str] | None = None
 ) -> pd.DataFrame:
-    """``customer_id, status`` of the latest consent record per customer on consent ``channel``."""
-    if not ctx.warehouse.has_table("consent"):
-        return pd.DataFrame({"customer_id": pd.Series(dtype=str), "status": pd.Series(dtype=str)})
-    t = ctx.table("consent")
-    t = t.filter(t.channel == channel)
-    if customer_ids is not None:
-        t = t.filter(t.customer_id.isin(list(customer_ids)))
-    ranked = t.mutate(
-        _rank=ibis.row_number().over(
-            ibis.window(group_by=t.customer_id, order_by=[t.recorded_at.desc(), t.status.desc()])
-        )
-    )
-    return ranked.filter(ranked._rank == 0).select("customer_id", "status").to_pandas()
+    """``customer_id, status`` of the marketing consent in force per customer on consent ``channel``."""
+    return consent_in_force(ctx, [channel], customer_ids).select("customer_id", "status").to_pandas()
 
 
 def address_hash(channel: str, address: str) -> str:
@@ -430,7 +420,7 @@ def decide_many(
     batch = [messages[i] for i in todo]
     marketing = [m for m in batch if not m.transactional]
     zones = _zones_of(ctx, batch, policy.timezone)
-    consent = _latest_consent_of(ctx, {(_consent_channel(m), m.customer_id) for m in marketing})
+    consent = statuses_in_force(ctx, {(_consent_channel(m), m.customer_id) for m in marketing})
     hashes = [_address_hash_of(m) for m in batch]
     suppressions = _Suppressions.read(session, {m.customer_id for m in batch}, {h for h in hashes if h})
     cap = parse_frequency_cap(policy.frequency_cap)
@@ -518,38 +508,6 @@ def _address_hash_of(m: OutboxMessage) -> str | None:
     key = CONTACT_FIELD.get(m.channel)
     address = (m.fields or {}).get(key) if key else None
     return address_hash(m.channel, address) if isinstance(address, str) and address else None
-
-
-# The latest status per (customer, consent channel), as :func:`latest_consent` ranks the ledger.
-_LATEST_CONSENT_SQL = """
-SELECT customer_id, channel, status FROM (
-    SELECT customer_id, channel, status, row_number() OVER (
-        PARTITION BY customer_id, channel ORDER BY recorded_at DESC, status DESC
-    ) AS _rank
-    FROM consent
-    WHERE channel IN (SELECT unnest(?::VARCHAR[])) AND customer_id IN (SELECT unnest(?::VARCHAR[]))
-) WHERE _rank = 1
-"""
-
-
-def _latest_consent_of(ctx: StoreContext, wanted: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
-    """(consent channel, customer id) -> the latest status, for the pairs in ``wanted`` that have one."""
-    if not wanted or not ctx.warehouse.has_table("consent"):
-        return {}
-    channels = sorted({channel for channel, _ in wanted})
-    ids = sorted({cid for _, cid in wanted})
-    if ctx.warehouse.backend_name == "duckdb":
-        rows = [
-            (r["channel"], r["customer_id"], r["status"])
-            for r in ctx.warehouse.fetch(_LATEST_CONSENT_SQL, [channels, ids])
-        ]
-    else:
-        rows = [
-            (channel, cid, status)
-            for channel in channels
-            for cid, status in latest_consent(ctx, channel, ids).itertuples(index=False)
-        ]
-    return {(channel, cid): status for channel, cid, status in rows if (channel, cid) in wanted}
 
 
 @dataclass(frozen=True)

@@ -109,6 +109,7 @@ import pyarrow.parquet as pq
 
 from micromarketing.datasets import reference as ref
 from micromarketing.errors import DataError
+from micromarketing.exprs import EARTH_RADIUS_KM
 from micromarketing.progress import ProgressCallback, noop_progress
 from micromarketing.store import schema
 
@@ -450,11 +451,13 @@ def _pick(cum: np.ndarray, u: np.ndarray) -> np.ndarray:
 
 
 def _haversine_km(lat1: np.ndarray, lon1: np.ndarray, lat2: np.ndarray, lon2: np.ndarray) -> np.ndarray:
+    """:func:`micromarketing.exprs.haversine_km` on numpy arrays: the generator builds its rows
+    before any warehouse exists, with the same Earth radius."""
     p1, p2 = np.radians(lat1), np.radians(lat2)
     dphi = p2 - p1
     dl = np.radians(lon2 - lon1)
     h = np.sin(dphi / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
-    return 2 * 6371.0088 * np.arcsin(np.sqrt(h))
+    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(h))
 
 
 def _group_starts(counts: np.ndarray) -> np.ndarray:
