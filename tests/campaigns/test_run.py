@@ -26,11 +26,11 @@ from micromarketing.channels.base import message_key
 from micromarketing.cli.main import app
 from micromarketing.errors import ConflictError, InvalidInputError, TemplateError
 from micromarketing.personalize.templates import (
-    _recipients_table,
-    _segment_context,
     compile_template,
     product_catalogue,
+    recipients_table,
     render_rows,
+    segment_context,
 )
 from micromarketing.store.models import Assignment, Campaign, OutboxMessage
 
@@ -133,14 +133,14 @@ def _direct(ws, template: str, ids: list[str], products: dict[str, list[str]]):
     """The messages ``render_rows`` (the template module's own render path) makes for ``ids``."""
     tpl = compile_template(ws.context, template)
     catalogue = product_catalogue(ws.context)
-    table = _recipients_table(ws.context, ibis.memtable({"customer_id": ids}))
+    table = recipients_table(ws.context, ibis.memtable({"customer_id": ids}))
     return {
         m.customer_id: m
         for m in render_rows(
             ws.context,
             tpl,
             table,
-            segment=_segment_context(ws.context, "lyon"),
+            segment=segment_context(ws.context, "lyon"),
             recommender=lambda batch: {c: [catalogue[p] for p in products.get(c, [])] for c in batch},
         )
     }

@@ -44,10 +44,10 @@ from micromarketing.measure.power import minimum_detectable_lift
 from micromarketing.personalize import offers as offers_mod
 from micromarketing.personalize.templates import (
     CompiledTemplate,
-    _segment_context,
     compile_template,
     product_catalogue,
     recommendations_by_customer,
+    segment_context,
     token_secret,
 )
 from micromarketing.segments import Segments
@@ -241,7 +241,7 @@ def draft_campaign(
         )
         if not spec.transactional:
             arms[in_global_holdout(ids.tolist(), ctx.settings.campaigns, when)] = GLOBAL_HOLDOUT
-        seg_ctx = _segment_context(ctx, seg.segment)
+        seg_ctx = segment_context(ctx, seg.segment)
         draft = SegmentDraft(seg.segment, seg_ctx, ids, arms, max(in_earlier, 0))
         frame = rows.select(
             [c for c in ("customer_id", "timezone", "email", "phone") if c in rows.column_names]

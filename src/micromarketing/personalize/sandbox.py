@@ -29,9 +29,10 @@ import operator
 import re
 import string
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -375,3 +376,55 @@ __all__ = [
     "stream",
 ]
 
+
+# ---------------------------------------------------------------------------------------------
+# the environment: what a template can include, and how its parts are escaped
+# ---------------------------------------------------------------------------------------------
+DEFAULT_BLOCKS_DIR = Path(__file__).with_name("templates")
+BLOCK_SUFFIXES = (".html", ".htm", ".txt")
+BLOCK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}\.(html|htm|txt)$")
+
+
+def autoescape(name: str | None) -> bool:
+    return bool(name) and (name.endswith((".html", ".htm")) or name.endswith("#html"))  # type: ignore[union-attr]
+
+
+class _Loader(jinja2.BaseLoader):
+    """Serves message parts (``NAME#part``), workspace blocks, then the shipped default blocks."""
+
+    def __init__(self, sources: Mapping[str, str]) -> None:
+        self.sources = dict(sources)
+
+    def get_source(
+        self, environment: jinja2.Environment, template: str
+    ) -> tuple[str, str, Callable[[], bool]]:
+        if template in self.sources:
+            return self.sources[template], template, lambda: True
+        if BLOCK_NAME.match(template) and (DEFAULT_BLOCKS_DIR / template).is_file():
+            return (DEFAULT_BLOCKS_DIR / template).read_text(encoding="utf-8"), template, lambda: True
+        raise jinja2.TemplateNotFound(template)
+
+
+def make_environment(sources: Mapping[str, str] | None = None) -> jinja2.Environment:
+    """The sandboxed environment templates run in (strict undefined, autoescape for HTML, every
+    render under the ``[render]`` budget: see :mod:`micromarketing.personalize.sandbox`)."""
+    env = LimitedSandbox(
+        loader=_Loader(sources or {}),
+        autoescape=autoescape,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=False,
+        auto_reload=False,
+        cache_size=-1,
+    )
+    for name in ("lipsum", "cycler", "joiner"):  # less surface; nothing needs them
+        env.globals.pop(name, None)
+    return env
+
+
+def default_blocks() -> dict[str, str]:
+    """The shipped shared blocks by name (header.html, footer.html, product_card.html, …)."""
+    return {
+        p.name: p.read_text(encoding="utf-8")
+        for p in sorted(DEFAULT_BLOCKS_DIR.iterdir())
+        if p.is_file() and p.suffix in BLOCK_SUFFIXES
+    }

@@ -27,14 +27,8 @@ from sqlalchemy import func, select
 
 from micromarketing.errors import ConflictError, DataError, NotFoundError, RuleError
 from micromarketing.segments import guards
-from micromarketing.segments.rules import (
-    HIDDEN_COLUMNS,
-    Catalog,
-    CompiledRule,
-    SegmentRef,
-    _to_date,
-    compile_rule,
-)
+from micromarketing.segments.catalog import HIDDEN_COLUMNS, Catalog, SegmentRef, did_you_mean, to_date
+from micromarketing.segments.rules import CompiledRule, compile_rule
 from micromarketing.store.context import StoreContext
 from micromarketing.store.models import Segment, SegmentVersion
 from micromarketing.store.versions import next_version
@@ -165,8 +159,6 @@ class Segments:
         infos = {i.name: i for i in self.list(names=[name])}
         if name not in infos:
             known = [i.name for i in self.list()]
-            from micromarketing.segments.rules import did_you_mean
-
             raise NotFoundError(f"no segment named {name!r}{did_you_mean(name, known)}")
         return infos[name]
 
@@ -260,7 +252,7 @@ class Segments:
         rows = members.filter([members.segment == name, members.version == info.version])
         if as_of is not None:
             rows = rows.filter(rows.as_of <= ibis.literal(as_of))
-        latest = _to_date(rows.as_of.max().execute())
+        latest = to_date(rows.as_of.max().execute())
         if latest is None:
             raise DataError(
                 f"segment {name!r} has no materialised membership"
@@ -427,7 +419,7 @@ class Segments:
         for r in counts:
             if int(r["version"]) != current.get(r["segment"]):
                 continue
-            when = _to_date(r["as_of"])
+            when = to_date(r["as_of"])
             if r["segment"] not in latest or when > latest[r["segment"]][1]:  # type: ignore[operator]
                 latest[r["segment"]] = (int(r["version"]), when, int(r["n"]))  # type: ignore[assignment]
         return latest

@@ -40,6 +40,7 @@ import numpy as np
 
 from micromarketing.errors import DataError
 from micromarketing.exprs import left_join_on_customer, midnight_utc
+from micromarketing.segments.catalog import did_you_mean
 from micromarketing.store.context import StoreContext
 
 EMAIL_WINDOW_DAYS = 90
@@ -157,8 +158,6 @@ def resolve_features(requested: list[str] | None, categories: list[str]) -> list
             elif item == "categories":
                 chosen.update(cat_specs)
             else:
-                from micromarketing.segments.rules import did_you_mean
-
                 known = sorted(every) + list(GROUPS) + ["categories"]
                 raise DataError(
                     f"unknown feature {item!r}{did_you_mean(item, known)}; known: {', '.join(known)}"
