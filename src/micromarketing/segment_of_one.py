@@ -72,9 +72,10 @@ _LATEST_CONSENT = (
     "SELECT channel, arg_max(status, recorded_at) AS status FROM consent WHERE customer_id = $1 "
     "GROUP BY channel"
 )
+# Newest first, ties as privacy.consent_history orders them (reversed): the portable path's order.
 _HISTORY = (
     "SELECT channel, status, recorded_at, source FROM consent WHERE customer_id = $1 "
-    "ORDER BY recorded_at DESC LIMIT $2"
+    "ORDER BY recorded_at DESC, channel DESC, coalesce(purpose, 'marketing') DESC LIMIT $2"
 )
 _MEMBERSHIPS = (
     "SELECT DISTINCT m.segment, m.version FROM segment_members AS m JOIN ("
