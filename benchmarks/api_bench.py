@@ -5,10 +5,12 @@ Builds (once, cached in ``.bench-cache/api-<N>/``) a workspace of N generated cu
 then starts ``micromarketing serve`` on loopback and sends lookups of random customers from a
 bounded number of concurrent clients (keep-alive connections).  Prints p50/p90/p99/max latency
 and throughput next to the baseline measured in the same run: the same lookup called in-process
-through the facade (``ws.segment_of_one``), i.e. what the API wraps, without HTTP.
+through the facade (``ws.segment_of_one``), i.e. what the API wraps, without HTTP.  It also
+prints the CPU time the server spent per request (from /proc): on a machine shared with other
+work, latency is that CPU time plus waiting for a core, and the load average says how much waiting.
 
     .venv/bin/python benchmarks/api_bench.py [--customers 1000000] [--requests 2000]
-        [--concurrency 4] [--fresh]
+        [--concurrency 4] [--server-threads N] [--fresh]
 """
 
 from __future__ import annotations
@@ -118,6 +120,12 @@ def build(n: int, fresh: bool) -> tuple[Path, float]:
     return root / "ws", time.perf_counter() - t0
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` and its threads so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -141,6 +149,8 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--server-threads", type=int, default=None,
+                        help="DuckDB threads of the server ([warehouse] threads; default: the workspace's)")
     parser.add_argument("--fresh", action="store_true", help="rebuild the cached workspace")
     args = parser.parse_args()
 
@@ -165,10 +175,13 @@ def main() -> None:
             baseline.append(1000 * (time.perf_counter() - t0))
 
     port = _free_port()
+    env = dict(os.environ)
+    if args.server_threads:
+        env["MICROMARKETING_WAREHOUSE__THREADS"] = str(args.server_threads)
     server = subprocess.Popen(
         [sys.executable, "-c", "from micromarketing.cli.main import app; app()", "serve",
          "--port", str(port), "-w", str(root)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -207,12 +220,13 @@ def main() -> None:
                         )
 
         threads = [threading.Thread(target=worker) for _ in range(args.concurrency)]
-        t0 = time.perf_counter()
+        cpu0, t0 = _cpu_seconds(server.pid), time.perf_counter()
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         wall = time.perf_counter() - t0
+        server_cpu_ms = 1000 * (_cpu_seconds(server.pid) - cpu0) / max(1, len(latencies) + len(errors))
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -221,6 +235,9 @@ def main() -> None:
     print(_row(f"API GET /customers/{{id}} (c={args.concurrency})", latencies, wall))
     p99 = _percentiles(latencies)["p99"]
     print(f"errors: {len(errors)} {sorted(set(errors)) if errors else ''}")
+    threads = args.server_threads or "workspace default"
+    print(f"server CPU per request: {server_cpu_ms:.2f} ms (DuckDB threads: {threads}); "
+          f"load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"API p50 / baseline p50: {_percentiles(latencies)['p50'] / statistics.median(baseline):.2f}x; "
           f"target p99 <= {TARGET_P99_MS:.0f} ms: {'met' if p99 <= TARGET_P99_MS else 'NOT met'} "
           f"({p99:.1f} ms)")

@@ -2,9 +2,11 @@
 
 The customer is known only through the opaque HMAC token of :mod:`micromarketing.tokens`
 (``/u/{token}``, ``/preferences/{token}``); an altered or forged token is "not found", nothing
-more.  Every change is appended to the consent ledger (the warehouse ``consent`` table: latest
-record per customer and channel wins) with source ``preference centre``; an unsubscribe also
-writes a ``suppressions`` row, which delivery checks before every send.
+more.  Every change of consent is appended to the consent ledger (the warehouse ``consent``
+table: latest record per customer and channel wins) with source ``preference centre``; an
+unsubscribe also writes a ``suppressions`` row, which delivery checks before every send.  A pause
+is a suppression with a last day (see :data:`~micromarketing.campaigns.policy.PAUSE_KIND`), not a
+change of consent: the contact policy lets messages through again after it.
 
 Ledger records are written by :func:`micromarketing.privacy.consent.record_consent`, the one
 writer of the ledger.
@@ -18,6 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
+from micromarketing.campaigns.policy import PAUSE_KIND, pause_end, pause_reason
 from micromarketing.errors import InvalidInputError, NotFoundError
 from micromarketing.personalize.templates import token_secret
 from micromarketing.privacy.consent import ConsentRecord as LedgerRecord
@@ -123,7 +126,7 @@ class PreferenceCentre:
                     )
                 )
             )
-        paused = [_pause_end(r.reason) for r in rows if r.kind == "manual" and r.reason.startswith("paused")]
+        paused = [pause_end(r.reason) for r in rows if r.kind == PAUSE_KIND]
         current_pause = max((p for p in paused if p is not None), default=None)
         if current_pause is not None and current_pause < datetime.now(UTC).date():
             current_pause = None
@@ -164,15 +167,18 @@ class PreferenceCentre:
         return self._change(customer_id, recorded)
 
     def pause(self, token: str, days: int) -> PreferenceChange:
-        """Stop all messages for ``days`` days: a suppression (kind ``manual``) that names its end."""
+        """Stop all messages for ``days`` days: a suppression (kind ``paused``) that names its last
+        day, after which the contact policy lets messages through again.
+
+        Consent is left as it is (a pause is not a withdrawal: an opt_out in the ledger would
+        outlive the pause); the pause and its end go to the audit log."""
         if not 1 <= days <= MAX_PAUSE_DAYS:
             raise InvalidInputError(f"pause: days must be between 1 and {MAX_PAUSE_DAYS}")
         customer_id = self.customer_for(token)
         until = datetime.now(UTC).date() + timedelta(days=days)
-        self._suppress(customer_id, None, "manual", f"paused until {until.isoformat()}")
-        opted_in = self._opted_in(customer_id)
-        recorded = append_consent(self.ctx, customer_id, dict.fromkeys(opted_in, "opt_out"))
-        return self._change(customer_id, recorded, suppressed=True)
+        self._suppress(customer_id, None, PAUSE_KIND, pause_reason(until))
+        self.ctx.audit("preferences.pause", customer_id, {"until": until.isoformat()}, actor=SOURCE)
+        return self._change(customer_id, [], suppressed=True)
 
     def resubscribe(self, token: str) -> PreferenceChange:
         """Undo an unsubscribe or pause: lift this centre's suppressions and opt in to email."""
@@ -200,9 +206,6 @@ class PreferenceCentre:
             recorded=recorded, suppressed=suppressed, preferences=self._preferences(customer_id)
         )
 
-    def _opted_in(self, customer_id: str) -> list[str]:
-        return [c for c, s in self._preferences(customer_id).channels.items() if s != "opt_out"]
-
     def _suppress(self, customer_id: str, channel: str | None, kind: str, reason: str) -> None:
         with self.ctx.ops.session() as session:
             session.add(
@@ -218,14 +221,6 @@ class PreferenceCentre:
             for row in session.scalars(mine):
                 if row.reason == "erasure requested":
                     continue
-                if channels is None or row.channel in channels or (
-                    row.channel is None and row.reason.startswith("paused")
-                ):
+                if channels is None or row.channel in channels or row.kind == PAUSE_KIND:
                     session.delete(row)
 
-
-def _pause_end(reason: str) -> date | None:
-    try:
-        return date.fromisoformat(reason.rsplit(" ", 1)[-1])
-    except ValueError:
-        return None

@@ -7,11 +7,13 @@ writes, so tests never share state they change.
 from __future__ import annotations
 
 import shutil
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import tomli_w
 from fastapi.testclient import TestClient
 
 from micromarketing import Workspace
@@ -92,5 +94,19 @@ def shared(template_ws: tuple[Path, Keys, str], tmp_path_factory: pytest.TempPat
     """One copy and client per module, for tests that only read (or write what no test reads)."""
     template, keys, member = template_ws
     root = copy_workspace(template, tmp_path_factory.mktemp("shared") / "ws")
+    with TestClient(create_app(root, rate_limit=0)) as client:
+        yield Served(root, client, keys, member)
+
+
+@pytest.fixture(scope="module")
+def shop(template_ws, tmp_path_factory) -> Iterator[Served]:
+    """A copy of the API workspace for campaigns: quiet hours and caps off (the time of day
+    must not matter)."""
+    template, keys, member = template_ws
+    root = copy_workspace(template, tmp_path_factory.mktemp("campaigns") / "ws")
+    settings = root / "micromarketing.toml"
+    data = tomllib.loads(settings.read_text())
+    data.setdefault("policy", {}).update({"quiet_hours": "", "frequency_cap": ""})
+    settings.write_text(tomli_w.dumps(data))
     with TestClient(create_app(root, rate_limit=0)) as client:
         yield Served(root, client, keys, member)

@@ -26,6 +26,16 @@ NEEDS: dict[tuple[str, str], str | None] = {
     ("get", "/api/v1/templates/{name}/preview"): "viewer",
     ("get", "/api/v1/clv"): "viewer",
     ("get", "/api/v1/profiles/rfm"): "viewer",
+    ("get", "/api/v1/campaigns"): "viewer",
+    ("post", "/api/v1/campaigns"): "marketer",
+    ("post", "/api/v1/campaigns/plan"): "viewer",
+    ("get", "/api/v1/campaigns/{name}"): "viewer",
+    ("get", "/api/v1/campaigns/{name}/results"): "viewer",
+    ("get", "/api/v1/campaigns/{name}/allocation"): "viewer",
+    ("get", "/api/v1/report"): "viewer",
+    ("post", "/api/v1/privacy/forget"): "admin",
+    ("post", "/api/v1/privacy/export"): "admin",
+    ("get", "/api/v1/privacy/audit"): "admin",
     ("get", "/api/v1/keys"): "admin",
     ("post", "/api/v1/keys"): "admin",
     ("delete", "/api/v1/keys/{key_id}"): "admin",
@@ -35,12 +45,18 @@ NEEDS: dict[tuple[str, str], str | None] = {
     ("post", "/preferences/{token}"): None,
     ("get", "/preferences/{token}/export"): None,
 }
+CAMPAIGN = ("name: walk\nsegments:\n  - segment: loyal\n    variants:\n"
+            "      - {name: a, template: seasonal_picks, channel: email, share: 1.0}\n")
 BODIES = {
     ("post", "/api/v1/segments"): {"json": {"name": "walk", "rule": "frequency >= 1"}},
     ("post", "/api/v1/segments/preview"): {"json": {"rule": "frequency >= 1"}},
     ("put", "/api/v1/segments/{name}"): {"json": {"rule": "frequency >= 3"}},
     ("put", "/api/v1/templates/{name}"): {"json": {"subject": "Hello"}},
     ("post", "/api/v1/keys"): {"json": {"role": "viewer"}},
+    ("post", "/api/v1/campaigns"): {"json": {"spec": CAMPAIGN}},
+    ("post", "/api/v1/campaigns/plan"): {"json": {"spec": CAMPAIGN}},
+    ("post", "/api/v1/privacy/forget"): {"json": {"customer_id": "nobody"}},
+    ("post", "/api/v1/privacy/export"): {"json": {"customer_id": "nobody"}},
     ("post", "/u/{token}"): {"data": {"List-Unsubscribe": "One-Click"}},
     ("post", "/preferences/{token}"): {"data": {"action": "save", "channel": ["email"]}},
 }
@@ -51,6 +67,8 @@ def _url(path: str, served, token: str) -> str:
     url = path.format(customer_id=served.customer_id, name=name, key_id=999, token=token)
     if url.endswith("/preview") and "templates" in url:
         url += f"?customer_id={served.customer_id}"
+    if url.endswith("/allocation"):
+        url += "?budget=100"
     return url
 
 

@@ -138,6 +138,32 @@ def test_suppressions_any_channel_or_one(clean):
         )
 
 
+def test_a_pause_from_the_preference_centre_lapses_after_its_last_day(clean):
+    """Paused for 7 days: skipped at plan and send time through the 7th day, sent from the 8th."""
+    from micromarketing.personalize.templates import token_secret
+    from micromarketing.tokens import unsubscribe_token
+
+    assert consent_status(0) == "opt_in"
+    change = clean.preferences.pause(unsubscribe_token(token_secret(clean.context), "c0000"), days=7)
+    today = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+    assert change.preferences.paused_until == (today + timedelta(days=7)).date()
+    ctx = _ctx(clean, NO_QUIET)
+    expected = {0: "suppressed", 7: "suppressed", 8: "send"}
+    for days, outcome in expected.items():
+        when = today + timedelta(days=days)
+        verdict = evaluate_members(clean.context, _members(["c0000", "c0001"]), channel="email", when=when,
+                                   policy=NO_QUIET)
+        assert list(verdict.outcome) == [outcome, "send"], days
+        with clean.ops.session() as s:
+            assert decide(ctx, s, _outbox(clean, "c0000"), when).action == (
+                "skip" if outcome == "suppressed" else "send"
+            ), days
+    assert verdict.reason[0] == ""
+    with clean.ops.session() as s:
+        reason = decide(ctx, s, _outbox(clean, "c0000"), today).reason
+    assert reason == "suppressed: suppression list (paused)"
+
+
 def test_suppressed_address_from_a_provider_export(clean):
     """``suppress import`` stores hashed addresses, no customer id: the address on the row decides."""
     with clean.ops.session() as s:

@@ -24,7 +24,7 @@ from micromarketing.api import problems, public
 from micromarketing.api.deps import WorkspaceHolder
 from micromarketing.api.problems import Problem, problem_response
 from micromarketing.api.ratelimit import RateLimiter
-from micromarketing.api.routers import CORE, OPTIONAL
+from micromarketing.api.routers import ROUTERS
 from micromarketing.workspace import WORKSPACE_ENV, Workspace
 
 API_PREFIX = "/api/v1"
@@ -111,7 +111,8 @@ def create_app(
     app = FastAPI(
         title="micromarketing",
         version=micromarketing.__version__,
-        summary="Segments, segment-of-one views, templates and customer preferences over one workspace.",
+        summary="Segments, segments of one, templates, campaigns, measurement, privacy and customer "
+        "preferences over one workspace.",
         openapi_url="/openapi.json",
         docs_url="/api/docs",
         redoc_url=None,
@@ -123,12 +124,9 @@ def create_app(
     body_limit = server.max_body_bytes if max_body_bytes is None else max_body_bytes
     app.add_middleware(BodyLimit, max_bytes=body_limit)
 
-    for name in CORE:
+    for name in ROUTERS:
         app.include_router(importlib.import_module(f"micromarketing.api.routers.{name}").router,
                            prefix=API_PREFIX)
-    for attribute, module in OPTIONAL:
-        if hasattr(Workspace, attribute):
-            app.include_router(importlib.import_module(module).router, prefix=API_PREFIX)
     app.include_router(public.router)
     for router in pages:
         app.include_router(router, include_in_schema=False)

@@ -15,7 +15,8 @@ Rules, in order (the first that applies decides):
    tie) for the message's consent channel is not ``opt_in``, or there is none.
 2. ``suppressed`` — a row of the ``suppressions`` ops table for the customer, or for the
    message's address (``subject_hash`` = :func:`address_hash`, as ``suppress import`` stores
-   provider exports), on any channel (``channel`` NULL) or this one.
+   provider exports), on any channel (``channel`` NULL) or this one.  A pause (kind ``paused``,
+   from the preference centre) stops messages until its last day and then lapses by itself.
 3. ``frequency_cap`` — the person already has N marketing messages on this channel in the last D
    local calendar days (``[policy] frequency_cap = "N/Dd"``), counted from outbox rows that are
    ``sent`` (by ``sent_at``) or ``sending``.  When caps collide the campaign ``priority`` decides:
@@ -35,7 +36,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -61,6 +62,33 @@ CONSENT_CHANNEL: dict[str, str] = {
     "direct_mail": "post",
     "audience": "ads",
 }
+#: A suppression that ends: the person paused their messages (preference centre) until the UTC
+#: date its reason names, inclusive; from the day after, they receive again.
+PAUSE_KIND = "paused"
+_PAUSE_REASON = "paused until "
+
+
+def pause_reason(until: date) -> str:
+    """The reason a pause suppression stores: it carries the pause's last day."""
+    return f"{_PAUSE_REASON}{until.isoformat()}"
+
+
+def pause_end(reason: str) -> date | None:
+    """The last day of a pause from its suppression's reason (None when it names none)."""
+    try:
+        return date.fromisoformat(reason.removeprefix(_PAUSE_REASON))
+    except ValueError:
+        return None
+
+
+def _in_force(kind: str, reason: str, at: datetime) -> bool:
+    """Whether a suppression stops messages at ``at`` (a pause stops them only until its end)."""
+    if kind != PAUSE_KIND:
+        return True
+    end = pause_end(reason)
+    return end is None or at.astimezone(UTC).date() <= end
+
+
 #: Outbox ``fields`` keys the policy reads (written by :mod:`micromarketing.campaigns.ingredients`).
 TZ_FIELD = "_tz"
 WINDOW_END_FIELD = "_window_end"
@@ -217,12 +245,15 @@ def suppressions_for(
     transactional: bool,
     customer_ids: Sequence[str] | None = None,
     hashes: Sequence[str] | None = None,
+    at: datetime | None = None,
 ) -> tuple[dict[str, str], dict[str, str]]:
-    """Suppressions that stop a message on ``channel``: (customer id -> kind, address hash -> kind).
+    """Suppressions that stop a message on ``channel`` at ``at`` (default: now): (customer id ->
+    kind, address hash -> kind).
 
     With ``customer_ids``/``hashes`` only those are looked up; without, the whole list is read."""
+    at = at or datetime.now(UTC)
     q = (
-        select(Suppression.customer_id, Suppression.subject_hash, Suppression.kind)
+        select(Suppression.customer_id, Suppression.subject_hash, Suppression.kind, Suppression.reason)
         .where(or_(Suppression.channel.is_(None), Suppression.channel == channel))
         .order_by(Suppression.id)  # the oldest names the kind, as at send time
     )
@@ -237,7 +268,9 @@ def suppressions_for(
         )
     by_customer: dict[str, str] = {}
     by_hash: dict[str, str] = {}
-    for cid, subject_hash, kind in session.execute(q):
+    for cid, subject_hash, kind, reason in session.execute(q):
+        if not _in_force(kind, reason, at):
+            continue
         if cid is not None:
             by_customer.setdefault(cid, kind)
         if subject_hash is not None:
@@ -298,7 +331,7 @@ def evaluate_members(
         apply(got == None, "no_consent", f"no {consent_channel} consent on record")  # noqa: E711
         apply(got == "opt_out", "no_consent", f"latest {consent_channel} consent is opt_out")
     with ctx.ops.session() as session:
-        by_customer, by_hash = suppressions_for(session, channel, transactional)
+        by_customer, by_hash = suppressions_for(session, channel, transactional, at=when)
         kinds = np.array([by_customer.get(c, "") for c in ids], dtype=object)
         if by_hash and "address" in members:
             addresses = members["address"].to_numpy()
@@ -422,7 +455,7 @@ def decide_many(
     zones = _zones_of(ctx, batch, policy.timezone)
     consent = statuses_in_force(ctx, {(_consent_channel(m), m.customer_id) for m in marketing})
     hashes = [_address_hash_of(m) for m in batch]
-    suppressions = _Suppressions.read(session, {m.customer_id for m in batch}, {h for h in hashes if h})
+    suppressions = _Suppressions.read(session, {m.customer_id for m in batch}, {h for h in hashes if h}, now)
     cap = parse_frequency_cap(policy.frequency_cap)
     usage = (
         _CapUsage.read(
@@ -518,10 +551,12 @@ class _Suppressions:
     by_hash: dict[str, list[tuple[str | None, str]]]
 
     @classmethod
-    def read(cls, session: Session, customer_ids: set[str], hashes: set[str]) -> _Suppressions:
-        """One query for every channel and kind (the rules pick per message)."""
+    def read(cls, session: Session, customer_ids: set[str], hashes: set[str], at: datetime) -> _Suppressions:
+        """One query for every channel and kind (the rules pick per message); pauses over by
+        ``at`` are left out."""
         q = (
-            select(Suppression.customer_id, Suppression.subject_hash, Suppression.channel, Suppression.kind)
+            select(Suppression.customer_id, Suppression.subject_hash, Suppression.channel, Suppression.kind,
+                   Suppression.reason)
             .where(
                 or_(
                     Suppression.customer_id.in_(sorted(customer_ids)),
@@ -532,7 +567,9 @@ class _Suppressions:
         )
         by_customer: dict[str, list[tuple[str | None, str]]] = {}
         by_hash: dict[str, list[tuple[str | None, str]]] = {}
-        for cid, subject_hash, channel, kind in session.execute(q):
+        for cid, subject_hash, channel, kind, reason in session.execute(q):
+            if not _in_force(kind, reason, at):
+                continue
             if cid is not None:
                 by_customer.setdefault(cid, []).append((channel, kind))
             if subject_hash is not None:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import Select, func, select
 
 from micromarketing.store.models import AuditEvent
 
@@ -39,22 +39,33 @@ def cli_actor() -> str:
         return "cli"
 
 
-def audit_log(
-    ctx: StoreContext, *, since: datetime | None = None, action: str | None = None, limit: int = 1000
-) -> list[AuditEntry]:
-    """The newest ``limit`` records at or after ``since`` (optionally one action, or a prefix
-    ending in ``.`` such as ``privacy.``), oldest first."""
-    query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
+def _matching(query: Select[Any], since: datetime | None, action: str | None) -> Select[Any]:
     if since is not None:
         since = since.astimezone(UTC) if since.tzinfo else since.replace(tzinfo=UTC)
         query = query.where(AuditEvent.at >= since)
     if action:
         query = query.where(AuditEvent.action.startswith(action, autoescape=True) if action.endswith(".")
                             else AuditEvent.action == action)
+    return query
+
+
+def audit_log(
+    ctx: StoreContext, *, since: datetime | None = None, action: str | None = None, limit: int = 1000,
+    offset: int = 0,
+) -> list[AuditEntry]:
+    """The newest ``limit`` records at or after ``since`` (optionally one action, or a prefix
+    ending in ``.`` such as ``privacy.``), skipping the ``offset`` newest, oldest first."""
+    query = _matching(select(AuditEvent), since, action).order_by(AuditEvent.id.desc())
     with ctx.ops.session() as s:
-        events = list(s.scalars(query))
+        events = list(s.scalars(query.limit(limit).offset(offset)))
     return [
         AuditEntry(id=e.id, at=e.at if e.at.tzinfo else e.at.replace(tzinfo=UTC), actor=e.actor,
                    action=e.action, subject=e.subject, details=e.details or {})
         for e in reversed(events)
     ]
+
+
+def audit_count(ctx: StoreContext, *, since: datetime | None = None, action: str | None = None) -> int:
+    """How many records :func:`audit_log` could return with the same filters (for paging)."""
+    with ctx.ops.session() as s:
+        return int(s.scalar(_matching(select(func.count()).select_from(AuditEvent), since, action)) or 0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from micromarketing.privacy.audit import AuditEntry, audit_log
+from micromarketing.privacy.audit import AuditEntry, audit_count, audit_log
 from micromarketing.privacy.consent import (
     DEFAULT_PURPOSE,
     ConsentRecord,
@@ -61,6 +61,10 @@ class PrivacyService:
         return retain(self.ctx, dry_run=dry_run, now=now, actor=actor)
 
     def audit_log(self, *, since: datetime | None = None, action: str | None = None,
-                  limit: int = 1000) -> list[AuditEntry]:
-        """The audit log, oldest first."""
-        return audit_log(self.ctx, since=since, action=action, limit=limit)
+                  limit: int = 1000, offset: int = 0) -> list[AuditEntry]:
+        """The newest ``limit`` records of the audit log after skipping ``offset``, oldest first."""
+        return audit_log(self.ctx, since=since, action=action, limit=limit, offset=offset)
+
+    def audit_count(self, *, since: datetime | None = None, action: str | None = None) -> int:
+        """How many audit records match the same filters as :meth:`audit_log`."""
+        return audit_count(self.ctx, since=since, action=action)

@@ -380,6 +380,8 @@ class Segments:
                 **(ver.details or {}),
                 "last_size": size,
                 "last_as_of": as_of.isoformat(),
+                # the newest as_of of this version (a later write may be of an earlier date)
+                "latest_as_of": sizes[name][1].isoformat() if name in sizes else as_of.isoformat(),
                 "warnings": warnings,
             }
         return Materialisation(name, version, as_of, size, warnings)
@@ -393,6 +395,54 @@ class Segments:
                 .group_by(Segment.name)
             ).all()
         return {name: int(v) for name, v in rows}
+
+    def latest_materialisations(self, names: Iterable[str]) -> dict[str, tuple[int, date]]:
+        """segment -> (current version, as_of of that version's latest materialisation) for the
+        segments ``names`` that have one.
+
+        Read from the operations store, where each materialisation records it (no scan of the
+        members table: the segment of one asks this on every lookup); versions materialised
+        before it was recorded are looked up in the warehouse once, and recorded."""
+        wanted = set(names)
+        if not wanted:
+            return {}
+        newest = (
+            select(SegmentVersion.segment_id, func.max(SegmentVersion.version).label("version"))
+            .group_by(SegmentVersion.segment_id)
+            .subquery()
+        )
+        with self.ctx.ops.session() as s:
+            rows = s.execute(
+                select(Segment.name, SegmentVersion.version, SegmentVersion.details)
+                .join(SegmentVersion, SegmentVersion.segment_id == Segment.id)
+                .join(newest, (newest.c.segment_id == Segment.id)
+                      & (newest.c.version == SegmentVersion.version))
+                .where(Segment.name.in_(sorted(wanted)))
+            ).all()
+        latest: dict[str, tuple[int, date]] = {}
+        unrecorded = []
+        for name, version, details in rows:
+            at = (details or {}).get("latest_as_of")
+            if at:
+                latest[name] = (int(version), date.fromisoformat(at))
+            else:
+                unrecorded.append(name)
+        if unrecorded:
+            found = {n: (v, d) for n, (v, d, _) in self._latest_sizes(unrecorded).items()}
+            self._record_latest(found)
+            latest.update(found)
+        return latest
+
+    def _record_latest(self, latest: dict[str, tuple[int, date]]) -> None:
+        """Record each version's latest as_of found in the warehouse, so it is looked up once."""
+        with self.ctx.ops.session() as s:
+            for name, (version, as_of) in latest.items():
+                ver = s.scalar(
+                    select(SegmentVersion).join(Segment, SegmentVersion.segment_id == Segment.id)
+                    .where(Segment.name == name, SegmentVersion.version == version)
+                )
+                if ver is not None:
+                    ver.details = {**(ver.details or {}), "latest_as_of": as_of.isoformat()}
 
     def _latest_sizes(self, names: list[str] | None = None) -> dict[str, tuple[int, date, int]]:
         """segment -> (version, as_of, size) of the latest materialisation of its *current* version.

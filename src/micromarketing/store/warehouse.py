@@ -24,6 +24,10 @@ from micromarketing.store.rollups import ROLLUPS, Rollup, rebuilt_by, refreshed_
 from micromarketing.store.schema import SQL_TYPES, TABLES, TableSpec, create_table_ddl
 
 ROLLUP_DEFINITIONS = "rollup_definitions"  # which definition each maintained rollup was built by
+# Tables the segment of one reads one customer at a time: an ART index on customer_id makes each
+# read an index scan (~1 ms at a million customers) instead of a scan of the whole table.  The
+# warehouse keeps the index on every path that creates or replaces one of them.
+CUSTOMER_KEYED = ("transactions", "consent", "profiles", "segment_members")
 
 
 class Warehouse:
@@ -91,6 +95,15 @@ class Warehouse:
                         f"{SQL_TYPES[col.type]}{default}"
                     )
         self._ensure_rollups(existing)
+        for name in CUSTOMER_KEYED:
+            if name in TABLES or name in existing:
+                self._index_customers(name)
+
+    def _index_customers(self, name: str) -> None:
+        """Give table ``name`` its customer_id index if it is one of :data:`CUSTOMER_KEYED`."""
+        if name in CUSTOMER_KEYED:
+            index = _ident(f"{name}_by_customer")
+            self.raw_sql(f"CREATE INDEX IF NOT EXISTS {index} ON {_ident(name)} (customer_id)")
 
     def _ensure_rollups(self, existing: set[str]) -> None:
         """Build, from every stored source row, each rollup that is missing or stale.
@@ -321,11 +334,15 @@ class Warehouse:
 
     def replace_table(self, name: str, expr: ir.Table) -> ir.Table:
         """Materialise ``expr`` as table ``name`` (replacing it) and return the new table."""
-        return self.con.create_table(name, expr, overwrite=True)
+        table = self.con.create_table(name, expr, overwrite=True)
+        self._index_customers(name)
+        return table
 
     def create_from(self, name: str, data: Any) -> ir.Table:
         """Materialise an in-memory dataframe/arrow table as ``name`` (replacing it)."""
-        return self.con.create_table(name, data, overwrite=True)
+        table = self.con.create_table(name, data, overwrite=True)
+        self._index_customers(name)
+        return table
 
     def read_file(self, path: Path) -> ir.Table:
         """Read a CSV, Parquet or JSONL file as an Ibis table (CSV and JSONL as text columns)."""
@@ -379,6 +396,8 @@ class Warehouse:
         """
         if not self.has_table(name):
             self.con.create_table(name, schema=rows.schema())
+            if self.backend_name == "duckdb":
+                self._index_customers(name)
         schema = self.con.table(name).schema()
         rows = rows.select(*schema.names).cast(schema)
         if self.backend_name == "duckdb":
