@@ -40,6 +40,7 @@ FUNNEL_STAGES = (
     ("conversions", "Converted"),
 )
 CONTROL_ARM = "control"  # the arm name of a campaign's control group in result frames
+WHOLE_CAMPAIGN = "all"  # the segment name of the measurement's campaign-wide rows
 
 HOUSE = go.layout.Template(
     layout=go.Layout(
@@ -613,13 +614,16 @@ def campaign_charts(
     when its numbers exist: the one choice of figures the HTML report and the dashboard share.
 
     Columns: those of :class:`~micromarketing.measure.report.ArmResult` (one row per segment ×
-    arm; the control arm is named :data:`CONTROL_ARM` and has no funnel, lift or ROI of its own).
+    arm; the control arm is named :data:`CONTROL_ARM` and has no funnel, lift or ROI of its own;
+    rows of segment :data:`WHOLE_CAMPAIGN` sum the others and stay out of the funnel).
     """
     treated = results[results["variant"] != CONTROL_ARM]
+    by_segment = treated[treated["segment"] != WHOLE_CAMPAIGN]  # the campaign-wide rows would count twice
     drawn: dict[str, go.Figure] = {}
-    if len(treated):
-        stages = [c for c, _ in FUNNEL_STAGES if c in treated.columns]
-        drawn["funnel"] = campaign_funnel(treated.groupby("variant", as_index=False)[stages].sum(min_count=1))
+    if len(by_segment):
+        stages = [c for c, _ in FUNNEL_STAGES if c in by_segment.columns]
+        funnel = by_segment.groupby("variant", as_index=False)[stages].sum(min_count=1)
+        drawn["funnel"] = campaign_funnel(funnel)
     lifts = treated[treated["lift"].notna()]
     if len(lifts):
         drawn["lift"] = lift_intervals(lifts, lift_kind=lift_kind)

@@ -42,6 +42,7 @@ from micromarketing.store.models import Assignment, Campaign, OutboxMessage
 
 SRM_THRESHOLD = 0.001  # a sample-ratio-mismatch p-value below this flags the comparison
 CONTROL_ARM = charts.CONTROL_ARM
+WHOLE_CAMPAIGN = charts.WHOLE_CAMPAIGN
 FUNNEL_CAPTION = "People reached at each stage, summed over segments; percentages are of those assigned."
 LIFT_CAPTION = (
     "Dots are the lift over control, bars the 95 % intervals; an interval crossing the dashed zero line "
@@ -318,8 +319,10 @@ class CampaignResults(BaseModel):
 
     def totals(self) -> dict[str, int]:
         """People assigned and in control, and (when measured) delivered and converted, summed
-        over every segment and arm: the figures above a campaign's charts."""
+        over the segments' arms (not the campaign-wide ``"all"`` rows, which would count everyone
+        twice): the figures above a campaign's charts."""
         frame = self.frame()
+        frame = frame[frame["segment"] != WHOLE_CAMPAIGN]
         totals = {"assigned": int(frame["assigned"].sum()),
                   "in control": int(frame.loc[frame["variant"] == CONTROL_ARM, "assigned"].sum())}
         for column in ("delivered", "conversions"):
