@@ -421,6 +421,9 @@ def test_a_marketer_plans_launches_and_follows_a_campaign(
     page.wait_for_function("() => document.querySelector('#delivery-status').dataset.inFlight === 'no'")
     counts = _counts(page)
     assert counts["sent"] == reach and counts["pending"] == 0
+    # ... and measures the campaign again: the results now count the delivered messages.
+    page.wait_for_function(f"() => document.querySelector('[data-total=delivered]')?.textContent"
+                           f".replace(/,/g, '') === '{reach}'")
     s.settle()
     s.fits()
     s.axe()

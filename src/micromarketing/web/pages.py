@@ -373,20 +373,26 @@ async def run_campaign(ws: WS, request: Request, user: User) -> Response:
     return RedirectResponse(f"/campaigns/{quote(result.name)}", status_code=303)
 
 
-def _delivery(ws: Workspace, request: Request, user: WebUser, name: str, template: str) -> HTMLResponse:
-    status = ws.campaigns.status(name)
-    in_flight = sum(getattr(status, state) for state in IN_FLIGHT) > 0
-    return _page(request, template, user, name=name, status=status, in_flight=in_flight)
+def _in_flight(status: Any) -> bool:
+    return sum(getattr(status, state) for state in IN_FLIGHT) > 0
 
 
 @router.get("/campaigns/{name}", response_class=HTMLResponse)
 def campaign(ws: WS, request: Request, user: User, name: str) -> HTMLResponse:
-    return _delivery(ws, request, user, name, "campaign.html")
+    status = ws.campaigns.status(name)
+    return _page(request, "campaign.html", user, name=name, status=status, in_flight=_in_flight(status))
 
 
 @router.get("/campaigns/{name}/delivery", response_class=HTMLResponse)
 def campaign_delivery(ws: WS, request: Request, user: User, name: str) -> HTMLResponse:
-    return _delivery(ws, request, user, name, "_delivery.html")
+    """The delivery card, polled while messages are out; the poll that finds none left tells the
+    page (``delivery-done``) so that the results are measured again."""
+    status = ws.campaigns.status(name)
+    in_flight = _in_flight(status)
+    response = _page(request, "_delivery.html", user, name=name, status=status, in_flight=in_flight)
+    if not in_flight:
+        response.headers["HX-Trigger"] = "delivery-done"
+    return response
 
 
 @router.get("/campaigns/{name}/results", response_class=HTMLResponse)
