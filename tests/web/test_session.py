@@ -184,3 +184,7 @@ def test_only_what_was_planned_is_launched(served) -> None:
     assert launched.status_code == 303 and launched.headers["location"] == "/campaigns/planned_once"
     page = client.get("/campaigns/planned_once")
     assert page.status_code == 200 and 'data-in-flight="yes"' in page.text
+    with client.app.state.holder.use() as ws:  # the audit log names the marketer's key, not "cli"
+        marketer = next(k.id for k in ws.api_keys.list() if k.name == "marketer")
+        runs = ws.privacy.audit_log(action="campaign.run")
+    assert [(e.subject, e.actor) for e in runs] == [("planned_once", f"web:key {marketer}")]

@@ -131,8 +131,10 @@ def run_campaign(
     source: str = "<campaign>",
     now: datetime | None = None,
     progress: ProgressCallback = noop_progress,
+    actor: str = "cli",
 ) -> RunResult:
-    """Store ``spec`` as a campaign, assign its members and fill the outbox (see the module doc)."""
+    """Store ``spec`` as a campaign, assign its members and fill the outbox (see the module doc);
+    ``actor`` is who the audit log names."""
     started = time.perf_counter()
     now = now or _now()
     if spec.send_window is not None and spec.send_window.end <= now:
@@ -192,6 +194,7 @@ def run_campaign(
         "campaign.run",
         spec.name,
         {"sha256": spec.sha256, "assignments": inserted, "messages": counts["messages"]},
+        actor=actor,
     )
     return RunResult(
         name=spec.name,

@@ -70,12 +70,18 @@ class Campaigns:
         return plan_campaign(self.ctx, spec, source=source)
 
     def run(
-        self, spec: SpecSource, *, now: datetime | None = None, progress: ProgressCallback = noop_progress
+        self,
+        spec: SpecSource,
+        *,
+        now: datetime | None = None,
+        progress: ProgressCallback = noop_progress,
+        actor: str = "cli",
     ) -> RunResult:
         """Store the campaign, assign every member and fill the outbox (delivery is separate);
-        ``now`` (default: the clock) is when it is assigned and when the policy looks."""
+        ``now`` (default: the clock) is when it is assigned and when the policy looks; ``actor``
+        is who the audit log names."""
         spec, source = self._spec(spec)
-        return run_campaign(self.ctx, spec, source=source, now=now, progress=progress)
+        return run_campaign(self.ctx, spec, source=source, now=now, progress=progress, actor=actor)
 
     def assignments(self, name: str) -> pd.DataFrame:
         """Every member of campaign ``name`` with their arm, assignment time and whether a

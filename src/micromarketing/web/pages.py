@@ -136,9 +136,10 @@ def login(
     if not session.login_token_ok(request, login_token):
         raise Forbidden("the login form expired: reload the page and try again")
     response = RedirectResponse(_safe_next(next), status_code=303)
-    if session.start(ws, api_key, request, response) is None:
+    user = session.start(ws, api_key, request, response)
+    if user is None:
         return RedirectResponse(f"/login?failed=1&next={quote(_safe_next(next))}", status_code=303)
-    ws.audit("web.login", "session", {}, actor="web")
+    ws.audit("web.login", "session", {}, actor=user.actor)
     return response
 
 
@@ -369,7 +370,7 @@ async def run_campaign(ws: WS, request: Request, user: User) -> Response:
     spec = ws.campaigns.parse(_campaign_fields(form), CAMPAIGN_FORM)
     if form.get("planned") != spec.sha256:
         raise InvalidInputError("The form changed after it was planned: plan it again before launching.")
-    result = ws.campaigns.run(spec)
+    result = ws.campaigns.run(spec, actor=user.actor)
     return RedirectResponse(f"/campaigns/{quote(result.name)}", status_code=303)
 
 
