@@ -1,11 +1,14 @@
 """The dashboard in real headless Chromium against a real uvicorn server on 127.0.0.1.
 
-One small generated workspace (profiled, CLV fitted, clusters discovered, one rule segment, a
-viewer and a marketer key), one server and one browser for the module.  Each test drives what
-a marketer does — log in, read the overview, type a rule and watch the count, open a persona
-and its fairness report, open a customer — at 1280×800 and at 390 px, saves screenshots (paths
-printed), fails on any console error, runs axe-core (the vendored ``axe.min.js``, injected from
-this folder) and prints each page's load time from the Navigation Timing API.
+One small demo workspace for the module (``run_demo``: profiled, CLV fitted, clusters discovered,
+the demo campaign delivered over SMTP, measured and reallocated, ``report.html`` written), plus
+one rule segment and a viewer, a marketer and an admin key; one server and one browser.  Each
+test drives what a person does — log in, read the overview, type a rule and watch the count,
+open a persona and its fairness report, open a customer, read the demo campaign's results, plan
+a campaign on a new segment, launch it and follow its delivery, export and erase a person — at
+1280×800 and at 390 px, saves screenshots (paths printed), fails on any console error, runs
+axe-core (the vendored ``axe.min.js``, injected from this folder) and prints each page's load
+time from the Navigation Timing API (pages within :data:`PAGE_BUDGET_MS`; form posts printed).
 """
 
 from __future__ import annotations
