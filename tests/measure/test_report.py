@@ -532,3 +532,28 @@ def test_the_measurements_models_map_onto_the_report_contract():
     assert (treated.budget_now, treated.budget_next, treated.srm_p) == (1000.0, 1500.0, 0.4)
     written = build_report(ReportInputs(workspace="w"), results)
     assert written.count(PLOT_DIV) == 4 and "ROI likely above the others" in written
+
+
+def test_the_campaign_wide_rows_are_not_counted_twice() -> None:
+    """The measurement adds segment "all" rows summing the segments: totals and the funnel leave
+    them out, the ROI chart keeps them as the campaign's own line."""
+    results = campaign_results(segments=("lapsed", "loyal"))
+    by_segment = results.frame()
+    whole = [
+        ArmResult(segment="all", variant=arm, assigned=int(rows["assigned"].sum()),
+                  delivered=None if arm == "control" else int(rows["delivered"].sum()),
+                  conversions=int(rows["conversions"].sum()), roi=None if arm == "control" else 0.1)
+        for arm, rows in by_segment.groupby("variant")
+    ]
+    with_whole = results.model_copy(update={"arms": [*results.arms, *whole]})
+    assert with_whole.totals() == results.totals() == {
+        "assigned": int(by_segment["assigned"].sum()),
+        "in control": int(by_segment.loc[by_segment["variant"] == "control", "assigned"].sum()),
+        "delivered": int(by_segment["delivered"].sum()),
+        "conversions": int(by_segment["conversions"].sum()),
+    }
+    funnel = charts.campaign_charts(with_whole.frame())["funnel"]
+    assigned = {trace.name: trace.x[0] for trace in funnel.data}
+    assert assigned == {"A": 900 + 910, "B": 900 + 910}
+    roi = charts.campaign_charts(with_whole.frame())["roi"]
+    assert "all · A" in roi.data[0].y

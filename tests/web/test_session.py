@@ -2,8 +2,9 @@
 
 The browser tests (test_dashboard.py) drive the same paths through Chromium; these check the
 edges a browser does not reach: forged and stale cookies, a revoked key, a redirect target from
-another site, and Hypothesis-generated rule text that must come back as a count or a positioned
-error, never a server error.
+another site, Hypothesis-generated rule text that must come back as a count or a positioned
+error, and plan-form fields that must come back as a plan or an error naming the form — never a
+server error; and a launch must be of the campaign that was planned.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from micromarketing.datasets import generate
 from micromarketing.web import router, session
 
 KINDS = ("customers", "products", "stores", "transactions", "events", "consent")
+SEGMENT = "regulars"
+TEMPLATE = "seasonal_picks"  # the shipped example template
+HTMX = {"HX-Request": "true"}  # a request the page's htmx makes
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +38,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClien
         for kind in KINDS:
             ws.ingest(kind, next((base / "data").glob(f"{kind}.*")))
         ws.profile()
+        ws.segments.create(SEGMENT, "frequency >= 2")
+        ws.templates.install_examples()
         keys = {role: ws.api_keys.create(role, role).key for role in ("viewer", "marketer", "admin")}
         keys["revoked"] = ws.api_keys.create("marketer", "to revoke").key
     with TestClient(create_app(root, pages=[router]), base_url="http://127.0.0.1") as client:
@@ -137,9 +143,48 @@ def test_any_typed_rule_gives_a_count_or_a_positioned_error(served, rule: str) -
             or 'role="alert"' in answer.text
 
 
-@pytest.mark.skipif(hasattr(Workspace, "campaigns"), reason="campaigns are merged: their pages are live")
-def test_campaign_pages_wait_for_the_campaigns_facade(served) -> None:
+CAMPAIGN_FIELDS = {
+    "name": st.one_of(st.sampled_from(["spring", "spring.v2", "", "no spaces", "-x"]), st.text(max_size=20)),
+    "segment": st.one_of(st.sampled_from([SEGMENT, "", "missing"]), st.text(max_size=12)),
+    "channel": st.one_of(st.sampled_from(["email", "sms", "audience", "fax", ""]), st.text(max_size=8)),
+    "template_a": st.sampled_from([TEMPLATE, "", "missing"]),
+    "offer_a": st.sampled_from(["", "missing"]),
+    "template_b": st.sampled_from([TEMPLATE, "", "missing"]),
+    "control_percent": st.one_of(st.sampled_from(["10", "0", "99.9", "100", "-5", "12.5%", "ten"]),
+                                 st.text(max_size=6)),
+    "attribution_days": st.one_of(st.sampled_from(["7", "0", "365", "366", "x"]), st.text(max_size=4)),
+    "budget": st.one_of(st.sampled_from(["", "0", "0.01", "100000", "-1", "lots"]), st.text(max_size=6)),
+}
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(fields=st.fixed_dictionaries({}, optional=CAMPAIGN_FIELDS))
+def test_any_plan_form_gives_a_plan_or_an_error_naming_the_form(served, fields: dict[str, str]) -> None:
     client, keys, _ = served
-    _login(client, keys["marketer"])
-    assert 'href="/campaigns"' not in client.get("/segments").text
-    assert client.get("/campaigns").status_code == 404
+    csrf = _login(client, keys["marketer"])
+    answer = client.post("/campaigns/plan", data={**fields, "csrf_token": csrf}, headers=HTMX)
+    assert answer.status_code == 200, answer.text
+    assert 'id="plan-reach"' in answer.text or (
+        'role="alert"' in answer.text and "the campaign form" in answer.text
+    ), answer.text
+
+
+def test_only_what_was_planned_is_launched(served) -> None:
+    client, keys, _ = served
+    csrf = _login(client, keys["marketer"])
+    form = {"csrf_token": csrf, "name": "planned_once", "segment": SEGMENT, "template_a": TEMPLATE}
+    plan = client.post("/campaigns/plan", data=form, headers=HTMX)
+    planned = re.search(r'name="planned" value="([0-9a-f]{64})"', plan.text)[1]
+    changed = client.post("/campaigns/run", data={**form, "control_percent": "30", "planned": planned},
+                          follow_redirects=False)
+    assert changed.status_code == 422 and "plan it again" in changed.text
+    with client.app.state.holder.use() as ws:
+        assert "planned_once" not in [c.name for c in ws.campaigns.list()]
+    launched = client.post("/campaigns/run", data={**form, "planned": planned}, follow_redirects=False)
+    assert launched.status_code == 303 and launched.headers["location"] == "/campaigns/planned_once"
+    page = client.get("/campaigns/planned_once")
+    assert page.status_code == 200 and 'data-in-flight="yes"' in page.text
+    with client.app.state.holder.use() as ws:  # the audit log names the marketer's key, not "cli"
+        marketer = next(k.id for k in ws.api_keys.list() if k.name == "marketer")
+        runs = ws.privacy.audit_log(action="campaign.run")
+    assert [(e.subject, e.actor) for e in runs] == [("planned_once", f"web:key {marketer}")]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -20,7 +22,14 @@ from micromarketing.campaigns.run import (
     run_campaign,
     send_tests,
 )
-from micromarketing.campaigns.spec import CampaignSpec, check_references, load_spec, parse_spec
+from micromarketing.campaigns.spec import (
+    CHANNELS,
+    CampaignSpec,
+    check_references,
+    load_spec,
+    parse_spec,
+    spec_from_mapping,
+)
 from micromarketing.progress import ProgressCallback, noop_progress
 from micromarketing.store.context import StoreContext
 
@@ -30,6 +39,9 @@ SpecSource = str | os.PathLike[str] | CampaignSpec
 class Campaigns:
     """Campaign files turned into plans, assignments and outbox rows."""
 
+    #: The delivery channels a variant may use.
+    channels: tuple[str, ...] = CHANNELS
+
     def __init__(self, ctx: StoreContext) -> None:
         self.ctx = ctx
 
@@ -38,9 +50,10 @@ class Campaigns:
             return spec, f"campaign {spec.name}"
         return load_spec(Path(spec)), str(spec)
 
-    def parse(self, text: str, source: str = "<campaign>") -> CampaignSpec:
-        """Validate campaign YAML given as text (a form, an API body) and check its references."""
-        spec = parse_spec(text, source)
+    def parse(self, text: str | Mapping[str, Any], source: str = "<campaign>") -> CampaignSpec:
+        """Validate a campaign given as YAML text (an API body) or as a mapping (a form's fields)
+        and check its references."""
+        spec = parse_spec(text, source) if isinstance(text, str) else spec_from_mapping(text, source)
         check_references(self.ctx, spec, source)
         return spec
 
@@ -57,7 +70,11 @@ class Campaigns:
         return plan_campaign(self.ctx, spec, source=source)
 
     def run(
-        self, spec: SpecSource, *, now: datetime | None = None, progress: ProgressCallback = noop_progress,
+        self,
+        spec: SpecSource,
+        *,
+        now: datetime | None = None,
+        progress: ProgressCallback = noop_progress,
         actor: str = "cli",
     ) -> RunResult:
         """Store the campaign, assign every member and fill the outbox (delivery is separate);

@@ -15,7 +15,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -198,10 +198,16 @@ def parse_spec(text: str, source: str = "<campaign>") -> CampaignSpec:
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise InvalidInputError(f"{source}{where}: invalid YAML: {problem}") from None
-    if not isinstance(data, dict):
+    return spec_from_mapping(data, source, node)
+
+
+def spec_from_mapping(data: Any, source: str = "<campaign>", node: yaml.Node | None = None) -> CampaignSpec:
+    """Validate a campaign given as a mapping (a form's fields, parsed YAML); errors name the key
+    (and its line, when ``node`` is the YAML it came from)."""
+    if not isinstance(data, Mapping):
         raise InvalidInputError(f"{source}: expected a mapping of keys (name, segments, ...) at the top")
     try:
-        return CampaignSpec.model_validate(data)
+        return CampaignSpec.model_validate(dict(data))
     except ValidationError as exc:
         lines = [_describe(err, node, source) for err in exc.errors()]
         raise InvalidInputError("\n".join(dict.fromkeys(lines))) from None

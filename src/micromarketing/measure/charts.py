@@ -39,6 +39,8 @@ FUNNEL_STAGES = (
     ("clicked", "Clicked"),
     ("conversions", "Converted"),
 )
+CONTROL_ARM = "control"  # the arm name of a campaign's control group in result frames
+WHOLE_CAMPAIGN = "all"  # the segment name of the measurement's campaign-wide rows
 
 HOUSE = go.layout.Template(
     layout=go.Layout(
@@ -603,6 +605,33 @@ def budget_reallocation(results: pd.DataFrame, *, currency: str | None = None) -
     fig.update_layout(barmode="group", legend={"traceorder": "reversed"})
     fig.update_xaxes(title_text=f"budget{_money(currency)}")
     return _styled(fig, "Budget reallocation: this round vs next", _rows_height(len(frame), 48))
+
+
+def campaign_charts(
+    results: pd.DataFrame, *, lift_kind: str = "relative", currency: str | None = None
+) -> dict[str, go.Figure]:
+    """A campaign's figures by name — ``funnel``, ``lift``, ``roi``, ``reallocation`` — each only
+    when its numbers exist: the one choice of figures the HTML report and the dashboard share.
+
+    Columns: those of :class:`~micromarketing.measure.report.ArmResult` (one row per segment ×
+    arm; the control arm is named :data:`CONTROL_ARM` and has no funnel, lift or ROI of its own;
+    rows of segment :data:`WHOLE_CAMPAIGN` sum the others and stay out of the funnel).
+    """
+    treated = results[results["variant"] != CONTROL_ARM]
+    by_segment = treated[treated["segment"] != WHOLE_CAMPAIGN]  # the campaign-wide rows would count twice
+    drawn: dict[str, go.Figure] = {}
+    if len(by_segment):
+        stages = [c for c, _ in FUNNEL_STAGES if c in by_segment.columns]
+        funnel = by_segment.groupby("variant", as_index=False)[stages].sum(min_count=1)
+        drawn["funnel"] = campaign_funnel(funnel)
+    lifts = treated[treated["lift"].notna()]
+    if len(lifts):
+        drawn["lift"] = lift_intervals(lifts, lift_kind=lift_kind)
+    if treated["roi"].notna().any():
+        drawn["roi"] = roi_by_segment(treated)
+    if results["budget_next"].notna().any():
+        drawn["reallocation"] = budget_reallocation(results, currency=currency or None)
+    return drawn
 
 
 # -- generic (the CLV validation report) -----------------------------------------------------------

@@ -41,7 +41,14 @@ from micromarketing.store.context import StoreContext
 from micromarketing.store.models import Assignment, Campaign, OutboxMessage
 
 SRM_THRESHOLD = 0.001  # a sample-ratio-mismatch p-value below this flags the comparison
-CONTROL_ARM = "control"
+CONTROL_ARM = charts.CONTROL_ARM
+WHOLE_CAMPAIGN = charts.WHOLE_CAMPAIGN
+FUNNEL_CAPTION = "People reached at each stage, summed over segments; percentages are of those assigned."
+LIFT_CAPTION = (
+    "Dots are the lift over control, bars the 95 % intervals; an interval crossing the dashed zero line "
+    "is not a proven effect. Shrunk estimates borrow strength from the whole campaign, which tames "
+    "small segments."
+)
 PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
 
 _TEMPLATE = """<!DOCTYPE html>
@@ -309,6 +316,19 @@ class CampaignResults(BaseModel):
         """One row per segment × arm with every column of :class:`ArmResult` (missing = NaN)."""
         columns = list(ArmResult.model_fields)
         return pd.DataFrame([a.model_dump() for a in self.arms], columns=columns)
+
+    def totals(self) -> dict[str, int]:
+        """People assigned and in control, and (when measured) delivered and converted, summed
+        over the segments' arms (not the campaign-wide ``"all"`` rows, which would count everyone
+        twice): the figures above a campaign's charts."""
+        frame = self.frame()
+        frame = frame[frame["segment"] != WHOLE_CAMPAIGN]
+        totals = {"assigned": int(frame["assigned"].sum()),
+                  "in control": int(frame.loc[frame["variant"] == CONTROL_ARM, "assigned"].sum())}
+        for column in ("delivered", "conversions"):
+            if frame[column].notna().any():
+                totals[column] = int(frame[column].fillna(0).sum())
+        return totals
 
 
 def from_measurement(measurement: Any, allocation: Any | None = None) -> CampaignResults:
@@ -658,12 +678,7 @@ def add_campaign_sections(rep: Report, campaign: CampaignResults) -> Report:
     """Funnel, sample-ratio check, lift (raw and shrunk), ROI and reallocation, when each exists."""
     frame = campaign.frame()
     rep.heading(f"Campaign {campaign.campaign}")
-    treated = frame[frame["variant"] != CONTROL_ARM]
-    control = frame[frame["variant"] == CONTROL_ARM]
-    figures = {"assigned": int(frame["assigned"].sum()), "in control": int(control["assigned"].sum())}
-    for column, label in (("delivered", "delivered"), ("conversions", "conversions")):
-        if frame[column].notna().any():
-            figures[label] = int(frame[column].fillna(0).sum())
+    figures: dict[str, Any] = dict(campaign.totals())
     if campaign.status:
         figures["status"] = campaign.status
     rep.metrics(figures)
@@ -680,13 +695,9 @@ def add_campaign_sections(rep: Report, campaign: CampaignResults) -> Report:
             rep.paragraph(
                 f"Sample ratio check: every comparison matches its planned split (p ≥ {SRM_THRESHOLD:g})."
             )
-    if len(treated):
-        stage_columns = [c for c, _ in charts.FUNNEL_STAGES if c in treated.columns]
-        funnel = treated.groupby("variant", as_index=False)[stage_columns].sum(min_count=1)
-        rep.figure(
-            charts.campaign_funnel(funnel),
-            caption="People reached at each stage, summed over segments; percentages are of those assigned.",
-        )
+    drawn = charts.campaign_charts(frame, lift_kind=campaign.lift_kind, currency=campaign.currency)
+    if "funnel" in drawn:
+        rep.figure(drawn["funnel"], caption=FUNNEL_CAPTION)
     rep.table(
         ["segment", "arm", "assigned", "delivered", "conversions", "conversion rate"],
         [
@@ -701,18 +712,12 @@ def add_campaign_sections(rep: Report, campaign: CampaignResults) -> Report:
             for r in frame.itertuples()
         ],
     )
-    lifts = treated[treated["lift"].notna()]
-    if len(lifts):
-        rep.figure(
-            charts.lift_intervals(lifts, lift_kind=campaign.lift_kind),
-            caption="Dots are the lift over control, bars the 95 % intervals; an interval crossing the "
-            "dashed zero line is not a proven effect. Shrunk estimates borrow strength from the whole "
-            "campaign, which tames small segments.",
-        )
-    if treated["roi"].notna().any():
-        rep.figure(charts.roi_by_segment(treated))
-    if frame["budget_next"].notna().any():
-        rep.figure(charts.budget_reallocation(frame, currency=campaign.currency or None))
+    if "lift" in drawn:
+        rep.figure(drawn["lift"], caption=LIFT_CAPTION)
+    if "roi" in drawn:
+        rep.figure(drawn["roi"])
+    if "reallocation" in drawn:
+        rep.figure(drawn["reallocation"])
         reasons = frame[frame["reason"].notna()]
         if len(reasons):
             rep.table(

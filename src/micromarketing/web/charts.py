@@ -29,18 +29,10 @@ def overview(inputs: Any) -> dict[str, Any]:
 
 
 def campaign(results: Any) -> dict[str, Any]:
-    """A campaign's funnel, lift intervals and budget reallocation, where its results hold them."""
-    drawn: dict[str, Any] = {}
+    """A campaign's funnel, lift intervals, ROI and budget reallocation: the report's figures
+    (:func:`micromarketing.measure.charts.campaign_charts`), by name."""
     frame = results.frame()
     if not len(frame):
-        return drawn
-    stages = ["assigned", "delivered", "opened", "clicked", "conversions"]
-    funnel = frame.groupby("variant", as_index=False)[stages].sum(min_count=1)
-    drawn["funnel"] = chart_html(charts.campaign_funnel(funnel), "chart-funnel")
-    if frame["lift"].notna().any():
-        drawn["lift"] = chart_html(charts.lift_intervals(frame, lift_kind=results.lift_kind), "chart-lift")
-    if frame["budget_next"].notna().any():
-        drawn["reallocation"] = chart_html(
-            charts.budget_reallocation(frame, currency=results.currency), "chart-reallocation"
-        )
-    return drawn
+        return {}
+    figures = charts.campaign_charts(frame, lift_kind=results.lift_kind, currency=results.currency)
+    return {name: chart_html(fig, f"chart-{name}") for name, fig in figures.items()}

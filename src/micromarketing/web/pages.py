@@ -1,11 +1,11 @@
 """The dashboard's pages: overview, segments, customers, campaigns and privacy, behind a login.
 
-Every page calls the same facade methods as the CLI and the REST API (``ws.reports.inputs()``,
-``ws.segments.*``, ``ws.segment_of_one``, ``ws.recommender``, ``ws.offers``); nothing here
-computes a figure.  Slow parts (charts, the live rule preview, recommendations) arrive as htmx
-fragments, so a page shows at once and fills in.  Campaign and privacy pages appear only when
-the Workspace has those sub-facades.  :class:`PageRoute` turns a missing session into a redirect
-to the login form, a refusal into a 403 page and a user's error into a page naming it.
+Every page calls the same facade methods as the CLI and the REST API (``ws.reports.*``,
+``ws.segments.*``, ``ws.segment_of_one``, ``ws.recommender``, ``ws.offers``, ``ws.campaigns.*``,
+``ws.privacy.*``); nothing here computes a figure.  Slow parts (charts, the live rule preview,
+recommendations, a campaign's measurement) arrive as htmx fragments, so a page shows at once and
+fills in.  :class:`PageRoute` turns a missing session into a redirect to the login form, a
+refusal into a 403 page and a user's error into a page naming it.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Stre
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 
-from micromarketing.errors import MicromarketingError, NotFoundError, RuleError
+from micromarketing.errors import InvalidInputError, MicromarketingError, RuleError
 from micromarketing.web import charts, session
 from micromarketing.web.session import Forbidden, LoginRequired, WebUser
 from micromarketing.workspace import Workspace
@@ -83,18 +83,13 @@ def _error(request: Request, status: int, title: str, detail: str) -> HTMLRespon
     fragment = bool(request.headers.get("hx-request"))
     return pages.TemplateResponse(
         request, "_error.html" if fragment else "error.html",
-        {"title": title, "detail": detail, "user": None, "sections": {}}, status_code=status,
+        {"title": title, "detail": detail, "user": None}, status_code=status,
     )
 
 
-def _sections() -> dict[str, bool]:
-    """Which optional pages this build has (their sub-facades are merged in)."""
-    return {name: hasattr(Workspace, name) for name in ("campaigns", "delivery", "measure", "privacy")}
-
-
-def _page(request: Request, name: str, user: WebUser | None, **context: Any) -> HTMLResponse:
+def _page(request: Request, template: str, user: WebUser | None, **context: Any) -> HTMLResponse:
     response = pages.TemplateResponse(
-        request, name, {"user": user, "sections": _sections(), "path": request.url.path, **context}
+        request, template, {"user": user, "path": request.url.path, **context}
     )
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -141,9 +136,10 @@ def login(
     if not session.login_token_ok(request, login_token):
         raise Forbidden("the login form expired: reload the page and try again")
     response = RedirectResponse(_safe_next(next), status_code=303)
-    if session.start(ws, api_key, request, response) is None:
+    user = session.start(ws, api_key, request, response)
+    if user is None:
         return RedirectResponse(f"/login?failed=1&next={quote(_safe_next(next))}", status_code=303)
-    ws.audit("web.login", "session", {}, actor="web")
+    ws.audit("web.login", "session", {}, actor=user.actor)
     return response
 
 
@@ -273,9 +269,7 @@ def find_customer(request: Request, user: User, id: str = "") -> Response:
 @router.get("/customers/{customer_id}", response_class=HTMLResponse)
 def customer(ws: WS, request: Request, user: User, customer_id: str) -> HTMLResponse:
     view = ws.segment_of_one(customer_id)
-    messages = None
-    if hasattr(Workspace, "delivery"):
-        messages = ws.delivery.ledger(customer_id).messages
+    messages = ws.delivery.ledger(customer_id).messages
     return _page(request, "customer.html", user, view=view, profile=view.profile or {}, messages=messages)
 
 
@@ -300,57 +294,127 @@ def _known(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()} for r in rows]
 
 
-# -- campaigns (when ws.campaigns exists) --------------------------------------------------------
-def _needs(attribute: str) -> None:
-    if not hasattr(Workspace, attribute):
-        raise NotFoundError(f"this installation has no {attribute} yet")
+# -- campaigns ------------------------------------------------------------------------------------
+IN_FLIGHT = ("pending", "sending", "deferred")  # outbox states the delivery worker has yet to finish
+CAMPAIGN_FORM = "the campaign form"
 
 
 @router.get("/campaigns", response_class=HTMLResponse)
 def campaigns(ws: WS, request: Request, user: User) -> HTMLResponse:
-    _needs("campaigns")
-    listed = ws.campaigns.list()
-    return _page(request, "campaigns.html", user, campaigns=listed,
-                 segments=[s.name for s in ws.segments.list()],
-                 templates=[t.name for t in ws.templates.list()])
+    choices = None
+    if user.can("marketer"):
+        choices = {
+            "segments": [s.name for s in ws.segments.list() if not s.details.get("retired")],
+            "templates": [t.name for t in ws.templates.list() if t.kind == "message"],
+            "offers": [o.name for o in ws.offers.list()],
+            "channels": ws.campaigns.channels,
+        }
+    return _page(request, "campaigns.html", user, campaigns=ws.campaigns.list(), choices=choices)
+
+
+def _percent(form: Any, field: str, default: str) -> float:
+    text = str(form.get(field) or default).strip().rstrip("%")
+    try:
+        return float(text) / 100
+    except ValueError:
+        raise InvalidInputError(f"{CAMPAIGN_FORM}: {field.replace('_', ' ')}: expected a percentage,"
+                                f" got {text[:20]!r}") from None
+
+
+def _campaign_fields(form: Any) -> dict[str, Any]:
+    """The plan form's fields as a campaign mapping (one segment; variant a, and b when it has a
+    template), for ``ws.campaigns.parse`` to validate like a campaign file."""
+    def text(field: str) -> str:
+        return str(form.get(field) or "").strip()[:200]
+
+    channel = text("channel") or "email"
+    variants = []
+    for arm in ("a", "b"):
+        template, offer = text(f"template_{arm}"), text(f"offer_{arm}")
+        if arm == "a" or template:
+            variants.append({"name": arm, "template": template or None, "channel": channel,
+                             **({"offer": offer} if offer else {})})
+    for variant in variants:
+        variant["share"] = 1 / len(variants)
+    fields: dict[str, Any] = {
+        "name": text("name"),
+        "attribution_days": text("attribution_days") or 7,
+        "control_share": _percent(form, "control_percent", "10"),
+        "segments": [{"segment": text("segment"), "variants": variants}],
+    }
+    if text("budget"):
+        fields["budget"] = text("budget")
+    return fields
 
 
 @router.post("/campaigns/plan", response_class=HTMLResponse)
-async def plan_campaign(
-    ws: WS, request: Request, user: User, spec: Annotated[str, Form(max_length=50_000)]
-) -> HTMLResponse:
+async def plan_campaign(ws: WS, request: Request, user: User) -> HTMLResponse:
     await _posted_by(request, user, "marketer")
-    _needs("campaigns")
-    plan = ws.campaigns.plan(ws.campaigns.parse(spec, "the campaign form"))
-    return _page(request, "_plan.html", user, plan=plan, spec=spec)
+    try:
+        spec = ws.campaigns.parse(_campaign_fields(await request.form()), CAMPAIGN_FORM)
+        plan = ws.campaigns.plan(spec)
+    except MicromarketingError as exc:  # shown in place of the plan, as the rule preview does
+        return _page(request, "_error.html", user, detail=str(exc))
+    return _page(request, "_plan.html", user, plan=plan, removed=REMOVED_LABELS)
+
+
+#: How the plan names what the contact policy removes (keys of ``CampaignPlan.removed``).
+REMOVED_LABELS = {"no_consent": "No consent", "suppressed": "Suppressed", "frequency_cap": "Frequency cap",
+                  "no_address": "No address"}
 
 
 @router.post("/campaigns/run")
-async def run_campaign(
-    ws: WS, request: Request, user: User, spec: Annotated[str, Form(max_length=50_000)]
-) -> Response:
+async def run_campaign(ws: WS, request: Request, user: User) -> Response:
     await _posted_by(request, user, "marketer")
-    _needs("campaigns")
-    result = ws.campaigns.run(ws.campaigns.parse(spec, "the campaign form"))
-    return RedirectResponse(f"/campaigns/{quote(str(result.name))}", status_code=303)
+    form = await request.form()
+    spec = ws.campaigns.parse(_campaign_fields(form), CAMPAIGN_FORM)
+    if form.get("planned") != spec.sha256:
+        raise InvalidInputError("The form changed after it was planned: plan it again before launching.")
+    result = ws.campaigns.run(spec, actor=user.actor)
+    return RedirectResponse(f"/campaigns/{quote(result.name)}", status_code=303)
+
+
+def _in_flight(status: Any) -> bool:
+    return sum(getattr(status, state) for state in IN_FLIGHT) > 0
 
 
 @router.get("/campaigns/{name}", response_class=HTMLResponse)
 def campaign(ws: WS, request: Request, user: User, name: str) -> HTMLResponse:
-    _needs("campaigns")
     status = ws.campaigns.status(name)
+    return _page(request, "campaign.html", user, name=name, status=status, in_flight=_in_flight(status))
+
+
+@router.get("/campaigns/{name}/delivery", response_class=HTMLResponse)
+def campaign_delivery(ws: WS, request: Request, user: User, name: str) -> HTMLResponse:
+    """The delivery card, polled while messages are out; the poll that finds none left tells the
+    page (``delivery-done``) so that the results are measured again."""
+    status = ws.campaigns.status(name)
+    in_flight = _in_flight(status)
+    response = _page(request, "_delivery.html", user, name=name, status=status, in_flight=in_flight)
+    if not in_flight:
+        response.headers["HX-Trigger"] = "delivery-done"
+    return response
+
+
+@router.get("/campaigns/{name}/results", response_class=HTMLResponse)
+def campaign_results(ws: WS, request: Request, user: User, name: str) -> HTMLResponse:
     results = ws.reports.campaign(name)
-    return _page(request, "campaign.html", user, name=name, status=status, results=results,
-                 charts=charts.campaign(results))
+    return _page(request, "_results.html", user, results=results, charts=charts.campaign(results))
 
 
-# -- privacy (when ws.privacy exists) ------------------------------------------------------------
+# -- privacy (administrators) ----------------------------------------------------------------------
+AUDIT_SHOWN = 100
+
+
+def _privacy_page(ws: Workspace, request: Request, user: WebUser, done: str | None = None) -> HTMLResponse:
+    audit = list(reversed(ws.privacy.audit_log(limit=AUDIT_SHOWN)))  # newest first
+    return _page(request, "privacy.html", user, audit=audit, done=done)
+
+
 @router.get("/privacy", response_class=HTMLResponse)
 def privacy(ws: WS, request: Request, user: User) -> HTMLResponse:
-    _needs("privacy")
     session.require(user, "admin")
-    audit = ws.privacy.audit_log(limit=100)  # type: ignore[attr-defined]
-    return _page(request, "privacy.html", user, audit=audit)
+    return _privacy_page(ws, request, user)
 
 
 @router.post("/privacy/export")
@@ -358,11 +422,9 @@ async def privacy_export(
     ws: WS, request: Request, user: User, customer_id: Annotated[str, Form(max_length=128)]
 ) -> Response:
     await _posted_by(request, user, "admin")
-    _needs("privacy")
-    data = ws.privacy.export(customer_id, actor=user.actor)  # type: ignore[attr-defined]
-    body = data if isinstance(data, str | bytes) else getattr(data, "model_dump_json", lambda: str(data))()
-    return Response(body, media_type="application/json",
-                    headers={"Content-Disposition": f'attachment; filename="{customer_id}.json"'})
+    data = ws.privacy.export(customer_id.strip(), actor=user.actor)
+    return Response(data.model_dump_json(indent=2), media_type="application/json",
+                    headers={"Content-Disposition": f'attachment; filename="{quote(data.customer_id)}.json"'})
 
 
 @router.post("/privacy/forget", response_class=HTMLResponse)
@@ -371,9 +433,10 @@ async def privacy_forget(
     confirm: Annotated[str, Form(max_length=128)] = "",
 ) -> HTMLResponse:
     await _posted_by(request, user, "admin")
-    _needs("privacy")
     if confirm.strip() != customer_id.strip():
-        raise Forbidden("type the customer id a second time to confirm the erasure")
-    ws.privacy.forget(customer_id, actor=user.actor)  # type: ignore[attr-defined]
-    return _page(request, "privacy.html", user, audit=ws.privacy.audit_log(limit=100),  # type: ignore[attr-defined]
-                 done=f"{customer_id} was erased.")
+        raise InvalidInputError("Type the customer id a second time, exactly, to confirm the erasure.")
+    report = ws.privacy.forget(customer_id.strip(), actor=user.actor)
+    rows = sum(report.warehouse_rows.values()) + sum(report.ops_rows.values())
+    done = (f"{customer_id.strip()} was already erased." if report.already_erased else
+            f"{customer_id.strip()} was erased: {rows:,} rows removed, kept only as {report.subject}.")
+    return _privacy_page(ws, request, user, done=done)
