@@ -50,11 +50,16 @@ def free_port() -> int:
 
 
 class SmtpSink:
-    """550 for recipients starting with "bounce"; 451 the first time for "defer"."""
+    """550 for recipients starting with "bounce"; 451 the first time for "defer"; advertises
+    PIPELINING as Postfix does (the channel's tests cover servers without it)."""
 
     def __init__(self) -> None:
         self.received: list[tuple[float, str, str, tuple]] = []  # (time, rcpt, Message-ID, peer)
         self.deferred: set[str] = set()
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: N802
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
         if address.startswith("bounce"):

@@ -30,7 +30,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -312,13 +312,8 @@ class DeliveryWorker:
             if group:
                 self._write_files(kind, group)
         network = [(m, o) for m, o in to_send if m.channel not in FILE_CHANNELS]
-        for i, (message, outgoing) in enumerate(network):
-            if time.monotonic() - claimed_at > self.lease.total_seconds() / 2:
-                outbox.renew_lease(
-                    self.ctx, self.name, [m.id for m, _ in network[i:]], self.lease, self.clock()
-                )
-                claimed_at = time.monotonic()
-            self._send_one(message, outgoing)
+        for kind in dict.fromkeys(m.channel for m, _ in network):
+            self._send(kind, [(m, o) for m, o in network if m.channel == kind], network, claimed_at)
         self.report.finished_campaigns = sorted(
             {
                 *self.report.finished_campaigns,
@@ -372,16 +367,44 @@ class DeliveryWorker:
             transactional=message.transactional,
         )
 
-    def _send_one(self, message: OutboxMessage, outgoing: OutgoingMessage) -> None:
-        for key in (None, message.channel):
-            bucket = self.buckets.get(key)
-            if bucket is not None:
-                bucket.take()
+    def _send(
+        self,
+        kind: str,
+        group: list[tuple[OutboxMessage, OutgoingMessage]],
+        network: list[tuple[OutboxMessage, OutgoingMessage]],
+        claimed_at: float,
+    ) -> None:
+        """Send ``group`` (one channel's messages of the batch) and commit each outcome as the
+        channel reports it, before the next message goes out; the rate buckets and the lease
+        renewal (of the batch's ``network`` rows still held) run as the channel pulls messages."""
+        rows = {id(o): m for m, o in group}
+        recorded: set[int] = set()
+        renewed_at = claimed_at
+
+        def paced() -> Iterator[OutgoingMessage]:
+            nonlocal renewed_at
+            for _, outgoing in group:
+                if time.monotonic() - renewed_at > self.lease.total_seconds() / 2:
+                    held = [m.id for m, _ in network if m.id not in recorded]
+                    outbox.renew_lease(self.ctx, self.name, held, self.lease, self.clock())
+                    renewed_at = time.monotonic()
+                for key in (None, kind):
+                    bucket = self.buckets.get(key)
+                    if bucket is not None:
+                        bucket.take()
+                yield outgoing
+
+        def done(outgoing: OutgoingMessage, result: DeliveryOutcome) -> None:
+            message = rows[id(outgoing)]
+            self._record_all([(message, _outcome(result, outgoing))])
+            recorded.add(message.id)
+
         try:
-            result = self.channels.get(message.channel).send_batch([outgoing])[0]
-        except ConfigError as exc:
-            result = DeliveryOutcome.permanent(message.message_id, str(exc))
-        self._record_all([(message, _outcome(result, outgoing))])
+            self.channels.get(kind).send_batch(paced(), done=done)
+        except ConfigError as exc:  # raised before anything was sent
+            self._record_all(
+                [(m, Outcome("permanent_failure", str(exc))) for m, _ in group if m.id not in recorded]
+            )
 
     def _write_files(self, kind: str, group: list[tuple[OutboxMessage, OutgoingMessage]]) -> None:
         """Write one file set for this batch's ``kind`` messages, then record them all sent."""
