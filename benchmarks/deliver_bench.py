@@ -59,6 +59,10 @@ def _sink(port: int, count, ready) -> None:  # type: ignore[no-untyped-def]
     from aiosmtpd.controller import Controller
 
     class Counting:
+        async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: N802
+            session.host_name = hostname  # PIPELINING (RFC 2920), as Postfix offers it
+            return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
         async def handle_DATA(self, server, session, envelope):  # noqa: N802
             with count.get_lock():
                 count.value += 1

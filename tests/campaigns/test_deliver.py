@@ -322,9 +322,9 @@ def test_the_policy_skips_and_defers_with_reasons_before_anything_is_rendered_or
             )
         return PolicyDecision(action="send")
 
-    def render(ctx, compiled, message):
+    def render(ctx, compiled, message, secret):
         rendered.append(message.customer_id)
-        return render_frozen(ctx, compiled, message)
+        return render_frozen(ctx, compiled, message, secret)
 
     report = ws.delivery.deliver(policy=policy, render=render)
     assert (report.sent, report.skipped, report.deferred) == (1, 1, 1)

@@ -15,6 +15,11 @@ leases (:mod:`micromarketing.campaigns.outbox`).  For each claimed batch:
    right after the server's answer, so a crash repeats at most the message in flight.
    Rows are ``sending`` from the claim on, i.e. before any network call.
 
+The policy reads the warehouse; a DuckDB warehouse admits one process at a time, so a worker
+lets go of it after a batch's decisions whenever another process waits for it (several
+``deliver`` processes on one PostgreSQL operations store take turns for the policy queries
+and send in parallel).
+
 SMTP 5xx adds a hard-bounce suppression and the rest of the batch proceeds; 4xx and lost
 connections are retried with the ``[channels.retry]`` backoff (with jitter) up to its
 ``max_attempts``, then failed with the reason.  ``rate`` (messages/s) and ``[channels.email]
@@ -59,6 +64,7 @@ from micromarketing.personalize.templates import (
 )
 from micromarketing.progress import ProgressCallback, noop_progress
 from micromarketing.store.context import StoreContext
+from micromarketing.store.lock import others_waiting
 from micromarketing.store.models import Campaign, OutboxMessage
 from micromarketing.tokens import unsubscribe_url
 
@@ -68,8 +74,9 @@ FILE_CHANNELS = ("direct_mail", "audience")
 
 #: A per-message contact policy (the seam's shape: ``policy.decide``).
 Policy = Callable[[StoreContext, Session, OutboxMessage, datetime], PolicyDecision]
-#: Renders one row from its frozen ingredients (the seam's shape: ``ingredients.render_frozen``).
-Render = Callable[[StoreContext, "CompiledTemplate | None", OutboxMessage], RenderedMessage]
+#: Renders one row from its frozen ingredients with the token secret (the seam's shape:
+#: ``ingredients.render_frozen``).
+Render = Callable[[StoreContext, "CompiledTemplate | None", OutboxMessage, bytes], RenderedMessage]
 
 
 def contact_point(message: OutboxMessage) -> str | None:
@@ -81,6 +88,9 @@ def contact_point(message: OutboxMessage) -> str | None:
     if message.channel == "webhook":
         return str(fields.get("webhook_to") or message.customer_id)
     return None
+
+
+_ROUNDING = 1e-9
 
 
 class TokenBucket:
@@ -109,8 +119,8 @@ class TokenBucket:
                 now = self._clock()
                 self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
                 self._updated = now
-                if self._tokens >= 1:
-                    self._tokens -= 1
+                if self._tokens >= 1 - _ROUNDING:  # a float sum can stop short of 1 for ever
+                    self._tokens = max(0.0, self._tokens - 1)
                     return
                 self._sleep((1 - self._tokens) / self.rate)
 
@@ -291,6 +301,9 @@ class DeliveryWorker:
                 decisions: list[PolicyDecision] = decide_many(self.ctx, session, batch, now)
             else:
                 decisions = [self.policy(self.ctx, session, m, now) for m in batch]
+            warehouse = self.ctx.warehouse
+            if warehouse.backend_name == "duckdb" and others_waiting(warehouse.path):
+                warehouse.close()  # another process (a second `deliver`) waits for the file
         for message, decision in zip(batch, decisions, strict=True):
             if decision.action == "skip":
                 decided.append((message, Outcome("skipped", decision.reason)))
@@ -338,13 +351,13 @@ class DeliveryWorker:
 
     def _outgoing(self, message: OutboxMessage) -> OutgoingMessage:
         """The channel message for ``message``: rendered, addressed, with its unsubscribe link."""
-        rendered = self.render(self.ctx, self._template(message), message)
+        if self._secret is None:
+            self._secret = token_secret(self.ctx)
+        rendered = self.render(self.ctx, self._template(message), message, self._secret)
         to = contact_point(message)
         if to is None and message.channel not in FILE_CHANNELS:
             field = "email" if message.channel == "email" else "phone"
             raise ValueError(f"the outbox row has no {field!r} field to send to")
-        if self._secret is None:
-            self._secret = token_secret(self.ctx)
         link = (
             None
             if message.transactional
