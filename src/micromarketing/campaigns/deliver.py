@@ -12,7 +12,9 @@ leases (:mod:`micromarketing.campaigns.outbox`).  For each claimed batch:
 3. it is **sent** through the channel for the row's channel — email over one SMTP connection
    kept for the worker's life, webhook and SMS over one httpx client, direct mail and ad
    audiences as files in the workspace's ``exports/`` directory — and each outcome is committed
-   right after the server's answer, so a crash repeats at most the message in flight.
+   (one small transaction) in the channel's ``done`` callback, right after the server's answer
+   and before the next message goes out, so a crash repeats at most the message in flight.
+   With an SMTP server that offers PIPELINING a message costs one round trip.
    Rows are ``sending`` from the claim on, i.e. before any network call.
 
 The policy reads the warehouse; a DuckDB warehouse admits one process at a time, so a worker
