@@ -68,6 +68,7 @@ def build(root: Path, n: int) -> Workspace:
                     "status": "opt_in",
                     "recorded_at": pd.Timestamp("2024-01-01", tz="UTC"),
                     "source": "bench",
+                    "purpose": "marketing",
                 }
             )
         ),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import os
@@ -49,6 +50,7 @@ def server_secret(settings: ServerSettings, fallback_path: Path) -> bytes:
     return value.encode() if value else load_or_create_secret(fallback_path)
 
 
+@functools.lru_cache(maxsize=16)  # two subkeys per secret, derived once instead of per token
 def _subkey(secret: bytes, purpose: bytes) -> bytes:
     return hmac.new(secret, b"micromarketing-unsubscribe\x00" + purpose, hashlib.sha256).digest()
 

@@ -16,7 +16,7 @@ from micromarketing import Workspace
 
 def _register(name: str, filename: str):
     if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(filename))
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / filename)
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)
@@ -63,3 +63,9 @@ def campaign_file(tmp_path: Path):
         return path
 
     return write
+
+
+# The PostgreSQL server fixture of tests/store/conftest.py (see tests/privacy/conftest.py).
+_register("mm_store_fixtures", "../store/conftest.py")
+
+from mm_store_fixtures import postgres_url  # noqa: E402, F401

@@ -50,11 +50,16 @@ def free_port() -> int:
 
 
 class SmtpSink:
-    """550 for recipients starting with "bounce"; 451 the first time for "defer"."""
+    """550 for recipients starting with "bounce"; 451 the first time for "defer"; advertises
+    PIPELINING as Postfix does (the channel's tests cover servers without it)."""
 
     def __init__(self) -> None:
         self.received: list[tuple[float, str, str, tuple]] = []  # (time, rcpt, Message-ID, peer)
         self.deferred: set[str] = set()
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: N802
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
         if address.startswith("bounce"):
@@ -317,9 +322,9 @@ def test_the_policy_skips_and_defers_with_reasons_before_anything_is_rendered_or
             )
         return PolicyDecision(action="send")
 
-    def render(ctx, compiled, message):
+    def render(ctx, compiled, message, secret):
         rendered.append(message.customer_id)
-        return render_frozen(ctx, compiled, message)
+        return render_frozen(ctx, compiled, message, secret)
 
     report = ws.delivery.deliver(policy=policy, render=render)
     assert (report.sent, report.skipped, report.deferred) == (1, 1, 1)

@@ -141,9 +141,11 @@ from pathlib import Path
 from micromarketing.campaigns import outbox
 from micromarketing.config import load_settings
 from micromarketing.store.context import StoreContext
-root = Path(sys.argv[1])
+root, gate = Path(sys.argv[1]), Path(sys.argv[2])
 ctx = StoreContext.connect(root, load_settings(root))
-while time.time() < float(sys.argv[2]):
+outbox.state_counts(ctx)  # connected: imports and the first query are behind us
+Path(sys.argv[4]).touch()
+while not gate.exists():
     time.sleep(0.01)
 ids = []
 while batch := outbox.claim(ctx, sys.argv[3], 20, timedelta(seconds=60)):
@@ -159,17 +161,24 @@ def test_concurrent_worker_processes_claim_every_row_exactly_once(workspace):
     import time
 
     queue(workspace, 1000)
-    start = time.time() + 4  # both processes are up by then and start together
+    gate = workspace.root / "go"
+    ready = [workspace.root / f"ready{i}" for i in range(2)]  # both start together behind the gate
     env = {"PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", CLAIMER, str(workspace.root), str(start), f"p{i}"],
+            [sys.executable, "-c", CLAIMER, str(workspace.root), str(gate), f"p{i}", str(ready[i])],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env={**os.environ, **env},
         )
         for i in range(2)
     ]
+    deadline = time.monotonic() + 120
+    while not all(flag.exists() for flag in ready):
+        assert all(p.poll() is None for p in procs), [p.stderr.read().decode() for p in procs]  # type: ignore[union-attr]
+        assert time.monotonic() < deadline, "the claimers did not start"
+        time.sleep(0.05)
+    gate.touch()
     outputs = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err.decode() for _, err in outputs]
     claimed = [[int(i) for i in out.split()] for out, _ in outputs]

@@ -47,15 +47,23 @@ class Handler:
         return "250 OK"
 
 
+class PipeliningHandler(Handler):
+    """The same, advertising PIPELINING (RFC 2920) as Postfix does: the channel pipelines."""
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def smtp_server():
-    handler = Handler()
+@pytest.fixture(params=[Handler, PipeliningHandler], ids=["serial", "pipelining"])
+def smtp_server(request):
+    handler = request.param()
     controller = Controller(handler, hostname="127.0.0.1", port=_free_port())
     controller.start()
     try:
@@ -98,6 +106,32 @@ def test_batch_classifies_5xx_and_4xx_and_sends_the_rest(smtp_server):
     assert len(handler.received) == 3
     ids = {email.message_from_bytes(e.original_content)["Message-ID"] for e in handler.received}
     assert f"<{msgs[2].message_id}@shop.example>" in ids
+
+
+def test_each_outcome_is_reported_before_the_next_message_reaches_the_server(smtp_server):
+    handler, port = smtp_server
+    msgs = [
+        _msg(f"{kind}{i}@example.com", f"c{i}") for i, kind in enumerate(["a", "bounce", "b", "defer", "c"])
+    ]
+    msgs.insert(2, _msg("a@example.com", "c9").model_copy(update={"unsubscribe_url": None}))  # unbuildable
+    seen: list[tuple[str, int]] = []
+
+    def done(msg, outcome):
+        assert outcome.message_id == msg.message_id
+        seen.append((outcome.status, len(handler.received)))
+
+    with EmailChannel(EmailSettings(port=port)) as ch:
+        outcomes = ch.send_batch(iter(msgs), done=done)
+    assert [o.message_id for o in outcomes] == [m.message_id for m in msgs]
+    # the server had received exactly the messages reported sent so far: never one more
+    assert seen == [
+        ("sent", 1),
+        ("permanent_failure", 1),
+        ("permanent_failure", 1),
+        ("sent", 2),
+        ("temporary_failure", 2),
+        ("sent", 3),
+    ]
 
 
 def test_headers_parts_and_stable_message_id_across_retry(smtp_server):
@@ -288,8 +322,15 @@ class ClosingHandler(Handler):
         return await super().handle_DATA(server, session, envelope)
 
 
-def test_connection_closing_mid_batch_leaves_every_message_recorded_and_reconnects():
-    handler = ClosingHandler()
+class PipeliningClosingHandler(ClosingHandler, PipeliningHandler):
+    pass
+
+
+@pytest.mark.parametrize(
+    "handler_class", [ClosingHandler, PipeliningClosingHandler], ids=["serial", "pipelining"]
+)
+def test_connection_closing_mid_batch_leaves_every_message_recorded_and_reconnects(handler_class):
+    handler = handler_class()
     controller = Controller(handler, hostname="127.0.0.1", port=_free_port())
     controller.start()
     try:

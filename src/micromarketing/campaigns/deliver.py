@@ -12,8 +12,15 @@ leases (:mod:`micromarketing.campaigns.outbox`).  For each claimed batch:
 3. it is **sent** through the channel for the row's channel — email over one SMTP connection
    kept for the worker's life, webhook and SMS over one httpx client, direct mail and ad
    audiences as files in the workspace's ``exports/`` directory — and each outcome is committed
-   right after the server's answer, so a crash repeats at most the message in flight.
+   (one small transaction) in the channel's ``done`` callback, right after the server's answer
+   and before the next message goes out, so a crash repeats at most the message in flight.
+   With an SMTP server that offers PIPELINING a message costs one round trip.
    Rows are ``sending`` from the claim on, i.e. before any network call.
+
+The policy reads the warehouse; a DuckDB warehouse admits one process at a time, so a worker
+lets go of it after a batch's decisions whenever another process waits for it (several
+``deliver`` processes on one PostgreSQL operations store take turns for the policy queries
+and send in parallel).
 
 SMTP 5xx adds a hard-bounce suppression and the rest of the batch proceeds; 4xx and lost
 connections are retried with the ``[channels.retry]`` backoff (with jitter) up to its
@@ -30,7 +37,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -59,6 +66,7 @@ from micromarketing.personalize.templates import (
 )
 from micromarketing.progress import ProgressCallback, noop_progress
 from micromarketing.store.context import StoreContext
+from micromarketing.store.lock import others_waiting
 from micromarketing.store.models import Campaign, OutboxMessage
 from micromarketing.tokens import unsubscribe_url
 
@@ -68,8 +76,9 @@ FILE_CHANNELS = ("direct_mail", "audience")
 
 #: A per-message contact policy (the seam's shape: ``policy.decide``).
 Policy = Callable[[StoreContext, Session, OutboxMessage, datetime], PolicyDecision]
-#: Renders one row from its frozen ingredients (the seam's shape: ``ingredients.render_frozen``).
-Render = Callable[[StoreContext, "CompiledTemplate | None", OutboxMessage], RenderedMessage]
+#: Renders one row from its frozen ingredients with the token secret (the seam's shape:
+#: ``ingredients.render_frozen``).
+Render = Callable[[StoreContext, "CompiledTemplate | None", OutboxMessage, bytes], RenderedMessage]
 
 
 def contact_point(message: OutboxMessage) -> str | None:
@@ -81,6 +90,9 @@ def contact_point(message: OutboxMessage) -> str | None:
     if message.channel == "webhook":
         return str(fields.get("webhook_to") or message.customer_id)
     return None
+
+
+_ROUNDING = 1e-9
 
 
 class TokenBucket:
@@ -109,8 +121,8 @@ class TokenBucket:
                 now = self._clock()
                 self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
                 self._updated = now
-                if self._tokens >= 1:
-                    self._tokens -= 1
+                if self._tokens >= 1 - _ROUNDING:  # a float sum can stop short of 1 for ever
+                    self._tokens = max(0.0, self._tokens - 1)
                     return
                 self._sleep((1 - self._tokens) / self.rate)
 
@@ -291,6 +303,9 @@ class DeliveryWorker:
                 decisions: list[PolicyDecision] = decide_many(self.ctx, session, batch, now)
             else:
                 decisions = [self.policy(self.ctx, session, m, now) for m in batch]
+            warehouse = self.ctx.warehouse
+            if warehouse.backend_name == "duckdb" and others_waiting(warehouse.path):
+                warehouse.close()  # another process (a second `deliver`) waits for the file
         for message, decision in zip(batch, decisions, strict=True):
             if decision.action == "skip":
                 decided.append((message, Outcome("skipped", decision.reason)))
@@ -312,13 +327,8 @@ class DeliveryWorker:
             if group:
                 self._write_files(kind, group)
         network = [(m, o) for m, o in to_send if m.channel not in FILE_CHANNELS]
-        for i, (message, outgoing) in enumerate(network):
-            if time.monotonic() - claimed_at > self.lease.total_seconds() / 2:
-                outbox.renew_lease(
-                    self.ctx, self.name, [m.id for m, _ in network[i:]], self.lease, self.clock()
-                )
-                claimed_at = time.monotonic()
-            self._send_one(message, outgoing)
+        for kind in dict.fromkeys(m.channel for m, _ in network):
+            self._send(kind, [(m, o) for m, o in network if m.channel == kind], network, claimed_at)
         self.report.finished_campaigns = sorted(
             {
                 *self.report.finished_campaigns,
@@ -343,13 +353,13 @@ class DeliveryWorker:
 
     def _outgoing(self, message: OutboxMessage) -> OutgoingMessage:
         """The channel message for ``message``: rendered, addressed, with its unsubscribe link."""
-        rendered = self.render(self.ctx, self._template(message), message)
+        if self._secret is None:
+            self._secret = token_secret(self.ctx)
+        rendered = self.render(self.ctx, self._template(message), message, self._secret)
         to = contact_point(message)
         if to is None and message.channel not in FILE_CHANNELS:
             field = "email" if message.channel == "email" else "phone"
             raise ValueError(f"the outbox row has no {field!r} field to send to")
-        if self._secret is None:
-            self._secret = token_secret(self.ctx)
         link = (
             None
             if message.transactional
@@ -372,16 +382,44 @@ class DeliveryWorker:
             transactional=message.transactional,
         )
 
-    def _send_one(self, message: OutboxMessage, outgoing: OutgoingMessage) -> None:
-        for key in (None, message.channel):
-            bucket = self.buckets.get(key)
-            if bucket is not None:
-                bucket.take()
+    def _send(
+        self,
+        kind: str,
+        group: list[tuple[OutboxMessage, OutgoingMessage]],
+        network: list[tuple[OutboxMessage, OutgoingMessage]],
+        claimed_at: float,
+    ) -> None:
+        """Send ``group`` (one channel's messages of the batch) and commit each outcome as the
+        channel reports it, before the next message goes out; the rate buckets and the lease
+        renewal (of the batch's ``network`` rows still held) run as the channel pulls messages."""
+        rows = {id(o): m for m, o in group}
+        recorded: set[int] = set()
+        renewed_at = claimed_at
+
+        def paced() -> Iterator[OutgoingMessage]:
+            nonlocal renewed_at
+            for _, outgoing in group:
+                if time.monotonic() - renewed_at > self.lease.total_seconds() / 2:
+                    held = [m.id for m, _ in network if m.id not in recorded]
+                    outbox.renew_lease(self.ctx, self.name, held, self.lease, self.clock())
+                    renewed_at = time.monotonic()
+                for key in (None, kind):
+                    bucket = self.buckets.get(key)
+                    if bucket is not None:
+                        bucket.take()
+                yield outgoing
+
+        def done(outgoing: OutgoingMessage, result: DeliveryOutcome) -> None:
+            message = rows[id(outgoing)]
+            self._record_all([(message, _outcome(result, outgoing))])
+            recorded.add(message.id)
+
         try:
-            result = self.channels.get(message.channel).send_batch([outgoing])[0]
-        except ConfigError as exc:
-            result = DeliveryOutcome.permanent(message.message_id, str(exc))
-        self._record_all([(message, _outcome(result, outgoing))])
+            self.channels.get(kind).send_batch(paced(), done=done)
+        except ConfigError as exc:  # raised before anything was sent
+            self._record_all(
+                [(m, Outcome("permanent_failure", str(exc))) for m, _ in group if m.id not in recorded]
+            )
 
     def _write_files(self, kind: str, group: list[tuple[OutboxMessage, OutgoingMessage]]) -> None:
         """Write one file set for this batch's ``kind`` messages, then record them all sent."""

@@ -213,13 +213,17 @@ def context_from_fields(
 
 
 def render_frozen(
-    ctx: StoreContext, compiled: CompiledTemplate | None, message: OutboxMessage
+    ctx: StoreContext,
+    compiled: CompiledTemplate | None,
+    message: OutboxMessage,
+    secret: bytes | None = None,
 ) -> RenderedMessage:
     """Render outbox ``message`` from its frozen ``fields`` with ``compiled`` (its template at the
-    row's ``template_version``); the same bytes on every call.  Raises :class:`TemplateError`."""
+    row's ``template_version``); the same bytes on every call.  ``secret``: the token secret, read
+    once by a caller rendering many rows.  Raises :class:`TemplateError`."""
     if compiled is None:
         raise TemplateError("the outbox row names no template", customer_id=message.customer_id)
-    values = context_from_fields(ctx, compiled, message.customer_id, message.fields or {})
+    values = context_from_fields(ctx, compiled, message.customer_id, message.fields or {}, secret=secret)
     return compiled.render(values, message.customer_id)
 
 

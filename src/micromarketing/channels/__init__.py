@@ -5,7 +5,9 @@ the outbox (built on this package) records every :class:`DeliveryOutcome`.
 Contract for the outbox: build each :class:`OutgoingMessage` with ``message_id =
 message_key(campaign_id, customer_id, channel)`` and store it (``model_dump_json``) with the row,
 so a retry after a crash re-sends the identical message (same ``Message-ID`` / ``webhook-id``).
-Lease a batch (state ``sending``), call ``send_batch`` once, then map each outcome in order:
+Lease a batch (state ``sending``), call ``send_batch`` once and record each outcome in its
+``done`` callback (called before the next message goes out, so a crash repeats at most the
+message in flight), mapping it:
 ``sent`` → sent; ``temporary_failure`` → deferred until ``RetryPolicy.next_attempt_at(attempts,
 now, rng)``, or failed with ``reason`` when that is None; ``permanent_failure`` → failed, and
 when ``suppress`` add the address to the suppression list.  ``skipped`` (consent, caps, quiet

@@ -2,7 +2,9 @@
 the retry policy the outbox applies to temporary failures.
 
 A channel never raises for one recipient's failure: ``send_batch`` returns one
-:class:`DeliveryOutcome` per message, in order.  A connection-level failure (server gone, timeout)
+:class:`DeliveryOutcome` per message, in order, and hands each outcome to its ``done`` callback
+as soon as it is known, before the next message is released to the server (the outbox commits
+there, so a crash repeats at most the message in flight).  A connection-level failure (server gone, timeout)
 marks the message in flight and every later one of the batch ``temporary_failure``, so the caller
 always has a record for each message.  A message that was in flight when the connection broke
 may have been delivered; it is retried with the same ``message_id`` (the email ``Message-ID``,
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -104,21 +106,44 @@ class DeliveryOutcome(BaseModel):
         )
 
 
+#: Called with each message and its outcome the moment the outcome is known.
+Done = Callable[[OutgoingMessage, DeliveryOutcome], None]
+
+
+def send_each(
+    messages: Iterable[OutgoingMessage],
+    send_one: Callable[[OutgoingMessage], DeliveryOutcome],
+    done: Done | None,
+) -> list[DeliveryOutcome]:
+    """``send_one`` each message in turn, handing each outcome to ``done`` before the next send."""
+    outcomes = []
+    for message in messages:
+        outcome = send_one(message)
+        outcomes.append(outcome)
+        if done is not None:
+            done(message, outcome)
+    return outcomes
+
+
 @runtime_checkable
 class Channel(Protocol):
     """A delivery channel: email over SMTP, webhook, SMS (through a webhook provider), direct mail.
 
     ``send_batch`` returns exactly one outcome per message, in the order given, and raises only
-    for programming errors, never for a recipient's or the server's failure.  ``close`` releases
+    for programming errors, never for a recipient's or the server's failure.  It calls
+    ``done(message, outcome)`` for each message as soon as the outcome is known and before the
+    next message is released to the server; ``messages`` may be a lazy iterable (pulled at most
+    one message ahead).  ``close`` releases
     connections (and, for file channels, writes the files); a channel may be reused for many
     batches before it."""
 
     kind: ChannelKind
 
-    def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[DeliveryOutcome]: ...
+    def send_batch(
+        self, messages: Iterable[OutgoingMessage], done: Done | None = None
+    ) -> list[DeliveryOutcome]: ...
 
     def close(self) -> None: ...
-
 
 
 def send_with_retries(

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import csv
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel
 
-from micromarketing.channels.base import ChannelKind, DeliveryOutcome, OutgoingMessage
+from micromarketing.channels.base import ChannelKind, DeliveryOutcome, Done, OutgoingMessage, send_each
 
 COLUMNS = (
     "customer_id",
@@ -106,25 +106,27 @@ class DirectMailChannel:
         self._recipients: list[DirectMailRecipient] = []
         self.export: DirectMailExport | None = None
 
-    def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[DeliveryOutcome]:
-        """Queue each message with a complete address; one outcome per message, in order."""
-        outcomes = []
-        for m in messages:
-            fields = {c: str(m.metadata.get(c) or "") for c in COLUMNS[1:9]}
-            r = DirectMailRecipient(
-                customer_id=m.customer_id,
-                campaign_id=m.campaign_id or "",
-                variant=m.variant or "",
-                offer_code=m.offer_code or "",
-                **fields,
-            )
-            missing = r.missing()
-            if missing:
-                outcomes.append(DeliveryOutcome.permanent(m.message_id, "missing " + ", ".join(missing)))
-            else:
-                self._recipients.append(r)
-                outcomes.append(DeliveryOutcome.sent(m.message_id))
-        return outcomes
+    def send_batch(
+        self, messages: Iterable[OutgoingMessage], done: Done | None = None
+    ) -> list[DeliveryOutcome]:
+        """Queue each message with a complete address; one outcome per message, in order (each to
+        ``done``; "sent" means queued: the files are written by :meth:`close`)."""
+        return send_each(messages, self._queue, done)
+
+    def _queue(self, m: OutgoingMessage) -> DeliveryOutcome:
+        fields = {c: str(m.metadata.get(c) or "") for c in COLUMNS[1:9]}
+        r = DirectMailRecipient(
+            customer_id=m.customer_id,
+            campaign_id=m.campaign_id or "",
+            variant=m.variant or "",
+            offer_code=m.offer_code or "",
+            **fields,
+        )
+        missing = r.missing()
+        if missing:
+            return DeliveryOutcome.permanent(m.message_id, "missing " + ", ".join(missing))
+        self._recipients.append(r)
+        return DeliveryOutcome.sent(m.message_id)
 
     def close(self) -> None:
         """Write the CSV and Parquet files of everything queued (once)."""

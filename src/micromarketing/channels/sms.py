@@ -10,12 +10,12 @@ Basic Multilingual Plane takes two UCS-2 units (a surrogate pair), never split e
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable
 from typing import Literal
 
 from pydantic import BaseModel
 
-from micromarketing.channels.base import ChannelKind, DeliveryOutcome, OutgoingMessage
+from micromarketing.channels.base import ChannelKind, DeliveryOutcome, Done, OutgoingMessage, send_each
 from micromarketing.channels.webhook import WebhookChannel
 
 GSM7_BASIC = frozenset(
@@ -106,32 +106,32 @@ class SmsChannel:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[DeliveryOutcome]:
-        """Validate and POST each message; one outcome per message, in order."""
-        outcomes = []
-        for msg in messages:
-            body = msg.sms or ""
-            number = to_e164(msg.to)
-            if number is None or number != msg.to:
-                outcomes.append(DeliveryOutcome.permanent(msg.message_id, f"not an E.164 number: {msg.to!r}"))
-                continue
-            if not body:
-                outcomes.append(DeliveryOutcome.permanent(msg.message_id, "empty SMS body"))
-                continue
-            seg = count_segments(body)
-            payload = {
-                "type": "message.sms",
-                "data": {
-                    "message_id": msg.message_id,
-                    "customer_id": msg.customer_id,
-                    "to": number,
-                    "from": self.sender_id,
-                    "body": body,
-                    "encoding": seg.encoding,
-                    "segments": seg.segments,
-                    "campaign_id": msg.campaign_id,
-                    "variant": msg.variant,
-                },
-            }
-            outcomes.append(self._webhook.post(msg, payload, units=seg.segments))
-        return outcomes
+    def send_batch(
+        self, messages: Iterable[OutgoingMessage], done: Done | None = None
+    ) -> list[DeliveryOutcome]:
+        """Validate and POST each message; one outcome per message, in order (each to ``done``)."""
+        return send_each(messages, self._send_one, done)
+
+    def _send_one(self, msg: OutgoingMessage) -> DeliveryOutcome:
+        body = msg.sms or ""
+        number = to_e164(msg.to)
+        if number is None or number != msg.to:
+            return DeliveryOutcome.permanent(msg.message_id, f"not an E.164 number: {msg.to!r}")
+        if not body:
+            return DeliveryOutcome.permanent(msg.message_id, "empty SMS body")
+        seg = count_segments(body)
+        payload = {
+            "type": "message.sms",
+            "data": {
+                "message_id": msg.message_id,
+                "customer_id": msg.customer_id,
+                "to": number,
+                "from": self.sender_id,
+                "body": body,
+                "encoding": seg.encoding,
+                "segments": seg.segments,
+                "campaign_id": msg.campaign_id,
+                "variant": msg.variant,
+            },
+        }
+        return self._webhook.post(msg, payload, units=seg.segments)

@@ -16,13 +16,13 @@ import hmac
 import json
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
-from micromarketing.channels.base import ChannelKind, DeliveryOutcome, OutgoingMessage
+from micromarketing.channels.base import ChannelKind, DeliveryOutcome, Done, OutgoingMessage, send_each
 from micromarketing.errors import ConfigError
 
 SECRET_PREFIX = "whsec_"
@@ -113,6 +113,8 @@ class WebhookChannel:
             return DeliveryOutcome.temporary(msg.message_id, reason, code=status)
         return DeliveryOutcome.permanent(msg.message_id, reason, code=status)
 
-    def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[DeliveryOutcome]:
-        """POST each message; one outcome per message, in order."""
-        return [self.post(m, self._payload(m)) for m in messages]
+    def send_batch(
+        self, messages: Iterable[OutgoingMessage], done: Done | None = None
+    ) -> list[DeliveryOutcome]:
+        """POST each message; one outcome per message, in order (each to ``done``)."""
+        return send_each(messages, lambda m: self.post(m, self._payload(m)), done)
