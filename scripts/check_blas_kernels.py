@@ -79,7 +79,7 @@ def worker() -> None:
                 "params": d["gamma_gamma"]["params"],
                 "loglik": d["gamma_gamma"]["loglik"],
                 "converged": d["gamma_gamma"]["converged"],
-                "limit": None,
+                "limit": d["gamma_gamma"].get("limit"),
                 "message": "",
             }
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -74,6 +74,12 @@ def fit(
         console.print(
             f"dropout is homogeneous: a, b -> infinity (the limit model, {result.limit}); every customer "
             f"drops out with probability p_dropout = {result.params['p_dropout']:.4f} after a purchase"
+        )
+    if result.spend_limit is not None:
+        console.print(
+            f"spend is constant per customer: p -> infinity (the limit model, {result.spend_limit}); "
+            f"customers' mean spends are inverse-gamma with q = {result.spend_params['q']:.4f}, "
+            f"scale = {result.spend_params['scale']:.4f}"
         )
     console.print(
         f"{result.model}: log-likelihood {result.loglik:,.2f}, "
@@ -188,12 +194,12 @@ def validate(
     table = Table(title=f"Calibration to {p['calibration_end']}, holdout to {p['holdout_end']}")
     for col in ("model", "parameters", "log-likelihood"):
         table.add_column(col)
-    table.add_row("BG/NBD", _params(p["bgnbd"], ("r", "alpha", "a", "b")), f"{p['bgnbd']['loglik']:,.2f}")
+    table.add_row("BG/NBD", _params(p["bgnbd"]), f"{p['bgnbd']['loglik']:,.2f}")
     table.add_row(
-        "Pareto/NBD", _params(p["paretonbd"], ("r", "alpha", "s", "beta")), f"{p['paretonbd']['loglik']:,.2f}"
+        "Pareto/NBD", _params(p["paretonbd"]), f"{p['paretonbd']['loglik']:,.2f}"
     )
     table.add_row(
-        "Gamma-Gamma", _params(p["gamma_gamma"], ("p", "q", "gamma")), f"{p['gamma_gamma']['loglik']:,.2f}"
+        "Gamma-Gamma", _params(p["gamma_gamma"]), f"{p['gamma_gamma']['loglik']:,.2f}"
     )
     console.print(table)
     h = p["holdout"]
@@ -215,5 +221,6 @@ def validate(
         console.print(f"Report written to [bold]{report}[/]")
 
 
-def _params(values: dict[str, float], names: tuple[str, ...]) -> str:
-    return ", ".join(f"{n}={values[n]:.4g}" for n in names)
+def _params(values: dict[str, Any]) -> str:
+    """The estimated parameters of one model (a limit model has fewer: those with a standard error)."""
+    return ", ".join(f"{n}={values[n]:.4g}" for n in values["std_errors"])

@@ -488,54 +488,159 @@ class SpendData:
         return cls(xa[keep], ma[keep], wa[keep])
 
 
+CONSTANT_SPEND = "constant_customer_spend"
+"""The ``limit`` of a Gamma-Gamma fit whose within-customer spread vanished (p -> inf, p*gamma fixed).
+
+Every transaction of a customer is then worth the customer's mean ``theta``, and the means
+follow an inverse gamma distribution with shape ``q`` and scale ``scale`` (the limit of p*gamma).
+"""
+SPEND_PARAM_NAMES: dict[str | None, tuple[str, ...]] = {
+    None: PARAM_NAMES["gamma_gamma"],
+    CONSTANT_SPEND: ("q", "scale"),
+}
+_STIRLING_FROM = 32.0  # n >= this: lgamma differences by Stirling's series (error < 1e-19)
+
+
+def _log1p_minus_identity(y: FloatArray) -> FloatArray:
+    """``log1p(y) - y`` without cancellation for small ``y`` (Taylor series below 0.01)."""
+    y = np.asarray(y, dtype=np.float64)
+    small = np.abs(y) < 0.01
+    ys = np.where(small, y, 0.0)
+    series = np.zeros_like(ys)
+    for k in range(10, 1, -1):  # Horner: y^2 * sum_{k=2}^{10} (-1)^(k+1) y^(k-2) / k
+        series = series * ys + (-1.0) ** (k + 1) / k
+    with np.errstate(invalid="ignore"):
+        direct = np.log1p(y) - y
+    return np.where(small, ys * ys * series, direct)
+
+
+def _stirling_tail(z: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """``lgamma(z) - [(z - 1/2) log z - z + log(2 pi)/2]`` and its derivative, for z >= 32."""
+    iz = 1.0 / z
+    iz2 = iz * iz
+    s = iz * (1 / 12 - iz2 * (1 / 360 - iz2 * (1 / 1260 - iz2 * (1 / 1680 - iz2 / 1188))))
+    ds = -iz2 * (1 / 12 - iz2 * (1 / 120 - iz2 * (1 / 252 - iz2 * (1 / 240 - iz2 / 132))))
+    return s, ds
+
+
+def _lgamma_excess(n: FloatArray, q: float) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """``D = lgamma(n+q) - lgamma(n) - q log n`` with dD/dq and dD/dn, accurate for huge ``n``.
+
+    For large n, D is O(q^2/n) while each lgamma is O(n log n); Stirling's series written in
+    ``log1p(q/n)`` keeps D exact to rounding where the plain difference loses ~1e-16 * n log n.
+    """
+    big = n >= _STIRLING_FROM
+    nb = np.where(big, n, _STIRLING_FROM)
+    y = q / nb
+    s_nq, ds_nq = _stirling_tail(nb + q)
+    s_n, ds_n = _stirling_tail(nb)
+    l1y = np.log1p(y)
+    D_big = nb * _log1p_minus_identity(y) + (q - 0.5) * l1y + s_nq - s_n
+    Dq_big = l1y - 0.5 / (nb + q) + ds_nq
+    Dn_big = _log1p_minus_identity(y) + y * y / (1.0 + y) - (q - 0.5) * y / (nb * (1.0 + y)) + ds_nq - ds_n
+    ns = np.where(big, 1.0, n)
+    D_small = special.gammaln(ns + q) - special.gammaln(ns) - q * np.log(ns)
+    Dq_small = special.digamma(ns + q) - np.log(ns)
+    Dn_small = special.digamma(ns + q) - special.digamma(ns) - q / ns
+    return np.where(big, D_big, D_small), np.where(big, Dq_big, Dq_small), np.where(big, Dn_big, Dn_small)
+
+
+def gamma_gamma_loglik_mean_form(
+    q: float, scale: float, eps: float, d: SpendData, *, gradient: bool = False
+) -> tuple[float, FloatArray | None]:
+    """Gamma-Gamma log-likelihood in ``(q, scale = p*gamma, eps = 1/p)``; ``eps = 0`` is the limit.
+
+    Per customer it is the limit model's inverse-gamma log density of the mean spend ``m``,
+    ``q log scale - lgamma(q) - (q+1) log m - scale/m``, plus a correction ``R`` that vanishes
+    as ``eps -> 0`` (written with ``n = p x`` so that no term grows with p).  The gradient is
+    with respect to ``(q, scale, eps)``; at ``eps = 0`` its last entry is the one-sided
+    derivative ``sum w ((q - scale/m)^2 - q) / (2x)`` (the limit's Karush-Kuhn-Tucker check).
+    """
+    x, m, w = d.x, d.m, d.weight
+    u = scale / m
+    log_m = np.log(m)
+    base = q * math.log(scale) - special.gammaln(q) - (q + 1.0) * log_m - u
+    if eps == 0.0:
+        total = _wsum(w, base)
+        if not gradient:
+            return total, None
+        g_q = _wsum(w, math.log(scale) - special.digamma(q) - log_m)
+        g_c = _wsum(w, q / scale - 1.0 / m)
+        g_e = _wsum(w, ((q - u) ** 2 - q) / (2.0 * x))
+        return total, np.array([g_q, g_c, g_e])
+    n = x / eps
+    v = u / n
+    D, Dq, Dn = _lgamma_excess(n, q)
+    lm_v = _log1p_minus_identity(v)
+    l1v = np.log1p(v)
+    total = _wsum(w, base + D - n * lm_v - q * l1v)
+    if not gradient:
+        return total, None
+    g_q = _wsum(w, math.log(scale) - special.digamma(q) - log_m + Dq - l1v)
+    g_c = _wsum(w, q / scale - 1.0 / m + (u - q) / (m * (n + u)))
+    R_n = Dn - lm_v - v * v / (1.0 + v) + q * v / (n * (1.0 + v))
+    g_e = _wsum(w, -R_n * n * n / x)
+    return total, np.array([g_q, g_c, g_e])
+
+
+def gamma_gamma_mean_form(params: Sequence[float], limit: str | None = None) -> tuple[float, float, float]:
+    """``(q, scale, eps)`` of a fitted spend model: ``(p, q, gamma)`` or the limit's ``(q, scale)``."""
+    if limit == CONSTANT_SPEND:
+        q, scale = (float(v) for v in params)
+        return q, scale, 0.0
+    if limit is not None:
+        raise ModelError(f"unknown Gamma-Gamma limit {limit!r}: the limit model is {CONSTANT_SPEND!r}")
+    p, q, g = (float(v) for v in params)
+    return q, p * g, 1.0 / p
+
+
 def gamma_gamma_loglik(
     params: ArrayLike, d: SpendData, *, gradient: bool = False
 ) -> tuple[float, FloatArray | None]:
     """Total Gamma-Gamma log-likelihood of the mean repeat spends (and gradient in p, q, gamma)."""
     p, q, g = (float(v) for v in np.asarray(params, dtype=np.float64))
-    x, m, w = d.x, d.m, d.weight
-    px = p * x
-    log_gxm = np.log(g + x * m)
-    ll_i = (
-        special.gammaln(px + q)
-        - special.gammaln(px)
-        - special.gammaln(q)
-        + q * np.log(g)
-        + (px - 1.0) * np.log(m)
-        + px * np.log(x)
-        - (px + q) * log_gxm
-    )
-    total = float(_wsum(w, ll_i))
-    if not gradient:
+    total, grad = gamma_gamma_loglik_mean_form(q, p * g, 1.0 / p, d, gradient=gradient)
+    if grad is None:
         return total, None
-    psi_pxq = special.digamma(px + q)
-    g_p = _wsum(w, x * (psi_pxq - special.digamma(px) + np.log(m) + np.log(x) - log_gxm))
-    g_q = _wsum(w, psi_pxq - special.digamma(q) + np.log(g) - log_gxm)
-    g_g = _wsum(w, q / g - (px + q) / (g + x * m))
-    return total, np.array([g_p, g_q, g_g])
+    g_q, g_c, g_e = grad
+    return total, np.array([g_c * g - g_e / (p * p), g_q, g_c * p])
 
 
-def gamma_gamma_conditional_spend(params: Sequence[Any], x: Any, m: Any) -> Any:
-    """E[M | x, m] = p (gamma + x m) / (p x + q - 1) for repeaters (Fader & Hardie 2013, eq. 5).
+def gamma_gamma_constant_spend_loglik(
+    params: ArrayLike, d: SpendData, *, gradient: bool = False
+) -> tuple[float, FloatArray | None]:
+    """Log-likelihood of the limit model ``(q, scale)`` (gradient in those two)."""
+    q, scale = (float(v) for v in np.asarray(params, dtype=np.float64))
+    total, grad = gamma_gamma_loglik_mean_form(q, scale, 0.0, d, gradient=gradient)
+    return total, None if grad is None else grad[:2]
 
-    The one spend formula: plain arithmetic, so the parameters, ``x`` and ``m`` may be numbers,
-    numpy arrays or Ibis columns (scoring evaluates it in SQL).
+
+def gamma_gamma_conditional_spend(mean_form: Sequence[Any], x: Any, m: Any) -> Any:
+    """E[M | x, m] = p (gamma + x m) / (p x + q - 1) (Fader & Hardie 2013, eq. 5), in mean form.
+
+    With ``(q, scale, eps)`` from :func:`gamma_gamma_mean_form` it reads
+    ``(scale eps + x m) / (x + (q - 1) eps)``, which at ``eps = 0`` (the constant-spend limit) is
+    the customer's own mean ``m``: the one spend formula for both models.  Plain arithmetic, so
+    the parameters, ``x`` and ``m`` may be numbers, numpy arrays or Ibis columns (scoring
+    evaluates it in SQL).
     """
-    p, q, g = params
-    return p * (g + x * m) / (p * x + q - 1.0)
+    q, scale, eps = mean_form
+    return (scale * eps + x * m) / (x + (q - 1.0) * eps)
 
 
-def gamma_gamma_population_spend(params: Sequence[float], d: SpendData) -> tuple[float, str]:
+def gamma_gamma_population_spend(
+    params: Sequence[float], d: SpendData, limit: str | None = None
+) -> tuple[float, str]:
     """Expected spend per purchase of a customer with no repeat purchase yet, and where it comes from.
 
-    With ``q > 1`` it is the model's population mean ``p gamma / (q - 1)`` (``"model_mean"``).
-    With ``q <= 1`` that mean is infinite, so the weighted mean of the repeaters' mean spends is
-    used instead (``"repeaters_mean"``): finite, and never zero, which would put every
-    non-repeater at the bottom of the value tiers.
+    With ``q > 1`` it is the model's population mean ``p gamma / (q - 1) = scale / (q - 1)``
+    (``"model_mean"``).  With ``q <= 1`` that mean is infinite, so the weighted mean of the
+    repeaters' mean spends is used instead (``"repeaters_mean"``): finite, and never zero, which
+    would put every non-repeater at the bottom of the value tiers.
     """
-    p, q, g = (float(v) for v in params)
+    q, scale, _ = gamma_gamma_mean_form(params, limit)
     if q > 1.0:
-        return p * g / (q - 1.0), "model_mean"
+        return scale / (q - 1.0), "model_mean"
     return float(np.average(d.m, weights=d.weight)), "repeaters_mean"
 
 
@@ -845,9 +950,9 @@ class FitResult:
 
     @property
     def vector(self) -> FloatArray:
-        names = (
-            PARAM_NAMES["gamma_gamma"] if self.model == "gamma_gamma" else self.transaction_model.param_names
-        )
+        if self.model == "gamma_gamma":
+            return np.array([self.params[k] for k in SPEND_PARAM_NAMES[self.limit]])
+        names = self.transaction_model.param_names
         return np.array([self.params[k] for k in names])
 
 
@@ -898,10 +1003,7 @@ def _result(
 
 WARM_START_TRIPLES = 40_000
 # Shape/scale pairs whose mixing distribution degenerates when both grow at a fixed ratio.
-RIDGE_PAIRS: dict[str, tuple[tuple[int, int], ...]] = {
-    "paretonbd": ((0, 1), (2, 3)),
-    "gamma_gamma": ((1, 2),),
-}
+RIDGE_PAIRS: dict[str, tuple[tuple[int, int], ...]] = {"paretonbd": ((0, 1), (2, 3))}
 RIDGE_SHAPE = 1e3  # a gamma shape this large means a coefficient of variation under 3 %
 PARETO_SEARCH_TRIPLES = 3_000  # each Pareto/NBD evaluation costs two hyp2f1 per triple
 _LOG_BOUND = 18.0  # search box for log-parameters; a reported parameter never sits on it
@@ -1105,12 +1207,89 @@ def fit_transactions(model: str | TransactionModel, d: Triples) -> FitResult:
 
 
 def fit_gamma_gamma(d: SpendData) -> FitResult:
-    """Fit the Gamma-Gamma spend model to repeat customers' mean spends."""
+    """Gamma-Gamma by maximum likelihood; the constant-spend limit when the optimum lies on it.
+
+    The search runs in ``(log q, log scale, eps = 1/p)`` with ``eps >= 0``, so ``p -> inf`` (every
+    customer's transactions worth the same) is the boundary ``eps = 0`` rather than a direction
+    without end.  The limit model ``(q, scale)`` is fitted explicitly; the full model wins only
+    when it is strictly more likely.
+    """
+    total = float(d.weight.sum())
+    scale_w = 1.0 / max(total, 1.0)
+    n = int(round(total))
+
+    def searched(theta: FloatArray) -> tuple[float, FloatArray]:
+        q, c, eps = math.exp(theta[0]), math.exp(theta[1]), float(theta[2])
+        v, g = gamma_gamma_loglik_mean_form(q, c, eps, d, gradient=True)
+        assert g is not None
+        return v, np.array([g[0] * q, g[1] * c, g[2]])
+
+    full_search = _objective(searched, scale_w)
+    # Start the limit at the moments of 1/m, which is gamma(q, rate scale) under the limit model.
+    inv = 1.0 / d.m
+    mean_inv = float(np.average(inv, weights=d.weight))
+    var_inv = float(np.average((inv - mean_inv) ** 2, weights=d.weight)) or mean_inv**2
+    q0, c0 = mean_inv**2 / var_inv, mean_inv / var_inv
     mean_m = float(np.average(d.m, weights=d.weight))
-    starts = [np.array([1.0, 2.0, max(mean_m, 1e-3)]), np.array([4.0, 4.0, max(mean_m, 1e-3)])]
-    n = int(round(float(d.weight.sum())))
-    return _log_space_fit(
-        "gamma_gamma", gamma_gamma_loglik, d, d, starts, float(d.weight.sum()), n, analytic_gradient=True
+    starts = [
+        np.array([math.log(q0), math.log(c0), 0.2]),
+        np.array([math.log(2.0), math.log(mean_m), 1.0]),
+        np.array([math.log(4.0), math.log(4.0 * mean_m), 0.25]),
+    ]
+    bounds = [(-_LOG_BOUND, _LOG_BOUND)] * 2 + [(0.0, 1e3)]
+    theta, iterations = _search(full_search, starts, bounds)
+
+    def limit_ll(th: FloatArray) -> tuple[float, FloatArray]:
+        v, g = full_search(np.array([*th, 0.0]))
+        return -v / scale_w, -g[:2] / scale_w
+
+    limit = _newton(_objective(limit_ll, scale_w), np.array([math.log(q0), math.log(c0)]))
+    g_eps = float(full_search(np.array([*limit.theta, 0.0]))[1][2])
+    q, c = math.exp(limit.theta[0]), math.exp(limit.theta[1])
+    limit_names = SPEND_PARAM_NAMES[CONSTANT_SPEND]
+    stuck = _outside_box(limit.theta, limit_names)
+    limit_fit = _result(
+        "gamma_gamma",
+        limit_names,
+        (q, c),
+        [[q, 0.0], [0.0, c]],
+        limit,
+        total,
+        n,
+        iterations,
+        limit=CONSTANT_SPEND,
+        extra_ok=g_eps > -GRADIENT_TOLERANCE and not stuck,
+        extra_reason=f"{stuck} reached the search bound"
+        if stuck
+        else f"the likelihood still increases away from constant spend per customer (gradient {g_eps:.1e})",
+    )
+    if theta[2] <= 1e-12:
+        return limit_fit
+
+    def interior_ll(th: FloatArray) -> tuple[float, FloatArray]:
+        eps = math.exp(th[2])
+        v, g = full_search(np.array([th[0], th[1], eps]))
+        return -v / scale_w, -np.array([g[0], g[1], g[2] * eps]) / scale_w
+
+    full = _newton(_objective(interior_ll, scale_w), np.array([theta[0], theta[1], math.log(theta[2])]))
+    if not (full.f < INVALID and full.f < limit.f * (1 - 1e-12 * np.sign(limit.f))):
+        return limit_fit
+    q, c, eps = (math.exp(v) for v in full.theta)
+    p, g = 1.0 / eps, c * eps
+    # d(p, q, gamma) / d(log q, log scale, log eps)
+    jac = [[0.0, 0.0, -p], [q, 0.0, 0.0], [0.0, g, g]]
+    stuck = _outside_box(np.array([math.log(p), full.theta[0], math.log(g)]), PARAM_NAMES["gamma_gamma"])
+    return _result(
+        "gamma_gamma",
+        PARAM_NAMES["gamma_gamma"],
+        (p, q, g),
+        jac,
+        full,
+        total,
+        n,
+        iterations,
+        extra_ok=not stuck,
+        extra_reason=f"{stuck} reached the search bound (a degenerate mixing distribution)",
     )
 
 

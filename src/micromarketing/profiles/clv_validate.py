@@ -249,6 +249,7 @@ def validate(
             "converged": bg.spend_converged,
             "std_errors": bg.spend_std_errors,
             "n_customers": bg.n_repeaters,
+            **({"limit": bg.spend_limit} if bg.spend_limit else {}),
         },
         "holdout": {
             "weeks": horizon,
