@@ -405,7 +405,8 @@ def test_constant_spend_limit_is_stored_reported_and_scored(constant_spend_ws):
     assert text.exit_code == 0 and "spend is constant per customer" in text.output
     with Workspace.open(root) as ws:
         fit = clv.latest_clv_fit(ws)
-        assert fit.spend_limit == clv_models.CONSTANT_SPEND and fit.spend_params == gg["params"]
+        assert fit.spend_limit == clv_models.CONSTANT_SPEND
+        assert fit.spend_params == pytest.approx(gg["params"], rel=1e-12)
         feats = clv.clv_features(ws, AS_OF, fit).to_pandas().set_index("customer_id")
         s = clv.clv_summary(ws.table("transactions"), AS_OF, unit_days=7.0).to_pandas()
     s = s.set_index("customer_id")

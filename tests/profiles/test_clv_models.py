@@ -505,3 +505,69 @@ def test_gamma_gamma_full_model_wins_when_spend_varies_within_customers():
     assert fit.converged and fit.limit is None, fit.message
     for name, value in {"p": p, "q": q, "gamma": g}.items():
         assert fit.params[name] == pytest.approx(value, rel=0.25), name
+
+
+# --- Pareto/NBD in mean/concentration form and its homogeneous-dropout limit ----------------------
+@pytest.mark.parametrize("eps", [0.8, 1e-3, 0.0])
+def test_paretonbd_mean_form_gradient_matches_finite_differences(triples, eps):
+    theta = np.array([0.55, 10.6, 0.05, eps])
+    _, grad = m.paretonbd_loglik_mean_form(*theta, triples, gradient=True)
+    for i in range(4):
+        h = 1e-6 * theta[i] if i < 3 else (1e-3 * eps if eps > 0 else 1e-7)
+        up, dn = theta.copy(), theta.copy()
+        up[i] += h
+        dn[i] = max(dn[i] - h, 0.0)  # one-sided at the boundary eps = 0
+        ll_up = m.paretonbd_loglik_mean_form(*up, triples)[0]
+        fd = (ll_up - m.paretonbd_loglik_mean_form(*dn, triples)[0]) / (up[i] - dn[i])
+        assert grad[i] == pytest.approx(fd, rel=1e-4, abs=1e-4), i
+
+
+def _exponential_lifetime_sample(n: int = 3000, seed: int = 3):
+    """Pareto/NBD customers whose lifetimes are all exponential with rate 0.02 (no dropout heterogeneity)."""
+    rng = np.random.default_rng(seed)
+    lam = rng.gamma(1.5, 1 / 10.0, n)
+    T = rng.integers(7, 700, n) / 7.0
+    end = np.minimum(T, rng.exponential(1 / 0.02, n))
+    x, t_x, t = np.zeros(n), np.zeros(n), np.zeros(n)
+    active = np.ones(n, bool)
+    while active.any():
+        t[active] += rng.exponential(1 / lam[active])
+        active &= t < end
+        x[active] += 1
+        t_x[active] = t[active]
+    return x, np.floor(t_x * 7) / 7, T
+
+
+def test_homogeneous_pareto_dropout_is_reported_as_the_limit_model():
+    d = m.Triples.build(*_exponential_lifetime_sample())
+    fit = m.fit_transactions("paretonbd", d)
+    assert fit.converged, fit.message
+    assert fit.limit == m.HOMOGENEOUS_DROPOUT
+    assert set(fit.params) == set(fit.std_errors) == {"r", "alpha", "dropout_rate"}  # no s, beta at a bound
+    assert fit.params["dropout_rate"] == pytest.approx(0.02, rel=0.25)
+    assert fit.params["r"] == pytest.approx(1.5, rel=0.25)
+    r, alpha, mu = fit.vector
+    assert fit.loglik == pytest.approx(m.paretonbd_homogeneous_loglik([r, alpha, mu], d)[0], rel=1e-12)
+    for s in (1e1, 1e3, 1e6):  # no finite concentration is more likely
+        assert m.paretonbd_loglik([r, alpha, s, s / mu], d)[0] <= fit.loglik + 1e-6
+
+
+def test_pareto_limit_model_expectations_are_the_limit_of_the_full_model():
+    r, alpha, mu = 0.9, 7.0, 0.03
+    x = np.array([0.0, 1.0, 4.0, 12.0])
+    t_x = np.array([0.0, 10.0, 30.0, 50.0])
+    T = np.array([20.0, 40.0, 60.0, 52.0])
+    lim = m.transaction_model("paretonbd", m.HOMOGENEOUS_DROPOUT)
+    d = m.Triples.build(x, t_x, T)
+    for s, rel in ((1e4, 1e-3), (1e7, 1e-6)):
+        full = [r, alpha, s, s / mu]
+        np.testing.assert_allclose(
+            m.paretonbd_conditional_expected(full, 13.0, x, t_x, T),
+            lim.conditional_expected([r, alpha, mu], 13.0, x, t_x, T),
+            rtol=rel,
+        )
+        np.testing.assert_allclose(
+            m.paretonbd_p_alive(full, x, t_x, T), lim.p_alive([r, alpha, mu], x, t_x, T), rtol=rel
+        )
+        np.testing.assert_allclose(m.paretonbd_expected(full, T), lim.expected([r, alpha, mu], T), rtol=rel)
+        assert m.paretonbd_loglik(full, d)[0] == pytest.approx(lim.loglik([r, alpha, mu], d)[0], rel=rel)

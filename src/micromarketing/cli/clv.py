@@ -70,10 +70,16 @@ def fit(
     for name, value in result.spend_params.items():
         table.add_row("gamma_gamma", name, f"{value:.4f}", f"{result.spend_std_errors[name]:.4f}")
     console.print(table)
-    if result.limit is not None:
+    if result.limit is not None and result.model == "bgnbd":
         console.print(
             f"dropout is homogeneous: a, b -> infinity (the limit model, {result.limit}); every customer "
             f"drops out with probability p_dropout = {result.params['p_dropout']:.4f} after a purchase"
+        )
+    elif result.limit is not None:
+        console.print(
+            f"dropout is homogeneous: s, beta -> infinity (the limit model, {result.limit}); every "
+            f"customer's lifetime is exponential with dropout_rate = {result.params['dropout_rate']:.4g} "
+            f"per {result.unit_days:g} days"
         )
     if result.spend_limit is not None:
         console.print(

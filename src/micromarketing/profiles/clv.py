@@ -318,7 +318,8 @@ def _frames(summary: pd.DataFrame | ir.Table) -> tuple[pd.DataFrame, pd.DataFram
     if isinstance(summary, ir.Table):
         trip = summary_triples(summary).to_pandas()
         repeaters = summary.filter(summary.frequency > 0)
-        spend = repeaters.group_by(["frequency", "monetary_value"]).aggregate(n=repeaters.count()).to_pandas()
+        spend = repeaters.group_by(["frequency", "monetary_value"]).aggregate(n=repeaters.count())
+        spend = spend.order_by(["frequency", "monetary_value"]).to_pandas()  # reproducible sums, as above
         return trip, spend
     trip = summary.groupby(["frequency", "recency", "T"], as_index=False).size().rename(columns={"size": "n"})
     rep = summary[summary.frequency > 0]

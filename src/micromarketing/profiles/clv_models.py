@@ -1207,8 +1207,8 @@ def fit_paretonbd(d: Triples) -> FitResult:
     one gradient on all triples) and recomputes it on all triples at the end point for the
     standard errors.  When the search ends on ``eps = 0`` the limit model ``(r, alpha,
     dropout_rate)`` is the answer, converged only if the likelihood does not increase into
-    ``eps > 0``; otherwise the interior fit is polished, and the limit wins if it is at least as
-    likely.
+    ``eps > 0``; otherwise the interior fit is polished too, and the limit wins if it is at least
+    as likely.
     """
     total = float(d.weight.sum())
     scale = 1.0 / max(total, 1.0)
@@ -1247,6 +1247,9 @@ def fit_paretonbd(d: Triples) -> FitResult:
     bounds = [(-_LOG_BOUND, _LOG_BOUND)] * 3 + [(0.0, 1e3)]
     psi, iterations = _search(searched(search_data), starts, bounds)
     full_search, sample_search = searched(d), searched(search_data)
+    start = psi[:3].copy()
+    lim = _newton(limit(full_search), start, start_hessian=_hessian(limit(sample_search), start))
+    g_eps = float(full_search(np.array([*lim.theta, 0.0]))[1][3])
     if psi[3] > 1e-12:
         start = np.array([psi[0], psi[1], psi[2], math.log(psi[3])])
         full = _newton(
@@ -1257,14 +1260,13 @@ def fit_paretonbd(d: Triples) -> FitResult:
         stuck = _outside_box(
             np.array([full.theta[0], full.theta[1], math.log(s), math.log(beta)]), PARAM_NAMES["paretonbd"]
         )
-        if full.f < INVALID and _verdict(full)[0] and not stuck:
+        # Near eps = 0 the gradient in log eps vanishes however the likelihood slopes, so an
+        # interior end point counts only if it is strictly more likely than the limit.
+        if full.f < lim.f * (1 - 1e-12 * np.sign(lim.f)) and not stuck:
             # d(r, alpha, s, beta) / d(log r, log alpha, log mu_bar, log eps)
             jac = [[r, 0, 0, 0], [0, alpha, 0, 0], [0, 0, 0, -s], [0, 0, -beta, -beta]]
             return _result("paretonbd", PARAM_NAMES["paretonbd"], (r, alpha, s, beta), jac, full, total,
                            d.n_customers, iterations)  # fmt: skip
-    start = psi[:3].copy()
-    lim = _newton(limit(full_search), start, start_hessian=_hessian(limit(sample_search), start))
-    g_eps = float(full_search(np.array([*lim.theta, 0.0]))[1][3])
     r, alpha, mu = (math.exp(v) for v in lim.theta)
     names = PARETONBD_HOMOGENEOUS.param_names
     stuck = _outside_box(lim.theta, names)

@@ -242,6 +242,7 @@ def validate(
             "loglik": pn.loglik,
             "converged": pn.converged,
             "std_errors": pn.std_errors,
+            **({"limit": pn.limit} if pn.limit else {}),
         },
         "gamma_gamma": {
             **bg.spend_params,
