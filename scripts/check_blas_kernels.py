@@ -100,11 +100,10 @@ def worker() -> None:
         as_of = date(2026, 7, 1)
         record("demo bgnbd", fit_summary(clv_summary(ibis.memtable(tx), as_of, unit_days=7.0), as_of=as_of))
         generate(Path(tmp), customers=20_000, seed=0)  # the default generated workspace
-        tx = pd.read_csv(Path(tmp) / "transactions.csv", usecols=["customer_id", "ordered_at"])
+        tx = pd.read_csv(Path(tmp) / "transactions.csv", usecols=["customer_id", "ordered_at", "amount"])
         tx["ordered_at"] = pd.to_datetime(tx["ordered_at"], utc=True)
-        big = clv_summary(ibis.memtable(tx.assign(amount=1.0)), as_of, unit_days=7.0).to_pandas()
-        d20k = m.Triples.build(big["frequency"], big["recency"], big["T"])
-        record("generated 20k paretonbd", m.fit_transactions("paretonbd", d20k))
+        big = clv_summary(ibis.memtable(tx), as_of, unit_days=7.0)
+        record("generated 20k paretonbd", fit_summary(big, as_of=as_of, model="paretonbd"))
     print(json.dumps(out, default=float))
     del np
 
