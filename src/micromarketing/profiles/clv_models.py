@@ -11,7 +11,7 @@ fits one row per customer with a numerical gradient and often raises ``Convergen
 ``pymc-marketing`` is Bayesian (PyMC/PyTensor), compiles a graph per model and is slow at a
 million customers even with MAP.  The models are small closed forms (Fader, Hardie & Lee 2005;
 Fader & Hardie 2005, 2013), so we evaluate them in log space with SciPy special functions,
-with an analytic gradient for BG/NBD and Gamma-Gamma, and test them against published estimates
+with analytic gradients, and test them against published estimates
 and against independent implementations (SciPy closed forms, lifetimes where it imports).
 
 Fits that give the same answer on every CPU
@@ -24,6 +24,13 @@ Fits that give the same answer on every CPU
 * The limit model (``eps = 0``: one dropout probability ``p_dropout`` for everybody, see
   :data:`BGNBD_HOMOGENEOUS`) is fitted explicitly and reported as such when the optimum lies on
   that boundary; a limit parameter has no standard error because it is not estimated.
+* Pareto/NBD likewise: ``mu_bar = s/beta`` and ``eps = 1/s``; its limit is one exponential
+  dropout rate ``dropout_rate`` for everybody.  Its dropout integral is Gauss-Legendre
+  quadrature (see the Pareto/NBD section), which costs the same at every parameter value.
+* Gamma-Gamma: ``scale = p*gamma`` and ``eps = 1/p``; its limit (:data:`CONSTANT_SPEND`) has
+  every customer's transactions worth that customer's mean, the means inverse-gamma with shape
+  ``q`` and scale ``scale``.  Its ``lgamma`` differences use Stirling's series at large ``p x``.
+* All three go through one procedure, :func:`_fit_with_limit`.
 * A global search (bounded L-BFGS-B from several starts) only brings the parameters near the
   optimum; the answer is the end point of Newton iterations in plain numpy and Python floats
   (Hessian by central differences of the gradient, linear solves written out), so no BLAS kernel
@@ -1111,8 +1118,135 @@ def _outside_box(theta: FloatArray, names: Sequence[str], bound: float = _LOG_BO
     return ", ".join(n for n, v in zip(names, theta, strict=True) if abs(float(v)) >= bound - 1e-6)
 
 
+@dataclass(frozen=True)
+class _Family:
+    """How one model family is searched and reported (see :func:`_fit_with_limit`).
+
+    The search coordinates are ``(*theta, eps)`` with ``eps >= 0`` the inverse concentration of
+    the mixing distribution that can degenerate; ``eps = 0`` is the limit model.  ``limit_params``
+    maps ``theta`` to the limit's parameters and their Jacobian; ``full_params`` maps ``(*theta,
+    log eps)`` to the full model's parameters, their Jacobian and their logs (for the box check).
+    """
+
+    model: str
+    full_names: tuple[str, ...]
+    limit: str
+    limit_names: tuple[str, ...]
+    limit_reason: str
+    limit_params: Callable[[FloatArray], tuple[Sequence[float], Matrix]]
+    full_params: Callable[[FloatArray], tuple[Sequence[float], Matrix, FloatArray]]
+
+
+def _fit_with_limit(
+    family: _Family,
+    searched: Callable[[Any], Objective],
+    data: Any,
+    search_data: Any,
+    starts: Sequence[FloatArray],
+    bounds: Sequence[tuple[float, float]],
+    *,
+    weight_total: float,
+    n_customers: int,
+    chord: bool = False,
+) -> FitResult:
+    """Search, then polish the limit model and (if the search ended inside) the full model.
+
+    ``searched(data)`` is the objective in the search coordinates.  The search (bounded
+    L-BFGS-B on ``search_data``) only picks the starting point; the answer is a BLAS-free Newton
+    polish on ``data``, with the sample's Hessian kept for every step when ``chord``.  The limit
+    is converged only if the likelihood does not increase into ``eps > 0`` (Karush-Kuhn-Tucker);
+    the full model is the answer only when strictly more likely than the limit, because near
+    ``eps = 0`` the gradient in ``log eps`` vanishes however the likelihood slopes.
+    """
+    psi, iterations = _search(searched(search_data), starts, bounds)
+    full_obj, sample_obj = searched(data), searched(search_data)
+    k = len(psi) - 1
+
+    def on_limit(objective: Objective) -> Objective:
+        def obj(theta: FloatArray) -> tuple[float, FloatArray]:
+            f, g = objective(np.array([*theta, 0.0]))
+            return f, g[:k]
+
+        return obj
+
+    def inside(objective: Objective) -> Objective:
+        def obj(theta: FloatArray) -> tuple[float, FloatArray]:
+            eps = math.exp(theta[k])
+            f, g = objective(np.array([*theta[:k], eps]))
+            return f, np.array([*g[:k], g[k] * eps])
+
+        return obj
+
+    def polish(make: Callable[[Objective], Objective], start: FloatArray) -> _Polished:
+        hessian = _hessian(make(sample_obj), start) if chord else None
+        return _newton(make(full_obj), start, start_hessian=hessian)
+
+    lim = polish(on_limit, psi[:k].copy())
+    g_eps = float(full_obj(np.array([*lim.theta, 0.0]))[1][k])
+    values, jac = family.limit_params(lim.theta)
+    stuck = _outside_box(lim.theta, family.limit_names)
+    limit_fit = _result(
+        family.model,
+        family.limit_names,
+        values,
+        jac,
+        lim,
+        weight_total,
+        n_customers,
+        iterations,
+        limit=family.limit,
+        extra_ok=g_eps > -GRADIENT_TOLERANCE and not stuck,
+        extra_reason=f"{stuck} reached the search bound"
+        if stuck
+        else f"the likelihood still increases away from {family.limit_reason} (gradient {g_eps:.1e})",
+    )
+    if psi[k] <= 1e-12:
+        return limit_fit
+    full = polish(inside, np.array([*psi[:k], math.log(psi[k])]))
+    if not (full.f < INVALID and full.f < lim.f * (1 - 1e-12 * np.sign(lim.f))):
+        return limit_fit
+    values, jac, logs = family.full_params(full.theta)
+    stuck = _outside_box(logs, family.full_names)
+    return _result(
+        family.model,
+        family.full_names,
+        values,
+        jac,
+        full,
+        weight_total,
+        n_customers,
+        iterations,
+        extra_ok=not stuck,
+        extra_reason=f"{stuck} reached the search bound (a degenerate mixing distribution)",
+    )
+
+
+def _bgnbd_limit_params(theta: FloatArray) -> tuple[Sequence[float], Matrix]:
+    r, alpha, p = math.exp(theta[0]), math.exp(theta[1]), float(special.expit(theta[2]))
+    return (r, alpha, p), [[r, 0, 0], [0, alpha, 0], [0, 0, p * (1 - p)]]
+
+
+def _bgnbd_full_params(theta: FloatArray) -> tuple[Sequence[float], Matrix, FloatArray]:
+    r, alpha = math.exp(theta[0]), math.exp(theta[1])
+    phi, eps = float(special.expit(theta[2])), math.exp(theta[3])
+    a, b = phi / eps, (1.0 - phi) / eps
+    dphi = phi * (1.0 - phi) / eps
+    jac = [[r, 0, 0, 0], [0, alpha, 0, 0], [0, 0, dphi, -a], [0, 0, -dphi, -b]]
+    return (r, alpha, a, b), jac, np.array([theta[0], theta[1], math.log(a), math.log(b)])
+
+
+BGNBD_FAMILY = _Family(
+    "bgnbd", PARAM_NAMES["bgnbd"], HOMOGENEOUS_DROPOUT, ("r", "alpha", "p_dropout"), "homogeneous dropout",
+    _bgnbd_limit_params, _bgnbd_full_params,
+)  # fmt: skip
+
+
 def fit_bgnbd(d: Triples) -> FitResult:
-    """BG/NBD by maximum likelihood; the homogeneous-dropout limit when the optimum lies on it."""
+    """BG/NBD by maximum likelihood; the homogeneous-dropout limit when the optimum lies on it.
+
+    Search coordinates ``(log r, log alpha, logit phi, eps)`` with ``phi = a/(a+b)`` and
+    ``eps = 1/(a+b)``; the limit ``eps = 0`` is one dropout probability for everybody.
+    """
     total = float(d.weight.sum())
     scale = 1.0 / max(total, 1.0)
     mean_T = float(np.average(d.T, weights=d.weight)) or 1.0
@@ -1120,14 +1254,9 @@ def fit_bgnbd(d: Triples) -> FitResult:
     search_data = d.sample(WARM_START_TRIPLES // 2) if len(d.x) > WARM_START_TRIPLES else d
 
     def searched(data: Triples) -> Objective:
-        # psi = (log r, log alpha, logit phi, eps): eps >= 0 is a bound, eps = 0 the limit model.
         def ll(psi: FloatArray) -> tuple[float, FloatArray]:
-            r, alpha, phi, eps = (
-                math.exp(psi[0]),
-                math.exp(psi[1]),
-                float(special.expit(psi[2])),
-                float(psi[3]),
-            )
+            r, alpha = math.exp(psi[0]), math.exp(psi[1])
+            phi, eps = float(special.expit(psi[2])), float(psi[3])
             v, g = bgnbd_loglik_mean_form(r, alpha, phi, eps, data, gradient=True)
             assert g is not None
             return v, np.array([g[0] * r, g[1] * alpha, g[2] * phi * (1.0 - phi), g[3]])
@@ -1138,77 +1267,38 @@ def fit_bgnbd(d: Triples) -> FitResult:
     starts = [
         np.array([0.0, rate0, float(special.logit(phi)), eps])
         for phi, eps in ((0.25, 0.3), (0.05, 0.02), (0.5, 1.0))
-    ]  # noqa: E501
+    ]
     bounds = [(-_LOG_BOUND, _LOG_BOUND)] * 3 + [(0.0, 1e3)]
-    psi, iterations = _search(searched(search_data), starts, bounds)
-    full_search = searched(d)
-
-    def limit_ll(theta: FloatArray) -> tuple[float, FloatArray]:
-        v, g = full_search(np.array([*theta, 0.0]))
-        return -v / scale, -g[:3] / scale
-
-    limit = _newton(_objective(limit_ll, scale), psi[:3].copy())
-    # Karush-Kuhn-Tucker at eps = 0: the likelihood must not increase into eps > 0.
-    g_eps = float(full_search(np.array([*limit.theta, 0.0]))[1][3])
-    r, alpha, p = math.exp(limit.theta[0]), math.exp(limit.theta[1]), float(special.expit(limit.theta[2]))
-    limit_fit = _result(
-        "bgnbd",
-        BGNBD_HOMOGENEOUS.param_names,
-        (r, alpha, p),
-        [[r, 0, 0], [0, alpha, 0], [0, 0, p * (1 - p)]],
-        limit,
-        total,
-        d.n_customers,
-        iterations,
-        limit=HOMOGENEOUS_DROPOUT,
-        extra_ok=g_eps > -GRADIENT_TOLERANCE and not _outside_box(limit.theta, ("r", "alpha", "p_dropout")),
-        extra_reason=f"the likelihood still increases away from homogeneous dropout (gradient {g_eps:.1e})",
+    return _fit_with_limit(
+        BGNBD_FAMILY, searched, d, search_data, starts, bounds, weight_total=total, n_customers=d.n_customers
     )
-    if psi[3] <= 1e-12:
-        return limit_fit
 
-    def interior_ll(theta: FloatArray) -> tuple[float, FloatArray]:
-        eps = math.exp(theta[3])
-        v, g = full_search(np.array([theta[0], theta[1], theta[2], eps]))
-        return -v / scale, -np.array([g[0], g[1], g[2], g[3] * eps]) / scale
 
-    start = np.array([psi[0], psi[1], psi[2], math.log(psi[3])])
-    full = _newton(_objective(interior_ll, scale), start)
-    if not (full.f < INVALID and full.f < limit.f * (1 - 1e-12 * np.sign(limit.f))):
-        return limit_fit
-    r, alpha = math.exp(full.theta[0]), math.exp(full.theta[1])
-    phi, eps = float(special.expit(full.theta[2])), math.exp(full.theta[3])
-    a, b = phi / eps, (1.0 - phi) / eps
-    dphi = phi * (1.0 - phi) / eps
-    jac = [[r, 0, 0, 0], [0, alpha, 0, 0], [0, 0, dphi, -a], [0, 0, -dphi, -b]]
-    stuck = _outside_box(
-        np.array([full.theta[0], full.theta[1], math.log(a), math.log(b)]), PARAM_NAMES["bgnbd"]
-    )
-    return _result(
-        "bgnbd",
-        PARAM_NAMES["bgnbd"],
-        (r, alpha, a, b),
-        jac,
-        full,
-        total,
-        d.n_customers,
-        iterations,
-        extra_ok=not stuck,
-        extra_reason=f"{stuck} reached the search bound",
-    )
+def _paretonbd_limit_params(theta: FloatArray) -> tuple[Sequence[float], Matrix]:
+    r, alpha, mu = (math.exp(v) for v in theta)
+    return (r, alpha, mu), [[r, 0, 0], [0, alpha, 0], [0, 0, mu]]
+
+
+def _paretonbd_full_params(theta: FloatArray) -> tuple[Sequence[float], Matrix, FloatArray]:
+    r, alpha, mu, eps = (math.exp(v) for v in theta)
+    s, beta = 1.0 / eps, 1.0 / (mu * eps)
+    # d(r, alpha, s, beta) / d(log r, log alpha, log mu_bar, log eps)
+    jac = [[r, 0, 0, 0], [0, alpha, 0, 0], [0, 0, 0, -s], [0, 0, -beta, -beta]]
+    return (r, alpha, s, beta), jac, np.array([theta[0], theta[1], math.log(s), math.log(beta)])
+
+
+PARETONBD_FAMILY = _Family(
+    "paretonbd", PARAM_NAMES["paretonbd"], HOMOGENEOUS_DROPOUT, ("r", "alpha", "dropout_rate"),
+    "homogeneous dropout", _paretonbd_limit_params, _paretonbd_full_params,
+)  # fmt: skip
 
 
 def fit_paretonbd(d: Triples) -> FitResult:
     """Pareto/NBD by maximum likelihood; the homogeneous-dropout limit when the optimum lies on it.
 
-    As for BG/NBD the search runs in mean/concentration form, ``(log r, log alpha, log mu_bar,
-    eps = 1/s >= 0)``, on a sample of the triples; the answer is the Newton polish on all of
-    them.  The polish keeps the sample's Hessian for its steps (a chord method: each step costs
-    one gradient on all triples) and recomputes it on all triples at the end point for the
-    standard errors.  When the search ends on ``eps = 0`` the limit model ``(r, alpha,
-    dropout_rate)`` is the answer, converged only if the likelihood does not increase into
-    ``eps > 0``; otherwise the interior fit is polished too, and the limit wins if it is at least
-    as likely.
+    Search coordinates ``(log r, log alpha, log mu_bar, eps)`` with ``mu_bar = s/beta`` and
+    ``eps = 1/s``, on a sample of the triples; the polish on all of them keeps the sample's
+    Hessian for its steps (a chord method: each step costs one gradient on all triples).
     """
     total = float(d.weight.sum())
     scale = 1.0 / max(total, 1.0)
@@ -1225,66 +1315,13 @@ def fit_paretonbd(d: Triples) -> FitResult:
 
         return _objective(ll, scale)
 
-    def interior(objective: Objective) -> Objective:
-        def obj(theta: FloatArray) -> tuple[float, FloatArray]:
-            eps = math.exp(theta[3])
-            f, g = objective(np.array([theta[0], theta[1], theta[2], eps]))
-            return f, np.array([g[0], g[1], g[2], g[3] * eps])
-
-        return obj
-
-    def limit(objective: Objective) -> Objective:
-        def obj(theta: FloatArray) -> tuple[float, FloatArray]:
-            f, g = objective(np.array([*theta, 0.0]))
-            return f, g[:3]
-
-        return obj
-
     rate0 = math.log(max(mean_T / max(mean_x, 1e-3), 1e-3))
-    starts = [
-        np.array([0.0, rate0, math.log(1.0 / mean_T), eps]) for eps in (1.0, 0.1)
-    ]
+    starts = [np.array([0.0, rate0, math.log(1.0 / mean_T), eps]) for eps in (1.0, 0.1)]
     bounds = [(-_LOG_BOUND, _LOG_BOUND)] * 3 + [(0.0, 1e3)]
-    psi, iterations = _search(searched(search_data), starts, bounds)
-    full_search, sample_search = searched(d), searched(search_data)
-    start = psi[:3].copy()
-    lim = _newton(limit(full_search), start, start_hessian=_hessian(limit(sample_search), start))
-    g_eps = float(full_search(np.array([*lim.theta, 0.0]))[1][3])
-    if psi[3] > 1e-12:
-        start = np.array([psi[0], psi[1], psi[2], math.log(psi[3])])
-        full = _newton(
-            interior(full_search), start, start_hessian=_hessian(interior(sample_search), start)
-        )
-        r, alpha, mu, eps = (math.exp(v) for v in full.theta)
-        s, beta = 1.0 / eps, 1.0 / (mu * eps)
-        stuck = _outside_box(
-            np.array([full.theta[0], full.theta[1], math.log(s), math.log(beta)]), PARAM_NAMES["paretonbd"]
-        )
-        # Near eps = 0 the gradient in log eps vanishes however the likelihood slopes, so an
-        # interior end point counts only if it is strictly more likely than the limit.
-        if full.f < lim.f * (1 - 1e-12 * np.sign(lim.f)) and not stuck:
-            # d(r, alpha, s, beta) / d(log r, log alpha, log mu_bar, log eps)
-            jac = [[r, 0, 0, 0], [0, alpha, 0, 0], [0, 0, 0, -s], [0, 0, -beta, -beta]]
-            return _result("paretonbd", PARAM_NAMES["paretonbd"], (r, alpha, s, beta), jac, full, total,
-                           d.n_customers, iterations)  # fmt: skip
-    r, alpha, mu = (math.exp(v) for v in lim.theta)
-    names = PARETONBD_HOMOGENEOUS.param_names
-    stuck = _outside_box(lim.theta, names)
-    return _result(
-        "paretonbd",
-        names,
-        (r, alpha, mu),
-        [[r, 0, 0], [0, alpha, 0], [0, 0, mu]],
-        lim,
-        total,
-        d.n_customers,
-        iterations,
-        limit=HOMOGENEOUS_DROPOUT,
-        extra_ok=g_eps > -GRADIENT_TOLERANCE and not stuck,
-        extra_reason=f"{stuck} reached the search bound"
-        if stuck
-        else f"the likelihood still increases away from homogeneous dropout (gradient {g_eps:.1e})",
-    )
+    return _fit_with_limit(
+        PARETONBD_FAMILY, searched, d, search_data, starts, bounds,
+        weight_total=total, n_customers=d.n_customers, chord=True,
+    )  # fmt: skip
 
 
 def fit_transactions(model: str | TransactionModel, d: Triples) -> FitResult:
@@ -1295,26 +1332,45 @@ def fit_transactions(model: str | TransactionModel, d: Triples) -> FitResult:
     return fit_bgnbd(d) if family == "bgnbd" else fit_paretonbd(d)
 
 
+def _gamma_gamma_limit_params(theta: FloatArray) -> tuple[Sequence[float], Matrix]:
+    q, scale = math.exp(theta[0]), math.exp(theta[1])
+    return (q, scale), [[q, 0.0], [0.0, scale]]
+
+
+def _gamma_gamma_full_params(theta: FloatArray) -> tuple[Sequence[float], Matrix, FloatArray]:
+    q, c, eps = (math.exp(v) for v in theta)
+    p, g = 1.0 / eps, c * eps
+    # d(p, q, gamma) / d(log q, log scale, log eps)
+    jac = [[0.0, 0.0, -p], [q, 0.0, 0.0], [0.0, g, g]]
+    return (p, q, g), jac, np.array([math.log(p), theta[0], math.log(g)])
+
+
+GAMMA_GAMMA_FAMILY = _Family(
+    "gamma_gamma", PARAM_NAMES["gamma_gamma"], CONSTANT_SPEND, SPEND_PARAM_NAMES[CONSTANT_SPEND],
+    "constant spend per customer", _gamma_gamma_limit_params, _gamma_gamma_full_params,
+)  # fmt: skip
+
+
 def fit_gamma_gamma(d: SpendData) -> FitResult:
     """Gamma-Gamma by maximum likelihood; the constant-spend limit when the optimum lies on it.
 
-    The search runs in ``(log q, log scale, eps = 1/p)`` with ``eps >= 0``, so ``p -> inf`` (every
-    customer's transactions worth the same) is the boundary ``eps = 0`` rather than a direction
-    without end.  The limit model ``(q, scale)`` is fitted explicitly; the full model wins only
-    when it is strictly more likely.
+    Search coordinates ``(log q, log scale, eps)`` with ``scale = p*gamma`` and ``eps = 1/p``, so
+    ``p -> inf`` (every customer's transactions worth the same) is the boundary ``eps = 0``
+    rather than a direction without end.
     """
     total = float(d.weight.sum())
     scale_w = 1.0 / max(total, 1.0)
-    n = int(round(total))
 
-    def searched(theta: FloatArray) -> tuple[float, FloatArray]:
-        q, c, eps = math.exp(theta[0]), math.exp(theta[1]), float(theta[2])
-        v, g = gamma_gamma_loglik_mean_form(q, c, eps, d, gradient=True)
-        assert g is not None
-        return v, np.array([g[0] * q, g[1] * c, g[2]])
+    def searched(data: SpendData) -> Objective:
+        def ll(psi: FloatArray) -> tuple[float, FloatArray]:
+            q, c, eps = math.exp(psi[0]), math.exp(psi[1]), float(psi[2])
+            v, g = gamma_gamma_loglik_mean_form(q, c, eps, data, gradient=True)
+            assert g is not None
+            return v, np.array([g[0] * q, g[1] * c, g[2]])
 
-    full_search = _objective(searched, scale_w)
-    # Start the limit at the moments of 1/m, which is gamma(q, rate scale) under the limit model.
+        return _objective(ll, scale_w)
+
+    # Start at the moments of 1/m, which is gamma(q, rate scale) under the limit model.
     inv = 1.0 / d.m
     mean_inv = float(np.average(inv, weights=d.weight))
     var_inv = float(np.average((inv - mean_inv) ** 2, weights=d.weight)) or mean_inv**2
@@ -1326,59 +1382,8 @@ def fit_gamma_gamma(d: SpendData) -> FitResult:
         np.array([math.log(4.0), math.log(4.0 * mean_m), 0.25]),
     ]
     bounds = [(-_LOG_BOUND, _LOG_BOUND)] * 2 + [(0.0, 1e3)]
-    theta, iterations = _search(full_search, starts, bounds)
-
-    def limit_ll(th: FloatArray) -> tuple[float, FloatArray]:
-        v, g = full_search(np.array([*th, 0.0]))
-        return -v / scale_w, -g[:2] / scale_w
-
-    limit = _newton(_objective(limit_ll, scale_w), np.array([math.log(q0), math.log(c0)]))
-    g_eps = float(full_search(np.array([*limit.theta, 0.0]))[1][2])
-    q, c = math.exp(limit.theta[0]), math.exp(limit.theta[1])
-    limit_names = SPEND_PARAM_NAMES[CONSTANT_SPEND]
-    stuck = _outside_box(limit.theta, limit_names)
-    limit_fit = _result(
-        "gamma_gamma",
-        limit_names,
-        (q, c),
-        [[q, 0.0], [0.0, c]],
-        limit,
-        total,
-        n,
-        iterations,
-        limit=CONSTANT_SPEND,
-        extra_ok=g_eps > -GRADIENT_TOLERANCE and not stuck,
-        extra_reason=f"{stuck} reached the search bound"
-        if stuck
-        else f"the likelihood still increases away from constant spend per customer (gradient {g_eps:.1e})",
-    )
-    if theta[2] <= 1e-12:
-        return limit_fit
-
-    def interior_ll(th: FloatArray) -> tuple[float, FloatArray]:
-        eps = math.exp(th[2])
-        v, g = full_search(np.array([th[0], th[1], eps]))
-        return -v / scale_w, -np.array([g[0], g[1], g[2] * eps]) / scale_w
-
-    full = _newton(_objective(interior_ll, scale_w), np.array([theta[0], theta[1], math.log(theta[2])]))
-    if not (full.f < INVALID and full.f < limit.f * (1 - 1e-12 * np.sign(limit.f))):
-        return limit_fit
-    q, c, eps = (math.exp(v) for v in full.theta)
-    p, g = 1.0 / eps, c * eps
-    # d(p, q, gamma) / d(log q, log scale, log eps)
-    jac = [[0.0, 0.0, -p], [q, 0.0, 0.0], [0.0, g, g]]
-    stuck = _outside_box(np.array([math.log(p), full.theta[0], math.log(g)]), PARAM_NAMES["gamma_gamma"])
-    return _result(
-        "gamma_gamma",
-        PARAM_NAMES["gamma_gamma"],
-        (p, q, g),
-        jac,
-        full,
-        total,
-        n,
-        iterations,
-        extra_ok=not stuck,
-        extra_reason=f"{stuck} reached the search bound (a degenerate mixing distribution)",
+    return _fit_with_limit(
+        GAMMA_GAMMA_FAMILY, searched, d, d, starts, bounds, weight_total=total, n_customers=int(round(total))
     )
 
 
