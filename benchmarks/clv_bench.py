@@ -120,7 +120,7 @@ OLD_PARETO = r"""
 import importlib.util, json, sys, time
 import numpy as np
 spec = importlib.util.spec_from_file_location("old_clv_models", sys.argv[1])
-old = importlib.util.module_from_spec(spec)
+old = sys.modules["old_clv_models"] = importlib.util.module_from_spec(spec)  # dataclasses look it up
 spec.loader.exec_module(old)
 a = np.load(sys.argv[2])
 d = old.Triples.build(a["x"], a["t_x"], a["T"])
