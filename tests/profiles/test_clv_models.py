@@ -571,3 +571,16 @@ def test_pareto_limit_model_expectations_are_the_limit_of_the_full_model():
         )
         np.testing.assert_allclose(m.paretonbd_expected(full, T), lim.expected([r, alpha, mu], T), rtol=rel)
         assert m.paretonbd_loglik(full, d)[0] == pytest.approx(lim.loglik([r, alpha, mu], d)[0], rel=rel)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [[0.553, 10.578, 0.606, 11.669], [1.0, 20.0, 5.0, 1.0], [2.0, 1.0, 0.5, 0.2], [0.3, 0.5, 0.2, 100.0]],
+)
+def test_paretonbd_quadrature_equals_the_closed_form_per_customer(cdnow, params):
+    """Every customer's log-likelihood, beta above and below alpha, to rounding level."""
+    x, t_x, T = (cdnow[c].to_numpy() for c in ("x", "t_x", "T"))
+    r, alpha, s, beta = params
+    t1, t2, _, _ = m._pnbd_log_terms(r, alpha, s / beta, 1 / s, x, t_x, T, gradient=False)
+    ours = special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha) + np.logaddexp(t1, t2)
+    np.testing.assert_allclose(ours, pnbd_ll_direct(params, x, t_x, T), rtol=0, atol=1e-10)

@@ -376,11 +376,12 @@ def bgnbd_homogeneous_conditional_expected(
 # mu_bar = s / beta and eps = 1 / s, so the ridge s, beta -> inf (one dropout rate for everybody)
 # is the boundary eps = 0.  The likelihood's integral over the dropout time,
 #     int_{t_x}^{T} (alpha + tau)^-(r+x) mu_bar (1 + mu_bar eps tau)^-(1/eps + 1) d tau,
-# is evaluated by Gauss-Legendre quadrature in u = log(alpha + tau), where the log-integrand is
-# concave and analytic: 16 nodes reach rounding level, on a window that ends where the
-# integrand has fallen by e^-50.  Unlike the hypergeometric closed form it costs the same at
-# every parameter value (scipy's hyp2f1 took seconds per call near the ridge) and has a cheap
-# analytic gradient.  Tested against the closed form with scipy's hyp2f1.
+# is evaluated by Gauss-Legendre quadrature in v = log(min(alpha, beta) + tau), where the
+# integrand is analytic with its nearest singularity pi off the real axis: 16 nodes reach
+# rounding level, on a window that ends where the integrand has fallen by e^-50.  Unlike the
+# hypergeometric closed form it costs the same at every parameter value (scipy's hyp2f1 took
+# seconds per call near the ridge) and has a cheap analytic gradient.  Tested per customer
+# against the closed form with scipy's hyp2f1, on both sides of alpha = beta.
 _GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(16)
 _GL_LOG_WEIGHTS = np.log(_GL_WEIGHTS)
 _QUADRATURE_DROP = 50.0
@@ -410,23 +411,26 @@ def _pnbd_log_terms(
     log_aT = np.log(alpha + T)
     drop_T, drop_T_eps, _ = _log1p_over_eps(mu * eps * T, eps, mu * T)
     term1 = -k * log_aT - drop_T
-    # Quadrature window in u = log(alpha + tau), from t_x to T or to where the integrand fell by e^-50
-    # (the log-integrand is concave in u, so it falls at least at its initial rate D).
-    base = alpha + t_x
-    u_a = np.log(base)
-    span = log_aT - u_a
-    D = (k - 1.0) + (1.0 + eps) * mu * base / (1.0 + mu * eps * t_x)
+    # Quadrature in v = log(c + tau) with c = min(alpha, beta): the integrand's singularities
+    # (tau = -alpha, tau = -beta) then sit at v = -inf and pi off the real axis.  The window runs
+    # from t_x to T or to where the integrand fell by e^-50: the log-integrand falls at the rate
+    # k (c+tau)/(alpha+tau) + (1+eps) mu (c+tau)/(1 + mu eps tau) - 1, increasing in tau, so at
+    # least at its rate D at t_x.
+    c = alpha if mu * eps * alpha <= 1.0 else 1.0 / (mu * eps)
+    base = c + t_x
+    span = np.log(c + T) - np.log(base)
+    D = k * base / (alpha + t_x) + (1.0 + eps) * mu * base / (1.0 + mu * eps * t_x) - 1.0
     with np.errstate(divide="ignore"):
         span = np.where(D > 0, np.minimum(span, _QUADRATURE_DROP / np.where(D > 0, D, 1.0)), span)
     s = span[:, None] * (0.5 * (_GL_NODES + 1.0))[None, :]
     tau = t_x[:, None] + base[:, None] * np.expm1(s)
-    u = u_a[:, None] + s
+    log_a_tau = np.log(alpha + tau)
     mu_tau = mu * tau
     y = eps * mu_tau
     drop, drop_eps, l1y = _log1p_over_eps(y, eps, mu_tau)
     with np.errstate(divide="ignore"):
-        log_width = math.log(mu) + np.log(0.5 * span)
-        log_g = (1.0 - k)[:, None] * u - (drop + l1y) + log_width[:, None] + _GL_LOG_WEIGHTS
+        log_width = math.log(mu) + np.log(0.5 * span * base)
+        log_g = s - k[:, None] * log_a_tau - (drop + l1y) + log_width[:, None] + _GL_LOG_WEIGHTS
     term2 = special.logsumexp(log_g, axis=1)
     if not gradient:
         return term1, term2, None, None
@@ -439,7 +443,7 @@ def _pnbd_log_terms(
     d_eps = -drop_eps - mu_tau / one_y
     d2 = np.stack(
         [
-            np.add.reduce(pi * -u, axis=1),
+            np.add.reduce(pi * -log_a_tau, axis=1),
             np.add.reduce(pi * (-k[:, None] / (alpha + tau)), axis=1),
             np.add.reduce(pi * d_mu, axis=1),
             np.add.reduce(pi * d_eps, axis=1),
