@@ -44,8 +44,10 @@ def _print_report(report: DemoReport) -> None:
         fit = report.clv
         params = ", ".join(f"{k}={v:.3g}" for k, v in fit.params.items())
         spend = ", ".join(f"{k}={v:.3g}" for k, v in fit.spend_params.items())
+        tx_limit = f" (limit: {fit.limit})" if fit.limit else ""
+        spend_limit = f" (limit: {fit.spend_limit})" if fit.spend_limit else ""
         console.print(
-            f"[bold]2. Customer value[/]: {fit.model} {params}; Gamma-Gamma {spend}; "
+            f"[bold]2. Customer value[/]: {fit.model} {params}{tx_limit}; Gamma-Gamma {spend}{spend_limit}; "
             f"log-lik {fit.loglik:,.1f}; {fit.n_customers:,} customers; "
             f"converged={fit.converged and fit.spend_converged}"
         )
