@@ -79,7 +79,7 @@ def worker() -> None:
                 "params": d["gamma_gamma"]["params"],
                 "loglik": d["gamma_gamma"]["loglik"],
                 "converged": d["gamma_gamma"]["converged"],
-                "limit": None,
+                "limit": d["gamma_gamma"].get("limit"),
                 "message": "",
             }
 
@@ -99,6 +99,11 @@ def worker() -> None:
         tx["ordered_at"] = pd.to_datetime(tx["ordered_at"], utc=True)
         as_of = date(2026, 7, 1)
         record("demo bgnbd", fit_summary(clv_summary(ibis.memtable(tx), as_of, unit_days=7.0), as_of=as_of))
+        generate(Path(tmp), customers=20_000, seed=0)  # the default generated workspace
+        tx = pd.read_csv(Path(tmp) / "transactions.csv", usecols=["customer_id", "ordered_at", "amount"])
+        tx["ordered_at"] = pd.to_datetime(tx["ordered_at"], utc=True)
+        big = clv_summary(ibis.memtable(tx), as_of, unit_days=7.0)
+        record("generated 20k paretonbd", fit_summary(big, as_of=as_of, model="paretonbd"))
     print(json.dumps(out, default=float))
     del np
 

@@ -375,3 +375,45 @@ def test_validate_names_published_parameters_only_for_the_cdnow_sample(tmp_path)
 
     clv_validation_report(validate(df, date(1997, 8, 31), date(1998, 6, 30))).write(out)
     assert "<svg" in out.read_text()
+
+
+@pytest.fixture(scope="module")
+def constant_spend_ws(tmp_path_factory):
+    """CDNOW's purchase days, every purchase of a customer worth that customer's own amount."""
+    from scipy import special
+
+    tx = read_transactions_file(cdnow_path())
+    ids = np.sort(tx["customer_id"].unique())
+    u = special.gammaincinv(3.0, (np.arange(len(ids)) + 0.5) / len(ids))  # 60 / amount ~ gamma(3, 1)
+    amount = dict(zip(ids, 60.0 / np.random.default_rng(2).permutation(u), strict=True))
+    tx = tx.assign(amount=tx["customer_id"].map(amount))
+    ws = Workspace.init(tmp_path_factory.mktemp("constant") / "ws")
+    ws.warehouse.upsert("transactions", ibis.memtable(_rows(tx)))
+    yield ws
+    ws.close()
+
+
+def test_constant_spend_limit_is_stored_reported_and_scored(constant_spend_ws):
+    root = constant_spend_ws.root
+    constant_spend_ws.close()
+    result = CliRunner().invoke(app, ["fit", "--as-of", "1997-10-01", "--json", "-w", str(root)])
+    assert result.exit_code == 0, result.output
+    gg = json.loads(result.output)["gamma_gamma"]
+    assert gg["limit"] == clv_models.CONSTANT_SPEND and gg["converged"] is True
+    assert set(gg["params"]) == set(gg["std_errors"]) == {"q", "scale"}
+    text = CliRunner().invoke(app, ["fit", "--as-of", "1997-10-01", "-w", str(root)])
+    assert text.exit_code == 0 and "spend is constant per customer" in text.output
+    with Workspace.open(root) as ws:
+        fit = clv.latest_clv_fit(ws)
+        assert fit.spend_limit == clv_models.CONSTANT_SPEND
+        assert fit.spend_params == pytest.approx(gg["params"], rel=1e-12)
+        feats = clv.clv_features(ws, AS_OF, fit).to_pandas().set_index("customer_id")
+        s = clv.clv_summary(ws.table("transactions"), AS_OF, unit_days=7.0).to_pandas()
+    s = s.set_index("customer_id")
+    q, scale = fit.spend_vector
+    repeat = s.index[s["frequency"] > 0]
+    # Under the limit a repeat customer's expected spend is their own mean; others get scale / (q - 1).
+    spend = feats.loc[repeat, "expected_avg_spend"]
+    np.testing.assert_allclose(spend, s.loc[repeat, "monetary_value"], rtol=1e-12)
+    zero = s.index[s["frequency"] == 0]
+    np.testing.assert_allclose(feats.loc[zero, "expected_avg_spend"], scale / (q - 1), rtol=1e-12)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import integrate, special
+from scipy import integrate, special, stats
 
 from micromarketing.errors import ModelError
 from micromarketing.profiles import clv_models as m
@@ -424,3 +424,163 @@ def test_the_answer_does_not_depend_on_where_the_search_stopped(triples):
     for shift in (np.array([1e-3, -2e-3, 1e-3, 5e-3]), np.array([-3e-2, 2e-2, -4e-2, 1e-2])):
         polished = m._newton(objective, best + shift)
         np.testing.assert_allclose(polished.theta, best, rtol=1e-9, atol=1e-9)
+
+
+# --- Gamma-Gamma's constant-spend limit (p -> inf with p * gamma fixed) -----------------------------
+def _constant_spend_sample(n: int = 2000, q: float = 3.0, scale: float = 60.0) -> m.SpendData:
+    """Every customer's transactions worth the same; customer means an evenly spread inverse-gamma sample."""
+    rng = np.random.default_rng(5)
+    u = special.gammaincinv(q, (np.arange(n) + 0.5) / n)  # scale / mean ~ gamma(q, 1), stratified
+    return m.SpendData.build(rng.integers(1, 30, n), scale / rng.permutation(u))
+
+
+def test_gamma_gamma_tends_to_the_inverse_gamma_limit_at_large_p(cdnow):
+    """ll(p, q, scale/p) -> the limit's ll, at the rate of the one-sided derivative in eps = 1/p."""
+    d = m.SpendData.build(cdnow["x"], cdnow["m"])
+    q, scale = 3.74, 96.5
+    limit, grad = m.gamma_gamma_loglik_mean_form(q, scale, 0.0, d, gradient=True)
+    assert limit == pytest.approx(
+        float(np.sum(stats.invgamma.logpdf(d.m, q, scale=scale))), rel=1e-12
+    )  # scipy's inverse gamma, independently
+    for p, rel in ((1e4, 1e-2), (1e6, 1e-4), (1e8, 1e-5), (1e10, 1e-4)):  # O(1/p), then rounding
+        full = m.gamma_gamma_loglik([p, q, scale / p], d)[0]
+        assert (full - limit) * p == pytest.approx(grad[2], rel=rel), p
+    # At moderate p the mean form is the paper's closed form.
+    for p, g in ((6.25, 15.44), (200.0, 0.5)):
+        px = p * d.x
+        paper = np.sum(
+            special.gammaln(px + q) - special.gammaln(px) - special.gammaln(q) + q * np.log(g)
+            + (px - 1) * np.log(d.m) + px * np.log(d.x) - (px + q) * np.log(g + d.x * d.m)
+        )  # fmt: skip
+        assert m.gamma_gamma_loglik([p, q, g], d)[0] == pytest.approx(paper, rel=1e-11)
+
+
+@pytest.mark.parametrize("eps", [0.3, 1e-3, 1e-8, 0.0])
+def test_gamma_gamma_mean_form_gradient_matches_finite_differences(cdnow, eps):
+    d = m.SpendData.build(cdnow["x"], cdnow["m"])
+    theta = np.array([2.3, 40.0, eps])
+    _, grad = m.gamma_gamma_loglik_mean_form(*theta, d, gradient=True)
+    for i in range(3):
+        h = 1e-6 * theta[i] if i < 2 else (min(1e-6, 0.1 * eps) if eps > 0 else 1e-9)
+        up, dn = theta.copy(), theta.copy()
+        up[i] += h
+        dn[i] = max(dn[i] - h, 0.0)  # one-sided at the boundary eps = 0
+        fd = (m.gamma_gamma_loglik_mean_form(*up, d)[0] - m.gamma_gamma_loglik_mean_form(*dn, d)[0]) / (
+            up[i] - dn[i]
+        )
+        assert grad[i] == pytest.approx(fd, rel=1e-5, abs=1e-6), i
+
+
+def test_constant_spend_is_reported_as_the_limit_model():
+    d = _constant_spend_sample()
+    fit = m.fit_gamma_gamma(d)
+    assert fit.converged, fit.message
+    assert fit.limit == m.CONSTANT_SPEND
+    assert set(fit.params) == set(fit.std_errors) == {"q", "scale"}  # no p or gamma at a bound
+    assert fit.params["q"] == pytest.approx(3.0, rel=0.05)
+    assert fit.params["scale"] == pytest.approx(60.0, rel=0.05)
+    assert all(np.isfinite(v) and v > 0 for v in fit.std_errors.values())
+    # The limit is the optimum: no finite p is more likely.
+    q, scale = fit.vector
+    for p in (1e1, 1e3, 1e6):
+        assert m.gamma_gamma_loglik([p, q, scale / p], d)[0] < fit.loglik
+    # Scoring: the full model's spend formula tends to the customer's own mean, which the limit uses.
+    x, mean = np.array([1.0, 4.0, 20.0]), np.array([10.0, 55.0, 300.0])
+    for p in (1e4, 1e8):
+        full = m.gamma_gamma_conditional_spend(m.gamma_gamma_mean_form([p, q, scale / p]), x, mean)
+        np.testing.assert_allclose(full, mean, rtol=10 / p)
+    limit_form = m.gamma_gamma_mean_form(fit.vector, fit.limit)
+    np.testing.assert_array_equal(m.gamma_gamma_conditional_spend(limit_form, x, mean), mean)
+    assert m.gamma_gamma_population_spend(fit.vector, d, fit.limit) == (scale / (q - 1), "model_mean")
+
+
+def test_gamma_gamma_full_model_wins_when_spend_varies_within_customers():
+    """Spend drawn from the full model (p = 4): the interior optimum, not the limit."""
+    rng = np.random.default_rng(11)
+    n, p, q, g = 3000, 4.0, 3.0, 20.0
+    x = rng.integers(1, 15, n)
+    nu = rng.gamma(q, 1 / g, n)
+    mean = rng.gamma(p * x, 1 / (nu * x))  # the mean of x gamma(p, nu) values
+    fit = m.fit_gamma_gamma(m.SpendData.build(x, mean))
+    assert fit.converged and fit.limit is None, fit.message
+    for name, value in {"p": p, "q": q, "gamma": g}.items():
+        assert fit.params[name] == pytest.approx(value, rel=0.25), name
+
+
+# --- Pareto/NBD in mean/concentration form and its homogeneous-dropout limit ----------------------
+@pytest.mark.parametrize("eps", [0.8, 1e-3, 0.0])
+def test_paretonbd_mean_form_gradient_matches_finite_differences(triples, eps):
+    theta = np.array([0.55, 10.6, 0.05, eps])
+    _, grad = m.paretonbd_loglik_mean_form(*theta, triples, gradient=True)
+    for i in range(4):
+        h = 1e-6 * theta[i] if i < 3 else (1e-3 * eps if eps > 0 else 1e-7)
+        up, dn = theta.copy(), theta.copy()
+        up[i] += h
+        dn[i] = max(dn[i] - h, 0.0)  # one-sided at the boundary eps = 0
+        ll_up = m.paretonbd_loglik_mean_form(*up, triples)[0]
+        fd = (ll_up - m.paretonbd_loglik_mean_form(*dn, triples)[0]) / (up[i] - dn[i])
+        assert grad[i] == pytest.approx(fd, rel=1e-4, abs=1e-4), i
+
+
+def _exponential_lifetime_sample(n: int = 3000, seed: int = 3):
+    """Pareto/NBD customers whose lifetimes are all exponential with rate 0.02 (no dropout heterogeneity)."""
+    rng = np.random.default_rng(seed)
+    lam = rng.gamma(1.5, 1 / 10.0, n)
+    T = rng.integers(7, 700, n) / 7.0
+    end = np.minimum(T, rng.exponential(1 / 0.02, n))
+    x, t_x, t = np.zeros(n), np.zeros(n), np.zeros(n)
+    active = np.ones(n, bool)
+    while active.any():
+        t[active] += rng.exponential(1 / lam[active])
+        active &= t < end
+        x[active] += 1
+        t_x[active] = t[active]
+    return x, np.floor(t_x * 7) / 7, T
+
+
+def test_homogeneous_pareto_dropout_is_reported_as_the_limit_model():
+    d = m.Triples.build(*_exponential_lifetime_sample())
+    fit = m.fit_transactions("paretonbd", d)
+    assert fit.converged, fit.message
+    assert fit.limit == m.HOMOGENEOUS_DROPOUT
+    assert set(fit.params) == set(fit.std_errors) == {"r", "alpha", "dropout_rate"}  # no s, beta at a bound
+    assert fit.params["dropout_rate"] == pytest.approx(0.02, rel=0.25)
+    assert fit.params["r"] == pytest.approx(1.5, rel=0.25)
+    r, alpha, mu = fit.vector
+    assert fit.loglik == pytest.approx(m.paretonbd_homogeneous_loglik([r, alpha, mu], d)[0], rel=1e-12)
+    for s in (1e1, 1e3, 1e6):  # no finite concentration is more likely
+        assert m.paretonbd_loglik([r, alpha, s, s / mu], d)[0] <= fit.loglik + 1e-6
+
+
+def test_pareto_limit_model_expectations_are_the_limit_of_the_full_model():
+    r, alpha, mu = 0.9, 7.0, 0.03
+    x = np.array([0.0, 1.0, 4.0, 12.0])
+    t_x = np.array([0.0, 10.0, 30.0, 50.0])
+    T = np.array([20.0, 40.0, 60.0, 52.0])
+    lim = m.transaction_model("paretonbd", m.HOMOGENEOUS_DROPOUT)
+    d = m.Triples.build(x, t_x, T)
+    for s, rel in ((1e4, 1e-3), (1e7, 1e-6)):
+        full = [r, alpha, s, s / mu]
+        np.testing.assert_allclose(
+            m.paretonbd_conditional_expected(full, 13.0, x, t_x, T),
+            lim.conditional_expected([r, alpha, mu], 13.0, x, t_x, T),
+            rtol=rel,
+        )
+        np.testing.assert_allclose(
+            m.paretonbd_p_alive(full, x, t_x, T), lim.p_alive([r, alpha, mu], x, t_x, T), rtol=rel
+        )
+        np.testing.assert_allclose(m.paretonbd_expected(full, T), lim.expected([r, alpha, mu], T), rtol=rel)
+        assert m.paretonbd_loglik(full, d)[0] == pytest.approx(lim.loglik([r, alpha, mu], d)[0], rel=rel)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [[0.553, 10.578, 0.606, 11.669], [1.0, 20.0, 5.0, 1.0], [2.0, 1.0, 0.5, 0.2], [0.3, 0.5, 0.2, 100.0]],
+)
+def test_paretonbd_quadrature_equals_the_closed_form_per_customer(cdnow, params):
+    """Every customer's log-likelihood, beta above and below alpha, to rounding level."""
+    x, t_x, T = (cdnow[c].to_numpy() for c in ("x", "t_x", "T"))
+    r, alpha, s, beta = params
+    t1, t2, _, _ = m._pnbd_log_terms(r, alpha, s / beta, 1 / s, x, t_x, T, gradient=False)
+    ours = special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha) + np.logaddexp(t1, t2)
+    np.testing.assert_allclose(ours, pnbd_ll_direct(params, x, t_x, T), rtol=0, atol=1e-10)

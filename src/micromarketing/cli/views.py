@@ -158,10 +158,22 @@ def clv_fit(result: Any) -> None:
     for name, value in result.spend_params.items():
         table.add_row("gamma_gamma", name, f"{value:.4f}", f"{result.spend_std_errors[name]:.4f}")
     console.print(table)
-    if result.limit is not None:
+    if result.limit is not None and result.model == "bgnbd":
         console.print(
             f"dropout is homogeneous: a, b -> infinity (the limit model, {result.limit}); every customer "
             f"drops out with probability p_dropout = {result.params['p_dropout']:.4f} after a purchase"
+        )
+    elif result.limit is not None:
+        console.print(
+            f"dropout is homogeneous: s, beta -> infinity (the limit model, {result.limit}); every "
+            f"customer's lifetime is exponential with dropout_rate = {result.params['dropout_rate']:.4g} "
+            f"per {result.unit_days:g} days"
+        )
+    if result.spend_limit is not None:
+        console.print(
+            f"spend is constant per customer: p -> infinity (the limit model, {result.spend_limit}); "
+            f"customers' mean spends are inverse-gamma with q = {result.spend_params['q']:.4f}, "
+            f"scale = {result.spend_params['scale']:.4f}"
         )
     console.print(
         f"{result.model}: log-likelihood {result.loglik:,.2f}, "
@@ -232,12 +244,12 @@ def clv_validation(result: Any, *, report: Path | None) -> None:
     table = Table(title=f"Calibration to {p['calibration_end']}, holdout to {p['holdout_end']}")
     for col in ("model", "parameters", "log-likelihood"):
         table.add_column(col)
-    table.add_row("BG/NBD", _params(p["bgnbd"], ("r", "alpha", "a", "b")), f"{p['bgnbd']['loglik']:,.2f}")
+    table.add_row("BG/NBD", _params(p["bgnbd"]), f"{p['bgnbd']['loglik']:,.2f}")
     table.add_row(
-        "Pareto/NBD", _params(p["paretonbd"], ("r", "alpha", "s", "beta")), f"{p['paretonbd']['loglik']:,.2f}"
+        "Pareto/NBD", _params(p["paretonbd"]), f"{p['paretonbd']['loglik']:,.2f}"
     )
     table.add_row(
-        "Gamma-Gamma", _params(p["gamma_gamma"], ("p", "q", "gamma")), f"{p['gamma_gamma']['loglik']:,.2f}"
+        "Gamma-Gamma", _params(p["gamma_gamma"]), f"{p['gamma_gamma']['loglik']:,.2f}"
     )
     console.print(table)
     h = p["holdout"]
@@ -259,8 +271,9 @@ def clv_validation(result: Any, *, report: Path | None) -> None:
         console.print(f"Report written to [bold]{report}[/]")
 
 
-def _params(values: dict[str, float], names: tuple[str, ...]) -> str:
-    return ", ".join(f"{n}={values[n]:.4g}" for n in names)
+def _params(values: dict[str, Any]) -> str:
+    """The estimated parameters of one model (a limit model has fewer: those with a standard error)."""
+    return ", ".join(f"{n}={values[n]:.4g}" for n in values["std_errors"])
 
 
 # -- segments -----------------------------------------------------------------------------------
@@ -1001,8 +1014,10 @@ def demo(report: Any) -> None:
         fit = report.clv
         params = ", ".join(f"{k}={v:.3g}" for k, v in fit.params.items())
         spend = ", ".join(f"{k}={v:.3g}" for k, v in fit.spend_params.items())
+        tx_limit = f" (limit: {fit.limit})" if fit.limit else ""
+        spend_limit = f" (limit: {fit.spend_limit})" if fit.spend_limit else ""
         console.print(
-            f"[bold]2. Customer value[/]: {fit.model} {params}; Gamma-Gamma {spend}; "
+            f"[bold]2. Customer value[/]: {fit.model} {params}{tx_limit}; Gamma-Gamma {spend}{spend_limit}; "
             f"log-lik {fit.loglik:,.1f}; {fit.n_customers:,} customers; "
             f"converged={fit.converged and fit.spend_converged}"
         )

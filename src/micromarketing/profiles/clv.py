@@ -149,8 +149,10 @@ class ClvFit:
 
     ``model`` is the family (``bgnbd`` or ``paretonbd``); ``limit`` names the limit model when
     the optimum lies on it (``homogeneous_dropout``: ``params`` then hold ``r, alpha,
-    p_dropout``).  ``spend_mean`` is the expected spend per purchase of a customer without repeat
-    purchases (see :func:`micromarketing.profiles.clv_models.gamma_gamma_population_spend`).
+    p_dropout``); likewise ``spend_limit`` for Gamma-Gamma (``constant_customer_spend``:
+    ``spend_params`` hold ``q, scale``).  ``spend_mean`` is the expected spend per purchase of a
+    customer without repeat purchases
+    (see :func:`micromarketing.profiles.clv_models.gamma_gamma_population_spend`).
     A grouped fit (``by`` set) is the pooled fit plus one :class:`GroupFit` per group.
     """
 
@@ -176,6 +178,7 @@ class ClvFit:
     by: str | None = None
     min_group_size: int | None = None
     groups: tuple[GroupFit, ...] = ()
+    spend_limit: str | None = None
 
     @property
     def transaction_model(self) -> m.TransactionModel:
@@ -188,16 +191,22 @@ class ClvFit:
 
     @property
     def spend_vector(self) -> np.ndarray:
-        return np.array([self.spend_params[k] for k in m.PARAM_NAMES["gamma_gamma"]])
+        """The spend-model parameters in order (``p, q, gamma``, or ``q, scale`` for the limit)."""
+        return np.array([self.spend_params[k] for k in m.SPEND_PARAM_NAMES[self.spend_limit]])
+
+    @property
+    def spend_mean_form(self) -> tuple[float, float, float]:
+        """``(q, scale, eps)`` of the spend model, what the one spend formula takes."""
+        return m.gamma_gamma_mean_form(self.spend_vector, self.spend_limit)
 
     @property
     def non_repeater_spend(self) -> float:
         """Expected spend per purchase for customers without repeat purchases (always finite)."""
         if self.spend_mean is not None:
             return self.spend_mean
-        p, q, g = self.spend_vector
+        q, scale, _ = self.spend_mean_form
         if q > 1.0:
-            return float(p * g / (q - 1.0))
+            return float(scale / (q - 1.0))
         raise ModelError("this stored fit has q <= 1 and no fallback spend: fit the CLV model again")
 
     def group_model(self, group: str) -> ClvFit:
@@ -231,6 +240,8 @@ class ClvFit:
             },
             **self.extra,
         }
+        if self.spend_limit is not None:
+            out["gamma_gamma"]["limit"] = self.spend_limit
         if self.limit is not None:
             out["limit"] = self.limit
         if self.by is not None:
@@ -266,6 +277,7 @@ class ClvFit:
             by=data.get("by"),
             min_group_size=data.get("min_group_size"),
             groups=tuple(GroupFit.from_dict(g, data) for g in data.get("groups", ())),
+            spend_limit=gg.get("limit"),
         )
 
 
@@ -306,7 +318,8 @@ def _frames(summary: pd.DataFrame | ir.Table) -> tuple[pd.DataFrame, pd.DataFram
     if isinstance(summary, ir.Table):
         trip = summary_triples(summary).to_pandas()
         repeaters = summary.filter(summary.frequency > 0)
-        spend = repeaters.group_by(["frequency", "monetary_value"]).aggregate(n=repeaters.count()).to_pandas()
+        spend = repeaters.group_by(["frequency", "monetary_value"]).aggregate(n=repeaters.count())
+        spend = spend.order_by(["frequency", "monetary_value"]).to_pandas()  # reproducible sums, as above
         return trip, spend
     trip = summary.groupby(["frequency", "recency", "T"], as_index=False).size().rename(columns={"size": "n"})
     rep = summary[summary.frequency > 0]
@@ -337,7 +350,7 @@ def fit_summary(
     tx_fit = m.fit_transactions(family, triples)
     spend_data = m.SpendData.build(spend["frequency"], spend["monetary_value"], spend["n"])
     gg_fit = m.fit_gamma_gamma(spend_data)
-    spend_mean, source = m.gamma_gamma_population_spend(gg_fit.vector, spend_data)
+    spend_mean, source = m.gamma_gamma_population_spend(gg_fit.vector, spend_data, gg_fit.limit)
     return ClvFit(
         model=family,
         as_of=as_of,
@@ -358,6 +371,7 @@ def fit_summary(
         else f"gamma_gamma: {gg_fit.message}",
         spend_mean=spend_mean,
         spend_mean_source=source,
+        spend_limit=gg_fit.limit,
     )
 
 
@@ -594,13 +608,15 @@ def clv_features(
                 | scores
             )
         )
-        p, q, g = own.spend_vector
-        params.append({"group": str(name), "_p": p, "_q": q, "_g": g, "_fallback": own.non_repeater_spend})
+        q, scale, eps = own.spend_mean_form
+        params.append(
+            {"group": str(name), "_q": q, "_scale": scale, "_eps": eps, "_fallback": own.non_repeater_spend}
+        )
     scored_t = ibis.memtable(pd.concat(parts, ignore_index=True))
     spend_t = ibis.memtable(pd.DataFrame(params))
     j = summary.join(scored_t, ["group", "frequency", "recency", "T"]).join(spend_t, "group")
     individual = m.gamma_gamma_conditional_spend(
-        (j._p, j._q, j._g), j.frequency.cast("float64"), j.monetary_value
+        (j._q, j._scale, j._eps), j.frequency.cast("float64"), j.monetary_value
     )
     spend = ibis.cases((j.frequency > 0, individual), else_=j._fallback)
     base = j.select(

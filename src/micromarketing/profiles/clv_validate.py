@@ -242,6 +242,7 @@ def validate(
             "loglik": pn.loglik,
             "converged": pn.converged,
             "std_errors": pn.std_errors,
+            **({"limit": pn.limit} if pn.limit else {}),
         },
         "gamma_gamma": {
             **bg.spend_params,
@@ -249,6 +250,7 @@ def validate(
             "converged": bg.spend_converged,
             "std_errors": bg.spend_std_errors,
             "n_customers": bg.n_repeaters,
+            **({"limit": bg.spend_limit} if bg.spend_limit else {}),
         },
         "holdout": {
             "weeks": horizon,
