@@ -29,7 +29,7 @@ import pandas as pd
 from aiosmtpd.controller import Controller
 
 from micromarketing.campaigns.deliver import DeliveryReport
-from micromarketing.campaigns.run import RunResult
+from micromarketing.campaigns.results import RunResult
 from micromarketing.campaigns.spec import CampaignSpec
 from micromarketing.config import SETTINGS_FILE
 from micromarketing.datasets import REFERENCE_DATE

@@ -31,11 +31,11 @@ import ibis
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from pydantic import BaseModel
 
 from micromarketing.campaigns.assign import CONTROL, GLOBAL_HOLDOUT, assign_arms, in_global_holdout
 from micromarketing.campaigns.ingredients import Freezer, context_from_fields, offer_context
 from micromarketing.campaigns.policy import RULES, evaluate_members
+from micromarketing.campaigns.results import CampaignPlan, SegmentPlan, VariantPlan
 from micromarketing.campaigns.spec import CampaignSpec, VariantSpec, check_budget, check_references
 from micromarketing.channels.email import email_warnings
 from micromarketing.channels.sms import count_segments
@@ -70,69 +70,6 @@ ADDRESS_COLUMN = {"email": "email", "sms": "phone"}
 NO_ADDRESS = "no_address"
 #: What the plan counts as removed, in the order the rules apply (quiet hours defer, not remove).
 REMOVED = (*(r for r in RULES if r != "quiet_hours"), NO_ADDRESS)
-
-
-# ---------------------------------------------------------------------------------------------
-# result models
-# ---------------------------------------------------------------------------------------------
-class VariantPlan(BaseModel):
-    """One variant of one segment on its channel."""
-
-    segment: str
-    variant: str
-    channel: str
-    template: str | None
-    template_version: int | None
-    offer: str | None
-    members: int
-    removed: dict[str, int]
-    deferred: int
-    reach: int
-    cost: float
-    cost_per_message: float
-    response_rate: float
-    expected_conversions: float
-    expected_revenue: float
-    expected_margin: float
-    roi: float | None
-    mean_clv: float | None
-    mde_absolute: float | None
-    mde_relative: float | None
-
-
-class SegmentPlan(BaseModel):
-    """One segment: members, control, holdout, members already in an earlier segment, variants."""
-
-    segment: str
-    members: int
-    control: int
-    global_holdout: int
-    in_earlier_segment: int
-    variants: list[VariantPlan]
-
-
-class CampaignPlan(BaseModel):
-    """The whole plan: totals (integers ``members``, ``control``, ``reach``), the breakdown per
-    segment and variant, the assumptions behind the figures and the warnings."""
-
-    name: str
-    spec_sha256: str
-    planned_for: datetime
-    members: int
-    control: int
-    global_holdout: int
-    reach: int
-    removed: dict[str, int]
-    deferred: int
-    cost: float
-    budget: float | None
-    expected_conversions: float
-    expected_revenue: float
-    expected_margin: float
-    roi: float | None
-    segments: list[SegmentPlan]
-    assumptions: list[str]
-    warnings: list[str]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -40,6 +39,7 @@ from micromarketing.campaigns.plan import (
     plan_from_draft,
     products_for,
 )
+from micromarketing.campaigns.results import CampaignStatus, CampaignSummary, RunResult, TestSend
 from micromarketing.campaigns.spec import CampaignSpec, check_budget
 from micromarketing.channels.base import message_key
 from micromarketing.errors import ConflictError, InvalidInputError, NotFoundError
@@ -53,67 +53,6 @@ CACHE_KIB = 262_144
 ASSIGNMENTS = Assignment.__table__
 OUTBOX = OutboxMessage.__table__
 STATES = ("pending", "sending", "sent", "deferred", "failed", "skipped")
-
-
-class RunResult(BaseModel):
-    """What one ``campaign run`` wrote (all zero on a re-run of the same file)."""
-
-    name: str
-    campaign_id: int
-    status: str
-    already_run: bool
-    members: int
-    control: int
-    global_holdout: int
-    assignments_inserted: int
-    messages_inserted: int
-    pending: int
-    deferred: int  # pending with not_before at the end of the recipient's quiet hours
-    skipped: int
-    skipped_by_rule: dict[str, int]
-    seconds: float
-    message: str
-
-
-class CampaignStatus(BaseModel):
-    """Integer counts of a campaign's outbox rows per state, and of its control group."""
-
-    name: str
-    status: str
-    pending: int
-    sending: int
-    sent: int
-    deferred: int
-    failed: int
-    skipped: int
-    control: int
-    global_holdout: int
-    members: int
-    skipped_reasons: dict[str, int] = {}  # why the skipped messages were skipped, most frequent first
-
-
-class CampaignSummary(BaseModel):
-    """One line of ``campaign list``."""
-
-    name: str
-    status: str
-    objective: str
-    priority: int
-    members: int
-    messages: int
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-
-
-class TestSend(BaseModel):
-    """Proof messages queued by ``campaign test``."""
-
-    name: str
-    messages: int
-    to: list[str]
-    variants: list[str]
-    skipped: list[str]
 
 
 def _now() -> datetime:

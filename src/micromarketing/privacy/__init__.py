@@ -5,10 +5,9 @@ customer id) rather than knowing each part's tables.  ``ws.privacy`` is
 :class:`~micromarketing.privacy.service.PrivacyService`.
 """
 
-from micromarketing.privacy.audit import AuditEntry
 from micromarketing.privacy.consent import ConsentRecord, current_consent
 from micromarketing.privacy.erasure import ErasureReport, is_erased
-from micromarketing.privacy.export import PersonalDataExport
+from micromarketing.privacy.results import AuditEntry, PersonalDataExport
 from micromarketing.privacy.retention import RetentionReport
 
 __all__ = [

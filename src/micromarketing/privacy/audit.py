@@ -11,24 +11,13 @@ import getpass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
 from sqlalchemy import Select, func, select
 
+from micromarketing.privacy.results import AuditEntry
 from micromarketing.store.models import AuditEvent
 
 if TYPE_CHECKING:
     from micromarketing.store.context import StoreContext
-
-
-class AuditEntry(BaseModel):
-    """One record of the audit log."""
-
-    id: int
-    at: datetime
-    actor: str
-    action: str
-    subject: str
-    details: dict[str, Any]
 
 
 def cli_actor() -> str:

@@ -38,13 +38,13 @@ import ibis.expr.types as ir
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from pydantic import BaseModel
 from sqlalchemy import JSON, String, Text, cast, delete, or_, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from micromarketing.channels.audiences import normalize_email, normalize_phone, sha256_hex
 from micromarketing.errors import NotFoundError
+from micromarketing.privacy.results import ErasureReport
 from micromarketing.store.lock import HOLDER_SUFFIX
 from micromarketing.store.models import Base, OutboxMessage, Suppression
 from micromarketing.store.schema import TableSpec
@@ -57,19 +57,6 @@ ERASED = "[erased]"
 SALT_FILE = Path("secrets") / "erasure.key"
 _DIGITS = re.compile(r"[^0-9]")
 _TEXT_SUFFIXES = {".html", ".htm", ".txt", ".md", ".eml", ".xml", ".log", ".svg", ".yaml", ".yml", ".toml"}
-
-
-class ErasureReport(BaseModel):
-    """What :func:`forget` removed (counts and paths only: never the person's data)."""
-
-    subject: str  # "erased:<hash prefix>", the label the audit log and reports use
-    warehouse_rows: dict[str, int]
-    ops_rows: dict[str, int]
-    ops_redacted: dict[str, int]
-    files_rewritten: list[str]
-    files_not_inspected: list[str]
-    suppressions_added: int
-    already_erased: bool = False
 
 
 @dataclass

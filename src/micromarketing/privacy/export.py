@@ -11,27 +11,14 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
 from sqlalchemy import select
 
 from micromarketing.errors import NotFoundError
+from micromarketing.privacy.results import PersonalDataExport
 from micromarketing.store.models import AuditEvent, Base
 
 if TYPE_CHECKING:
     from micromarketing.store.context import StoreContext
-
-
-class PersonalDataExport(BaseModel):
-    """What is held about ``customer_id``, table by table (values as JSON scalars)."""
-
-    customer_id: str
-    generated_at: datetime
-    warehouse: dict[str, list[dict[str, Any]]]
-    operations: dict[str, list[dict[str, Any]]]
-
-    @property
-    def record_count(self) -> int:
-        return sum(len(rows) for rows in (*self.warehouse.values(), *self.operations.values()))
 
 
 def export_person(ctx: StoreContext, customer_id: str, *, actor: str = "cli") -> PersonalDataExport:

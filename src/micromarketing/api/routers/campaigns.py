@@ -17,8 +17,7 @@ from micromarketing.api.auth import Marketer, Viewer, actor
 from micromarketing.api.deps import WS
 from micromarketing.api.pagination import Page, Paging, window
 from micromarketing.api.routers import plain
-from micromarketing.campaigns.plan import CampaignPlan
-from micromarketing.campaigns.run import CampaignStatus, CampaignSummary, RunResult
+from micromarketing.campaigns.results import CampaignPlan, CampaignStatus, CampaignSummary, RunResult
 
 router = APIRouter(prefix="/campaigns", tags=["campaigns"], dependencies=[Viewer])
 CAMPAIGN_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"

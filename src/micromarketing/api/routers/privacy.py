@@ -15,9 +15,7 @@ from micromarketing.api.auth import Admin, actor
 from micromarketing.api.deps import WS
 from micromarketing.api.pagination import Page, Paging, page
 from micromarketing.api.routers import plain
-from micromarketing.privacy.audit import AuditEntry
-from micromarketing.privacy.erasure import ErasureReport
-from micromarketing.privacy.export import PersonalDataExport
+from micromarketing.privacy.results import AuditEntry, ErasureReport, PersonalDataExport
 
 router = APIRouter(prefix="/privacy", tags=["privacy"], dependencies=[Admin])
 
