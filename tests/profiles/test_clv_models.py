@@ -143,6 +143,15 @@ def test_bgnbd_loglik_equals_lifetimes(cdnow, triples):
     assert m.bgnbd_loglik(params, triples)[0] == pytest.approx(-neg_mean * len(x), rel=1e-6)
 
 
+@pytest.mark.parametrize("params", [[0.553, 10.578, 0.606, 11.669], [0.9, 15.0, 1.4, 6.0]])
+def test_paretonbd_loglik_equals_lifetimes(cdnow, triples, params):
+    lifetimes = pytest.importorskip("lifetimes")
+    x, t_x, T = (cdnow[c].to_numpy() for c in ("x", "t_x", "T"))
+    fitter = lifetimes.ParetoNBDFitter
+    neg = fitter._negative_log_likelihood(np.array(params), x, t_x, T, np.ones_like(x), 0.0)
+    assert m.paretonbd_loglik(params, triples)[0] == pytest.approx(-neg, rel=1e-9)
+
+
 def test_gamma_gamma_loglik_equals_numerical_integral(cdnow):
     """The closed form integrates the gamma(px, nu x) density of the mean over nu ~ gamma(q, gamma)."""
     d = m.SpendData.build(cdnow["x"], cdnow["m"])
