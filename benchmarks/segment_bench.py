@@ -61,7 +61,7 @@ def build(root: Path, n: int) -> Workspace:
                [{", ".join(segments)}][CAST(1 + hash(i, 4) % {len(segments)} AS BIGINT)] AS rfm_segment,
                CAST(18 + hash(i, 5) % 70 AS BIGINT) AS age,
                [{", ".join(bands)}][CAST(1 + hash(i, 6) % {len(bands)} AS BIGINT)] AS age_band,
-               round((hash(i, 7) % 200000) / 100.0, 2) AS clv_12m
+               round((hash(i, 7) % 200000) / 100.0, 2) AS clv
         FROM range({n}) t(i)
     """)
     ws.warehouse.raw_sql(f"""

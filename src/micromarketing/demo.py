@@ -283,12 +283,12 @@ class _SmtpSink:
 
 
 def _value_tiers(ws: Workspace) -> pd.DataFrame:
-    """Customers, revenue and average 12-month CLV per value tier (the heavy/medium/light users)."""
+    """Customers, revenue and average CLV per value tier (the heavy/medium/light users)."""
     p = ws.table("profiles")
     p = p.filter(p.value_tier.notnull())
     frame = (
         p.group_by("value_tier")
-        .aggregate(customers=p.count(), revenue=p.monetary.sum(), avg_clv_12m=p.clv_12m.mean())
+        .aggregate(customers=p.count(), revenue=p.monetary.sum(), avg_clv=p.clv.mean())
         .execute()
     )
     frame["share"] = frame["customers"] / frame["customers"].sum()

@@ -387,11 +387,11 @@ def test_gathered_numbers_match_the_warehouse(report_ws):
         got.sort_index().astype(int), expected.sort_index().astype(int), check_names=False
     )
     tiers = inputs.clv_tiers.set_index("value_tier")
-    valued = profiles.dropna(subset=["value_tier", "clv_12m"])
+    valued = profiles.dropna(subset=["value_tier", "clv"])
     for tier, group in valued.groupby("value_tier"):
         assert tiers.loc[tier, "customers"] == len(group)
-        assert tiers.loc[tier, "median"] == pytest.approx(group["clv_12m"].median())
-        assert tiers.loc[tier, "q1"] == pytest.approx(group["clv_12m"].quantile(0.25))
+        assert tiers.loc[tier, "median"] == pytest.approx(group["clv"].median())
+        assert tiers.loc[tier, "q1"] == pytest.approx(group["clv"].quantile(0.25))
     segs = inputs.segments.set_index("segment")
     assert segs.loc["near_store", "customers"] == len(members) == ws.segments.size("near_store")
     near = profiles[profiles["customer_id"].isin(members)]

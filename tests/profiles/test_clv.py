@@ -114,7 +114,7 @@ def test_clv_features_score_every_customer_consistently(cdnow_ws):
         "expected_purchases_90d",
         "expected_purchases_365d",
         "expected_avg_spend",
-        "clv_12m",
+        "clv",
         "value_tier",
     }
     assert feats.notna().all().all()
@@ -147,17 +147,17 @@ def test_clv_features_score_every_customer_consistently(cdnow_ws):
         unit_days=7.0,
         annual_discount_rate=cfg.annual_discount_rate,
     )
-    assert feats.loc[cid, "clv_12m"] == pytest.approx(cfg.margin * spend * float(disc[0]), rel=1e-9)
+    assert feats.loc[cid, "clv"] == pytest.approx(cfg.margin * spend * float(disc[0]), rel=1e-9)
     assert (
-        feats.loc[cid, "clv_12m"] < cfg.margin * spend * feats.loc[cid, "expected_purchases_365d"]
+        feats.loc[cid, "clv"] < cfg.margin * spend * feats.loc[cid, "expected_purchases_365d"]
     )  # discounted
     # Tiers: top 1 % / 10 % / 50 % of customers by CLV.
     counts = feats["value_tier"].value_counts()
     assert counts["top_1"] == 23 and counts["top_1"] + counts["top_10"] == 235
     assert counts["top_1"] + counts["top_10"] + counts["top_50"] == 1178
     assert (
-        feats.loc[feats["value_tier"] == "top_1", "clv_12m"].min()
-        >= feats.loc[feats["value_tier"] == "top_10", "clv_12m"].max()
+        feats.loc[feats["value_tier"] == "top_1", "clv"].min()
+        >= feats.loc[feats["value_tier"] == "top_10", "clv"].max()
     )
 
 

@@ -43,7 +43,7 @@ CUSTOMERS = pd.DataFrame(
 
 PROFILES = pd.DataFrame(
     [
-        # id, recency, freq, monetary, rfm_segment, age, age_band, clv_12m, last_order days ago
+        # id, recency, freq, monetary, rfm_segment, age, age_band, clv, last_order days ago
         ("C01", 5, 12, 1500.0, "champions", 29, "25-34", 900.0, 5),
         ("C02", 40, 6, 600.0, "loyal", 41, "35-44", 300.0, 40),
         ("C03", 20, 4, 420.0, "potential_loyalists", 33, "25-34", 250.0, 20),
@@ -64,7 +64,7 @@ PROFILES = pd.DataFrame(
         "rfm_segment",
         "age",
         "age_band",
-        "clv_12m",
+        "clv",
         "_last",
     ],
 )
@@ -131,7 +131,7 @@ RULE_CASES: list[tuple[str, set[str]]] = [
     ("orders(within_days=365) >= 2", {"C02"}),  # C01's second order is after the as-of date
     ("monetary / frequency > 150", {"C09"}),  # C11 has 0 orders: 0 / 0 is null, not an error
     (
-        "clv_12m > 100 and recency_days <= 60 or rfm_segment = 'cannot_lose'",
+        "clv > 100 and recency_days <= 60 or rfm_segment = 'cannot_lose'",
         {"C01", "C02", "C03", "C05", "C09"},
     ),
     ("last_order_at >= '2024-06-01'", {"C01", "C03", "C06", "C09"}),  # C09: exactly 30 days

@@ -40,7 +40,7 @@ def test_user_errors_exit_2_without_traceback(ws):
     ws.close()
     r = run(ws, "create", "x", "--rule", "cltv > 3")
     assert r.exit_code == 2
-    assert "line 1, col 1: unknown field 'cltv'; did you mean 'clv_12m'?" in r.output
+    assert "line 1, col 1: unknown field 'cltv'; did you mean 'clv'?" in r.output
     assert "Traceback" not in r.output
     r = run(ws, "create", "w", "--rule", "gender = 'F'")
     assert r.exit_code == 2 and "--allow-sensitive" in r.output

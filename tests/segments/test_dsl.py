@@ -104,7 +104,7 @@ def test_arbitrary_text_only_raises_rule_errors_inside_the_input(text):
         assert 1 <= exc.column <= len(lines[exc.line - 1]) + 1
 
 
-NUM_FIELDS = ["frequency", "monetary", "recency_days", "age", "clv_12m", "lat"]
+NUM_FIELDS = ["frequency", "monetary", "recency_days", "age", "clv", "lat"]
 TEXT_FIELDS = ["city", "postcode", "rfm_segment", "age_band", "interests", "email"]
 numbers = st.one_of(
     st.integers(-(10**6), 10**6), st.floats(-1e6, 1e6, allow_nan=False).map(lambda f: round(f, 3))

@@ -26,7 +26,7 @@ ROWS = [
     for row in PROFILES.drop(columns=["_last"]).to_dict("records")
 ]
 ALL_IDS = {row["customer_id"] for row in ROWS}
-NUMERIC = ("recency_days", "frequency", "monetary", "age", "clv_12m")
+NUMERIC = ("recency_days", "frequency", "monetary", "age", "clv")
 INTEGRAL = ("recency_days", "frequency", "age")  # sums of these are exact in float64
 
 

@@ -44,7 +44,7 @@ def test_quotes_in_values_are_data_not_sql(shared_ws):
 @pytest.mark.parametrize(
     ("rule", "message"),
     [
-        ("cltv > 3", "line 1, col 1: unknown field 'cltv'; did you mean 'clv_12m'?"),
+        ("cltv > 3", "line 1, col 1: unknown field 'cltv'; did you mean 'clv'?"),
         ("frequency >= 3 and citty = 'Lyon'", "line 1, col 20: unknown field 'citty'; did you mean 'city'?"),
         (
             "frequency >= 3 and\n  recncy_days < 4",
@@ -77,12 +77,21 @@ def test_errors_name_position_and_expectation(shared_ws, rule, message):
 
 
 def test_clv_fields_before_a_clv_fit_get_a_precise_message(ws):
-    profiles = ws.table("profiles").drop("clv_12m").to_pandas()
+    profiles = ws.table("profiles").drop("clv").to_pandas()
     ws.warehouse.create_from("profiles", profiles)
     with pytest.raises(
-        RuleError, match="'clv_12m' is not available yet: it appears once a CLV model is fitted"
+        RuleError, match="'clv' is not available yet: it appears once a CLV model is fitted"
     ):
-        compile_rule("clv_12m > 3", Catalog(ws.warehouse))
+        compile_rule("clv > 3", Catalog(ws.warehouse))
+
+
+def test_the_old_clv_name_still_works_with_a_warning(shared_ws):
+    old = compile_rule("clv_12m > 100 and CLV_12M < 10000", Catalog(shared_ws.warehouse))
+    new = members(shared_ws, "clv > 100 and clv < 10000")
+    assert set(old.members().to_pyarrow().column("customer_id").to_pylist()) == new and new
+    assert old.warnings == ["field 'clv_12m' is deprecated: use 'clv' (line 1, column 1)",
+                            "field 'CLV_12M' is deprecated: use 'clv' (line 1, column 19)"]
+    assert list(old.fields) == ["clv"]
 
 
 def test_rules_work_before_profiles_exist(ws):

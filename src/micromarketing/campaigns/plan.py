@@ -57,7 +57,7 @@ NO_OFFER_RATE = 0.02
 SAMPLE_SIZE = 50
 RECOMMENDATIONS = 5
 #: Columns every draft reads besides what the templates need.
-BASE_COLUMNS = ("customer_id", "timezone", "email", "phone", "avg_order_value", "clv_12m")
+BASE_COLUMNS = ("customer_id", "timezone", "email", "phone", "avg_order_value", "clv")
 #: Contact columns each channel's outbox rows carry (where the message goes).
 CONTACT_COLUMNS: dict[str, tuple[str, ...]] = {
     "email": ("email",),
@@ -374,7 +374,7 @@ def plan_from_draft(ctx: StoreContext, draft: CampaignDraft, source: str = "<cam
                     expected_revenue=revenue,
                     expected_margin=margin,
                     roi=(margin - cost) / cost if cost > 0 else None,
-                    mean_clv=_mean(v.rows, "clv_12m", reached),
+                    mean_clv=_mean(v.rows, "clv", reached),
                     mde_absolute=None if math.isinf(mde.absolute) else mde.absolute,
                     mde_relative=None if math.isinf(mde.relative) else mde.relative,
                 )

@@ -27,11 +27,9 @@ from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import numpy as np
 import pandas as pd
 import typer
-from click.core import ParameterSource
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -105,7 +103,7 @@ def command(
         supplied = [p for p in _SUPPLIED if p in signature.parameters]
         user_params = [p for p in signature.parameters.values() if p.name not in _SUPPLIED]
         needs_workspace = "ws" in supplied or "session" in supplied
-        extra = []
+        extra = [_keyword("typer_context", typer.Context, None)]
         if needs_workspace:
             extra.append(_keyword("workspace", WorkspaceOption, None))
         if json_option:
@@ -115,9 +113,10 @@ def command(
         @wraps(func)
         def run(**kwargs: Any) -> None:
             _show_core_warnings()
+            ctx = kwargs.pop("typer_context")
             workspace = kwargs.pop("workspace", None)
             json_output = kwargs.pop("json_output", False)
-            session = _session(workspace)
+            session = _session(ctx, workspace)
             try:
                 with progress_bar(not json_output) if "progress" in supplied else nullcontext() as bar:
                     given = {"progress": bar} if bar is not None else {}
@@ -161,15 +160,14 @@ def _keyword_only(view: Callable[..., None] | None) -> list[str]:
     return [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
 
 
-def _session(workspace: Path | None) -> Session:
-    """The root callback's session (the command's own ``-w`` wins), or a new one when a command
-    group is invoked on its own (as the tests do)."""
-    ctx = click.get_current_context(silent=True)
-    session = ctx.find_object(Session) if ctx is not None else None
+def _session(ctx: typer.Context, workspace: Path | None) -> Session:
+    """The root callback's session (a ``-w`` typed after the command wins), or a new one when a
+    command group is invoked on its own (as the tests do)."""
+    session = ctx.find_object(Session)
     if session is None:
         return Session(workspace)
-    typed = ctx is not None and ctx.get_parameter_source("workspace") is ParameterSource.COMMANDLINE
-    if typed:  # else the root's -w (or the same environment variable) stands
+    source = ctx.get_parameter_source("workspace")
+    if source is not None and source.name == "COMMANDLINE":  # else the root's -w or environment
         session.path = workspace
     return session
 

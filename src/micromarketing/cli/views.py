@@ -1025,7 +1025,7 @@ def demo(report: Any) -> None:
     if report.rfm is not None:
         console.print(rfm_table(report.rfm, currency))
     if report.value_tiers is not None:
-        console.print(_frame_table("Value tiers (12-month CLV)", report.value_tiers, currency))
+        console.print(_frame_table("Value tiers (CLV)", report.value_tiers, currency))
 
     segments = Table(title="3. Rule segments")
     for column in ("segment", "members", "warnings"):

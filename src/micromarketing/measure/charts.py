@@ -176,7 +176,7 @@ def rfm_heatmap(grid: pd.DataFrame, *, currency: str | None = None) -> go.Figure
 
 # -- value -----------------------------------------------------------------------------------------
 def clv_by_tier(tiers: pd.DataFrame, *, currency: str | None = None) -> go.Figure:
-    """Spread of the 12-month CLV in each value tier, from precomputed quantiles.
+    """Spread of the CLV in each value tier, from precomputed quantiles.
 
     Columns: ``value_tier`` (top_1, top_10, top_50, rest), ``customers``, ``p05``, ``q1``,
     ``median``, ``q3``, ``p95``, ``mean``.  Whiskers span the 5th–95th percentiles; the axis is
@@ -209,7 +209,7 @@ def clv_by_tier(tiers: pd.DataFrame, *, currency: str | None = None) -> go.Figur
         type="log" if positive else "linear",
         dtick=1 if positive else None,
         tickformat=",.0f",
-        title_text=f"predicted 12-month CLV{_money(currency)}, box = quartiles, whiskers = 5th–95th pct",
+        title_text=f"predicted CLV{_money(currency)}, box = quartiles, whiskers = 5th–95th pct",
     )
     return _styled(fig, "Customer lifetime value by value tier", _rows_height(len(frame), 60))
 

@@ -508,8 +508,8 @@ def _gather_profiles(ctx: StoreContext, inputs: ReportInputs) -> None:
         .execute()
     )
     if "value_tier" in p.columns:
-        valued = p.filter(p.value_tier.notnull() & p.clv_12m.notnull())
-        v = valued.clv_12m
+        valued = p.filter(p.value_tier.notnull() & p.clv.notnull())
+        v = valued.clv
         tiers = (
             valued.group_by("value_tier")
             .aggregate(
@@ -525,7 +525,7 @@ def _gather_profiles(ctx: StoreContext, inputs: ReportInputs) -> None:
         )
         if len(tiers):
             inputs.clv_tiers = tiers
-            inputs.headline["average 12-month CLV"] = _money(valued.clv_12m.mean().execute(), inputs.currency)
+            inputs.headline["average CLV"] = _money(valued.clv.mean().execute(), inputs.currency)
     located = p.filter(p.h3_cell.notnull())
     if ctx.warehouse.has_table("customers"):
         c = ctx.table("customers").select("customer_id", "city")
@@ -563,10 +563,10 @@ def _gather_segments(ctx: StoreContext, inputs: ReportInputs) -> None:
     if ctx.warehouse.has_table("profiles"):
         p = ctx.table("profiles")
         joined = members.left_join(
-            p.select("customer_id", "monetary", *(["clv_12m"] if "clv_12m" in p.columns else [])),
+            p.select("customer_id", "monetary", *(["clv"] if "clv" in p.columns else [])),
             members.customer_id == p.customer_id,
         )
-        clv = joined.clv_12m.mean() if "clv_12m" in p.columns else ibis.null().cast("float64")
+        clv = joined.clv.mean() if "clv" in p.columns else ibis.null().cast("float64")
         frame = (
             joined.group_by("segment")
             .aggregate(customers=joined.count(), revenue=joined.monetary.sum(), avg_clv=clv)
@@ -632,7 +632,7 @@ def analytics_report(inputs: ReportInputs, campaign: CampaignResults | None = No
             "brought so far.",
         )
         rep.table(
-            ["segment", "kind", "customers", "revenue", "average 12-month CLV"],
+            ["segment", "kind", "customers", "revenue", "average CLV"],
             [
                 [r.segment, r.kind, int(r.customers), money(r.revenue), money(r.avg_clv)]
                 for r in inputs.segments.itertuples()
@@ -656,7 +656,7 @@ def analytics_report(inputs: ReportInputs, campaign: CampaignResults | None = No
         rep.heading("Customer lifetime value")
         rep.figure(
             charts.clv_by_tier(inputs.clv_tiers, currency=cur),
-            caption="Predicted 12-month CLV (BG/NBD + Gamma-Gamma) per value tier; tiers rank "
+            caption="Predicted CLV (BG/NBD + Gamma-Gamma) per value tier; tiers rank "
             "customers by CLV.",
         )
     if inputs.personas is not None:

@@ -5,7 +5,7 @@ This module owns the bridge between the warehouse and the models of
 monetary value) computed in SQL through Ibis, fitting on unique ``(frequency, recency, T)``
 triples, versioned storage of fitted models (:class:`~micromarketing.store.models.ModelVersion`
 with kind ``"clv"``), and scoring (P(alive), expected purchases, expected spend, discounted
-12-month CLV and value tiers) joined back to customers.
+CLV over the horizon of ``[clv] horizon_months`` and value tiers) joined back to customers.
 
 The models are written here rather than taken from a library: ``lifetimes`` is archived and
 breaks with current NumPy/pandas, and ``pymc-marketing`` is Bayesian and slow at a million
@@ -53,7 +53,7 @@ CLV_COLUMNS = (
     "expected_purchases_90d",
     "expected_purchases_365d",
     "expected_avg_spend",
-    "clv_12m",
+    "clv",
     "value_tier",
 )
 DEFAULT_UNIT_DAYS = 7.0
@@ -558,7 +558,7 @@ def clv_features(
     a column fit reads the column now; customers outside every fitted group use the pooled fit.
 
     Columns: ``customer_id, p_alive, expected_purchases_90d, expected_purchases_365d,
-    expected_avg_spend, clv_12m, value_tier`` for every customer with a transaction before
+    expected_avg_spend, clv, value_tier`` for every customer with a transaction before
     ``as_of``.  Triple-level scores are computed in numpy on the distinct (group, triple) pairs
     and joined back in SQL; expected spend (the one Gamma-Gamma formula,
     ``clv_models.gamma_gamma_conditional_spend``, for repeaters; the fit's non-repeater spend
@@ -625,9 +625,9 @@ def clv_features(
         j.expected_purchases_90d,
         j.expected_purchases_365d,
         expected_avg_spend=spend,
-        clv_12m=cfg.margin * spend * j.discounted_purchases,
+        clv=cfg.margin * spend * j.discounted_purchases,
     )
-    rank = ibis.row_number().over(order_by=[ibis.desc(base.clv_12m), base.customer_id])
+    rank = ibis.row_number().over(order_by=[ibis.desc(base.clv), base.customer_id])
     total = base.count().as_scalar()
     ranked = base.mutate(_share=(rank + 1).cast("float64") / total.cast("float64"))
     tier = ibis.cases(

@@ -25,6 +25,8 @@ from micromarketing.profiles.clv import CLV_COLUMNS
 CLV_FIELDS = CLV_COLUMNS
 PROFILE_FIELDS = tuple(c for c in PROFILE_COLUMNS if c not in {"customer_id", "as_of"})
 FIELD_ALIASES = {"last_order": "last_order_at", "first_order": "first_order_at"}
+# Renamed fields: the old name still works (saved rules keep it) with a warning naming the new one.
+RENAMED_FIELDS = {"clv_12m": "clv"}  # the horizon is the setting [clv] horizon_months, not part of the name
 # Columns never offered as rule fields (the profile snapshot date is the `as_of()` function).
 HIDDEN_COLUMNS = frozenset({"as_of"})
 
@@ -163,7 +165,7 @@ def did_you_mean(name: str, candidates: list[str]) -> str:
     """``"; did you mean 'x'?"`` for the closest candidate, or an empty string.
 
     Candidates are scored with difflib against the whole name and against its leading part
-    (``clv`` of ``clv_12m``), so abbreviations such as ``cltv`` find ``clv_12m``.
+    (``recency`` of ``recency_days``), so abbreviations such as ``recncy`` find ``recency_days``.
     """
     target = name.lower()
     best, best_score = None, 0.0

@@ -561,8 +561,8 @@ class Segments:
         if "monetary" in base.columns:
             aggs["rev"] = flagged.monetary.sum()
             aggs["rev_in"] = ibis.ifelse(flagged._in, flagged.monetary, 0).sum()
-        if "clv_12m" in base.columns:
-            aggs["clv_in"] = ibis.ifelse(flagged._in, flagged.clv_12m, None).mean()
+        if "clv" in base.columns:
+            aggs["clv_in"] = ibis.ifelse(flagged._in, flagged.clv, None).mean()
         totals = flagged.aggregate(**aggs).to_pyarrow().to_pylist()[0]
         size, base_size = int(totals["m"] or 0), int(totals["n"] or 0)
         rev = totals.get("rev")

@@ -76,7 +76,7 @@ FEATURES: dict[str, FeatureSpec] = {
 GROUPS = ("behaviour", "value", "lifestyle")
 CATEGORY_PREFIX = "share_"
 # Descriptive columns pulled back with the matrix for personas (never clustered on).
-DESCRIPTIVE = ("order_interval_days", "clv_12m")
+DESCRIPTIVE = ("order_interval_days", "clv")
 
 
 def category_feature(category: str) -> FeatureSpec:
@@ -219,7 +219,7 @@ def feature_table(ctx: StoreContext, as_of: date, categories: list[str]) -> ir.T
         columns[name] = (t[f"_spend_{name}"] / total).fill_null(0.0).cast("float64")
     span_days = t.last_order_at.delta(t.first_order_at, unit="day").cast("float64")
     columns["order_interval_days"] = ibis.ifelse(t.frequency > 1, span_days / (t.frequency - 1), None)
-    columns["clv_12m"] = t.clv_12m.cast("float64") if "clv_12m" in profiles.columns else ibis.null("float64")
+    columns["clv"] = t.clv.cast("float64") if "clv" in profiles.columns else ibis.null("float64")
     return t.select("customer_id", **columns)
 
 

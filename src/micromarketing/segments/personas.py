@@ -137,7 +137,7 @@ def cluster_facts(
     raw_mean = raw_sums / np.maximum(sizes, 1)[:, None]
     monetary = raw[:, fm.names.index("monetary")] if "monetary" in fm.names else None
     interval = fm.descriptive.get("order_interval_days")
-    clv = fm.descriptive.get("clv_12m")
+    clv = fm.descriptive.get("clv")
     total_revenue = float(monetary.sum()) if monetary is not None else 0.0
     sensitive = list(ctx.settings.segments.sensitive_fields)
     categorical = _categorical_facts(ctx, fm, labels, k, sensitive)
@@ -364,7 +364,7 @@ def _description(f: ClusterFacts, money: Any) -> str:
         f"bringing {f.revenue_share:.0%} of revenue"
     )
     if f.avg_clv is not None:
-        value += f", with an average 12-month CLV of {money(f.avg_clv)}"
+        value += f", with an average CLV of {money(f.avg_clv)}"
     s.append(value + ".")
     who = []
     band = _top(f, "age_band")

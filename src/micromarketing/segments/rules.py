@@ -33,6 +33,7 @@ from micromarketing.segments.catalog import (
     FIELD_ALIASES,
     HIDDEN_COLUMNS,
     PROFILE_FIELDS,
+    RENAMED_FIELDS,
     Catalog,
     SegmentRef,
     SegmentResolver,
@@ -180,6 +181,14 @@ class Compiler:
     def resolve_field(self, name: str, pos: Pos) -> str:
         if name in self.available:
             return name
+        renamed = RENAMED_FIELDS.get(name.lower())
+        if renamed is not None:
+            warning = f"field {name!r} is deprecated: use {renamed!r} (line {pos.line}, column {pos.col})"
+            if warning not in self.warnings:
+                self.warnings.append(warning)
+            name = renamed
+            if name in self.available:
+                return name
         alias = FIELD_ALIASES.get(name.lower())
         if alias and alias in self.available:
             return alias

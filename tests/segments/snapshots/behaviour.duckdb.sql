@@ -10,7 +10,7 @@ FROM (
     "t3"."rfm_segment",
     "t3"."age",
     "t3"."age_band",
-    "t3"."clv_12m",
+    "t3"."clv",
     "t3"."last_order_at",
     COALESCE("t8"."_b0", FALSE) AS "_b0",
     COALESCE("t9"."_b1", 0) AS "_b1"

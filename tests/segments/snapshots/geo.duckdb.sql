@@ -9,7 +9,7 @@ FROM (
     "t2"."rfm_segment",
     "t2"."age",
     "t2"."age_band",
-    "t2"."clv_12m",
+    "t2"."clv",
     "t2"."last_order_at",
     "t4"."lat",
     "t4"."lon"
