@@ -440,7 +440,11 @@ def _expected_rule(ws, m: OutboxMessage, now: datetime, policy: PolicySettings, 
     i = int(m.customer_id[1:])
     shop = {"email": consent_status(i), "sms": "opt_in" if i % 3 == 0 else None, "push": None}
     channel = _CONSENT_OF[m.channel]
-    mine = [(day, status) for cid, ch, status, day, _ in consent if cid == m.customer_id and ch == channel]
+    mine = [  # campaigns ask for the marketing purpose; another topic's record does not decide
+        (day, status)
+        for cid, ch, status, day, purpose in consent
+        if cid == m.customer_id and ch == channel and purpose == "marketing"
+    ]
     status = max(mine)[1] if mine else shop[channel]
     if not m.transactional and status != "opt_in":
         return "no_consent"
