@@ -331,8 +331,9 @@ def _canonical_spend(spend: pd.DataFrame) -> pd.DataFrame:
     """The repeaters' mean spends rounded to 1e-9 of the currency unit, in a fixed order.
 
     Mean spends summed in another order (another engine, other partitions) differ in their last
-    bits, and where the Gamma-Gamma likelihood is flat (p large, gamma small: little spread in
-    spend between customers) that moved the fitted parameters by orders of magnitude.
+    bits, and where the Gamma-Gamma likelihood is flat those bits move the optimum (before the
+    constant-spend limit model, p ranged from 1.5e6 to 6.6e7 over row orders of the same 200
+    customers).  Rounded and sorted, DuckDB and Spark hand the optimiser identical input.
     """
     rounded = spend.assign(monetary_value=spend["monetary_value"].astype("float64").round(9))
     return rounded.sort_values(["frequency", "monetary_value", "n"], kind="stable", ignore_index=True)
