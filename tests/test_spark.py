@@ -363,3 +363,33 @@ def test_mapped_catalog_table_is_checked_and_read_where_it_lies(ingested, spark_
     with pytest.raises(BackendUnsupportedError, match="mapped to the catalog table 'lake.shops'"):
         ws.warehouse.upsert("stores", ws.table("stores"))
     ws.warehouse.close()
+
+
+def test_a_spark_failure_in_a_cli_command_prints_one_line(ingested, spark_session, tmp_path):
+    """Parquet files deleted under a table: the re-ingest's Spark job fails, the CLI says so in one line."""
+    from typer.testing import CliRunner
+
+    from micromarketing.cli.main import app
+    from micromarketing.config import write_default_settings
+
+    duck_ws, _, _, data = ingested
+    write_default_settings(tmp_path)
+    ws = Workspace(tmp_path, _spark_settings(duck_ws, "broken"))
+    ws.warehouse.ensure_schema()
+    ws.ops.create_all()
+    ws.ingest("customers", data["customers"])
+    details = spark_session.sql("DESCRIBE TABLE EXTENDED broken.customers").collect()
+    location = next(r.data_type for r in details if r.col_name == "Location")
+    deleted = list(Path(location.removeprefix("file:")).glob("*.parquet"))
+    assert deleted
+    for part in deleted:
+        part.unlink()
+    env = {"MICROMARKETING_WAREHOUSE__BACKEND": "spark", "MICROMARKETING_WAREHOUSE__DATABASE": "broken"}
+    args = ["ingest", "customers", str(data["customers"]), "-w", str(tmp_path)]
+    done = CliRunner().invoke(app, args, env=env)
+    ws.warehouse.close()
+    assert done.exit_code == 2, done.output
+    errors = [line for line in done.stderr.splitlines() if line.strip()]
+    assert errors[-1].startswith("error: Spark failed: "), done.stderr  # after the progress bar
+    assert [line for line in errors if line.startswith("error")] == errors[-1:]
+    assert not [n for n in ("Traceback", "\tat ", "JVM stacktrace") if n in done.output], done.output

@@ -1,12 +1,17 @@
 """The analytics loop on a real standalone Spark cluster, driven through the CLI, equals DuckDB's.
 
 A master and one worker start on 127.0.0.1 from the pip ``pyspark`` distribution (executors in
-their own JVMs).  The CLI runs init → ingest (every kind) → clv fit → profile → segment create →
-members export → discover twice on the same generated files: once on the default DuckDB
-warehouse, once with only ``MICROMARKETING_WAREHOUSE__BACKEND=spark`` and
-``MICROMARKETING_WAREHOUSE__SPARK_MASTER=spark://127.0.0.1:PORT`` set.  Profile rows and segment
-members are identical, CLV parameters agree within 1e-6 relative, and the terminal shows no Spark
-log line.  The Spark tables are read back from their Parquet files (no second driver).
+their own JVMs).  The CLI runs init → ingest (every kind, transactions twice) → clv fit → profile
+→ segment create → discover → members export on the same generated files twice: on the default
+DuckDB warehouse (in this process, the reference), and with only
+``MICROMARKETING_WAREHOUSE__BACKEND=spark`` and ``MICROMARKETING_WAREHOUSE__SPARK_MASTER=spark://
+127.0.0.1:PORT`` set.  On Spark the commands up to discover run one after another in one CLI
+process (one driver and one set of executors: a new application per command costs a driver JVM,
+a Hive catalog boot and executor JVMs each, minutes on a shared 2-core machine), and the members
+export runs in a process of its own, reading the catalog the first one wrote.  Profile rows,
+segment members and discovered segment sizes are identical, CLV parameters agree within 1e-6
+relative, and the terminal shows no Spark log line.  The Spark tables are read back from their
+Parquet files.
 """
 
 from __future__ import annotations
@@ -31,10 +36,12 @@ pytestmark = [
     pytest.mark.spark,
     pytest.mark.slow,
     pytest.mark.skipif(shutil.which("java") is None, reason="Spark needs Java"),
-    # Not yet seen to pass within its time budget (issue #17 stays open): opt in while working on it.
+    # Passes, but took 12 min on the shared 2-core machine (load average about 10) against a
+    # 3-minute budget: about 30 Spark jobs per ingest, each paying the cluster's scheduling and
+    # Parquet-commit costs.  Opt in until it fits (issue #17).
     pytest.mark.skipif(
         os.environ.get("MM_SPARK_CLUSTER_TEST") != "1",
-        reason="the standalone-cluster test is opt-in until it passes in time (MM_SPARK_CLUSTER_TEST=1)",
+        reason="the standalone-cluster test is opt-in until it fits 3 minutes (MM_SPARK_CLUSTER_TEST=1)",
     ),
 ]
 pyspark = pytest.importorskip("pyspark", reason="pyspark is not installed")
@@ -110,30 +117,79 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 process.kill()
 
 
+# Runs CLI commands one after another in one interpreter, as a user's shell would run them one by
+# one: the same Typer app and arguments, but one Spark driver (and one set of executors) for the
+# whole tour instead of one per command.  Each command's exit code follows its stdout.
+SESSION = """
+import json, sys
+from micromarketing.cli.main import app
+for args in json.loads(sys.argv[1]):
+    try:
+        app(args, prog_name="micromarketing")
+    except SystemExit as done:
+        code = done.code or 0
+    sys.stdout.write(f"\\n@@exit {code}\\n")
+    sys.stdout.flush()
+"""
+
+
+def _spark_session_run(env: dict[str, str], commands: list[list[str]]) -> tuple[list[str], str]:
+    """Run ``commands`` through the CLI in one process; returns each command's stdout and the stderr."""
+    done = subprocess.run(
+        [sys.executable, "-c", SESSION, json.dumps(commands)], env=env, capture_output=True, text=True,
+        timeout=900,
+    )
+    parts = done.stdout.split("\n@@exit ")
+    outputs, codes = [parts[0]], []
+    for part in parts[1:]:
+        code, _, rest = part.partition("\n")
+        codes.append(int(code))
+        outputs.append(rest)
+    assert done.returncode == 0 and codes == [0] * len(commands), f"{codes}\n{done.stdout}\n{done.stderr}"
+    return outputs[: len(commands)], done.stderr
+
+
 def _cli(env: dict[str, str], *args: str) -> str:
-    """Run one CLI command; returns its terminal output (stdout + stderr), failing on a non-zero exit."""
+    """Run one CLI command in its own process; returns stdout + stderr, failing on a non-zero exit."""
     done = subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=600)
     output = done.stdout + done.stderr
     assert done.returncode == 0, f"{' '.join(args)}:\n{output}"
     return output
 
 
-def _tour(workspace: Path, data: Path, env: dict[str, str]) -> dict[str, Any]:
-    """The CLI loop on ``workspace``: every command's output, the CLV fit and the exported members."""
-    env = {**env, "MICROMARKETING_WORKSPACE": str(workspace)}
-    outputs = [_cli(env, "init", str(workspace))]
-    for kind, name in KINDS.items():
-        outputs.append(_cli(env, "ingest", kind, str(data / name)))
-    outputs.append(_cli(env, "ingest", "transactions", str(data / "transactions.csv")))  # a re-run
-    fit = _cli(env, "clv", "fit", "--as-of", AS_OF, "--json")
-    outputs.append(_cli(env, "profile", "--as-of", AS_OF))
-    outputs.append(_cli(env, "segment", "create", "regulars", "--rule", RULE))
-    members = workspace / "regulars.parquet"
-    outputs.append(_cli(env, "segment", "members", "regulars", "--out", str(members)))
-    discovered = _cli(env, "segment", "discover", "--k", "3", "--seed", "0", "--json")
-    return {
-        "outputs": outputs, "fit": json.loads(fit), "members": members, "discovered": json.loads(discovered)
-    }
+def _tour_commands(workspace: Path, data: Path) -> list[list[str]]:
+    """init → ingest every kind (transactions twice: a re-run) → clv fit → profile → segment create
+    → discover; ``--json`` where the test reads the answer."""
+    commands = [["init", str(workspace)]]
+    commands += [["ingest", kind, str(data / name)] for kind, name in KINDS.items()]
+    commands.append(["ingest", "transactions", str(data / "transactions.csv")])
+    commands.append(["clv", "fit", "--as-of", AS_OF, "--json"])
+    commands.append(["profile", "--as-of", AS_OF])
+    commands.append(["segment", "create", "regulars", "--rule", RULE])
+    commands.append(["segment", "discover", "--k", "3", "--seed", "0", "--json"])
+    return commands
+
+
+FIT, DISCOVER = 8, 11  # positions of `clv fit` and `segment discover` in the tour
+
+
+def _export(workspace: Path) -> list[str]:
+    return ["segment", "members", "regulars", "--out", str(workspace / "regulars.parquet")]
+
+
+def _duckdb_tour(workspace: Path, data: Path) -> dict[str, Any]:
+    """The reference: the same commands on the default DuckDB warehouse, in this process."""
+    from typer.testing import CliRunner
+
+    from micromarketing.cli.main import app
+
+    runner = CliRunner()
+    outputs = []
+    for args in [*_tour_commands(workspace, data), _export(workspace)]:
+        done = runner.invoke(app, args, env={"MICROMARKETING_WORKSPACE": str(workspace)})
+        assert done.exit_code == 0, f"{args}: {done.output}"
+        outputs.append(done.stdout)
+    return {"fit": json.loads(outputs[FIT]), "discovered": json.loads(outputs[DISCOVER])}
 
 
 def _rows(table: Any) -> list[tuple]:
@@ -165,7 +221,7 @@ def _assert_same_rows(got: list[tuple], expected: list[tuple]) -> None:
 
 
 def _numbers(fit: dict[str, Any]) -> dict[str, float]:
-    """The numeric CLV parameters of a ``clv fit --json`` answer, flattened by path."""
+    """The BG/NBD and Gamma-Gamma parameters of a ``clv fit --json`` answer, flattened by path."""
     found: dict[str, float] = {}
 
     def walk(value: Any, path: str) -> None:
@@ -175,7 +231,7 @@ def _numbers(fit: dict[str, Any]) -> dict[str, float]:
         elif isinstance(value, float):
             found[path] = value
 
-    walk({k: v for k, v in fit.items() if k in ("params", "spend_params")}, "")
+    walk({"params": fit["params"], "gamma_gamma": fit["gamma_gamma"]["params"]}, "")
     return found
 
 
@@ -186,33 +242,41 @@ def test_cli_loop_on_a_standalone_cluster_equals_duckdb(cluster: str, tmp_path: 
 
     data = tmp_path / "data"
     generate(data, customers=200, seed=5)
+    duck = _duckdb_tour(tmp_path / "duck", data)
+
     env = {k: v for k, v in os.environ.items() if not k.startswith("MICROMARKETING_")}
     env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parents[1] / "src"), env.get("PYTHONPATH", "")])
-    duck = _tour(tmp_path / "duck", data, env)
-    spark_env = {
-        **env,
+    workspace = tmp_path / "spark"
+    env |= {
         "MICROMARKETING_WAREHOUSE__BACKEND": "spark",
         "MICROMARKETING_WAREHOUSE__SPARK_MASTER": cluster,
+        "MICROMARKETING_WORKSPACE": str(workspace),
     }
-    spark = _tour(tmp_path / "spark", data, spark_env)
+    outputs, stderr = _spark_session_run(env, _tour_commands(workspace, data))
+    # The members are exported by a new process: a second driver reads the catalog the first wrote.
+    export = _cli(env, *_export(workspace))
 
-    for output in spark["outputs"]:
+    for output in [*outputs, stderr, export]:
         assert not [line for line in output.splitlines() if any(n in line for n in SPARK_NOISE)], output
 
     with duckdb.connect(str(tmp_path / "duck" / "warehouse.duckdb"), read_only=True) as con:
         duck_profiles = con.sql("SELECT * FROM profiles").to_arrow_table()
-    tables = tmp_path / "spark" / "spark-warehouse" / "micromarketing.db"
+    tables = workspace / "spark-warehouse" / "micromarketing.db"
     spark_profiles = pq.read_table(tables / "profiles").select(duck_profiles.column_names)
     assert duck_profiles.num_rows == 200
     _assert_same_rows(_rows(spark_profiles), _rows(duck_profiles))
 
-    on_duck = set(pq.read_table(duck["members"])["customer_id"].to_pylist())
-    on_spark = set(pq.read_table(spark["members"])["customer_id"].to_pylist())
+    on_duck = set(pq.read_table(tmp_path / "duck" / "regulars.parquet")["customer_id"].to_pylist())
+    on_spark = set(pq.read_table(workspace / "regulars.parquet")["customer_id"].to_pylist())
     assert on_duck and on_spark == on_duck
 
-    duck_params, spark_params = _numbers(duck["fit"]), _numbers(spark["fit"])
+    duck_params, spark_params = _numbers(duck["fit"]), _numbers(json.loads(outputs[FIT]))
     assert duck_params and duck_params.keys() == spark_params.keys()
     for key, value in duck_params.items():
         assert spark_params[key] == pytest.approx(value, rel=1e-6), key
 
-    assert len(spark["discovered"]) == len(duck["discovered"])
+    def sizes(found: dict[str, Any]) -> list[tuple[str, int]]:
+        return [(s["name"], s["size"]) for s in found["segments"]]
+
+    assert len(sizes(duck["discovered"])) == 3
+    assert sizes(json.loads(outputs[DISCOVER])) == sizes(duck["discovered"])

@@ -109,6 +109,12 @@ class BackendUnsupportedError(MicromarketingError):
     http_status = 501
 
 
+class EngineError(MicromarketingError):
+    """The warehouse engine failed while running a query (a Spark job failed, the cluster went away)."""
+
+    http_status = 503
+
+
 class BusyError(MicromarketingError):
     """The workspace is locked by another command and did not free up in time."""
 

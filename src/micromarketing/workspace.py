@@ -41,6 +41,7 @@ from micromarketing.segments.service import SegmentService
 from micromarketing.store import OperationsStore, Warehouse
 from micromarketing.store.context import StoreContext
 from micromarketing.store.lock import others_waiting
+from micromarketing.store.spark import engine_error as engine_error  # re-exported for the CLI
 
 WORKSPACE_ENV = "MICROMARKETING_WORKSPACE"
 

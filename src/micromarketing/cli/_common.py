@@ -8,7 +8,8 @@ result; :func:`command` turns it into a Typer command that does the rest around 
   closes it after the call, before anything is printed;
 * feeds a Rich progress bar to a function that takes ``progress`` (off under ``--json``);
 * prints the result as strict JSON under ``--json``, else hands it to its view (cli/views.py);
-* prints a :class:`~micromarketing.errors.MicromarketingError` as one line and exits with code 2.
+* prints a :class:`~micromarketing.errors.MicromarketingError`, or a failed Spark job
+  (:func:`~micromarketing.workspace.engine_error`), as one line and exits with code 2.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from micromarketing.errors import MicromarketingError
 from micromarketing.progress import ProgressCallback
-from micromarketing.workspace import Workspace
+from micromarketing.workspace import Workspace, engine_error
 
 console = Console()
 err_console = Console(stderr=True)
@@ -131,10 +132,13 @@ def command(
                 elif view is not None:
                     view(result, **{k: kwargs[k] for k in view_args})
             except MicromarketingError as exc:
-                # escaped: messages quote user text such as "[clv] margn"; soft_wrap: one line stays one line
-                err_console.print(
-                    f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True
-                )
+                _print_error(exc)
+                raise typer.Exit(2) from None
+            except Exception as exc:
+                failed = engine_error(exc)  # a Spark job that failed: one line, the trace is in the log
+                if failed is None:
+                    raise
+                _print_error(failed)
                 raise typer.Exit(2) from None
             finally:
                 session.close()
@@ -147,6 +151,11 @@ def command(
         return run
 
     return wrap
+
+
+def _print_error(exc: MicromarketingError) -> None:
+    # escaped: messages quote user text such as "[clv] margn"; soft_wrap: one line stays one line
+    err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
 
 
 def _keyword(name: str, annotation: Any, default: Any) -> inspect.Parameter:

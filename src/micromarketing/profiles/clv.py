@@ -327,6 +327,18 @@ def _frames(summary: pd.DataFrame | ir.Table) -> tuple[pd.DataFrame, pd.DataFram
     return trip, spend
 
 
+def _canonical_spend(spend: pd.DataFrame) -> pd.DataFrame:
+    """The repeaters' mean spends rounded to 1e-9 of the currency unit, in a fixed order.
+
+    Mean spends summed in another order (another engine, other partitions) differ in their last
+    bits, and where the Gamma-Gamma likelihood is flat those bits move the optimum (before the
+    constant-spend limit model, p ranged from 1.5e6 to 6.6e7 over row orders of the same 200
+    customers).  Rounded and sorted, DuckDB and Spark hand the optimiser identical input.
+    """
+    rounded = spend.assign(monetary_value=spend["monetary_value"].astype("float64").round(9))
+    return rounded.sort_values(["frequency", "monetary_value", "n"], kind="stable", ignore_index=True)
+
+
 def fit_summary(
     summary: pd.DataFrame | ir.Table,
     *,
@@ -348,6 +360,7 @@ def fit_summary(
             f"no customer made a repeat purchase before {as_of.isoformat()}: the CLV model needs repeat buyers"  # noqa: E501
         )
     tx_fit = m.fit_transactions(family, triples)
+    spend = _canonical_spend(spend)
     spend_data = m.SpendData.build(spend["frequency"], spend["monetary_value"], spend["n"])
     gg_fit = m.fit_gamma_gamma(spend_data)
     spend_mean, source = m.gamma_gamma_population_spend(gg_fit.vector, spend_data, gg_fit.limit)

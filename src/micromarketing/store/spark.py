@@ -44,12 +44,13 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from micromarketing.config import Settings
-from micromarketing.errors import BackendUnsupportedError, ConfigError, DataError
+from micromarketing.errors import BackendUnsupportedError, ConfigError, DataError, EngineError
 from micromarketing.store.rollups import ROLLUPS, Rollup, rebuilt_by, refreshed_by
 from micromarketing.store.schema import SPARK_TYPES, TABLES, ColumnType, TableSpec, create_table_ddl
 from micromarketing.store.warehouse import ROLLUP_DEFINITIONS, Warehouse
 
 LOG_DIR = "logs"
+_session_log: Path | None = None  # the log file of this process's Spark session, once started
 METASTORE = "metastore_db"  # the embedded Hive metastore (Derby) of a workspace without a shared one
 # Storage formats a Spark warehouse can use: the one that needs no extra jars, and the two that
 # would give MERGE and atomic commits once their runtime jars are on the cluster's classpath.
@@ -139,6 +140,8 @@ class SparkWarehouse(Warehouse):
                     f"{_first_line(exc)} (details in {logs / 'spark.log'})"
                 ) from None
         session.sparkContext.setLogLevel("ERROR")
+        global _session_log
+        _session_log = logs / "spark.log"
         import ibis.backends.pyspark  # noqa: F401  (registers ibis.pyspark)
 
         con = ibis.pyspark.connect(session)
@@ -232,17 +235,23 @@ class SparkWarehouse(Warehouse):
         """Create the ingestible tables (Spark DDL, stored as Parquet) and their rollups if missing."""
         existing = set(self.con.list_tables())
         using = self.settings.warehouse.table_format
+        created = set()
         for spec in TABLES.values():
             if spec.name not in self._mapped and spec.name not in existing:
                 self.raw_sql(create_table_ddl(spec, "spark", using))
-        self._ensure_rollups(existing)
+                created.add(spec.name)
+        self._ensure_rollups(existing, empty=created)
 
     def _maintained(self, rollup: Rollup) -> bool:
         """Whether the warehouse keeps ``rollup`` as a table (not when it reads a mapped table)."""
         return not ({rollup.source, *rollup.inputs} & set(self._mapped))
 
-    def _ensure_rollups(self, existing: set[str]) -> None:
-        """Build each maintained rollup that is missing or whose definition changed (as on DuckDB)."""
+    def _ensure_rollups(self, existing: set[str], empty: frozenset[str] | set[str] = frozenset()) -> None:
+        """Build each maintained rollup that is missing or whose definition changed (as on DuckDB).
+
+        A rollup whose sources are all in ``empty`` (tables just created) is created from its
+        schema alone: computing an empty result still costs a Spark job per table.
+        """
         if ROLLUP_DEFINITIONS not in existing:
             self.raw_sql(f"CREATE TABLE {ROLLUP_DEFINITIONS} (name STRING, sql_sha256 STRING) USING parquet")
         built = {r["name"]: r["sql_sha256"] for r in self.session.table(ROLLUP_DEFINITIONS).collect()}
@@ -254,12 +263,16 @@ class SparkWarehouse(Warehouse):
             digest = hashlib.sha256(str(self.con.compile(expr)).encode()).hexdigest()
             if rollup.name in existing and built.get(rollup.name) == digest:
                 continue
-            self._rewrite(rollup.name, expr)
+            if rollup.name not in existing and {rollup.source, *rollup.inputs} <= empty:
+                fmt = self.settings.warehouse.table_format
+                self.con.create_table(rollup.name, schema=expr.schema(), format=fmt)
+            else:
+                self._rewrite(rollup.name, expr)
             built[rollup.name] = digest
             changed = True
-        if changed:
-            table = pa.table({"name": list(built), "sql_sha256": list(built.values())})
-            self._rewrite(ROLLUP_DEFINITIONS, ibis.memtable(table))
+        if changed:  # names and hex digests: literals needing no escaping
+            rows = ", ".join(f"('{name}', '{digest}')" for name, digest in built.items())
+            self.raw_sql(f"INSERT OVERWRITE TABLE {ROLLUP_DEFINITIONS} VALUES {rows}")
 
     def rollup(self, name: str, before: datetime | None = None) -> ir.Table:
         rollup = ROLLUPS[name]
@@ -536,6 +549,28 @@ _IBIS: dict[ColumnType, dt.DataType] = {
     "string": dt.string, "int": dt.int64, "float": dt.float64, "bool": dt.boolean, "date": dt.date,
     "timestamp": dt.Timestamp(timezone="UTC"),
 }
+
+
+def engine_error(exc: BaseException) -> EngineError | None:
+    """``exc`` as a one-line :class:`EngineError` when it is a Spark or Py4J failure, else None.
+
+    Spark reports a failed job as a Python exception that carries the JVM's stack trace; a user
+    needs its first line and where the rest is logged.  Without a Spark session nothing is a
+    Spark failure (and pyspark is not imported for the asking).
+    """
+    if "pyspark" not in sys.modules:
+        return None
+    from py4j.protocol import Py4JError, Py4JJavaError
+    from pyspark.errors import PySparkException
+
+    if not isinstance(exc, PySparkException | Py4JError):
+        return None
+    text = _first_line(exc)
+    if isinstance(exc, Py4JJavaError):  # "An error occurred while calling o42.sql.\n: java.…: why"
+        causes = [line[2:].strip() for line in str(exc).splitlines() if line.startswith(": ")]
+        text = causes[0] if causes else text
+    where = f" (details in {_session_log})" if _session_log is not None else ""
+    return EngineError(f"Spark failed: {text}{where}")
 
 
 def _register_arrow_udfs(con: Any) -> None:
