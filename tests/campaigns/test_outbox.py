@@ -150,6 +150,8 @@ while not gate.exists():
 ids = []
 while batch := outbox.claim(ctx, sys.argv[3], 20, timedelta(seconds=60)):
     ids += [m.id for m in batch]
+    time.sleep(0.005)  # a worker sends its batch before it claims the next (on an idle machine one
+    # process drained all 50 batches before the other saw the gate)
 print(" ".join(map(str, ids)))
 """
 
