@@ -104,6 +104,11 @@ class CampaignStatus(BaseModel):
     members: int
     skipped_reasons: dict[str, int] = {}  # why the skipped messages were skipped, most frequent first
 
+    @property
+    def in_flight(self) -> bool:
+        """Messages the delivery worker has yet to finish (pending, being sent or deferred)."""
+        return self.pending + self.sending + self.deferred > 0
+
 
 class CampaignSummary(BaseModel):
     """One line of ``campaign list``."""

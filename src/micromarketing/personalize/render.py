@@ -293,36 +293,16 @@ def _wrap(exc: BaseException, template: str, part: str, customer_id: str) -> Tem
             else:
                 where_name, where_part = fname, ""
             break
+    where = {"template": where_name, "part": where_part, "line": line, "customer_id": customer_id or None}
     if isinstance(exc, RenderLimitError):
-        return TemplateLimitError(
-            f"render limit: {exc}",
-            template=where_name,
-            part=where_part,
-            line=line,
-            customer_id=customer_id or None,
-        )
+        return TemplateLimitError(f"render limit: {exc}", **where)
     if isinstance(exc, SecurityError):
-        return TemplateSecurityError(
-            f"unsafe: {exc}", template=where_name, part=where_part, line=line, customer_id=customer_id or None
-        )
+        return TemplateSecurityError(f"unsafe: {exc}", **where)
     if isinstance(exc, jinja2.UndefinedError):
-        msg = str(exc)
-        return TemplateError(
-            f"missing field: {msg} (give a default: {{{{ x | default('…') }}}})",
-            template=where_name,
-            part=where_part,
-            line=line,
-            customer_id=customer_id or None,
-        )
+        return TemplateError(f"missing field: {exc} (give a default: {{{{ x | default('…') }}}})", **where)
     if isinstance(exc, TemplateError):
         return exc
-    return TemplateError(
-        f"{type(exc).__name__}: {exc}",
-        template=where_name,
-        part=where_part,
-        line=line,
-        customer_id=customer_id or None,
-    )
+    return TemplateError(f"{type(exc).__name__}: {exc}", **where)
 
 
 def compile_template(ctx: StoreContext, name: str, version: int | None = None) -> CompiledTemplate:

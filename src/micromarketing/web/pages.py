@@ -295,7 +295,6 @@ def _known(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 # -- campaigns ------------------------------------------------------------------------------------
-IN_FLIGHT = ("pending", "sending", "deferred")  # outbox states the delivery worker has yet to finish
 CAMPAIGN_FORM = "the campaign form"
 
 
@@ -374,14 +373,10 @@ async def run_campaign(ws: WS, request: Request, user: User) -> Response:
     return RedirectResponse(f"/campaigns/{quote(result.name)}", status_code=303)
 
 
-def _in_flight(status: Any) -> bool:
-    return sum(getattr(status, state) for state in IN_FLIGHT) > 0
-
-
 @router.get("/campaigns/{name}", response_class=HTMLResponse)
 def campaign(ws: WS, request: Request, user: User, name: str) -> HTMLResponse:
     status = ws.campaigns.status(name)
-    return _page(request, "campaign.html", user, name=name, status=status, in_flight=_in_flight(status))
+    return _page(request, "campaign.html", user, name=name, status=status, in_flight=status.in_flight)
 
 
 @router.get("/campaigns/{name}/delivery", response_class=HTMLResponse)
@@ -389,7 +384,7 @@ def campaign_delivery(ws: WS, request: Request, user: User, name: str) -> HTMLRe
     """The delivery card, polled while messages are out; the poll that finds none left tells the
     page (``delivery-done``) so that the results are measured again."""
     status = ws.campaigns.status(name)
-    in_flight = _in_flight(status)
+    in_flight = status.in_flight
     response = _page(request, "_delivery.html", user, name=name, status=status, in_flight=in_flight)
     if not in_flight:
         response.headers["HX-Trigger"] = "delivery-done"
