@@ -33,6 +33,17 @@ def test_demo_runs_the_whole_loop(tmp_path):
     discovered = report["discovered"]
     assert discovered["k"] >= 4
     assert sum(s["size"] for s in discovered["segments"]) == discovered["customers"]
+    # 2b. Value per discovered segment: one group per segment, the very members the segments hold
+    # (the re-run that refreshes the personas found the same segments), small ones on the pooled fit.
+    fit = report["clv"]
+    assert fit["by"] == "segments" and fit["converged"]
+    groups = {g["group"]: g for g in fit["groups"]}
+    assert {name: g["customers"] for name, g in groups.items()} == {
+        s["name"]: s["size"] for s in discovered["segments"]
+    }
+    for g in groups.values():
+        assert g["uses"] == ("own" if g["customers"] >= fit["min_group_size"] else "pooled")
+    assert report["pooled_clv"]["n_customers"] == 1500 and "groups" not in report["pooled_clv"]
 
     assert report["recommendations"] and report["offers"]
     check = report["template_check"]

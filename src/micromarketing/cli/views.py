@@ -1002,6 +1002,17 @@ def apikey_revoked(info: Any) -> None:
 # -- demo --------------------------------------------------------------------------------------
 
 
+def _demo_fit_line(fit: Any) -> str:
+    params = ", ".join(f"{k}={v:.3g}" for k, v in fit.params.items())
+    spend = ", ".join(f"{k}={v:.3g}" for k, v in fit.spend_params.items())
+    tx_limit = f" (limit: {fit.limit})" if fit.limit else ""
+    spend_limit = f" (limit: {fit.spend_limit})" if fit.spend_limit else ""
+    return (
+        f"{fit.model} {params}{tx_limit}; Gamma-Gamma {spend}{spend_limit}; log-lik {fit.loglik:,.1f}; "
+        f"converged={fit.converged and fit.spend_converged}"
+    )
+
+
 def demo(report: Any) -> None:
     ingest = Table(title="1. Ingest")
     for column in ("file", "accepted", "rejected"):
@@ -1012,15 +1023,23 @@ def demo(report: Any) -> None:
 
     if report.clv is not None:
         fit = report.clv
-        params = ", ".join(f"{k}={v:.3g}" for k, v in fit.params.items())
-        spend = ", ".join(f"{k}={v:.3g}" for k, v in fit.spend_params.items())
-        tx_limit = f" (limit: {fit.limit})" if fit.limit else ""
-        spend_limit = f" (limit: {fit.spend_limit})" if fit.spend_limit else ""
+        pooled = "pooled " if fit.by is not None else ""
         console.print(
-            f"[bold]2. Customer value[/]: {fit.model} {params}{tx_limit}; Gamma-Gamma {spend}{spend_limit}; "
-            f"log-lik {fit.loglik:,.1f}; {fit.n_customers:,} customers; "
-            f"converged={fit.converged and fit.spend_converged}"
+            f"[bold]2. Customer value[/], {pooled}fit: {_demo_fit_line(fit)}; {fit.n_customers:,} customers"
         )
+        if fit.by is not None:
+            own = sum(g.fit is not None for g in fit.groups)
+            groups = Table(
+                title=f"CLV fitted per discovered segment: {own} of {len(fit.groups)} with their own "
+                f"{fit.model} + Gamma-Gamma (under {fit.min_group_size:,} customers: the pooled fit)"
+            )
+            for column in ("segment", "customers", "model"):
+                groups.add_column(column, justify="right" if column == "customers" else "left")
+            for g in fit.groups:
+                groups.add_row(
+                    g.group, f"{g.customers:,}", _demo_fit_line(g.fit) if g.fit else f"pooled ({g.reason})"
+                )
+            console.print(groups)
     currency = report.profile.currency if report.profile else None
     if report.rfm is not None:
         console.print(rfm_table(report.rfm, currency))
@@ -1147,7 +1166,8 @@ def demo_json(report: Any) -> dict[str, Any]:
     return {
         "workspace": report.workspace,
         "ingested": report.ingested,
-        "clv": report.clv.__dict__ if report.clv else None,
+        "clv": report.clv.to_dict() if report.clv else None,
+        "pooled_clv": report.pooled_clv.to_dict() if report.pooled_clv else None,
         "profile": report.profile,
         "rfm_segments": records(report.rfm),
         "value_tiers": records(report.value_tiers),
