@@ -516,6 +516,89 @@ def test_gamma_gamma_full_model_wins_when_spend_varies_within_customers():
         assert fit.params[name] == pytest.approx(value, rel=0.25), name
 
 
+def _homogeneous_spend_sample(seed: int, n: int = 5000, p: float = 4.0, nu: float = 0.1) -> m.SpendData:
+    """Customers who do not differ in expected spend: every purchase gamma(p, rate nu), mean p/nu.
+
+    By chance the sample's spread between customers is below or above what gamma(p, nu) purchases
+    give, so the optimum is the limit for about half the seeds (0, 1, 2 of 0-5) and a finite,
+    large q for the others (3, 4, 5: q ~ 400-900)."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(1, 10, n).astype(np.float64)
+    return m.SpendData.build(x, rng.gamma(p * x, 1 / nu) / x)  # the mean of x gamma(p, nu) values
+
+
+def test_homogeneous_form_is_the_same_likelihood_and_tends_to_the_gamma_limit(cdnow):
+    """ll in (p, nu = q/gamma, delta = 1/q) equals the paper's form; at delta -> 0 it tends to the
+    limit (z = x m ~ gamma(p x, rate nu), checked with scipy) at the rate of its one-sided derivative."""
+    d = m.SpendData.build(cdnow["x"], cdnow["m"])
+    for p, q, g in ((6.25, 3.74, 15.44), (2.0, 300.0, 30.0), (0.5, 1.2, 9.0)):
+        same = m.gamma_gamma_homogeneous_form_loglik(p, q / g, 1 / q, d)[0]
+        assert same == pytest.approx(m.gamma_gamma_loglik([p, q, g], d)[0], rel=1e-12)
+    p, nu = 2.5, 0.07
+    limit, grad = m.gamma_gamma_homogeneous_form_loglik(p, nu, 0.0, d, gradient=True)
+    z = d.x * d.m
+    scipy_ll = np.sum(stats.gamma.logpdf(z, p * d.x, scale=1 / nu) + np.log(d.x))  # density of m = z/x
+    assert limit == pytest.approx(float(scipy_ll), rel=1e-12)
+    # O(1/q), then rounding; the (q, scale, eps) form loses this difference beyond q ~ 1e7.
+    for q, rel in ((1e5, 1e-2), (1e7, 1e-4), (1e9, 1e-5), (1e11, 1e-4)):
+        full = m.gamma_gamma_homogeneous_form_loglik(p, nu, 1 / q, d)[0]
+        assert (full - limit) * q == pytest.approx(grad[2], rel=rel), q
+
+
+@pytest.mark.parametrize("delta", [0.3, 1e-3, 1e-8, 0.0])
+def test_homogeneous_form_gradient_matches_finite_differences(cdnow, delta):
+    d = m.SpendData.build(cdnow["x"], cdnow["m"])
+    theta = np.array([2.3, 0.05, delta])
+    _, grad = m.gamma_gamma_homogeneous_form_loglik(*theta, d, gradient=True)
+    for i in range(3):
+        h = 1e-6 * theta[i] if i < 2 else (min(1e-6, 0.1 * delta) if delta > 0 else 1e-9)
+        up, dn = theta.copy(), theta.copy()
+        up[i] += h
+        dn[i] = max(dn[i] - h, 0.0)  # one-sided at the boundary delta = 0
+        f = m.gamma_gamma_homogeneous_form_loglik
+        fd = (f(*up, d)[0] - f(*dn, d)[0]) / (up[i] - dn[i])
+        assert grad[i] == pytest.approx(fd, rel=1e-5, abs=1e-6), i
+
+
+def test_homogeneous_spend_is_reported_as_the_limit_model():
+    """Without spread between customers the full model runs along q, gamma -> inf (not converged
+    in the first parametrisation); the homogeneous limit is fitted and reported instead."""
+    d = _homogeneous_spend_sample(seed=1)
+    fit = m.fit_gamma_gamma(d)
+    assert fit.converged, fit.message
+    assert fit.limit == m.HOMOGENEOUS_SPEND
+    assert set(fit.params) == set(fit.std_errors) == {"p", "mean_spend"}  # no q or gamma at a bound
+    assert fit.params["p"] == pytest.approx(4.0, rel=0.05)
+    assert fit.params["mean_spend"] == pytest.approx(40.0, rel=0.02)
+    assert all(np.isfinite(v) and v > 0 for v in fit.std_errors.values())
+    p, mean_spend = fit.vector
+    assert fit.loglik == pytest.approx(m.gamma_gamma_homogeneous_loglik(fit.vector, d)[0], rel=1e-12)
+    for q in (1e1, 1e3, 1e6):  # the limit is the optimum: no finite q is more likely
+        assert m.gamma_gamma_loglik([p, q, q * mean_spend / p], d)[0] < fit.loglik
+    # Scoring: the full model's spend tends to the common mean, which the limit gives everybody.
+    x, mean = np.array([1.0, 4.0, 20.0]), np.array([10.0, 55.0, 300.0])
+    for q in (1e5, 1e9):
+        full = m.gamma_gamma_conditional_spend(m.gamma_gamma_mean_form([p, q, q * mean_spend / p]), x, mean)
+        np.testing.assert_allclose(full, mean_spend, rtol=1e3 / q)
+    limit_form = m.gamma_gamma_mean_form(fit.vector, fit.limit)
+    np.testing.assert_allclose(m.gamma_gamma_conditional_spend(limit_form, x, mean), mean_spend, rtol=1e-15)
+    spend, source = m.gamma_gamma_population_spend(fit.vector, d, fit.limit)
+    assert spend == pytest.approx(mean_spend) and source == "model_mean"
+
+
+def test_both_gamma_gamma_parametrisations_reach_the_same_interior_optimum():
+    """Where the optimum is a finite (large) q, the search around the homogeneous limit finds the
+    same fit as the first one, so taking either answer cannot change a converged result."""
+    d = _homogeneous_spend_sample(seed=3)
+    first = m.fit_gamma_gamma(d)
+    second = m._fit_gamma_gamma_around_homogeneous_spend(d)
+    assert first.converged and second.converged and first.limit is second.limit is None
+    assert first.params["q"] > 100
+    for name in ("p", "q", "gamma"):
+        assert second.params[name] == pytest.approx(first.params[name], rel=1e-4), name
+    assert second.loglik == pytest.approx(first.loglik, rel=1e-12)
+
+
 # --- Pareto/NBD in mean/concentration form and its homogeneous-dropout limit ----------------------
 @pytest.mark.parametrize("eps", [0.8, 1e-3, 0.0])
 def test_paretonbd_mean_form_gradient_matches_finite_differences(triples, eps):

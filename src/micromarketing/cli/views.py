@@ -169,11 +169,17 @@ def clv_fit(result: Any) -> None:
             f"customer's lifetime is exponential with dropout_rate = {result.params['dropout_rate']:.4g} "
             f"per {result.unit_days:g} days"
         )
-    if result.spend_limit is not None:
+    if result.spend_limit == "constant_customer_spend":
         console.print(
             f"spend is constant per customer: p -> infinity (the limit model, {result.spend_limit}); "
             f"customers' mean spends are inverse-gamma with q = {result.spend_params['q']:.4f}, "
             f"scale = {result.spend_params['scale']:.4f}"
+        )
+    elif result.spend_limit is not None:
+        console.print(
+            f"customers do not differ in expected spend: q, gamma -> infinity (the limit model, "
+            f"{result.spend_limit}); every purchase is gamma with shape p = {result.spend_params['p']:.4f} "
+            f"and mean {result.spend_params['mean_spend']:.4f}"
         )
     console.print(
         f"{result.model}: log-likelihood {result.loglik:,.2f}, "

@@ -150,8 +150,8 @@ class ClvFit:
     ``model`` is the family (``bgnbd`` or ``paretonbd``); ``limit`` names the limit model when
     the optimum lies on it (``homogeneous_dropout``: ``params`` then hold ``r, alpha,
     p_dropout``); likewise ``spend_limit`` for Gamma-Gamma (``constant_customer_spend``:
-    ``spend_params`` hold ``q, scale``).  ``spend_mean`` is the expected spend per purchase of a
-    customer without repeat purchases
+    ``spend_params`` hold ``q, scale``; ``homogeneous_customer_spend``: ``p, mean_spend``).
+    ``spend_mean`` is the expected spend per purchase of a customer without repeat purchases
     (see :func:`micromarketing.profiles.clv_models.gamma_gamma_population_spend`).
     A grouped fit (``by`` set) is the pooled fit plus one :class:`GroupFit` per group.
     """
@@ -195,8 +195,8 @@ class ClvFit:
         return np.array([self.spend_params[k] for k in m.SPEND_PARAM_NAMES[self.spend_limit]])
 
     @property
-    def spend_mean_form(self) -> tuple[float, float, float]:
-        """``(q, scale, eps)`` of the spend model, what the one spend formula takes."""
+    def spend_mean_form(self) -> tuple[float, float, float, float]:
+        """``(q, scale, eps, w)`` of the spend model, what the one spend formula takes."""
         return m.gamma_gamma_mean_form(self.spend_vector, self.spend_limit)
 
     @property
@@ -204,7 +204,7 @@ class ClvFit:
         """Expected spend per purchase for customers without repeat purchases (always finite)."""
         if self.spend_mean is not None:
             return self.spend_mean
-        q, scale, _ = self.spend_mean_form
+        q, scale, _, _ = self.spend_mean_form
         if q > 1.0:
             return float(scale / (q - 1.0))
         raise ModelError("this stored fit has q <= 1 and no fallback spend: fit the CLV model again")
@@ -621,15 +621,18 @@ def clv_features(
                 | scores
             )
         )
-        q, scale, eps = own.spend_mean_form
+        q, scale, eps, w = own.spend_mean_form
         params.append(
-            {"group": str(name), "_q": q, "_scale": scale, "_eps": eps, "_fallback": own.non_repeater_spend}
-        )
+            {
+                "group": str(name), "_q": q, "_scale": scale, "_eps": eps, "_w": w,
+                "_fallback": own.non_repeater_spend,
+            }
+        )  # fmt: skip
     scored_t = ibis.memtable(pd.concat(parts, ignore_index=True))
     spend_t = ibis.memtable(pd.DataFrame(params))
     j = summary.join(scored_t, ["group", "frequency", "recency", "T"]).join(spend_t, "group")
     individual = m.gamma_gamma_conditional_spend(
-        (j._q, j._scale, j._eps), j.frequency.cast("float64"), j.monetary_value
+        (j._q, j._scale, j._eps, j._w), j.frequency.cast("float64"), j.monetary_value
     )
     spend = ibis.cases((j.frequency > 0, individual), else_=j._fallback)
     base = j.select(

@@ -30,6 +30,9 @@ Fits that give the same answer on every CPU
 * Gamma-Gamma: ``scale = p*gamma`` and ``eps = 1/p``; its limit (:data:`CONSTANT_SPEND`) has
   every customer's transactions worth that customer's mean, the means inverse-gamma with shape
   ``q`` and scale ``scale``.  Its ``lgamma`` differences use Stirling's series at large ``p x``.
+  Its other ridge, ``q, gamma -> inf`` with ``nu = q/gamma`` fixed (customers do not differ in
+  expected spend, :data:`HOMOGENEOUS_SPEND`: ``p, mean_spend = p/nu``), is the boundary
+  ``delta = 1/q = 0`` of a second parametrisation, searched when the first does not converge.
 * All three go through one procedure, :func:`_fit_with_limit`.
 * A global search (bounded L-BFGS-B from several starts) only brings the parameters near the
   optimum; the answer is the end point of Newton iterations in plain numpy and Python floats
@@ -612,9 +615,17 @@ CONSTANT_SPEND = "constant_customer_spend"
 Every transaction of a customer is then worth the customer's mean ``theta``, and the means
 follow an inverse gamma distribution with shape ``q`` and scale ``scale`` (the limit of p*gamma).
 """
+HOMOGENEOUS_SPEND = "homogeneous_customer_spend"
+"""The ``limit`` of a Gamma-Gamma fit whose spread between customers vanished (q -> inf, q/gamma fixed).
+
+Every customer then has the same expected spend per transaction ``mean_spend = p / nu``: each
+transaction is gamma(p, rate nu), the same for everybody, so a customer's own mean says nothing
+about the next purchase and the expected spend is ``mean_spend`` for all.
+"""
 SPEND_PARAM_NAMES: dict[str | None, tuple[str, ...]] = {
     None: PARAM_NAMES["gamma_gamma"],
     CONSTANT_SPEND: ("q", "scale"),
+    HOMOGENEOUS_SPEND: ("p", "mean_spend"),
 }
 _STIRLING_FROM = 32.0  # n >= this: lgamma differences by Stirling's series (error < 1e-19)
 
@@ -703,15 +714,80 @@ def gamma_gamma_loglik_mean_form(
     return total, np.array([g_q, g_c, g_e])
 
 
-def gamma_gamma_mean_form(params: Sequence[float], limit: str | None = None) -> tuple[float, float, float]:
-    """``(q, scale, eps)`` of a fitted spend model: ``(p, q, gamma)`` or the limit's ``(q, scale)``."""
+def gamma_gamma_mean_form(
+    params: Sequence[float], limit: str | None = None
+) -> tuple[float, float, float, float]:
+    """``(q, scale, eps, w)`` of a fitted spend model, what the one spend formula takes.
+
+    From ``(p, q, gamma)``: ``scale = p*gamma``, ``eps = 1/p`` and ``w = 1``; the constant-spend
+    limit ``(q, scale)`` has ``eps = 0``; the homogeneous limit ``(p, mean_spend)`` has ``w = 0``
+    (the customer's own mean gets no weight) with ``q = 2, scale = mean_spend, eps = 1``, whose
+    population mean ``scale / (q - 1)`` is ``mean_spend``.
+    """
     if limit == CONSTANT_SPEND:
         q, scale = (float(v) for v in params)
-        return q, scale, 0.0
+        return q, scale, 0.0, 1.0
+    if limit == HOMOGENEOUS_SPEND:
+        _, mean_spend = (float(v) for v in params)
+        return 2.0, mean_spend, 1.0, 0.0
     if limit is not None:
-        raise ModelError(f"unknown Gamma-Gamma limit {limit!r}: the limit model is {CONSTANT_SPEND!r}")
+        raise ModelError(
+            f"unknown Gamma-Gamma limit {limit!r}: the limit models are {CONSTANT_SPEND!r} and "
+            f"{HOMOGENEOUS_SPEND!r}"
+        )
     p, q, g = (float(v) for v in params)
-    return q, p * g, 1.0 / p
+    return q, p * g, 1.0 / p, 1.0
+
+
+def gamma_gamma_homogeneous_form_loglik(
+    p: float, nu: float, delta: float, d: SpendData, *, gradient: bool = False
+) -> tuple[float, FloatArray | None]:
+    """Gamma-Gamma log-likelihood in ``(p, nu = q/gamma, delta = 1/q)``; ``delta = 0`` is the limit.
+
+    The same density of the mean spend ``m`` as :func:`gamma_gamma_loglik_mean_form`, written
+    around the other boundary: with ``n = p x`` and ``z = x m`` (the customer's total repeat
+    spend) the limit is ``z ~ gamma(n, rate nu)``, i.e. ``n log nu - lgamma(n) + (n-1) log z -
+    nu z + log x``, plus a correction ``R = E - n log1p(nu z delta) - (log1p(nu z delta)/delta -
+    nu z)`` with ``E = lgamma(q+n) - lgamma(q) - n log q``, which vanishes as ``delta -> 0``.  The
+    gradient is with respect to ``(p, nu, delta)``; at ``delta = 0`` its last entry is the
+    one-sided derivative ``sum w ((nu z - n)^2 - n) / 2`` (the limit's Karush-Kuhn-Tucker check).
+    """
+    x, m, w = d.x, d.m, d.weight
+    n = p * x
+    z = x * m
+    y = nu * z
+    log_z = np.log(z)
+    base = n * math.log(nu) - special.gammaln(n) + (n - 1.0) * log_z - y + np.log(x)
+    d_n_base = math.log(nu) - special.digamma(n) + log_z
+    d_nu_base = n / nu - z
+    if delta == 0.0:
+        total = _wsum(w, base)
+        if not gradient:
+            return total, None
+        g_d = _wsum(w, ((y - n) ** 2 - n) / 2.0)
+        return total, np.array([_wsum(w, d_n_base * x), _wsum(w, d_nu_base), g_d])
+    q = 1.0 / delta
+    E, E_n, E_q = _lgamma_excess(np.full_like(n, q), n)
+    L_over, L_over_d, L = _log1p_over_eps(y * delta, delta, y)
+    total = _wsum(w, base + E - n * L - (L_over - y))
+    if not gradient:
+        return total, None
+    g_p = _wsum(w, (d_n_base + E_n - L) * x)
+    g_nu = _wsum(w, d_nu_base + z * (y - n) * delta / (1.0 + y * delta))
+    g_d = _wsum(w, -E_q * q * q - n * y / (1.0 + y * delta) - L_over_d)
+    return total, np.array([g_p, g_nu, g_d])
+
+
+def gamma_gamma_homogeneous_loglik(
+    params: ArrayLike, d: SpendData, *, gradient: bool = False
+) -> tuple[float, FloatArray | None]:
+    """Log-likelihood of the homogeneous limit model ``(p, mean_spend)`` (gradient in those two)."""
+    p, mean_spend = (float(v) for v in np.asarray(params, dtype=np.float64))
+    total, grad = gamma_gamma_homogeneous_form_loglik(p, p / mean_spend, 0.0, d, gradient=gradient)
+    if grad is None:
+        return total, None
+    g_p, g_nu, _ = grad
+    return total, np.array([g_p + g_nu / mean_spend, -g_nu * p / (mean_spend * mean_spend)])
 
 
 def gamma_gamma_loglik(
@@ -738,14 +814,15 @@ def gamma_gamma_constant_spend_loglik(
 def gamma_gamma_conditional_spend(mean_form: Sequence[Any], x: Any, m: Any) -> Any:
     """E[M | x, m] = p (gamma + x m) / (p x + q - 1) (Fader & Hardie 2013, eq. 5), in mean form.
 
-    With ``(q, scale, eps)`` from :func:`gamma_gamma_mean_form` it reads
-    ``(scale eps + x m) / (x + (q - 1) eps)``, which at ``eps = 0`` (the constant-spend limit) is
-    the customer's own mean ``m``: the one spend formula for both models.  Plain arithmetic, so
-    the parameters, ``x`` and ``m`` may be numbers, numpy arrays or Ibis columns (scoring
-    evaluates it in SQL).
+    With ``(q, scale, eps, w)`` from :func:`gamma_gamma_mean_form` it reads
+    ``(scale eps + w x m) / (w x + (q - 1) eps)``, which at ``eps = 0`` (the constant-spend
+    limit) is the customer's own mean ``m`` and at ``w = 0`` (the homogeneous limit) the common
+    ``mean_spend``: the one spend formula for all three models (``w = 1`` leaves the full model's
+    arithmetic exact).  Plain arithmetic, so the parameters, ``x`` and ``m`` may be numbers, numpy
+    arrays or Ibis columns (scoring evaluates it in SQL).
     """
-    q, scale, eps = mean_form
-    return (scale * eps + x * m) / (x + (q - 1.0) * eps)
+    q, scale, eps, w = mean_form
+    return (scale * eps + w * x * m) / (w * x + (q - 1.0) * eps)
 
 
 def gamma_gamma_population_spend(
@@ -758,7 +835,7 @@ def gamma_gamma_population_spend(
     repeaters' mean spends is used instead (``"repeaters_mean"``): finite, and never zero, which
     would put every non-repeater at the bottom of the value tiers.
     """
-    q, scale, _ = gamma_gamma_mean_form(params, limit)
+    q, scale, _, _ = gamma_gamma_mean_form(params, limit)
     if q > 1.0:
         return scale / (q - 1.0), "model_mean"
     return float(np.average(d.m, weights=d.weight)), "repeaters_mean"
@@ -1355,13 +1432,76 @@ GAMMA_GAMMA_FAMILY = _Family(
 )  # fmt: skip
 
 
+def _gamma_gamma_homogeneous_limit_params(theta: FloatArray) -> tuple[Sequence[float], Matrix]:
+    p, nu = math.exp(theta[0]), math.exp(theta[1])
+    mean_spend = p / nu
+    return (p, mean_spend), [[p, 0.0], [mean_spend, -mean_spend]]
+
+
+def _gamma_gamma_homogeneous_full_params(theta: FloatArray) -> tuple[Sequence[float], Matrix, FloatArray]:
+    p, nu, delta = (math.exp(v) for v in theta)
+    q = 1.0 / delta
+    g = q / nu
+    # d(p, q, gamma) / d(log p, log nu, log delta)
+    jac = [[p, 0.0, 0.0], [0.0, 0.0, -q], [0.0, -g, -g]]
+    return (p, q, g), jac, np.array([theta[0], -theta[2], math.log(g)])
+
+
+GAMMA_GAMMA_HOMOGENEOUS_FAMILY = _Family(
+    "gamma_gamma", PARAM_NAMES["gamma_gamma"], HOMOGENEOUS_SPEND, SPEND_PARAM_NAMES[HOMOGENEOUS_SPEND],
+    "one spend level for every customer", _gamma_gamma_homogeneous_limit_params,
+    _gamma_gamma_homogeneous_full_params,
+)  # fmt: skip
+
+
 def fit_gamma_gamma(d: SpendData) -> FitResult:
-    """Gamma-Gamma by maximum likelihood; the constant-spend limit when the optimum lies on it.
+    """Gamma-Gamma by maximum likelihood; a limit model when the optimum lies on one.
 
     Search coordinates ``(log q, log scale, eps)`` with ``scale = p*gamma`` and ``eps = 1/p``, so
     ``p -> inf`` (every customer's transactions worth the same) is the boundary ``eps = 0``
-    rather than a direction without end.
+    rather than a direction without end.  The other ridge, ``q, gamma -> inf`` (customers do not
+    differ in expected spend), is not a boundary of those coordinates: when that search does not
+    converge, the model is searched again in ``(log p, log nu, delta)`` with ``nu = q/gamma`` and
+    ``delta = 1/q`` (:func:`gamma_gamma_homogeneous_form_loglik`), where it is, and that answer is
+    taken if it converged and is at least as likely.  A converged first answer is kept as it is.
     """
+    first = _fit_gamma_gamma_around_constant_spend(d)
+    if first.converged:
+        return first
+    second = _fit_gamma_gamma_around_homogeneous_spend(d)
+    if second.converged and second.loglik >= first.loglik - 1e-9 * abs(first.loglik):
+        return second
+    return first
+
+
+def _fit_gamma_gamma_around_homogeneous_spend(d: SpendData) -> FitResult:
+    """The Gamma-Gamma search whose boundary ``delta = 1/q = 0`` is the homogeneous limit."""
+    total = float(d.weight.sum())
+    scale_w = 1.0 / max(total, 1.0)
+
+    def searched(data: SpendData) -> Objective:
+        def ll(psi: FloatArray) -> tuple[float, FloatArray]:
+            p, nu, delta = math.exp(psi[0]), math.exp(psi[1]), float(psi[2])
+            v, g = gamma_gamma_homogeneous_form_loglik(p, nu, delta, data, gradient=True)
+            assert g is not None
+            return v, np.array([g[0] * p, g[1] * nu, g[2]])
+
+        return _objective(ll, scale_w)
+
+    # Start at the limit's moments: m has mean p/nu and variance p/(x nu^2).
+    mean_m = float(np.average(d.m, weights=d.weight))
+    spread = float(np.average(d.x * (d.m - mean_m) ** 2, weights=d.weight)) or mean_m**2
+    p0 = max(mean_m**2 / spread, 1e-3)
+    starts = [np.array([math.log(p0), math.log(p0 / mean_m), delta]) for delta in (0.05, 0.5)]
+    bounds = [(-_LOG_BOUND, _LOG_BOUND)] * 2 + [(0.0, 1e3)]
+    return _fit_with_limit(
+        GAMMA_GAMMA_HOMOGENEOUS_FAMILY, searched, d, d, starts, bounds, weight_total=total,
+        n_customers=int(round(total)),
+    )  # fmt: skip
+
+
+def _fit_gamma_gamma_around_constant_spend(d: SpendData) -> FitResult:
+    """The Gamma-Gamma search whose boundary ``eps = 1/p = 0`` is the constant-spend limit."""
     total = float(d.weight.sum())
     scale_w = 1.0 / max(total, 1.0)
 
