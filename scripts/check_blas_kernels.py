@@ -53,7 +53,7 @@ def worker() -> None:
     from micromarketing.profiles.clv_validate import cdnow_path, read_transactions_file
 
     sys.path.insert(0, str(ROOT / "tests" / "profiles"))
-    from test_clv_models import _homogeneous_dropout_sample
+    from test_clv_models import _homogeneous_dropout_sample, _homogeneous_spend_sample
 
     out: dict[str, dict] = {}
 
@@ -91,6 +91,7 @@ def worker() -> None:
     record("cdnow paretonbd", m.fit_transactions("paretonbd", d))
     x, t_x, T = _homogeneous_dropout_sample()
     record("homogeneous dropout bgnbd", m.fit_transactions("bgnbd", m.Triples.build(x, t_x, T)))
+    record("homogeneous spend gamma_gamma", m.fit_gamma_gamma(_homogeneous_spend_sample(seed=1)))
     with tempfile.TemporaryDirectory() as tmp:
         generate(
             Path(tmp), customers=1500, seed=0
