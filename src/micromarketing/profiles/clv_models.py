@@ -32,7 +32,8 @@ Fits that give the same answer on every CPU
   ``q`` and scale ``scale``.  Its ``lgamma`` differences use Stirling's series at large ``p x``.
   Its other ridge, ``q, gamma -> inf`` with ``nu = q/gamma`` fixed (customers do not differ in
   expected spend, :data:`HOMOGENEOUS_SPEND`: ``p, mean_spend = p/nu``), is the boundary
-  ``delta = 1/q = 0`` of a second parametrisation, searched when the first does not converge.
+  ``delta = 1/q = 0`` of a second parametrisation, searched beside the first (whose form loses
+  the likelihood's last digits at large q, where the second stays exact).
 * All three go through one procedure, :func:`_fit_with_limit`.
 * A global search (bounded L-BFGS-B from several starts) only brings the parameters near the
   optimum; the answer is the end point of Newton iterations in plain numpy and Python floats
@@ -1460,16 +1461,25 @@ def fit_gamma_gamma(d: SpendData) -> FitResult:
     Search coordinates ``(log q, log scale, eps)`` with ``scale = p*gamma`` and ``eps = 1/p``, so
     ``p -> inf`` (every customer's transactions worth the same) is the boundary ``eps = 0``
     rather than a direction without end.  The other ridge, ``q, gamma -> inf`` (customers do not
-    differ in expected spend), is not a boundary of those coordinates: when that search does not
-    converge, the model is searched again in ``(log p, log nu, delta)`` with ``nu = q/gamma`` and
-    ``delta = 1/q`` (:func:`gamma_gamma_homogeneous_form_loglik`), where it is, and that answer is
-    taken if it converged and is at least as likely.  A converged first answer is kept as it is.
+    differ in expected spend), is not a boundary of those coordinates, so the model is also
+    searched in ``(log p, log nu, delta)`` with ``nu = q/gamma`` and ``delta = 1/q``
+    (:func:`gamma_gamma_homogeneous_form_loglik`), where it is.  That search's limit is the answer
+    when it converged and is at least as likely; an interior optimum is the first search's answer
+    (both reach it; the second only when the first did not converge).
     """
     first = _fit_gamma_gamma_around_constant_spend(d)
-    if first.converged:
-        return first
     second = _fit_gamma_gamma_around_homogeneous_spend(d)
-    if second.converged and second.loglik >= first.loglik - 1e-9 * abs(first.loglik):
+    # The first answer's likelihood in the form that stays exact at large q: the first form's own
+    # value is off by rounding there (~1e-4 at q ~ 3e6), and along the ridge its search can stop
+    # anywhere with a vanishing gradient, so only this comparison decides.
+    first_ll = first.loglik
+    if first.limit is None:
+        p, q, g = (first.params[k] for k in PARAM_NAMES["gamma_gamma"])
+        first_ll = gamma_gamma_homogeneous_form_loglik(p, q / g, 1.0 / q, d)[0]
+    tolerance = 1e-9 * abs(first_ll)
+    if second.converged and second.limit is not None and second.loglik >= first_ll - tolerance:
+        return second  # the homogeneous limit is at least as likely
+    if second.converged and not first.converged and second.loglik > first_ll + tolerance:
         return second
     return first
 
