@@ -23,8 +23,8 @@ from sqlalchemy import select
 from micromarketing.campaigns.policy import PAUSE_KIND, pause_end, pause_reason
 from micromarketing.errors import InvalidInputError, NotFoundError
 from micromarketing.personalize.templates import token_secret
+from micromarketing.privacy.consent import DEFAULT_PURPOSE, consent_history, record_consent
 from micromarketing.privacy.consent import ConsentRecord as LedgerRecord
-from micromarketing.privacy.consent import consent_history, record_consent
 from micromarketing.profiles.summary import customer_view
 from micromarketing.store.context import StoreContext
 from micromarketing.store.models import Suppression
@@ -44,11 +44,12 @@ class ConsentRecord(BaseModel):
     status: str
     recorded_at: datetime
     source: str | None = None
+    purpose: str = Field(default=DEFAULT_PURPOSE, description="marketing, or the topic chosen")
 
     @classmethod
     def of(cls, record: LedgerRecord) -> ConsentRecord:
         return cls(channel=record.channel, status=record.status, recorded_at=record.recorded_at,
-                   source=record.source)
+                   source=record.source, purpose=record.purpose)
 
 
 class Preferences(BaseModel):
