@@ -379,7 +379,7 @@ class PrivacySettings(_Section):
     quarantine_max_age_days: int | None = Field(default=90, ge=1, le=36_500)
 
 
-_TOPIC = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+_TOPIC = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 
 
 class PreferenceSettings(_Section):
@@ -395,7 +395,7 @@ class PreferenceSettings(_Section):
     @classmethod
     def _topic_names(cls, value: dict[str, str]) -> dict[str, str]:
         for name, label in value.items():
-            if not _TOPIC.match(name):
+            if not _TOPIC.fullmatch(name):
                 raise ValueError(f"topic {name!r}: use 1-64 lowercase letters, digits, '_' or '-', "
                                  "starting with a letter")
             if name == "marketing":
