@@ -122,3 +122,23 @@ def test_what_a_lookup_remembers_follows_the_servers_own_writes(served):
         assert ws.segment_of_one(cid).profile is None
         ws.profile()
         assert ws.segment_of_one(cid).profile is not None
+
+
+def test_topic_choices_are_apart_from_the_channel_consent_on_both_paths(served):
+    """A topic's records (another purpose of the ledger) show under ``topics``: the channel's
+    ``consent`` stays the marketing one on the fast and the portable path alike."""
+    from datetime import UTC, datetime, timedelta
+
+    cid = served.customer_id
+    later = datetime.now(UTC) + timedelta(seconds=1)
+    with Workspace.open(served.root) as ws:
+        before = _fast_view(ws.context, cid, 10, 100).consent
+        ws.privacy.record_consent(cid, "email", "opt_out", purpose="offers", source="preference centre")
+        ws.privacy.record_consent(cid, "sms", "opt_in", purpose="offers", at=later)
+        fast, portable = (_json(v(ws.context, cid, 10, 100)) for v in (_fast_view, _portable_view))
+    assert fast == portable
+    assert fast["consent"] == before and fast["topics"] == {"offers": {"email": "opt_out", "sms": "opt_in"}}
+    assert [(e["purpose"], e["channel"]) for e in fast["consent_history"][:2]] == [
+        ("offers", "sms"),
+        ("offers", "email"),
+    ]
