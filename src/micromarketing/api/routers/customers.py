@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from micromarketing.api.auth import Viewer
 from micromarketing.api.deps import WS
 from micromarketing.api.routers import plain
-from micromarketing.segment_of_one import SegmentOfOne
+from micromarketing.workspace import SegmentOfOne  # the facade's result for ws.segment_of_one
 
 router = APIRouter(prefix="/customers", tags=["customers"], dependencies=[Viewer])
 CustomerId = Annotated[str, Path(min_length=1, max_length=128, description="the customer's id")]
