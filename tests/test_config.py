@@ -10,6 +10,7 @@ ConfigError whose every line names a source.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -182,3 +183,26 @@ def test_random_values_give_settings_or_a_config_error(tmp_path, field, value, e
         load_settings(path.parent, environ)
     except ConfigError as exc:
         _assert_sourced(str(exc), path)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    topics=st.dictionaries(
+        st.text(max_size=70) | st.from_regex(r"[a-z][a-z0-9_-]{0,70}\n?", fullmatch=True),
+        st.text(max_size=210),
+        max_size=4,
+    )
+)
+def test_preference_topics_are_kept_in_order_or_refused_by_name(tmp_path, topics):
+    """``[preferences.topics]``: names a campaign and the ledger can carry (lowercase slug, not
+    ``marketing``) with a label to show, in the file's order; anything else names the topic."""
+    path = _write(tmp_path / "topics", tomli_w.dumps({"preferences": {"topics": topics}}))
+    valid = all(
+        re.fullmatch(r"[a-z][a-z0-9_-]{0,63}", name) and name != "marketing" and label.strip()
+        for name, label in topics.items()
+    ) and all(len(label) <= 200 for label in topics.values())
+    if valid:
+        assert list(load_settings(path.parent, {}).preferences.topics.items()) == list(topics.items())
+    else:
+        message = _error(path.parent)
+        assert message.startswith(f"{path}: [preferences] topics: topic"), message

@@ -393,3 +393,36 @@ def test_a_spark_failure_in_a_cli_command_prints_one_line(ingested, spark_sessio
     assert errors[-1].startswith("error: Spark failed: "), done.stderr  # after the progress bar
     assert [line for line in errors if line.startswith("error")] == errors[-1:]
     assert not [n for n in ("Traceback", "\tat ", "JVM stacktrace") if n in done.output], done.output
+
+
+def test_a_spark_failure_in_an_api_request_is_a_503(ingested, spark_session, tmp_path, monkeypatch):
+    """The same real failure (files deleted under a table) while the REST API looks a customer up:
+    an RFC 9457 problem with status 503 naming the Spark failure in one line, not a 500."""
+    from fastapi.testclient import TestClient
+
+    from micromarketing.api import create_app
+    from micromarketing.config import write_default_settings
+
+    duck_ws, _, _, data = ingested
+    write_default_settings(tmp_path)
+    ws = Workspace(tmp_path, _spark_settings(duck_ws, "broken_api"))
+    ws.warehouse.ensure_schema()
+    ws.ops.create_all()
+    ws.ingest("customers", data["customers"])
+    key = ws.api_keys.create("viewer", "spark").key
+    customer = ws.table("customers").customer_id.execute().iloc[0]
+    ws.warehouse.close()
+    details = spark_session.sql("DESCRIBE TABLE EXTENDED broken_api.customers").collect()
+    location = next(r.data_type for r in details if r.col_name == "Location")
+    for part in Path(location.removeprefix("file:")).glob("*.parquet"):
+        part.unlink()
+    monkeypatch.setenv("MICROMARKETING_WAREHOUSE__BACKEND", "spark")
+    monkeypatch.setenv("MICROMARKETING_WAREHOUSE__DATABASE", "broken_api")
+    with TestClient(create_app(tmp_path, rate_limit=0)) as client:
+        r = client.get(f"/api/v1/customers/{customer}", headers={"Authorization": f"Bearer {key}"})
+    assert r.status_code == 503, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    body = r.json()
+    assert body["type"] == "urn:micromarketing:problem:engine" and body["status"] == 503
+    assert body["detail"].startswith("Spark failed: ") and "\n" not in body["detail"]
+    assert not [n for n in ("Traceback", "\tat ", "JVM stacktrace") if n in r.text]

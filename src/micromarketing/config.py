@@ -379,6 +379,32 @@ class PrivacySettings(_Section):
     quarantine_max_age_days: int | None = Field(default=90, ge=1, le=36_500)
 
 
+_TOPIC = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+
+
+class PreferenceSettings(_Section):
+    """``[preferences]``: what the preference centre offers besides channels.
+
+    ``topics`` maps each topic's name (what a campaign spec's ``topic`` names and the consent
+    ledger's ``purpose`` records) to the label customers see, in the order shown:
+    ``[preferences.topics]`` then ``newsletter = "Our monthly newsletter"``."""
+
+    topics: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("topics")
+    @classmethod
+    def _topic_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, label in value.items():
+            if not _TOPIC.fullmatch(name):
+                raise ValueError(f"topic {name!r}: use 1-64 lowercase letters, digits, '_' or '-', "
+                                 "starting with a letter")
+            if name == "marketing":
+                raise ValueError("topic 'marketing' is the channel consent itself; name topics otherwise")
+            if not label.strip() or len(label) > 200:
+                raise ValueError(f"topic {name!r}: the label must be 1 to 200 characters")
+        return value
+
+
 class Settings(_Section):
     """All settings of one workspace."""
 
@@ -395,6 +421,7 @@ class Settings(_Section):
     policy: PolicySettings = Field(default_factory=PolicySettings)
     campaigns: CampaignSettings = Field(default_factory=CampaignSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+    preferences: PreferenceSettings = Field(default_factory=PreferenceSettings)
 
 
 def load_settings(root: Path, environ: Mapping[str, str] | None = None) -> Settings:

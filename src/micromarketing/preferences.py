@@ -3,10 +3,19 @@
 The customer is known only through the opaque HMAC token of :mod:`micromarketing.tokens`
 (``/u/{token}``, ``/preferences/{token}``); an altered or forged token is "not found", nothing
 more.  Every change of consent is appended to the consent ledger (the warehouse ``consent``
-table: latest record per customer and channel wins) with source ``preference centre``; an
-unsubscribe also writes a ``suppressions`` row, which delivery checks before every send.  A pause
-is a suppression with a last day (see :data:`~micromarketing.campaigns.policy.PAUSE_KIND`), not a
-change of consent: the contact policy lets messages through again after it.
+table: latest record per customer, channel and purpose wins) with source ``preference centre``;
+an unsubscribe also writes a ``suppressions`` row, which delivery checks before every send.  A
+pause is a suppression with a last day (see :data:`~micromarketing.campaigns.policy.PAUSE_KIND`),
+not a change of consent: the contact policy lets messages through again after it.
+
+Topics (``[preferences.topics]``: newsletter, offers, …) are *purposes* of the ledger, not a
+column of their own: the ledger's ``purpose`` already says what a consent is for, and its key and
+its fold (latest record per customer, channel and purpose) already keep one choice per topic and
+channel, so every reader of the ledger, the erasure and the retention rules treat topic choices
+as the consent records they are.  ``marketing`` stays the channel's own consent (the permission
+to send on it at all); a topic narrows it: a campaign with ``topic`` reaches a person only with
+marketing consent on the channel and no ``opt_out`` in force for the topic there.  The centre
+records a topic choice on every channel at once (one checkbox per topic).
 
 Ledger records are written by :func:`micromarketing.privacy.consent.record_consent`, the one
 writer of the ledger.
@@ -23,8 +32,8 @@ from sqlalchemy import select
 from micromarketing.campaigns.policy import PAUSE_KIND, pause_end, pause_reason
 from micromarketing.errors import InvalidInputError, NotFoundError
 from micromarketing.personalize.templates import token_secret
+from micromarketing.privacy.consent import DEFAULT_PURPOSE, consent_history, record_consent
 from micromarketing.privacy.consent import ConsentRecord as LedgerRecord
-from micromarketing.privacy.consent import consent_history, record_consent
 from micromarketing.profiles.summary import customer_view
 from micromarketing.store.context import StoreContext
 from micromarketing.store.models import Suppression
@@ -44,18 +53,23 @@ class ConsentRecord(BaseModel):
     status: str
     recorded_at: datetime
     source: str | None = None
+    purpose: str = Field(default=DEFAULT_PURPOSE, description="marketing, or the topic chosen")
 
     @classmethod
     def of(cls, record: LedgerRecord) -> ConsentRecord:
         return cls(channel=record.channel, status=record.status, recorded_at=record.recorded_at,
-                   source=record.source)
+                   source=record.source, purpose=record.purpose)
 
 
 class Preferences(BaseModel):
     """A customer's current choices as the preference centre shows them (no contact details)."""
 
     channels: dict[str, ConsentStatus | None] = Field(
-        description="latest ledger status per channel (None: never recorded)"
+        description="latest marketing consent per channel (None: never recorded)"
+    )
+    topics: dict[str, bool] = Field(
+        default_factory=dict,
+        description="each configured topic: False once left (an opt_out in force on any channel)",
     )
     paused_until: date | None = None
     unsubscribed: bool = False
@@ -114,10 +128,15 @@ class PreferenceCentre:
         """The current choices of the token's customer."""
         return self._preferences(self.customer_for(token))
 
+    @property
+    def topics(self) -> dict[str, str]:
+        """The configured topics: name -> the label customers see, in the order shown."""
+        return self.ctx.settings.preferences.topics
+
     def _preferences(self, customer_id: str) -> Preferences:
-        latest: dict[str, str] = {}
+        latest: dict[tuple[str, str], str] = {}
         for record in consent_history(self.ctx, customer_id):  # oldest first: latest wins
-            latest[record.channel] = record.status
+            latest[(record.purpose, record.channel)] = record.status
         with self.ctx.ops.session() as session:
             rows = list(
                 session.scalars(
@@ -131,7 +150,8 @@ class PreferenceCentre:
         if current_pause is not None and current_pause < datetime.now(UTC).date():
             current_pause = None
         return Preferences(
-            channels={c: latest.get(c) for c in CONSENT_CHANNELS},  # type: ignore[misc]
+            channels={c: latest.get((DEFAULT_PURPOSE, c)) for c in CONSENT_CHANNELS},  # type: ignore[misc]
+            topics={t: not _left(latest, t) for t in self.topics},
             paused_until=current_pause,
             unsubscribed=any(r.kind == "unsubscribe" for r in rows),
             erasure_requested=any(r.kind == "manual" and r.reason == "erasure requested" for r in rows),
@@ -165,6 +185,33 @@ class PreferenceCentre:
         if any(s == "opt_in" for s in statuses.values()):
             self._lift(customer_id, [c for c, s in statuses.items() if s == "opt_in"])
         return self._change(customer_id, recorded)
+
+    def set_choices(self, token: str, channels: dict[str, str], topics: set[str]) -> PreferenceChange:
+        """Record the customer's choice per channel (as :meth:`set_channels`) and that they want
+        exactly the ``topics`` named (the others are left).
+
+        A topic's records (one per channel) are appended only where the choice changes, so
+        saving the page unchanged does not multiply them.  Raises :class:`InvalidInputError` for
+        a topic that is not configured."""
+        customer_id = self.customer_for(token)  # first: a forged token learns nothing else
+        unknown = sorted(topics - set(self.topics))
+        if unknown:
+            raise InvalidInputError(f"topic: {', '.join(map(repr, unknown))} is not a topic offered here")
+        change = self.set_channels(token, channels)
+        wanted = self._preferences(customer_id).topics
+        now = datetime.now(UTC)
+        recorded = [
+            ConsentRecord.of(
+                record_consent(self.ctx, customer_id, channel, "opt_in" if topic in topics else "opt_out",
+                               purpose=topic, source=SOURCE, at=now, actor=SOURCE)
+            )
+            for topic, subscribed in wanted.items()
+            if subscribed != (topic in topics)
+            for channel in CONSENT_CHANNELS
+        ]
+        if not recorded:
+            return change
+        return self._change(customer_id, change.recorded + recorded)
 
     def pause(self, token: str, days: int) -> PreferenceChange:
         """Stop all messages for ``days`` days: a suppression (kind ``paused``) that names its last
@@ -224,3 +271,8 @@ class PreferenceCentre:
                 if channels is None or row.channel in channels or row.kind == PAUSE_KIND:
                     session.delete(row)
 
+
+
+def _left(latest: dict[tuple[str, str], str], topic: str) -> bool:
+    """Whether an ``opt_out`` is in force for ``topic`` on any channel."""
+    return any(latest.get((topic, c)) == "opt_out" for c in CONSENT_CHANNELS)

@@ -1,26 +1,32 @@
 """The segment-of-one view the REST API and the dashboard show: one customer, everything about them.
 
 Profile and recent orders (as :func:`~micromarketing.profiles.summary.customer_view` gives them),
-the segments whose current materialisation holds them, and the consent ledger (newest first).
-Recommendations and the next best offer are separate calls (they load models).
+the segments whose current materialisation holds them, and the consent ledger: the channel
+consent in force (purpose ``marketing``), the topic choices in force (every other purpose, see
+:mod:`micromarketing.preferences`) and the records, newest first.  Recommendations and the next
+best offer are separate calls (they load models).
 
 This is the API's hot path (a lookup per page view), and compiling its half-dozen Ibis
 expressions costs twenty times more than running them.  On DuckDB it therefore runs the same
 queries as fixed SQL with the customer id bound as a parameter (:func:`_fast_view`); other
 backends take the Ibis path (:func:`_portable_view`).  A test holds the two to the same answer.
 Every query reads one customer's rows through the warehouse's customer_id indexes
-(:data:`~micromarketing.store.warehouse.CUSTOMER_KEYED`), and which materialisation of a segment
-is the latest comes from the operations store, so no lookup scans a table.
+(:data:`~micromarketing.store.warehouse.CUSTOMER_KEYED`); which tables exist and which
+materialisation of a segment is the latest are remembered between lookups until the warehouse
+changes (:meth:`~micromarketing.store.warehouse.Warehouse.memo`), so a lookup is five point
+queries and no scan.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from micromarketing.errors import NotFoundError
 from micromarketing.preferences import ConsentRecord, recent_consent
+from micromarketing.privacy.consent import DEFAULT_PURPOSE, consent_state
 from micromarketing.profiles.summary import customer_view
 from micromarketing.segments.definitions import MEMBERS_TABLE, Segments
 from micromarketing.store.context import StoreContext
@@ -33,8 +39,11 @@ class SegmentOfOne(BaseModel):
     attributes: dict[str, Any]
     profile: dict[str, Any] | None
     recent_orders: list[dict[str, Any]]
-    consent: dict[str, str]
-    consent_history: list[ConsentRecord]
+    consent: dict[str, str] = Field(description="channel -> marketing consent status in force")
+    topics: dict[str, dict[str, str]] = Field(
+        default_factory=dict, description="topic -> channel -> status in force (absent: never chosen)"
+    )
+    consent_history: list[ConsentRecord] = Field(description="ledger records, newest first")
     segments: list[str]
 
 
@@ -65,7 +74,6 @@ def segment_of_one(ctx: StoreContext, customer_id: str, orders: int = 10, histor
     return _portable_view(ctx, customer_id, orders, history)
 
 
-_TABLES = "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' AND NOT temporary"
 # The customer's rows are read in a MATERIALIZED CTE: with ORDER BY … LIMIT straight on the
 # table, DuckDB's top-N filter pushdown turns the index scan on customer_id into a full scan.
 _ORDERS = (
@@ -74,22 +82,20 @@ _ORDERS = (
     " sum(amount) AS amount, any_value(currency) AS currency, any_value(channel) AS channel FROM mine"
     " GROUP BY order_id ORDER BY ordered_at DESC LIMIT $2"
 )
-_LATEST_CONSENT = (
-    "SELECT channel, arg_max(status, recorded_at) AS status FROM consent WHERE customer_id = $1 "
-    "GROUP BY channel"
-)
-# Newest first, ties as privacy.consent_history orders them (reversed): the portable path's order.
-_HISTORY = (
-    "WITH mine AS MATERIALIZED (SELECT channel, status, recorded_at, source, purpose FROM consent"
-    " WHERE customer_id = $1) SELECT channel, status, recorded_at, source FROM mine"
-    " ORDER BY recorded_at DESC, channel DESC, coalesce(purpose, 'marketing') DESC LIMIT $2"
+# Every ledger record of the customer, newest first (ties as privacy.consent_history orders them,
+# reversed: the portable path's order).  The key is (customer, channel, purpose, recorded_at), so
+# the first record of each (channel, purpose) is the one in force: one statement gives both.
+_LEDGER = (
+    "WITH mine AS MATERIALIZED (SELECT channel, status, recorded_at, source,"
+    f" coalesce(purpose, '{DEFAULT_PURPOSE}') AS purpose FROM consent WHERE customer_id = $1)"
+    " SELECT * FROM mine ORDER BY recorded_at DESC, channel DESC, purpose DESC"
 )
 _MEMBERSHIPS = "SELECT segment, version, as_of FROM segment_members WHERE customer_id = $1"
 
 
 def _fast_view(ctx: StoreContext, customer_id: str, orders: int, history: int) -> SegmentOfOne:
     fetch = ctx.warehouse.fetch
-    tables = {r["table_name"] for r in fetch(_TABLES)}
+    tables = ctx.warehouse.table_names()
     found = fetch("SELECT * FROM customers WHERE customer_id = $1 LIMIT 1", [customer_id])
     profile = None
     if "profiles" in tables:
@@ -104,30 +110,51 @@ def _fast_view(ctx: StoreContext, customer_id: str, orders: int, history: int) -
         memberships = sorted(
             {r["segment"] for r in rows if latest.get(r["segment"]) == (int(r["version"]), r["as_of"])}
         )
+    ledger = fetch(_LEDGER, [customer_id])
+    in_force: dict[tuple[str, str], str] = {}
+    for r in ledger:
+        in_force.setdefault((r["purpose"], r["channel"]), r["status"])
     return SegmentOfOne(
         customer_id=customer_id,
         attributes=_finite(found[0]) if found else {"customer_id": customer_id},
         profile=profile,
         recent_orders=[_finite(r) for r in fetch(_ORDERS, [customer_id, orders])],
-        consent={r["channel"]: r["status"] for r in fetch(_LATEST_CONSENT, [customer_id])},
-        consent_history=[ConsentRecord(**r) for r in fetch(_HISTORY, [customer_id, history])],
+        **_consent_fields(in_force),
+        consent_history=[ConsentRecord(**r) for r in ledger[:history]],
         segments=memberships,
     )
 
 
+def _consent_fields(in_force: dict[tuple[str, str], str]) -> dict[str, Any]:
+    """``consent`` and ``topics`` from (purpose, channel) -> status in force."""
+    topics: dict[str, dict[str, str]] = {}
+    for (purpose, channel), status in sorted(in_force.items()):
+        topics.setdefault(purpose, {})[channel] = status
+    return {"consent": topics.pop(DEFAULT_PURPOSE, {}), "topics": topics}
+
+
 def _finite(row: dict[str, Any]) -> dict[str, Any]:
-    """NaN is no value (as the Ibis path's frames give None)."""
-    return {k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}
+    """NaN is no value (as the Ibis path's frames give None); a naive timestamp is UTC (the stores
+    keep UTC; Spark hands it back naive), so the view serialises as it is."""
+    return {k: _json_ready(v) for k, v in row.items()}
+
+
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
 
 
 def _portable_view(ctx: StoreContext, customer_id: str, orders: int, history: int) -> SegmentOfOne:
     view = customer_view(ctx, customer_id, orders)
     return SegmentOfOne(
         customer_id=view.customer_id,
-        attributes=view.attributes,
-        profile=view.profile,
-        recent_orders=view.recent_orders,
-        consent=view.consent,
+        attributes=_finite(view.attributes),
+        profile=_finite(view.profile) if view.profile is not None else None,
+        recent_orders=[_finite(r) for r in view.recent_orders],
+        **_consent_fields({(r.purpose, r.channel): r.status for r in consent_state(ctx, customer_id)}),
         consent_history=recent_consent(ctx, customer_id, limit=history),
         segments=segments_of(ctx, customer_id),
     )

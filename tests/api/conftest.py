@@ -110,3 +110,18 @@ def shop(template_ws, tmp_path_factory) -> Iterator[Served]:
     settings.write_text(tomli_w.dumps(data))
     with TestClient(create_app(root, rate_limit=0)) as client:
         yield Served(root, client, keys, member)
+
+
+TOPICS = {"newsletter": "Our monthly newsletter", "offers": "Offers & discounts"}
+
+
+@pytest.fixture
+def topical(template_ws: tuple[Path, Keys, str], tmp_path: Path) -> Iterator[Served]:
+    """A private copy whose preference centre offers two topics (``[preferences.topics]``)."""
+    template, keys, member = template_ws
+    root = copy_workspace(template, tmp_path / "ws")
+    settings = tomllib.loads((root / "micromarketing.toml").read_text())
+    settings["preferences"] = {"topics": TOPICS}
+    (root / "micromarketing.toml").write_text(tomli_w.dumps(settings))
+    with TestClient(create_app(root, rate_limit=0)) as client:
+        yield Served(root, client, keys, member)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 
 from hypothesis import HealthCheck, given, settings
@@ -126,3 +127,77 @@ def test_a_forged_token_is_404(shared, token):
 
 def test_a_token_for_an_unknown_customer_is_404(shared):
     assert shared.client.get(f"/u/{shared.token('no-such-customer')}").status_code == 404
+
+
+# -- topics ---------------------------------------------------------------------------------------
+TOPICS = {"newsletter": "Our monthly newsletter", "offers": "Offers & discounts"}  # conftest's
+
+
+def _topic_ledger(root, customer_id):
+    with Workspace.open(root) as ws:
+        t = ws.table("consent")
+        rows = t.filter(t.customer_id == customer_id, t.purpose != "marketing").to_pyarrow().to_pylist()
+    return sorted((r["purpose"], r["channel"], r["status"], r["source"]) for r in rows)
+
+
+def test_the_preference_centre_lists_topics_and_records_a_choice_per_channel(topical):
+    token, cid, c = topical.token(), topical.customer_id, topical.client
+    page = c.get(f"/preferences/{token}")
+    assert page.status_code == 200
+    for name in TOPICS:  # each topic a checkbox, ticked until the person leaves it
+        assert re.search(rf'id="topic-{name}" name="topic" value="{name}"\s+checked', page.text), name
+    assert "Offers &amp; discounts" in page.text  # labels are escaped
+
+    def save(*topics):
+        return c.post(f"/preferences/{token}", data={"action": "save", "channel": ["email"], "topic": topics})
+
+    kept = save("newsletter")
+    assert kept.status_code == 200, kept.text
+    channels = ("email", "sms", "push", "post", "ads", "phone")
+    left = [("offers", ch, "opt_out", "preference centre") for ch in sorted(channels)]
+    assert _topic_ledger(topical.root, cid) == left
+    page = c.get(f"/preferences/{token}").text
+    assert re.search(r'id="topic-newsletter" name="topic" value="newsletter"\s+checked', page)
+    assert re.search(r'id="topic-offers" name="topic" value="offers"\s+>', page)
+
+    # saving the page unchanged appends nothing more for topics; ticking offers again opts back in
+    save("newsletter")
+    assert len(_topic_ledger(topical.root, cid)) == len(channels)
+    save("newsletter", "offers")
+    offers = sorted(s for p, _, s, _ in _topic_ledger(topical.root, cid) if p == "offers")
+    assert offers == ["opt_in"] * 6 + ["opt_out"] * 6
+
+    # the segment of one shows the choices in force; the channel consent is the marketing one
+    r = c.get(f"/api/v1/customers/{cid}", headers=topical.keys.header("viewer"))
+    body = r.json()
+    assert body["topics"] == {"offers": dict.fromkeys(channels, "opt_in")}
+    assert body["consent"]["email"] == "opt_in" and body["consent"]["sms"] == "opt_out"
+    assert {e["purpose"] for e in body["consent_history"]} == {"marketing", "offers"}
+
+
+def test_an_unknown_topic_is_refused_and_a_forged_token_still_learns_nothing(topical):
+    token = topical.token()
+    before = _topic_ledger(topical.root, topical.customer_id)
+    r = topical.client.post(f"/preferences/{token}", data={"action": "save", "topic": ["weekly"]})
+    assert r.status_code == 422 and "weekly" in r.json()["detail"]
+    assert _topic_ledger(topical.root, topical.customer_id) == before
+    forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    r = topical.client.post(f"/preferences/{forged}", data={"action": "save", "topic": ["weekly"]})
+    assert r.status_code == 404 and r.json()["detail"] == "not found"
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(topics=st.lists(st.one_of(st.sampled_from(sorted(TOPICS)), st.text(max_size=80)), max_size=6))
+def test_any_topic_field_is_saved_or_refused_never_an_error(topical, topics):
+    """Whatever the form carries as ``topic``: exactly the configured topics named are kept (the
+    others left), or 422 naming the field, never a 500."""
+    token = topical.token()
+    form = {"action": "save", "channel": ["email"], "topic": topics}
+    r = topical.client.post(f"/preferences/{token}", data=form)
+    assert r.status_code in (200, 422), r.text
+    with Workspace.open(topical.root) as ws:
+        shown = ws.preferences.preferences(token).topics
+    if r.status_code == 200:
+        assert shown == {t: t in topics for t in TOPICS}
+    else:
+        assert r.headers["content-type"] == "application/problem+json" and "topic" in r.text

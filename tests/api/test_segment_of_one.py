@@ -11,7 +11,7 @@ from micromarketing import Workspace
 from micromarketing.errors import NotFoundError
 from micromarketing.segment_of_one import _fast_view, _portable_view
 
-MIDNIGHT = re.compile(r"^(\d{4}-\d{2}-\d{2})T00:00:00$")
+MIDNIGHT = re.compile(r"^(\d{4}-\d{2}-\d{2})T00:00:00Z?$")
 
 
 def _json(view):
@@ -89,7 +89,7 @@ def test_the_latest_materialisation_of_the_current_version_counts(served):
 def test_every_lookup_is_an_index_scan_after_rebuilds(served):
     """The customer_id indexes survive a profile rebuild and a new segment, and DuckDB uses them
     (the plan as run: plain EXPLAIN shows a sequential scan that execution turns into an index scan)."""
-    from micromarketing.segment_of_one import _HISTORY, _LATEST_CONSENT, _MEMBERSHIPS, _ORDERS
+    from micromarketing.segment_of_one import _LEDGER, _MEMBERSHIPS, _ORDERS
 
     with Workspace.open(served.root) as ws:
         ws.profile()
@@ -97,10 +97,48 @@ def test_every_lookup_is_an_index_scan_after_rebuilds(served):
         plans = {
             "profiles": ("SELECT * FROM profiles WHERE customer_id = $1 LIMIT 1", [served.customer_id]),
             "orders": (_ORDERS, [served.customer_id, 10]),
-            "consent": (_LATEST_CONSENT, [served.customer_id]),
-            "history": (_HISTORY, [served.customer_id, 100]),
+            "consent": (_LEDGER, [served.customer_id]),
             "memberships": (_MEMBERSHIPS, [served.customer_id]),
         }
         for label, (sql, params) in plans.items():
             plan = "\n".join(r["explain_value"] for r in ws.warehouse.fetch(f"EXPLAIN ANALYZE {sql}", params))
             assert "Index Scan" in plan and "Sequential Scan" not in plan, (label, plan)
+
+
+def test_what_a_lookup_remembers_follows_the_servers_own_writes(served):
+    """The table list and the latest materialisations are remembered between lookups (one
+    process holds the warehouse), and every write through this workspace makes them fresh:
+    a segment created, replaced by a version nobody matches, and deleted."""
+    cid = served.customer_id
+    with Workspace.open(served.root) as ws:
+        assert "loyal" in ws.segment_of_one(cid).segments
+        ws.segments.create("everyone", "frequency >= 0")
+        assert {"loyal", "everyone"} <= set(ws.segment_of_one(cid).segments)
+        ws.segments.create("everyone", "frequency < 0", replace=True)
+        assert "everyone" not in ws.segment_of_one(cid).segments
+        ws.segments.delete("loyal")
+        assert "loyal" not in ws.segment_of_one(cid).segments
+        ws.warehouse.raw_sql("DROP TABLE profiles")
+        assert ws.segment_of_one(cid).profile is None
+        ws.profile()
+        assert ws.segment_of_one(cid).profile is not None
+
+
+def test_topic_choices_are_apart_from_the_channel_consent_on_both_paths(served):
+    """A topic's records (another purpose of the ledger) show under ``topics``: the channel's
+    ``consent`` stays the marketing one on the fast and the portable path alike."""
+    from datetime import UTC, datetime, timedelta
+
+    cid = served.customer_id
+    later = datetime.now(UTC) + timedelta(seconds=1)
+    with Workspace.open(served.root) as ws:
+        before = _fast_view(ws.context, cid, 10, 100).consent
+        ws.privacy.record_consent(cid, "email", "opt_out", purpose="offers", source="preference centre")
+        ws.privacy.record_consent(cid, "sms", "opt_in", purpose="offers", at=later)
+        fast, portable = (_json(v(ws.context, cid, 10, 100)) for v in (_fast_view, _portable_view))
+    assert fast == portable
+    assert fast["consent"] == before and fast["topics"] == {"offers": {"email": "opt_out", "sms": "opt_in"}}
+    assert [(e["purpose"], e["channel"]) for e in fast["consent_history"][:2]] == [
+        ("offers", "sms"),
+        ("offers", "email"),
+    ]

@@ -24,7 +24,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from micromarketing.workspace import Workspace
+from micromarketing.workspace import Workspace, engine_error
 
 WATCH_INTERVAL = 0.05  # seconds between checks for a waiting command while the server is idle
 
@@ -100,9 +100,18 @@ def holder(request: Request) -> WorkspaceHolder:
 
 
 def workspace(request: Request) -> Iterator[Workspace]:
-    """Dependency: the workspace, held for this request (see the module docstring)."""
+    """Dependency: the workspace, held for this request (see the module docstring).
+
+    A Spark job that fails under the request becomes the one-line :class:`EngineError` the CLI
+    prints (503: the engine, not the request, is at fault; the JVM trace stays in the log)."""
     with holder(request).use() as ws:
-        yield ws
+        try:
+            yield ws
+        except Exception as exc:
+            failed = engine_error(exc)
+            if failed is None:
+                raise
+            raise failed from exc
 
 
 WS = Annotated[Workspace, Depends(workspace)]

@@ -2,9 +2,9 @@
 
 ``/u/{token}``: the unsubscribe page (GET) and RFC 8058 one-click unsubscribe (POST with
 ``List-Unsubscribe=One-Click``, urlencoded or multipart; no cookies, no redirect: the answer is
-the confirmation itself).  ``/preferences/{token}``: channels, a pause, resubscribe, a download
-of their data and an erasure request.  The token is the opaque HMAC token of the links; any
-token that does not verify answers 404 with nothing else.
+the confirmation itself).  ``/preferences/{token}``: channels, topics (``[preferences.topics]``),
+a pause, resubscribe, a download of their data and an erasure request.  The token is the opaque
+HMAC token of the links; any token that does not verify answers 404 with nothing else.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
+from pydantic import StringConstraints
 
 from micromarketing.api.auth import client_limit
 from micromarketing.api.deps import WS
@@ -26,6 +27,8 @@ pages = Jinja2Templates(directory=Path(__file__).with_name("templates"))
 Token = Annotated[str, "the opaque token from the message's link"]
 Channel = Literal["email", "sms", "push", "post", "ads", "phone"]
 CHANNELS: tuple[Channel, ...] = ("email", "sms", "push", "post", "ads", "phone")
+TopicName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+MAX_TOPICS = 100
 HTML = {200: {"content": {"text/html": {"schema": {"type": "string"}}}, "description": "the page"}}
 
 
@@ -58,7 +61,8 @@ def unsubscribe(
             summary="Preference centre")
 def preference_centre(ws: WS, request: Request, token: Token) -> HTMLResponse:
     prefs = ws.preferences.preferences(token)
-    return _page(request, "preferences.html", token=token, preferences=prefs, channels=CHANNELS)
+    return _page(request, "preferences.html", token=token, preferences=prefs, channels=CHANNELS,
+                 topics=ws.preferences.topics)
 
 
 @router.post("/preferences/{token}", response_class=HTMLResponse, responses=HTML,
@@ -69,14 +73,15 @@ def change_preferences(
     token: Token,
     action: Annotated[Literal["save", "pause", "resubscribe", "erase"], Form()],
     channel: Annotated[list[Channel] | None, Form(max_length=len(CHANNELS))] = None,
+    topic: Annotated[list[TopicName] | None, Form(max_length=MAX_TOPICS)] = None,
     days: Annotated[int, Form(ge=1, le=366)] = 30,
 ) -> HTMLResponse:
-    """``save``: opted in to exactly the ticked channels; ``pause``: nothing for ``days`` days;
-    ``resubscribe``: undo an unsubscribe or pause; ``erase``: ask to be forgotten."""
+    """``save``: opted in to exactly the ticked channels and topics; ``pause``: nothing for
+    ``days`` days; ``resubscribe``: undo an unsubscribe or pause; ``erase``: ask to be forgotten."""
     if action == "save":
         chosen = set(channel or ())
-        change = ws.preferences.set_channels(
-            token, {c: "opt_in" if c in chosen else "opt_out" for c in CHANNELS}
+        change = ws.preferences.set_choices(
+            token, {c: "opt_in" if c in chosen else "opt_out" for c in CHANNELS}, set(topic or ())
         )
         message = "Your choices are saved."
     elif action == "pause":

@@ -24,7 +24,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from micromarketing.campaigns.policy import CONTACT_FIELD, TZ_FIELD, WINDOW_END_FIELD
+from micromarketing.campaigns.policy import CONTACT_FIELD, TOPIC_FIELD, TZ_FIELD, WINDOW_END_FIELD
 from micromarketing.errors import TemplateError
 from micromarketing.personalize.templates import (
     CompiledTemplate,
@@ -105,6 +105,7 @@ class Freezer:
         segment: Mapping[str, Any],
         offer: Mapping[str, Any] | None = None,
         window_end: datetime | None = None,
+        topic: str | None = None,
         contact: Sequence[str] = (),
     ) -> None:
         self.compiled = compiled
@@ -121,6 +122,8 @@ class Freezer:
             constant[OFFER_FIELD] = encode_value(dict(offer))
         if window_end is not None:
             constant[WINDOW_END_FIELD] = window_end.isoformat()
+        if topic is not None:
+            constant[TOPIC_FIELD] = topic  # the send-time policy checks the person still wants it
         self.constant = constant
 
     def fields(

@@ -198,6 +198,7 @@ def draft_campaign(
                 priority=spec.priority,
                 campaign_id=campaign_id,
                 transactional=spec.transactional,
+                topic=spec.topic,
             )
             address = ADDRESS_COLUMN.get(v.channel)
             if address is not None:
@@ -216,6 +217,7 @@ def draft_campaign(
                 segment=seg_ctx,
                 offer=offer,
                 window_end=window_end,
+                topic=spec.topic,
                 contact=CONTACT_COLUMNS[v.channel],
             )
             draft.variants.append(VariantDraft(v, tpl, offer, sub, verdict, freezer))

@@ -12,7 +12,9 @@ Rules, in order (the first that applies decides):
 
 1. ``no_consent`` — the marketing consent in force (:mod:`micromarketing.privacy.consent`, the one
    reader of the ledger: latest ``recorded_at`` per customer and channel wins, ``opt_out`` on a
-   tie) for the message's consent channel is not ``opt_in``, or there is none.
+   tie) for the message's consent channel is not ``opt_in``, or there is none; or the campaign
+   has a ``topic`` and the person's choice in force for that topic on the channel is ``opt_out``
+   (they left it in the preference centre; no record means the topic goes with the channel).
 2. ``suppressed`` — a row of the ``suppressions`` ops table for the customer, or for the
    message's address (``subject_hash`` = :func:`address_hash`, as ``suppress import`` stores
    provider exports), on any channel (``channel`` NULL) or this one.  A pause (kind ``paused``,
@@ -92,6 +94,7 @@ def _in_force(kind: str, reason: str, at: datetime) -> bool:
 #: Outbox ``fields`` keys the policy reads (written by :mod:`micromarketing.campaigns.ingredients`).
 TZ_FIELD = "_tz"
 WINDOW_END_FIELD = "_window_end"
+TOPIC_FIELD = "_topic"
 #: The ``fields`` key holding each channel's contact point (the delivery worker reads it too).
 CONTACT_FIELD: dict[str, str] = {"email": "email", "sms": "phone"}
 COUNTED_STATES = ("sent", "sending")
@@ -294,9 +297,11 @@ def evaluate_members(
     priority: int = 0,
     campaign_id: int | None = None,
     transactional: bool = False,
+    topic: str | None = None,
     policy: PolicySettings | None = None,
 ) -> pd.DataFrame:
-    """The policy's verdict for each member (``customer_id``, optional ``timezone``) at ``when``.
+    """The policy's verdict for each member (``customer_id``, optional ``timezone``) at ``when``
+    for a message on ``channel`` (of the campaign's ``topic``, if it has one).
 
     Returns ``customer_id``, ``outcome`` (``send`` or a rule of :data:`RULES`), ``reason`` and
     ``not_before`` (UTC datetimes; ``when`` unless quiet hours defer it).  Messages of other campaigns
@@ -330,6 +335,10 @@ def evaluate_members(
         got = np.array([status.get(c) for c in ids], dtype=object)
         apply(got == None, "no_consent", f"no {consent_channel} consent on record")  # noqa: E711
         apply(got == "opt_out", "no_consent", f"latest {consent_channel} consent is opt_out")
+        if topic is not None:
+            left = consent_in_force(ctx, [consent_channel], purpose=topic).to_pandas()
+            left = set(left.loc[left["status"] == "opt_out", "customer_id"])
+            apply(np.isin(ids, list(left)), "no_consent", _left_topic(topic, consent_channel))
     with ctx.ops.session() as session:
         by_customer, by_hash = suppressions_for(session, channel, transactional, at=when)
         kinds = np.array([by_customer.get(c, "") for c in ids], dtype=object)
@@ -454,6 +463,16 @@ def decide_many(
     marketing = [m for m in batch if not m.transactional]
     zones = _zones_of(ctx, batch, policy.timezone)
     consent = statuses_in_force(ctx, {(_consent_channel(m), m.customer_id) for m in marketing})
+    topics: dict[str, set[tuple[str, str]]] = {}
+    for m in marketing:
+        if _topic_of(m):
+            topics.setdefault(_topic_of(m), set()).add((_consent_channel(m), m.customer_id))
+    left = {
+        (topic, channel, cid)
+        for topic, wanted in topics.items()
+        for (channel, cid), status in statuses_in_force(ctx, wanted, purpose=topic).items()
+        if status == "opt_out"
+    }
     hashes = [_address_hash_of(m) for m in batch]
     suppressions = _Suppressions.read(session, {m.customer_id for m in batch}, {h for h in hashes if h}, now)
     cap = parse_frequency_cap(policy.frequency_cap)
@@ -474,6 +493,7 @@ def decide_many(
             now,
             zones[id(m)],
             consent.get((_consent_channel(m), m.customer_id)),
+            (_topic_of(m), _consent_channel(m), m.customer_id) in left,
             suppressions.kind(m, address),
             None if m.transactional or usage is None else usage.of(m),
             cap,
@@ -488,6 +508,7 @@ def _decide_one(
     now: datetime,
     tz: ZoneInfo,
     consent: str | None,
+    left_topic: bool,
     suppressed: str | None,
     usage: tuple[int, int] | None,
     cap: FrequencyCap | None,
@@ -495,7 +516,8 @@ def _decide_one(
     policy: PolicySettings,
 ) -> PolicyDecision:
     """The first rule that applies to ``m``, given what the batch's queries found for it:
-    its latest ``consent`` status, the ``suppressed`` kind, and ``usage`` = (counted against its
+    its latest ``consent`` status, whether it ``left_topic`` (the campaign's), the ``suppressed``
+    kind, and ``usage`` = (counted against its
     cap, outranking messages due and waiting) or None when no cap applies."""
     if m.transactional:
         if suppressed:
@@ -509,6 +531,9 @@ def _decide_one(
         return PolicyDecision(
             action="skip", reason=f"no_consent: latest {_consent_channel(m)} consent is {consent}"
         )
+    if left_topic:
+        reason = _left_topic(_topic_of(m), _consent_channel(m))
+        return PolicyDecision(action="skip", reason=f"no_consent: {reason}")
     if suppressed:
         return PolicyDecision(action="skip", reason=f"suppressed: suppression list ({suppressed})")
     if cap is not None and usage is not None:
@@ -535,6 +560,15 @@ def _decide_one(
 
 def _consent_channel(m: OutboxMessage) -> str:
     return CONSENT_CHANNEL.get(m.channel, m.channel)
+
+
+def _topic_of(m: OutboxMessage) -> str:
+    """The topic of the campaign ``m`` belongs to ("" for none), frozen on the row at plan time."""
+    return str((m.fields or {}).get(TOPIC_FIELD) or "")
+
+
+def _left_topic(topic: str, channel: str) -> str:
+    return f"left the topic {topic!r} on {channel} (preference centre)"
 
 
 def _address_hash_of(m: OutboxMessage) -> str | None:

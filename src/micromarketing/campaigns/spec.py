@@ -143,6 +143,9 @@ class CampaignSpec(_Strict):
     priority: int = Field(default=0, ge=-1000, le=1000)
     transactional: bool = False
     send_window: SendWindow | None = None
+    # A topic of [preferences] topics: people who left it in the preference centre are not
+    # contacted (the channel's marketing consent is still needed).  None: marketing in general.
+    topic: str | None = Field(default=None, min_length=1, max_length=64)
     segments: list[SegmentSpec] = Field(min_length=1)
 
     @field_validator("name")
@@ -167,7 +170,8 @@ class CampaignSpec(_Strict):
     @property
     def sha256(self) -> str:
         """Fingerprint of the validated content (formatting and comments do not change it)."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        content = self.model_dump(mode="json", exclude={"topic"} if self.topic is None else set())
+        canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))  # pre-topic specs: same
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -322,6 +326,15 @@ def check_references(ctx: StoreContext, spec: CampaignSpec, source: str = "<camp
                             )
             if variant.offer is not None and variant.offer not in offers:
                 problems.append(unknown("offer", variant.offer, offers, f"{where}.offer"))
+    topics = ctx.settings.preferences.topics
+    if spec.topic is not None and spec.topic not in topics:
+        known = f"known: {', '.join(topics)}" if topics else "none are configured"
+        problems.append(
+            f"{source}: topic: unknown topic '{spec.topic}' ([preferences.topics] in micromarketing.toml; "
+            f"{known})"
+        )
+    if spec.topic is not None and spec.transactional:
+        problems.append(f"{source}: topic: a transactional campaign has no topic (it is exempt from consent)")
     if problems:
         raise InvalidInputError("\n".join(problems))
 

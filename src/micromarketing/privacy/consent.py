@@ -19,13 +19,10 @@ from pydantic import BaseModel
 
 from micromarketing.errors import InvalidInputError, PolicyError
 from micromarketing.privacy.erasure import is_erased
-from micromarketing.store.schema import CONSENT, CONSENT_CHANNELS, CONSENT_STATUSES
+from micromarketing.store.schema import CONSENT, CONSENT_CHANNELS, CONSENT_STATUSES, DEFAULT_PURPOSE
 
 if TYPE_CHECKING:
     from micromarketing.store.context import StoreContext
-
-DEFAULT_PURPOSE = "marketing"
-
 
 class ConsentRecord(BaseModel):
     """One entry of the ledger."""

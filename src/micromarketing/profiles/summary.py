@@ -11,6 +11,7 @@ import pandas as pd
 from micromarketing.errors import NotFoundError
 from micromarketing.profiles.build import NO_ORDERS_SEGMENT, RFM_GRID
 from micromarketing.store.context import StoreContext
+from micromarketing.store.schema import DEFAULT_PURPOSE
 
 RFM_SEGMENT_ORDER = [name for name, _, _ in RFM_GRID] + [NO_ORDERS_SEGMENT]
 
@@ -65,7 +66,9 @@ def customer_view(ctx: StoreContext, customer_id: str, orders: int = 10) -> Cust
         .order_by(ibis.desc("ordered_at"))
         .limit(orders)
     )
-    consent = ctx.table("consent").filter(lambda c: c.customer_id == customer_id)
+    consent = ctx.table("consent").filter(
+        lambda c: (c.customer_id == customer_id) & (c.purpose.fill_null(DEFAULT_PURPOSE) == DEFAULT_PURPOSE)
+    )
     latest = consent.mutate(
         rank=ibis.row_number().over(group_by="channel", order_by=ibis.desc("recorded_at"))
     ).filter(lambda c: c["rank"] == 0)

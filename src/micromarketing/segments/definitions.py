@@ -336,7 +336,8 @@ class Segments:
                     seg.description = description
             version = next_version(s, "segment", name)
             s.add(SegmentVersion(segment_id=seg.id, version=version, rule=rule, details=details))
-            return version
+        self.ctx.warehouse.changed()  # which version is current: remembered materialisations are stale
+        return version
 
     def materialise(
         self, name: str, as_of: date | None = None, *, compiled: CompiledRule | None = None
@@ -384,6 +385,7 @@ class Segments:
                 "latest_as_of": sizes[name][1].isoformat() if name in sizes else as_of.isoformat(),
                 "warnings": warnings,
             }
+        self.ctx.warehouse.changed()
         return Materialisation(name, version, as_of, size, warnings)
 
     def _current_versions(self) -> dict[str, int]:
@@ -401,11 +403,17 @@ class Segments:
         segments ``names`` that have one.
 
         Read from the operations store, where each materialisation records it (no scan of the
-        members table: the segment of one asks this on every lookup); versions materialised
-        before it was recorded are looked up in the warehouse once, and recorded."""
+        members table: the segment of one asks this on every lookup, so the answer for every
+        segment is remembered until the warehouse changes, see
+        :meth:`~micromarketing.store.warehouse.Warehouse.memo`); versions materialised before it
+        was recorded are looked up in the warehouse once, and recorded."""
         wanted = set(names)
         if not wanted:
             return {}
+        latest = self.ctx.warehouse.memo("segments.latest_materialisations", self._every_latest)
+        return {name: latest[name] for name in wanted if name in latest}
+
+    def _every_latest(self) -> dict[str, tuple[int, date]]:
         newest = (
             select(SegmentVersion.segment_id, func.max(SegmentVersion.version).label("version"))
             .group_by(SegmentVersion.segment_id)
@@ -417,7 +425,6 @@ class Segments:
                 .join(SegmentVersion, SegmentVersion.segment_id == Segment.id)
                 .join(newest, (newest.c.segment_id == Segment.id)
                       & (newest.c.version == SegmentVersion.version))
-                .where(Segment.name.in_(sorted(wanted)))
             ).all()
         latest: dict[str, tuple[int, date]] = {}
         unrecorded = []

@@ -66,5 +66,6 @@ class SegmentService(Segments):
             seg = s.scalar(select(Segment).where(Segment.name == name))
             s.execute(delete(SegmentVersion).where(SegmentVersion.segment_id == seg.id))
             s.delete(seg)
+        self.ctx.warehouse.changed()
         self.ctx.audit("segment.delete", name, {"version": info.version, "kind": info.kind}, actor=actor)
 

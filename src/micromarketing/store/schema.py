@@ -162,7 +162,9 @@ EVENTS = TableSpec(
 )
 
 # The consent ledger: append-only, the latest record per (customer, channel, purpose) wins
-# (micromarketing.privacy.consent).  ``purpose`` is a topic such as "marketing" or "newsletter".
+# (micromarketing.privacy.consent).  ``purpose`` is "marketing" (the channel's consent) or a topic
+# such as "newsletter" (micromarketing.preferences); records ingested without one are marketing.
+DEFAULT_PURPOSE = "marketing"
 CONSENT = TableSpec(
     name="consent",
     key=("customer_id", "channel", "purpose", "recorded_at"),
@@ -172,7 +174,7 @@ CONSENT = TableSpec(
         Column("status", "string", required=True, allowed=CONSENT_STATUSES),
         Column("recorded_at", "timestamp", required=True),
         Column("source", "string"),
-        Column("purpose", "string", default="marketing"),
+        Column("purpose", "string", default=DEFAULT_PURPOSE),
     ),
 )
 

@@ -8,11 +8,12 @@ opened lazily and closed with the workspace.
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import ibis
 import ibis.expr.types as ir
@@ -28,6 +29,24 @@ ROLLUP_DEFINITIONS = "rollup_definitions"  # which definition each maintained ro
 # read an index scan (~1 ms at a million customers) instead of a scan of the whole table.  The
 # warehouse keeps the index on every path that creates or replaces one of them.
 CUSTOMER_KEYED = ("transactions", "consent", "profiles", "segment_members")
+_TABLE_NAMES = "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' AND NOT temporary"
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _writes(method: F) -> F:
+    """Mark a method that may change what the warehouse holds: it drops what :meth:`Warehouse.memo`
+    remembered (before, and after, since a write that fails half-way changed something too)."""
+
+    @functools.wraps(method)
+    def wrapper(self: Warehouse, *args: Any, **kwargs: Any) -> Any:
+        self.changed()
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self.changed()
+
+    return wrapper  # type: ignore[return-value]
 
 
 class Warehouse:
@@ -37,6 +56,7 @@ class Warehouse:
         self.root = root
         self.settings = settings
         self._con: Any = None
+        self._memo: dict[str, Any] = {}
 
     # -- connection -------------------------------------------------------------------------
     @property
@@ -76,8 +96,36 @@ class Warehouse:
             self._con.disconnect()
             remove_holder(self.path)
         self._con = None
+        self.changed()
+
+    # -- what this process knows about the warehouse -----------------------------------------
+    def memo(self, key: str, compute: Callable[[], T]) -> T:
+        """``compute()``, remembered under ``key`` until the warehouse changes or is let go of.
+
+        DuckDB lets one process hold the file, so while this process holds it nobody else writes
+        to it: what was derived from it stays right until one of our own writes (each write
+        method is marked :func:`_writes`; other code that changes what a value depends on calls
+        :meth:`changed`) or the connection closes, after which a command may have written.  The
+        segment of one asks the same few questions on every lookup.  Other backends' tables have
+        other writers, so there nothing is remembered."""
+        if self.backend_name != "duckdb":
+            return compute()
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
+
+    def changed(self) -> None:
+        """Forget what :meth:`memo` remembered (the warehouse, or a record about it, changed)."""
+        self._memo.clear()
+
+    def table_names(self) -> frozenset[str]:
+        """The names of the stored tables (temp tables excluded), remembered as :meth:`memo` does."""
+        if self.backend_name != "duckdb":
+            return frozenset(self.con.list_tables())
+        return self.memo("table_names", lambda: frozenset(r["table_name"] for r in self.fetch(_TABLE_NAMES)))
 
     # -- schema -----------------------------------------------------------------------------
+    @_writes
     def ensure_schema(self) -> None:
         """Create the ingestible tables (keys become primary keys) and their rollups if missing."""
         existing = set(self.con.list_tables())
@@ -134,6 +182,7 @@ class Warehouse:
         return self.con.table(name)
 
     # -- writes -----------------------------------------------------------------------------
+    @_writes
     def upsert(self, name: str, rows: ir.Table) -> int:
         """Insert ``rows`` into table ``name``, replacing rows with the same key; returns the count.
 
@@ -202,6 +251,7 @@ class Warehouse:
             tables.setdefault(table, []).append(column)
         return tables
 
+    @_writes
     def delete_matching(self, matches: dict[str, list[str]], *, dry_run: bool = False) -> dict[str, int]:
         """Delete, from every table having one of the columns, the rows whose value (as text) is
         one of ``matches[column]``; returns the rows deleted (or, with ``dry_run``, found) per table.
@@ -232,6 +282,7 @@ class Warehouse:
             raise
         return counts
 
+    @_writes
     def delete_before(self, name: str, column: str, cutoff: datetime, *, dry_run: bool = False) -> int:
         """Delete the rows of ``name`` whose ``column`` is before ``cutoff``; returns how many.
 
@@ -341,12 +392,14 @@ class Warehouse:
             "GROUP BY order_id) AS h WHERE t.order_id = h.order_id"
         )
 
+    @_writes
     def replace_table(self, name: str, expr: ir.Table) -> ir.Table:
         """Materialise ``expr`` as table ``name`` (replacing it) and return the new table."""
         table = self.con.create_table(name, expr, overwrite=True)
         self._index_customers(name)
         return table
 
+    @_writes
     def create_from(self, name: str, data: Any) -> ir.Table:
         """Materialise an in-memory dataframe/arrow table as ``name`` (replacing it)."""
         table = self.con.create_table(name, data, overwrite=True)
@@ -396,6 +449,7 @@ class Warehouse:
             table.set("db", None)
         return tree.sql(dialect=target, pretty=pretty)
 
+    @_writes
     def replace_rows(self, name: str, rows: ir.Table, match: dict[str, Any]) -> int:
         """Replace the rows of table ``name`` whose columns equal ``match`` by ``rows``; returns the count.
 
@@ -433,6 +487,7 @@ class Warehouse:
         self.con.create_table(name, data, overwrite=True)
         return int(rows.count().execute())
 
+    @_writes
     def load_tables_from(self, source: Warehouse, names: list[str] | None = None) -> list[str]:
         """Copy tables from another warehouse (e.g. DuckDB into Spark for parity tests); returns names.
 
@@ -609,12 +664,14 @@ class Warehouse:
             raise DataError(f"{path}: cannot be read as Parquet: {_first_line(exc)}") from None
         return self.con.table(name)
 
+    @_writes
     def materialize_temp(self, name: str, expr: ir.Table) -> ir.Table:
         """Compute ``expr`` once into temp table ``name`` (replacing it) and return it."""
         self.con._run_pre_execute_hooks(expr)
         self.raw_sql(f"CREATE OR REPLACE TEMP TABLE {_ident(name)} AS {self.con.compile(expr)}")
         return self.con.table(name)
 
+    @_writes
     def drop_temp(self, name: str) -> None:
         """Drop temp table or view ``name`` if it exists (a staged view takes its ``_raw`` table along)."""
         found = self.con.con.execute(
@@ -651,6 +708,7 @@ class Warehouse:
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
+    @_writes
     def raw_sql(self, sql: str) -> Any:
         """Run SQL this package generated itself (never user text)."""
         return self.con.raw_sql(sql)

@@ -2,37 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel
 
 from micromarketing.api.auth import Viewer
 from micromarketing.api.deps import WS
 from micromarketing.api.routers import plain
+from micromarketing.workspace import SegmentOfOne  # the facade's result for ws.segment_of_one
 
 router = APIRouter(prefix="/customers", tags=["customers"], dependencies=[Viewer])
 CustomerId = Annotated[str, Path(min_length=1, max_length=128, description="the customer's id")]
-
-
-class ConsentEntry(BaseModel):
-    channel: str
-    status: str
-    recorded_at: datetime
-    source: str | None = None
-
-
-class CustomerOut(BaseModel):
-    """One customer: attributes, profile, recent orders, consent (current and history), segments."""
-
-    customer_id: str
-    attributes: dict[str, Any]
-    profile: dict[str, Any] | None
-    recent_orders: list[dict[str, Any]]
-    consent: dict[str, str]
-    consent_history: list[ConsentEntry]
-    segments: list[str]
 
 
 class Recommendation(BaseModel):
@@ -54,13 +35,16 @@ class NextBestOffer(BaseModel):
     source: str | None
 
 
-@router.get("/{customer_id}", response_model=CustomerOut, summary="Segment of one")
+@router.get("/{customer_id}", response_model=SegmentOfOne, summary="Segment of one")
 def get_customer(
     ws: WS,
     customer_id: CustomerId,
     orders: Annotated[int, Query(ge=0, le=100, description="recent orders to include")] = 10,
-) -> CustomerOut:
-    return CustomerOut.model_validate(plain(ws.segment_of_one(customer_id, orders=orders)))
+) -> Response:
+    """The core's view serialised once, as it is (the hot path: no second validation of the
+    response model)."""
+    view = ws.segment_of_one(customer_id, orders=orders)
+    return Response(view.model_dump_json(), media_type="application/json")
 
 
 @router.get("/{customer_id}/recommendations", response_model=Recommendations, summary="Top products")
