@@ -251,6 +251,12 @@ def test_cli_loop_on_a_standalone_cluster_equals_duckdb(cluster: str, tmp_path: 
         "MICROMARKETING_WAREHOUSE__BACKEND": "spark",
         "MICROMARKETING_WAREHOUSE__SPARK_MASTER": cluster,
         "MICROMARKETING_WORKSPACE": str(workspace),
+        # This cluster's executors live for one command on a few hundred rows: the JIT's
+        # optimising tier would spend more CPU compiling than the work takes (as the README's
+        # small-data advice says), on a machine whose two cores also run the driver.
+        "MICROMARKETING_WAREHOUSE__SPARK_CONF": json.dumps(
+            {"spark.executor.extraJavaOptions": "-XX:TieredStopAtLevel=1"}
+        ),
     }
     outputs, stderr = _spark_session_run(env, _tour_commands(workspace, data))
     # The members are exported by a new process: a second driver reads the catalog the first wrote.
