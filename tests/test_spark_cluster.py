@@ -36,13 +36,6 @@ pytestmark = [
     pytest.mark.spark,
     pytest.mark.slow,
     pytest.mark.skipif(shutil.which("java") is None, reason="Spark needs Java"),
-    # Passes, but took 12 min on the shared 2-core machine (load average about 10) against a
-    # 3-minute budget: about 30 Spark jobs per ingest, each paying the cluster's scheduling and
-    # Parquet-commit costs.  Opt in until it fits (issue #17).
-    pytest.mark.skipif(
-        os.environ.get("MM_SPARK_CLUSTER_TEST") != "1",
-        reason="the standalone-cluster test is opt-in until it fits 3 minutes (MM_SPARK_CLUSTER_TEST=1)",
-    ),
 ]
 pyspark = pytest.importorskip("pyspark", reason="pyspark is not installed")
 
