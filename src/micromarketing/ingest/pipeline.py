@@ -99,8 +99,10 @@ def ingest_file(
             absent = [c for c in spec.column_names if c not in names]
             staged = staged.mutate(**{c: ibis.null("string") for c in absent})
             names = names + absent
+        # Counted once: whether the file has rows, and how many were read (one query each on Spark).
+        staged_rows, unparsed_rows = _count(staged), _count(parse_rejects)
         present, warnings = _match_columns(
-            path, spec, names, has_rows=_has_rows(staged, parse_rejects), delimited=fmt == "csv"
+            path, spec, names, has_rows=bool(staged_rows or unparsed_rows), delimited=fmt == "csv"
         )
         cfg = ws.settings.ingest
         currency = None
@@ -136,7 +138,7 @@ def ingest_file(
         progress(step, 4, _STEPS)
         counted = _reason_counts(rejects, parse_rejects)
         rejected = sum(counted.values())
-        rows_read = int(staged.count().execute()) + int(parse_rejects.count().execute())
+        rows_read = staged_rows + unparsed_rows
         quarantine = None
         if rejected:
             quarantine = _write_quarantine(ws, kind, path, digest, staged, names, rejects, parse_rejects)
@@ -240,8 +242,8 @@ def _stage(wh, path: Path, fmt: str, stage: str) -> tuple[ir.Table, ir.Table, li
     return staged, rejects, lowered
 
 
-def _has_rows(staged: ir.Table, parse_rejects: ir.Table) -> bool:
-    return bool(staged.count().execute()) or bool(parse_rejects.count().execute())
+def _count(table: ir.Table) -> int:
+    return int(table.count().execute())
 
 
 def _match_columns(

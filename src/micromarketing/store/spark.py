@@ -19,8 +19,11 @@ both engines.  What differs lives here:
   read), so rows never pass through the driver.  Records are numbered in file order from the
   split each record came from (``_metadata.file_block_start``) and its position in the split.
 * **Upserts.** Plain Parquet tables have no MERGE: a write computes ``stored rows whose key is
-  not written ∪ written rows``, materialises it into a staging table and swaps it in with
-  ``INSERT OVERWRITE``.  The rollups the write concerns are rebuilt from their sources.
+  not written ∪ written rows`` and replaces the table's rows by them with one ``INSERT
+  OVERWRITE`` (into a table without data files, the first load, the rows are appended).  The
+  rollups the write concerns are rebuilt from their sources the same way.  On a cluster every
+  Spark job and Parquet commit costs scheduling time whatever the data's size, so each write
+  is one job over rows computed once, not a staging table written, read back and dropped.
 """
 
 from __future__ import annotations
@@ -156,6 +159,12 @@ class SparkWarehouse(Warehouse):
         # derby.log goes beside Spark's log
         java = f"-Dlog4j2.configurationFile=file:{log4j.resolve()}"
         java += f" -Dderby.system.home={log4j.parent.resolve()}"
+        if not cfg.spark_master.startswith("local"):
+            # Off local mode the driver only plans and schedules, for one CLI command: the JIT's
+            # optimising tier (C2) spent more CPU compiling than it saved there (about 40 of 95
+            # CPU seconds on the cluster test).  Executors keep it; a later -XX option in
+            # [warehouse.spark_conf] spark.driver.extraJavaOptions overrides this one.
+            java += " -XX:TieredStopAtLevel=1"
         metastore = (self.root / METASTORE).resolve()
         conf = {
             "spark.sql.warehouse.dir": warehouse_dir,
@@ -188,7 +197,8 @@ class SparkWarehouse(Warehouse):
     def _open_catalog(self, session: Any) -> None:
         """Use (create) the catalog database; check and expose the mapped tables under their logical names."""
         database = self.settings.warehouse.database
-        session.sql(f"CREATE DATABASE IF NOT EXISTS {_ident(database)}")
+        if not session.catalog.databaseExists(database):  # asking first: no error in the metastore's log
+            session.sql(f"CREATE DATABASE IF NOT EXISTS {_ident(database)}")
         session.catalog.setCurrentDatabase(database)
         for logical, target in sorted(self._mapped.items()):
             self._map_table(session, TABLES[logical], target)
@@ -290,7 +300,7 @@ class SparkWarehouse(Warehouse):
         The table is rewritten as (stored rows whose key is not written) ∪ (written rows), so a
         re-run leaves it unchanged; ``order_head`` is recomputed over the result, and the
         rollups the table feeds are rebuilt from their sources.  Not atomic across tables on
-        plain Parquet (a failed write leaves the staging table, which the next write replaces).
+        plain Parquet (see :meth:`_rewrite`).
         """
         spec = TABLES[name]
         if name in self._mapped:
@@ -303,13 +313,17 @@ class SparkWarehouse(Warehouse):
         try:
             fresh = written.mutate(**{c.name: ibis.null(_IBIS[c.type]) for c in spec.maintained})
             fresh = fresh.select(*target.columns).cast(target.schema())
-            merged = target.anti_join(written, list(spec.key)).union(fresh)
+            stored = self._holds_files(name)
+            merged = target.anti_join(written, list(spec.key)).union(fresh) if stored else fresh
             if name == "transactions":
                 merged = merged.mutate(
                     order_head=merged.line_no == merged.line_no.min().over(group_by=merged.order_id)
                 )
             count = int(written.count().to_pyarrow().as_py())
-            self._rewrite(name, merged.select(*target.columns))
+            if stored:
+                self._rewrite(name, merged.select(*target.columns))
+            else:  # the first load: nothing stored to keep, the rows are appended
+                self._write(name, merged.select(*target.columns), overwrite=False)
         finally:
             self.drop_temp(written.get_name())
         for rollup in (*refreshed_by(name), *rebuilt_by(name)):
@@ -318,32 +332,41 @@ class SparkWarehouse(Warehouse):
         return count
 
     def _rewrite(self, name: str, expr: ir.Table) -> ir.Table:
-        """Replace the contents of table ``name`` by ``expr`` (which may read ``name`` itself).
+        """Replace the rows of table ``name`` by ``expr``'s (which may read ``name`` itself).
 
-        Spark cannot overwrite a table it is reading, so the rows go to a staging table first;
-        ``INSERT OVERWRITE`` keeps the target's definition and location (a catalog table stays
-        where it is), a missing target is created from the staging table's schema.
+        One ``INSERT OVERWRITE`` (a Spark job and a Parquet commit), which keeps the table's
+        definition and location (a catalog table stays where it is); a missing table is created
+        from ``expr``'s schema.  Plain Parquet has no transactions: a write that fails midway
+        leaves the table short, as any Parquet overwrite does (Delta/Iceberg would not).
         """
-        fmt = self.settings.warehouse.table_format
         if not self.has_table(name):
-            return self.con.create_table(name, expr, format=fmt)
-        staging = f"_mm_next_{name}"
-        self.con.create_table(staging, expr, overwrite=True, format=fmt)
-        try:
-            cols = ", ".join(_ident(c) for c in self.con.table(name).columns)
-            self.raw_sql(f"INSERT OVERWRITE TABLE {_ident(name)} SELECT {cols} FROM {_ident(staging)}")
-            self.session.catalog.refreshTable(name)
-        finally:
-            self.raw_sql(f"DROP TABLE IF EXISTS {_ident(staging)}")
+            return self.con.create_table(name, expr, format=self.settings.warehouse.table_format)
+        self._write(name, expr.select(*self.con.table(name).columns), overwrite=True)
         return self.con.table(name)
+
+    def _write(self, name: str, expr: ir.Table, *, overwrite: bool) -> None:
+        """Append ``expr``'s rows (columns in the table's order) to table ``name``, or overwrite it with them.
+
+        Spark refuses to overwrite a path the query reads, so rows that read ``name`` itself
+        are computed first into the executors' storage (a local checkpoint) and written from
+        there: one job more, instead of a staging table's write, read and drop.
+        """
+        frame = self._dataframe(expr)
+        if overwrite and _reads(expr, name):
+            frame = frame.localCheckpoint(eager=True)
+        frame.write.insertInto(name, overwrite=overwrite)
+        self.session.catalog.refreshTable(name)
+
+    def _holds_files(self, name: str) -> bool:
+        """Whether table ``name`` has any data file (listed by the driver: no Spark job)."""
+        return bool(self.session.table(name).inputFiles())
 
     def replace_table(self, name: str, expr: ir.Table) -> ir.Table:
         """Materialise ``expr`` as table ``name`` (replacing it and its schema) and return it."""
-        self.raw_sql(f"DROP TABLE IF EXISTS {_ident('_mm_next_' + name)}")
-        staging = f"_mm_next_{name}"
-        self.con.create_table(staging, expr, overwrite=True, format=self.settings.warehouse.table_format)
-        self.raw_sql(f"DROP TABLE IF EXISTS {_ident(name)}")
-        self.raw_sql(f"ALTER TABLE {_ident(staging)} RENAME TO {_ident(name)}")
+        frame = self._dataframe(expr)
+        if _reads(expr, name):  # as in _write: Spark cannot replace a table the query reads
+            frame = frame.localCheckpoint(eager=True)
+        frame.write.saveAsTable(name, format=self.settings.warehouse.table_format, mode="overwrite")
         return self.con.table(name)
 
     def create_from(self, name: str, data: Any) -> ir.Table:
@@ -357,11 +380,15 @@ class SparkWarehouse(Warehouse):
         rows = rows.select(*table.columns).cast(table.schema())
         written = self.materialize_temp(f"_rows_{uuid.uuid4().hex[:8]}", rows)
         try:
-            keep = table
-            if match:
-                same = ibis.and_(*[table[k] == v for k, v in match.items()])
-                keep = table.filter(~same.fill_null(False))
-            self._rewrite(name, keep.union(written.cast(table.schema())))  # Spark widens small ints
+            fresh = written.cast(table.schema())  # Spark widens small ints
+            if not self._holds_files(name):
+                self._write(name, fresh.select(*table.columns), overwrite=False)
+            else:
+                keep = table
+                if match:
+                    same = ibis.and_(*[table[k] == v for k, v in match.items()])
+                    keep = table.filter(~same.fill_null(False))
+                self._rewrite(name, keep.union(fresh))
             return int(written.count().to_pyarrow().as_py())
         finally:
             self.drop_temp(written.get_name())
@@ -510,8 +537,12 @@ class SparkWarehouse(Warehouse):
 
     def materialize_temp(self, name: str, expr: ir.Table) -> ir.Table:
         """Compute ``expr`` once (a cached DataFrame) as temp view ``name``."""
+        return self._temp(name, self._dataframe(expr))
+
+    def _dataframe(self, expr: ir.Table) -> Any:
+        """The Spark DataFrame of ``expr`` (its in-memory tables and UDFs registered first)."""
         self.con._run_pre_execute_hooks(expr)
-        return self._temp(name, self.session.sql(str(self.con.compile(expr))))
+        return self.session.sql(str(self.con.compile(expr)))
 
     def _temp(self, name: str, frame: Any) -> ir.Table:
         """Temp view ``name`` over ``frame``, cached on the executors when first computed."""
@@ -602,6 +633,13 @@ def _register_arrow_udfs(con: Any) -> None:
             self._session.udf.register(self.compiler.__sql_name__(udf), spark_udf)
 
     con._register_udfs = types.MethodType(register, con)
+
+
+def _reads(expr: ir.Table, name: str) -> bool:
+    """Whether ``expr`` reads catalog table (or view) ``name``."""
+    import ibis.expr.operations as ops
+
+    return any(table.name == name for table in expr.op().find(ops.DatabaseTable))
 
 
 def _list_tables_from_catalog(con: Any) -> None:
