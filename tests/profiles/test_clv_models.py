@@ -464,19 +464,26 @@ def test_gamma_gamma_tends_to_the_inverse_gamma_limit_at_large_p(cdnow):
         assert m.gamma_gamma_loglik([p, q, g], d)[0] == pytest.approx(paper, rel=1e-11)
 
 
+GAMMA_GAMMA_FORMS = {  # each parametrisation and a point (its first two coordinates) to check it at
+    "mean form (q, scale, eps)": (m.gamma_gamma_loglik_mean_form, (2.3, 40.0)),
+    "homogeneous form (p, nu, delta)": (m.gamma_gamma_homogeneous_form_loglik, (2.3, 0.05)),
+}
+
+
+@pytest.mark.parametrize("form", GAMMA_GAMMA_FORMS)
 @pytest.mark.parametrize("eps", [0.3, 1e-3, 1e-8, 0.0])
-def test_gamma_gamma_mean_form_gradient_matches_finite_differences(cdnow, eps):
+def test_gamma_gamma_form_gradients_match_finite_differences(cdnow, form, eps):
+    """Both Gamma-Gamma parametrisations, inside and on their boundary (one-sided there)."""
+    f, point = GAMMA_GAMMA_FORMS[form]
     d = m.SpendData.build(cdnow["x"], cdnow["m"])
-    theta = np.array([2.3, 40.0, eps])
-    _, grad = m.gamma_gamma_loglik_mean_form(*theta, d, gradient=True)
+    theta = np.array([*point, eps])
+    _, grad = f(*theta, d, gradient=True)
     for i in range(3):
         h = 1e-6 * theta[i] if i < 2 else (min(1e-6, 0.1 * eps) if eps > 0 else 1e-9)
         up, dn = theta.copy(), theta.copy()
         up[i] += h
-        dn[i] = max(dn[i] - h, 0.0)  # one-sided at the boundary eps = 0
-        fd = (m.gamma_gamma_loglik_mean_form(*up, d)[0] - m.gamma_gamma_loglik_mean_form(*dn, d)[0]) / (
-            up[i] - dn[i]
-        )
+        dn[i] = max(dn[i] - h, 0.0)  # one-sided at the boundary
+        fd = (f(*up, d)[0] - f(*dn, d)[0]) / (up[i] - dn[i])
         assert grad[i] == pytest.approx(fd, rel=1e-5, abs=1e-6), i
 
 
@@ -543,21 +550,6 @@ def test_homogeneous_form_is_the_same_likelihood_and_tends_to_the_gamma_limit(cd
     for q, rel in ((1e5, 1e-2), (1e7, 1e-4), (1e9, 1e-5), (1e11, 1e-4)):
         full = m.gamma_gamma_homogeneous_form_loglik(p, nu, 1 / q, d)[0]
         assert (full - limit) * q == pytest.approx(grad[2], rel=rel), q
-
-
-@pytest.mark.parametrize("delta", [0.3, 1e-3, 1e-8, 0.0])
-def test_homogeneous_form_gradient_matches_finite_differences(cdnow, delta):
-    d = m.SpendData.build(cdnow["x"], cdnow["m"])
-    theta = np.array([2.3, 0.05, delta])
-    _, grad = m.gamma_gamma_homogeneous_form_loglik(*theta, d, gradient=True)
-    for i in range(3):
-        h = 1e-6 * theta[i] if i < 2 else (min(1e-6, 0.1 * delta) if delta > 0 else 1e-9)
-        up, dn = theta.copy(), theta.copy()
-        up[i] += h
-        dn[i] = max(dn[i] - h, 0.0)  # one-sided at the boundary delta = 0
-        f = m.gamma_gamma_homogeneous_form_loglik
-        fd = (f(*up, d)[0] - f(*dn, d)[0]) / (up[i] - dn[i])
-        assert grad[i] == pytest.approx(fd, rel=1e-5, abs=1e-6), i
 
 
 def test_homogeneous_spend_is_reported_as_the_limit_model():

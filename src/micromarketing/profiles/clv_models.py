@@ -1486,44 +1486,18 @@ def fit_gamma_gamma(d: SpendData) -> FitResult:
 
 def _fit_gamma_gamma_around_homogeneous_spend(d: SpendData) -> FitResult:
     """The Gamma-Gamma search whose boundary ``delta = 1/q = 0`` is the homogeneous limit."""
-    total = float(d.weight.sum())
-    scale_w = 1.0 / max(total, 1.0)
-
-    def searched(data: SpendData) -> Objective:
-        def ll(psi: FloatArray) -> tuple[float, FloatArray]:
-            p, nu, delta = math.exp(psi[0]), math.exp(psi[1]), float(psi[2])
-            v, g = gamma_gamma_homogeneous_form_loglik(p, nu, delta, data, gradient=True)
-            assert g is not None
-            return v, np.array([g[0] * p, g[1] * nu, g[2]])
-
-        return _objective(ll, scale_w)
-
     # Start at the limit's moments: m has mean p/nu and variance p/(x nu^2).
     mean_m = float(np.average(d.m, weights=d.weight))
     spread = float(np.average(d.x * (d.m - mean_m) ** 2, weights=d.weight)) or mean_m**2
     p0 = max(mean_m**2 / spread, 1e-3)
     starts = [np.array([math.log(p0), math.log(p0 / mean_m), delta]) for delta in (0.05, 0.5)]
-    bounds = [(-_LOG_BOUND, _LOG_BOUND)] * 2 + [(0.0, 1e3)]
-    return _fit_with_limit(
-        GAMMA_GAMMA_HOMOGENEOUS_FAMILY, searched, d, d, starts, bounds, weight_total=total,
-        n_customers=int(round(total)),
-    )  # fmt: skip
+    return _fit_gamma_gamma_form(
+        GAMMA_GAMMA_HOMOGENEOUS_FAMILY, gamma_gamma_homogeneous_form_loglik, d, starts
+    )
 
 
 def _fit_gamma_gamma_around_constant_spend(d: SpendData) -> FitResult:
     """The Gamma-Gamma search whose boundary ``eps = 1/p = 0`` is the constant-spend limit."""
-    total = float(d.weight.sum())
-    scale_w = 1.0 / max(total, 1.0)
-
-    def searched(data: SpendData) -> Objective:
-        def ll(psi: FloatArray) -> tuple[float, FloatArray]:
-            q, c, eps = math.exp(psi[0]), math.exp(psi[1]), float(psi[2])
-            v, g = gamma_gamma_loglik_mean_form(q, c, eps, data, gradient=True)
-            assert g is not None
-            return v, np.array([g[0] * q, g[1] * c, g[2]])
-
-        return _objective(ll, scale_w)
-
     # Start at the moments of 1/m, which is gamma(q, rate scale) under the limit model.
     inv = 1.0 / d.m
     mean_inv = float(np.average(inv, weights=d.weight))
@@ -1535,9 +1509,29 @@ def _fit_gamma_gamma_around_constant_spend(d: SpendData) -> FitResult:
         np.array([math.log(2.0), math.log(mean_m), 1.0]),
         np.array([math.log(4.0), math.log(4.0 * mean_m), 0.25]),
     ]
+    return _fit_gamma_gamma_form(GAMMA_GAMMA_FAMILY, gamma_gamma_loglik_mean_form, d, starts)
+
+
+def _fit_gamma_gamma_form(
+    family: _Family, loglik_form: LogLik, d: SpendData, starts: Sequence[FloatArray]
+) -> FitResult:
+    """Search one Gamma-Gamma parametrisation ``(a, b, e)``: ``a, b`` by their logs, ``e >= 0`` the
+    inverse concentration whose boundary ``e = 0`` is ``family``'s limit."""
+    total = float(d.weight.sum())
+    scale_w = 1.0 / max(total, 1.0)
+
+    def searched(data: SpendData) -> Objective:
+        def ll(psi: FloatArray) -> tuple[float, FloatArray]:
+            a, b, e = math.exp(psi[0]), math.exp(psi[1]), float(psi[2])
+            v, g = loglik_form(a, b, e, data, gradient=True)
+            assert g is not None
+            return v, np.array([g[0] * a, g[1] * b, g[2]])
+
+        return _objective(ll, scale_w)
+
     bounds = [(-_LOG_BOUND, _LOG_BOUND)] * 2 + [(0.0, 1e3)]
     return _fit_with_limit(
-        GAMMA_GAMMA_FAMILY, searched, d, d, starts, bounds, weight_total=total, n_customers=int(round(total))
+        family, searched, d, d, starts, bounds, weight_total=total, n_customers=int(round(total))
     )
 
 
