@@ -150,7 +150,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--server-threads", type=int, default=None,
-                        help="DuckDB threads of the server ([warehouse] threads; default: the workspace's)")
+                        help="DuckDB threads of the server ([server] warehouse_threads; default 1, "
+                             "0: the workspace's [warehouse] threads)")
     parser.add_argument("--fresh", action="store_true", help="rebuild the cached workspace")
     args = parser.parse_args()
 
@@ -178,8 +179,8 @@ def main() -> None:
 
     port = _free_port()
     env = dict(os.environ, MICROMARKETING_SERVER__RATE_LIMIT="0")  # the load is the point: no 429s
-    if args.server_threads:
-        env["MICROMARKETING_WAREHOUSE__THREADS"] = str(args.server_threads)
+    if args.server_threads is not None:
+        env["MICROMARKETING_SERVER__WAREHOUSE_THREADS"] = str(args.server_threads)
     server = subprocess.Popen(
         [sys.executable, "-c", "from micromarketing.cli.main import app; app()", "serve",
          "--port", str(port), "-w", str(root)],
@@ -233,11 +234,12 @@ def main() -> None:
         server.terminate()
         server.wait(timeout=30)
 
-    print(_row("baseline: ws.segment_of_one (1 thr)", baseline))
+    print(_row("baseline: ws.segment_of_one ", baseline))
     print(_row(f"API GET /customers/{{id}} (c={args.concurrency})", latencies, wall))
     p99 = _percentiles(latencies)["p99"]
     print(f"errors: {len(errors)} {sorted(set(errors)) if errors else ''}")
-    threads = args.server_threads or "workspace default"
+    names = {None: "1 (server default)", 0: "workspace default"}
+    threads = names.get(args.server_threads, args.server_threads)
     print(f"server CPU per request: {server_cpu_ms:.2f} ms (DuckDB threads: {threads}); "
           f"load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"API p50 / baseline p50: {_percentiles(latencies)['p50'] / statistics.median(baseline):.2f}x; "

@@ -278,6 +278,11 @@ class ServerSettings(_Section):
     # and the largest request body accepted (413 above it)
     rate_limit: int = Field(default=600, ge=0, le=1_000_000)
     max_body_bytes: int = Field(default=1_048_576, ge=1_024, le=1_073_741_824)
+    # DuckDB threads of the server's warehouse connection (0: ``[warehouse] threads``).  The server
+    # answers one request at a time, and a point lookup pays for scheduling threads it cannot use:
+    # one thread cut the server's CPU per segment-of-one request from 6.5 to 5.4 ms at 1M
+    # customers, and a 1M-customer segment preview took the same 3.2 s with 1 or 2 threads.
+    warehouse_threads: int = Field(default=1, ge=0, le=1024)
 
 
 class RenderSettings(_Section):

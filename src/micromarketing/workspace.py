@@ -173,14 +173,23 @@ class Workspace:
         return ws
 
     @classmethod
-    def open(cls, root: str | os.PathLike[str] | None = None) -> Workspace:
-        """Open an existing workspace: ``root``, else $MICROMARKETING_WORKSPACE, else the cwd."""
+    def open(
+        cls, root: str | os.PathLike[str] | None = None, *, warehouse_threads: int | None = None
+    ) -> Workspace:
+        """Open an existing workspace: ``root``, else $MICROMARKETING_WORKSPACE, else the cwd.
+
+        ``warehouse_threads`` overrides ``[warehouse] threads`` for this process (the API server
+        passes ``[server] warehouse_threads``)."""
         path = Path(root or os.environ.get(WORKSPACE_ENV) or ".").resolve()
         if not (path / SETTINGS_FILE).exists():
             raise WorkspaceError(
                 f"{path} is not a workspace (no {SETTINGS_FILE}); run `micromarketing init {path}`"
             )
-        ws = cls(path, load_settings(path))
+        settings = load_settings(path)
+        if warehouse_threads:
+            warehouse = settings.warehouse.model_copy(update={"threads": warehouse_threads})
+            settings = settings.model_copy(update={"warehouse": warehouse})
+        ws = cls(path, settings)
         ws.ops.create_all()
         return ws
 

@@ -98,7 +98,7 @@ def create_app(
     root = Path(workspace_root).resolve()
     with Workspace.open(root) as ws:  # fails early, with the CLI's message, on a non-workspace
         server = ws.settings.server
-    holder = WorkspaceHolder(root)
+    holder = WorkspaceHolder(root, server.warehouse_threads)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

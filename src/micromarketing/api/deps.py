@@ -32,8 +32,9 @@ WATCH_INTERVAL = 0.05  # seconds between checks for a waiting command while the 
 class WorkspaceHolder:
     """One open workspace, used by one request at a time and released to a waiting command."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, warehouse_threads: int = 0) -> None:
         self.root = root
+        self.warehouse_threads = warehouse_threads  # [server] warehouse_threads (0: the workspace's)
         self._ws: Workspace | None = None
         self._released: Workspace | None = None  # closed; still knows where its warehouse is
         self._gate = threading.Lock()
@@ -46,7 +47,7 @@ class WorkspaceHolder:
         with self._gate:
             if self._ws is None:
                 self._yield_to_waiting_commands()
-                self._ws = Workspace.open(self.root)
+                self._ws = Workspace.open(self.root, warehouse_threads=self.warehouse_threads)
             try:
                 yield self._ws
             finally:
