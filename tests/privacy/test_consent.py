@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from micromarketing.errors import InvalidInputError, PolicyError
 from micromarketing.privacy.consent import consent_in_force, current_consent, statuses_in_force
+from micromarketing.segment_of_one import _fast_view, _portable_view
 from micromarketing.store.schema import CONSENT_CHANNELS, CONSENT_STATUSES
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -105,27 +106,69 @@ def test_a_consent_table_from_before_purposes_gains_the_column(tmp_path):
             ("opt_in", "marketing"), ("opt_out", "marketing")]
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.tuples(st.sampled_from(["C1", "C2", "C3"]), st.sampled_from(["email", "sms"]),
-                          st.sampled_from(["marketing", "news", ""]), st.sampled_from(CONSENT_STATUSES),
-                          st.integers(0, 30)),
-                min_size=1, max_size=25, unique_by=lambda r: (r[0], r[1], r[2] or "marketing", r[4])))
-def test_campaign_policy_reads_the_marketing_consent_in_force(workspace, tmp_path_factory, records):
-    """Both readers campaign policy uses (the bound statement for delivery batches, the Ibis
-    expression for plans) agree with a plain fold: marketing purpose only (a blank purpose is
-    marketing), latest record per customer and channel."""
-    _replace_ledger(workspace, tmp_path_factory, records)
-    expected: dict[tuple[str, str], tuple[int, str]] = {}
-    for customer, channel, purpose, status, minute in records:
-        if purpose in ("marketing", "") and (
-            (channel, customer) not in expected or (minute, status) > expected[(channel, customer)]
-        ):
-            expected[(channel, customer)] = (minute, status)
-    in_force = {k: v[1] for k, v in expected.items()}
+# A ledger record: customer, channel, purpose ("" = NULL, as ingested before purposes existed),
+# status, minute after T0 it was recorded, and the minutes it lasts (None: no end).
+_RECORDS = st.lists(
+    st.tuples(st.sampled_from(["C1", "C2", "C3"]), st.sampled_from(["email", "sms"]),
+              st.sampled_from(["marketing", "news", ""]), st.sampled_from(CONSENT_STATUSES),
+              st.integers(0, 5), st.one_of(st.none(), st.integers(1, 6))),
+    min_size=1, max_size=25,
+)
+
+
+def _fold(records, minute: int) -> dict[tuple[str, str, str], str]:
+    """The rule in plain Python: of the records still valid at ``minute`` (no end, or an end
+    after it), the latest per (customer, channel, purpose); on a tie in time opt_out wins."""
+    best: dict[tuple[str, str, str], tuple[int, str]] = {}
+    for customer, channel, purpose, status, at, lasts in records:
+        if lasts is not None and at + lasts <= minute:
+            continue
+        key = (customer, channel, purpose or "marketing")
+        best[key] = max(best.get(key, (at, status)), (at, status))  # "opt_out" > "opt_in"
+    return {k: v[1] for k, v in best.items()}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(records=_RECORDS, minute=st.integers(0, 12))
+def test_every_reader_of_the_consent_in_force_follows_one_rule(workspace, records, minute):
+    """The DuckDB statements (delivery batches, the segment of one), the Ibis expression (plans,
+    Spark) and a plain fold agree at any moment, on ledgers whose records end (on the moment
+    itself too) and tie in time: the table is rebuilt without its key, as a mapped lakehouse table
+    may hold two records of one key at the same time."""
+    _replace_ledger_raw(workspace, records)
+    at = T0 + timedelta(minutes=minute)
+    expected = _fold(records, minute)
+    ctx = workspace.context
+    got = current_consent(ctx, at=at).to_pyarrow().to_pylist()
+    assert {(r["customer_id"], r["channel"], r["purpose"]): r["status"] for r in got} == expected
     wanted = {(ch, c) for ch in ("email", "sms") for c in ("C1", "C2", "C3", "C9")}
-    assert statuses_in_force(workspace.context, wanted) == in_force
-    rows = consent_in_force(workspace.context, ["email", "sms"]).to_pyarrow().to_pylist()
-    assert {(r["channel"], r["customer_id"]): r["status"] for r in rows} == in_force
+    for purpose in ("marketing", "news"):
+        mine = {(ch, c): s for (c, ch, p), s in expected.items() if p == purpose}
+        assert statuses_in_force(ctx, wanted, purpose, at=at) == mine, purpose
+        rows = consent_in_force(ctx, ["email", "sms"], purpose=purpose, at=at).to_pyarrow().to_pylist()
+        assert {(r["channel"], r["customer_id"]): r["status"] for r in rows} == mine, purpose
+    for customer in ("C1", "C2", "C3"):
+        mine = {(p, ch): s for (c, ch, p), s in expected.items() if c == customer}
+        for view in (_fast_view, _portable_view):
+            shown = view(ctx, customer, 1, 100, at)
+            assert shown.consent == {ch: s for (p, ch), s in mine.items() if p == "marketing"}, view
+            assert shown.topics == ({"news": {ch: s for (p, ch), s in mine.items() if p == "news"}}
+                                    if any(p == "news" for p, _ in mine) else {}), view
+
+
+def _replace_ledger_raw(workspace, records) -> None:  # type: ignore[no-untyped-def]
+    """The ledger holds exactly ``records`` (see _RECORDS), in a consent table without a key."""
+    wh = workspace.warehouse
+    if not wh.fetch("SELECT 1 FROM customers LIMIT 1"):
+        wh.raw_sql("INSERT INTO customers (customer_id) VALUES ('C1'), ('C2'), ('C3')")
+    wh.raw_sql("DROP TABLE consent")
+    wh.raw_sql("CREATE TABLE consent (customer_id VARCHAR, channel VARCHAR, status VARCHAR, "
+               "recorded_at TIMESTAMPTZ, source VARCHAR, purpose VARCHAR, valid_until TIMESTAMPTZ)")
+    rows = [(c, ch, s, T0 + timedelta(minutes=at), "gen", p or None,
+             None if lasts is None else T0 + timedelta(minutes=at + lasts))
+            for c, ch, p, s, at, lasts in records]
+    wh.con.con.executemany("INSERT INTO consent VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    wh.changed()
 
 
 def _replace_ledger(workspace, tmp_path_factory, records) -> None:  # type: ignore[no-untyped-def]
