@@ -92,6 +92,7 @@ def test_preference_centre_records_every_change_in_the_ledger(served):
     data = json.loads(exported.text)
     assert data["customer_id"] == cid and data["attributes"]["email"]
     assert len(data["consent"]) == len(_ledger(served.root, cid))
+    assert sorted(r["channel"] for r in data["consent"] if r["valid_until"]) == ["post", "sms"]  # the pause
 
     erased = c.post(f"/preferences/{token}", data={"action": "erase"})
     assert erased.status_code == 200

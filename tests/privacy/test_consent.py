@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -32,6 +33,61 @@ def test_ingest_keeps_statuses_and_fills_the_purpose(workspace, tmp_path):
         ("email", "opt_in", "marketing"), ("sms", "opt_in", "marketing"), ("email", "opt_out", "marketing")]
     state = {(r.channel, r.purpose): r.status for r in workspace.privacy.consent("C1")}
     assert state == {("email", "marketing"): "opt_out", ("sms", "marketing"): "opt_in"}
+
+
+def test_ingest_accepts_an_end_and_quarantines_a_bad_one_naming_row_and_field(workspace, tmp_path):
+    """``valid_until`` is optional; an end may lie years ahead (past ``max_future``), and one that
+    does not parse or is not after ``recorded_at`` is quarantined naming the row and the field."""
+    path = tmp_path / "consent.csv"
+    path.write_text(
+        "customer_id,channel,status,recorded_at,source,valid_until\n"
+        "C1,email,opt_out,2026-01-01T00:00:00Z,partner,2030-06-01T00:00:00Z\n"
+        "C1,sms,opt_in,2026-01-01T00:00:00Z,signup,\n"
+        "C2,email,opt_out,2026-01-01T00:00:00Z,partner,soon\n"
+        "C3,email,opt_out,2026-01-02T00:00:00Z,partner,2026-01-01T00:00:00Z\n"
+        "C4,email,opt_out,2026-01-02T00:00:00Z,partner,2026-01-02T00:00:00+00:00\n"
+    )
+    result = workspace.ingest("consent", path)
+    assert (result.accepted, result.rejected) == (2, 3)
+    with result.quarantine_path.open(newline="", encoding="utf-8") as fh:
+        quarantined = [(r["file"], r["row"], r["field"], r["reason"]) for r in csv.DictReader(fh)]
+    assert quarantined == [
+        (str(path), "3", "valid_until", "not an ISO 8601 timestamp"),
+        (str(path), "4", "valid_until", "not later than recorded_at"),
+        (str(path), "5", "valid_until", "not later than recorded_at"),
+    ]
+    ends = {r.channel: r.valid_until for r in workspace.privacy.consent_history("C1")}
+    assert ends == {"email": datetime(2030, 6, 1, tzinfo=UTC), "sms": None}
+    after = datetime(2030, 6, 1, tzinfo=UTC)
+    assert {r.channel for r in workspace.privacy.consent("C1", at=after)} == {"sms"}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cell=st.one_of(
+    st.text(alphabet=st.characters(blacklist_categories=("Cc", "Cs")), max_size=30),
+    st.datetimes(min_value=datetime(1800, 1, 1), max_value=datetime(9999, 1, 1),
+                 timezones=st.just(UTC)).map(lambda d: d.isoformat()),
+))
+def test_any_valid_until_cell_is_stored_after_the_record_or_quarantined(workspace, tmp_path_factory, cell):
+    """Whatever the ``valid_until`` cell holds: the row is stored with no end (empty cell) or an
+    end after ``recorded_at``, or quarantined naming ``valid_until``; never an error."""
+    path = tmp_path_factory.mktemp("consent") / "consent.csv"
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["customer_id", "channel", "status", "recorded_at", "valid_until"])
+        writer.writerow(["C1", "email", "opt_out", "2026-01-01T00:00:00Z", cell])
+    workspace.warehouse.raw_sql("DELETE FROM consent")
+    result = workspace.ingest("consent", path)
+    assert result.accepted + result.rejected == 1
+    if result.accepted:
+        (record,) = workspace.privacy.consent_history("C1")
+        if record.valid_until is None:
+            assert not cell.strip()  # only a blank cell means "no end"
+        else:
+            assert record.valid_until > record.recorded_at
+    else:
+        with result.quarantine_path.open(newline="", encoding="utf-8") as fh:
+            assert [r["field"] for r in csv.DictReader(fh)] == ["valid_until"]
 
 
 def test_record_consent_appends_per_purpose_and_is_audited(ops_workspace):
@@ -88,7 +144,7 @@ def test_the_latest_record_wins_like_a_plain_python_fold(workspace, tmp_path_fac
         k: v[1] for k, v in expected.items()}
 
 
-def test_a_consent_table_from_before_purposes_gains_the_column(tmp_path):
+def test_a_consent_table_from_before_purposes_and_ends_gains_the_columns(tmp_path):
     from micromarketing.workspace import Workspace
 
     ws = Workspace.init(tmp_path / "ws")
@@ -101,9 +157,13 @@ def test_a_consent_table_from_before_purposes_gains_the_column(tmp_path):
         "INSERT INTO consent VALUES ('C1', 'email', 'opt_in', '2025-01-01 00:00:00+00', 'old')")
     ws.close()
     with Workspace.open(tmp_path / "ws") as ws:
-        ws.privacy.record_consent("C1", "email", "opt_out", at=T0)
-        assert [(r.status, r.purpose) for r in ws.privacy.consent_history("C1")] == [
-            ("opt_in", "marketing"), ("opt_out", "marketing")]
+        ws.privacy.record_consent("C1", "email", "opt_out", at=T0, valid_until=T0 + timedelta(days=7))
+        assert [(r.status, r.purpose, r.valid_until) for r in ws.privacy.consent_history("C1")] == [
+            ("opt_in", "marketing", None), ("opt_out", "marketing", T0 + timedelta(days=7))]
+        assert [r.status for r in ws.privacy.consent("C1", at=T0 + timedelta(days=6))] == ["opt_out"]
+        assert [r.status for r in ws.privacy.consent("C1", at=T0 + timedelta(days=7))] == ["opt_in"]
+        with pytest.raises(InvalidInputError, match="^valid_until: .* is not later than recorded_at"):
+            ws.privacy.record_consent("C1", "email", "opt_out", at=T0, valid_until=T0)
 
 
 # A ledger record: customer, channel, purpose ("" = NULL, as ingested before purposes existed),
