@@ -103,6 +103,32 @@ def test_preference_centre_records_every_change_in_the_ledger(served):
     assert "privacy.erasure_requested" in actions
 
 
+def test_a_pause_is_extended_never_shortened_and_an_unsubscribe_during_it_is_undone(served):
+    token, cid, c = served.token(), served.customer_id, served.client
+    today = datetime.now(UTC).date()
+
+    def post(**form):
+        r = c.post(f"/preferences/{token}", data=form)
+        assert r.status_code == 200, r.text
+        return r.text
+
+    post(action="save")  # every channel opted out: a pause has nothing to stop
+    assert "nothing to pause" in post(action="pause", days="5")
+    assert _suppressions(served.root, cid) == [] and "paused" not in c.get(f"/preferences/{token}").text
+    post(action="save", channel=["email"])
+    assert f"until {today + timedelta(days=30)}" in post(action="pause", days="30")
+    assert f"until {today + timedelta(days=30)}" in post(action="pause", days="7")  # the longer one holds
+    ends = {end for ch, _, _, end in _ledger(served.root, cid, ends=True) if end}
+    assert ends == {datetime.combine(today + timedelta(days=31), time(), tzinfo=UTC)}
+    # a one-click unsubscribe during the pause is a lasting opt_out; resubscribing undoes it
+    c.post(f"/u/{token}", data={"List-Unsubscribe": "One-Click"})
+    assert "subscribed to our emails again" in post(action="resubscribe")
+    assert _suppressions(served.root, cid) == []
+    with Workspace.open(served.root) as ws:
+        assert ws.customer(cid).consent["email"] == "opt_in"
+        assert ws.preferences.preferences(token).paused_until is None
+
+
 def test_invalid_preference_input_is_refused(shared):
     url = f"/preferences/{shared.token()}"
     forms = ({"action": "pause", "days": "0"}, {"action": "save", "channel": "fax"}, {"action": "explode"})
