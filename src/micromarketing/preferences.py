@@ -17,12 +17,12 @@ saving the page (which records every channel's choice, permanently) ends a pause
 
 Topics (``[preferences.topics]``: newsletter, offers, …) are *purposes* of the ledger, not a
 column of their own: the ledger's ``purpose`` already says what a consent is for, and its key and
-its fold (latest record per customer, channel and purpose) already keep one choice per topic and
-channel, so every reader of the ledger, the erasure and the retention rules treat topic choices
-as the consent records they are.  ``marketing`` stays the channel's own consent (the permission
-to send on it at all); a topic narrows it: a campaign with ``topic`` reaches a person only with
-marketing consent on the channel and no ``opt_out`` in force for the topic there.  The centre
-records a topic choice on every channel at once (one checkbox per topic).
+its rule (per customer, channel and purpose, the latest record still valid) already keep one
+choice per topic and channel, so every reader of the ledger, the erasure and the retention rules
+treat topic choices as the consent records they are. ``marketing`` stays the channel's own
+consent (the permission to send on it at all); a topic narrows it: a campaign with ``topic``
+reaches a person only with marketing consent on the channel and no ``opt_out`` in force for the
+topic there. The centre records a topic choice on every channel at once (one checkbox per topic).
 
 Ledger records are written by :func:`micromarketing.privacy.consent.record_consent`, the one
 writer of the ledger.
