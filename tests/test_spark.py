@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import json
 import math
 import os
 import shutil
 import sys
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -365,6 +366,47 @@ def test_mapped_catalog_table_is_checked_and_read_where_it_lies(ingested, spark_
     ws.warehouse.close()
 
 
+def test_a_consent_table_from_before_ends_gains_the_column_and_a_mapped_one_reads_as_no_end(
+    ingested, spark_session
+):
+    """A Spark workspace whose consent table predates ``valid_until`` gains it when opened
+    (ALTER TABLE … ADD COLUMNS), and a pause recorded there lapses at its end; a lakehouse
+    consent table without the column, mapped in, reads as records that never end."""
+    from micromarketing.privacy.consent import current_consent, statuses_in_force
+
+    duck_ws, spark_ws, _, _ = ingested
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    spark_session.sql("CREATE DATABASE IF NOT EXISTS old_ledger")
+    spark_session.sql(
+        "CREATE TABLE old_ledger.consent (customer_id STRING, channel STRING, status STRING, "
+        "recorded_at TIMESTAMP, source STRING, purpose STRING) USING parquet")
+    spark_session.sql("INSERT INTO old_ledger.consent VALUES "
+                      "('C1', 'email', 'opt_in', TIMESTAMP'2025-01-01 00:00:00', 'old', 'marketing')")
+    ws = Workspace(spark_ws.root, _spark_settings(duck_ws, "old_ledger"))
+    ws.warehouse.ensure_schema()
+    assert "valid_until" in spark_session.table("old_ledger.consent").columns
+    ws.privacy.record_consent("C1", "email", "opt_out", at=t0, valid_until=t0 + timedelta(days=7),
+                              source="preference centre")
+    wanted = {("email", "C1")}
+    assert statuses_in_force(ws.context, wanted, at=t0 + timedelta(days=6)) == {("email", "C1"): "opt_out"}
+    assert statuses_in_force(ws.context, wanted, at=t0 + timedelta(days=7)) == {("email", "C1"): "opt_in"}
+    ws.warehouse.close()
+
+    spark_session.sql("CREATE DATABASE IF NOT EXISTS lake")
+    spark_session.table("ingested.consent").drop("valid_until").write.saveAsTable(
+        "lake.consent_v1", mode="overwrite")
+    settings = _spark_settings(duck_ws, "mapped_ledger")
+    settings.warehouse.tables = {"consent": "lake.consent_v1"}
+    mapped = Workspace(spark_ws.root, settings)
+    got = current_consent(mapped.context).to_pyarrow().to_pylist()
+    expected = current_consent(duck_ws.context).to_pyarrow().to_pylist()
+    key = ("customer_id", "channel", "purpose")
+    assert {tuple(r[k] for k in key): (r["status"], r["valid_until"]) for r in got} == {
+        tuple(r[k] for k in key): (r["status"], None) for r in expected}
+    assert "valid_until" not in spark_session.table("lake.consent_v1").columns  # read, never altered
+    mapped.warehouse.close()
+
+
 def test_a_spark_failure_in_a_cli_command_prints_one_line(ingested, spark_session, tmp_path):
     """Parquet files deleted under a table: the re-ingest's Spark job fails, the CLI says so in one line."""
     from typer.testing import CliRunner
@@ -395,13 +437,16 @@ def test_a_spark_failure_in_a_cli_command_prints_one_line(ingested, spark_sessio
     assert not [n for n in ("Traceback", "\tat ", "JVM stacktrace") if n in done.output], done.output
 
 
-def test_a_spark_failure_in_an_api_request_is_a_503(ingested, spark_session, tmp_path, monkeypatch):
-    """The same real failure (files deleted under a table) while the REST API looks a customer up:
-    an RFC 9457 problem with status 503 naming the Spark failure in one line, not a 500."""
+def test_a_spark_failure_in_an_api_request_is_a_503(ingested, spark_session, tmp_path, monkeypatch, caplog):
+    """The same real failure (files deleted under a table) while the REST API looks a customer up,
+    and on a key-less public route: an RFC 9457 problem with status 503 saying in one generic line
+    that the engine failed, not a 500; the Spark failure (with its server paths) goes to the log."""
     from fastapi.testclient import TestClient
 
     from micromarketing.api import create_app
     from micromarketing.config import write_default_settings
+    from micromarketing.personalize.templates import token_secret
+    from micromarketing.tokens import unsubscribe_token
 
     duck_ws, _, _, data = ingested
     write_default_settings(tmp_path)
@@ -411,6 +456,7 @@ def test_a_spark_failure_in_an_api_request_is_a_503(ingested, spark_session, tmp
     ws.ingest("customers", data["customers"])
     key = ws.api_keys.create("viewer", "spark").key
     customer = ws.table("customers").customer_id.execute().iloc[0]
+    token = unsubscribe_token(token_secret(ws.context), customer)
     ws.warehouse.close()
     details = spark_session.sql("DESCRIBE TABLE EXTENDED broken_api.customers").collect()
     location = next(r.data_type for r in details if r.col_name == "Location")
@@ -418,11 +464,19 @@ def test_a_spark_failure_in_an_api_request_is_a_503(ingested, spark_session, tmp
         part.unlink()
     monkeypatch.setenv("MICROMARKETING_WAREHOUSE__BACKEND", "spark")
     monkeypatch.setenv("MICROMARKETING_WAREHOUSE__DATABASE", "broken_api")
-    with TestClient(create_app(tmp_path, rate_limit=0)) as client:
-        r = client.get(f"/api/v1/customers/{customer}", headers={"Authorization": f"Bearer {key}"})
-    assert r.status_code == 503, r.text
-    assert r.headers["content-type"] == "application/problem+json"
-    body = r.json()
-    assert body["type"] == "urn:micromarketing:problem:engine" and body["status"] == 503
-    assert body["detail"].startswith("Spark failed: ") and "\n" not in body["detail"]
-    assert not [n for n in ("Traceback", "\tat ", "JVM stacktrace") if n in r.text]
+    with caplog.at_level("ERROR", logger="micromarketing.api"), TestClient(
+        create_app(tmp_path, rate_limit=0)
+    ) as client:
+        answers = [client.get(f"/api/v1/customers/{customer}", headers={"Authorization": f"Bearer {key}"}),
+                   client.get(f"/preferences/{token}")]
+    for r in answers:
+        assert r.status_code == 503, r.text
+        assert r.headers["content-type"] == "application/problem+json"
+        body = r.json()
+        assert body["type"] == "urn:micromarketing:problem:engine" and body["status"] == 503
+        assert body["detail"] == "the warehouse engine failed (the error is logged on the server)"
+        shown = json.dumps({k: v for k, v in body.items() if k != "instance"})  # the path asked for
+        leaks = ("Traceback", "\tat ", "JVM stacktrace", "Spark", "/", ".log")
+        assert not [n for n in leaks if n in shown], shown
+    logged = [rec.getMessage() for rec in caplog.records if rec.name == "micromarketing.api"]
+    assert len(logged) == 2 and all("Spark failed: " in m for m in logged), logged

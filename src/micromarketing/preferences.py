@@ -3,19 +3,26 @@
 The customer is known only through the opaque HMAC token of :mod:`micromarketing.tokens`
 (``/u/{token}``, ``/preferences/{token}``); an altered or forged token is "not found", nothing
 more.  Every change of consent is appended to the consent ledger (the warehouse ``consent``
-table: latest record per customer, channel and purpose wins) with source ``preference centre``;
-an unsubscribe also writes a ``suppressions`` row, which delivery checks before every send.  A
-pause is a suppression with a last day (see :data:`~micromarketing.campaigns.policy.PAUSE_KIND`),
-not a change of consent: the contact policy lets messages through again after it.
+table: per customer, channel and purpose the latest record still valid is in force) with source
+``preference centre``; an unsubscribe also writes a ``suppressions`` row, which delivery checks
+before every send.
+
+A pause is a ledger record with an end: an ``opt_out`` with ``valid_until`` = the start of the
+day after the pause's last day (UTC), on each channel opted in.  The contact policy refuses the
+person through consent until then, and from then on the record beneath (their ``opt_in``) is in
+force again with no further write.  :attr:`Preferences.paused_until` is read back from the
+ledger; :attr:`Preferences.channels` shows the choices that hold once the pause is over, so
+saving the page (which records every channel's choice, permanently) ends a pause, as
+:meth:`PreferenceCentre.resubscribe` does.
 
 Topics (``[preferences.topics]``: newsletter, offers, …) are *purposes* of the ledger, not a
 column of their own: the ledger's ``purpose`` already says what a consent is for, and its key and
-its fold (latest record per customer, channel and purpose) already keep one choice per topic and
-channel, so every reader of the ledger, the erasure and the retention rules treat topic choices
-as the consent records they are.  ``marketing`` stays the channel's own consent (the permission
-to send on it at all); a topic narrows it: a campaign with ``topic`` reaches a person only with
-marketing consent on the channel and no ``opt_out`` in force for the topic there.  The centre
-records a topic choice on every channel at once (one checkbox per topic).
+its rule (per customer, channel and purpose, the latest record still valid) already keep one
+choice per topic and channel, so every reader of the ledger, the erasure and the retention rules
+treat topic choices as the consent records they are. ``marketing`` stays the channel's own
+consent (the permission to send on it at all); a topic narrows it: a campaign with ``topic``
+reaches a person only with marketing consent on the channel and no ``opt_out`` in force for the
+topic there. The centre records a topic choice on every channel at once (one checkbox per topic).
 
 Ledger records are written by :func:`micromarketing.privacy.consent.record_consent`, the one
 writer of the ledger.
@@ -23,16 +30,21 @@ writer of the ledger.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from micromarketing.campaigns.policy import PAUSE_KIND, pause_end, pause_reason
 from micromarketing.errors import InvalidInputError, NotFoundError
 from micromarketing.personalize.templates import token_secret
-from micromarketing.privacy.consent import DEFAULT_PURPOSE, consent_history, record_consent
+from micromarketing.privacy.consent import (
+    DEFAULT_PURPOSE,
+    consent_history,
+    consent_state,
+    moment,
+    record_consent,
+)
 from micromarketing.privacy.consent import ConsentRecord as LedgerRecord
 from micromarketing.profiles.summary import customer_view
 from micromarketing.store.context import StoreContext
@@ -54,24 +66,27 @@ class ConsentRecord(BaseModel):
     recorded_at: datetime
     source: str | None = None
     purpose: str = Field(default=DEFAULT_PURPOSE, description="marketing, or the topic chosen")
+    valid_until: datetime | None = Field(
+        default=None, description="when the record stops counting (a pause's end)"
+    )
 
     @classmethod
     def of(cls, record: LedgerRecord) -> ConsentRecord:
         return cls(channel=record.channel, status=record.status, recorded_at=record.recorded_at,
-                   source=record.source, purpose=record.purpose)
+                   source=record.source, purpose=record.purpose, valid_until=record.valid_until)
 
 
 class Preferences(BaseModel):
     """A customer's current choices as the preference centre shows them (no contact details)."""
 
     channels: dict[str, ConsentStatus | None] = Field(
-        description="latest marketing consent per channel (None: never recorded)"
+        description="marketing consent per channel once any pause is over (None: never recorded)"
     )
     topics: dict[str, bool] = Field(
         default_factory=dict,
         description="each configured topic: False once left (an opt_out in force on any channel)",
     )
-    paused_until: date | None = None
+    paused_until: date | None = Field(default=None, description="the last day (UTC) of a pause in force")
     unsubscribed: bool = False
     erasure_requested: bool = False
 
@@ -85,13 +100,19 @@ class PreferenceChange(BaseModel):
 
 
 def append_consent(
-    ctx: StoreContext, customer_id: str, statuses: dict[str, str], source: str = SOURCE
+    ctx: StoreContext,
+    customer_id: str,
+    statuses: dict[str, str],
+    source: str = SOURCE,
+    valid_until: datetime | None = None,
 ) -> list[ConsentRecord]:
     """Append one ledger record per channel in ``statuses`` (``opt_in``/``opt_out``), all stamped
-    now, through the privacy package's one ledger writer (validated, audited)."""
+    now (and ending at ``valid_until``, if given), through the privacy package's one ledger
+    writer (validated, audited)."""
     now = datetime.now(UTC)
     recorded = [
-        record_consent(ctx, customer_id, channel, status, source=source, at=now, actor=source)
+        record_consent(ctx, customer_id, channel, status, source=source, at=now, valid_until=valid_until,
+                       actor=source)
         for channel, status in statuses.items()
     ]
     return [ConsentRecord.of(r) for r in recorded]
@@ -134,9 +155,13 @@ class PreferenceCentre:
         return self.ctx.settings.preferences.topics
 
     def _preferences(self, customer_id: str) -> Preferences:
-        latest: dict[tuple[str, str], str] = {}
-        for record in consent_history(self.ctx, customer_id):  # oldest first: latest wins
-            latest[(record.purpose, record.channel)] = record.status
+        now = moment(None)
+        in_force = consent_state(self.ctx, customer_id, at=now)
+        pause_end = _pause_end(in_force)
+        # the channel choices that hold once the pause is over (the pause's records end then)
+        standing = consent_state(self.ctx, customer_id, at=pause_end) if pause_end else in_force
+        marketing = {r.channel: r.status for r in standing if r.purpose == DEFAULT_PURPOSE}
+        topics = {(r.purpose, r.channel): r.status for r in in_force if r.purpose != DEFAULT_PURPOSE}
         with self.ctx.ops.session() as session:
             rows = list(
                 session.scalars(
@@ -145,14 +170,10 @@ class PreferenceCentre:
                     )
                 )
             )
-        paused = [pause_end(r.reason) for r in rows if r.kind == PAUSE_KIND]
-        current_pause = max((p for p in paused if p is not None), default=None)
-        if current_pause is not None and current_pause < datetime.now(UTC).date():
-            current_pause = None
         return Preferences(
-            channels={c: latest.get((DEFAULT_PURPOSE, c)) for c in CONSENT_CHANNELS},  # type: ignore[misc]
-            topics={t: not _left(latest, t) for t in self.topics},
-            paused_until=current_pause,
+            channels={c: marketing.get(c) for c in CONSENT_CHANNELS},  # type: ignore[misc]
+            topics={t: not _left(topics, t) for t in self.topics},
+            paused_until=_last_day(pause_end) if pause_end else None,
             unsubscribed=any(r.kind == "unsubscribe" for r in rows),
             erasure_requested=any(r.kind == "manual" and r.reason == "erasure requested" for r in rows),
         )
@@ -179,7 +200,8 @@ class PreferenceCentre:
         return self._change(customer_id, recorded, suppressed=True)
 
     def set_channels(self, token: str, statuses: dict[str, str]) -> PreferenceChange:
-        """Record the customer's choice per channel (``opt_in`` resubscribes)."""
+        """Record the customer's choice per channel (``opt_in`` resubscribes); the records have
+        no end, so they end a pause in force on those channels."""
         customer_id = self.customer_for(token)
         recorded = append_consent(self.ctx, customer_id, statuses)
         if any(s == "opt_in" for s in statuses.values()):
@@ -214,24 +236,37 @@ class PreferenceCentre:
         return self._change(customer_id, change.recorded + recorded)
 
     def pause(self, token: str, days: int) -> PreferenceChange:
-        """Stop all messages for ``days`` days: a suppression (kind ``paused``) that names its last
-        day, after which the contact policy lets messages through again.
+        """Stop all messages for ``days`` days (today, UTC, and the ``days`` after it): on each
+        channel opted in, an ``opt_out`` that ends at the start of the following day, after which
+        the opt_in beneath it is in force again.
 
-        Consent is left as it is (a pause is not a withdrawal: an opt_out in the ledger would
-        outlive the pause); the pause and its end go to the audit log."""
+        A pause in force that ends later is kept (a pause is extended, never shortened; to end
+        one, resubscribe).  With no channel opted in nothing is recorded: there is nothing to
+        stop."""
         if not 1 <= days <= MAX_PAUSE_DAYS:
             raise InvalidInputError(f"pause: days must be between 1 and {MAX_PAUSE_DAYS}")
         customer_id = self.customer_for(token)
-        until = datetime.now(UTC).date() + timedelta(days=days)
-        self._suppress(customer_id, None, PAUSE_KIND, pause_reason(until))
-        self.ctx.audit("preferences.pause", customer_id, {"until": until.isoformat()}, actor=SOURCE)
-        return self._change(customer_id, [], suppressed=True)
+        current = self._preferences(customer_id)
+        last_day = max(datetime.now(UTC).date() + timedelta(days=days), current.paused_until or date.min)
+        opted_in = {c: "opt_out" for c, s in current.channels.items() if s == "opt_in"}
+        recorded = append_consent(self.ctx, customer_id, opted_in, valid_until=_day_after(last_day))
+        return self._change(customer_id, recorded)
 
     def resubscribe(self, token: str) -> PreferenceChange:
-        """Undo an unsubscribe or pause: lift this centre's suppressions and opt in to email."""
+        """Undo a pause or an unsubscribe.
+
+        A pause ends by appending, on each paused channel, the choice that holds after it (what
+        was in force before the pause; ``opt_out`` where nothing was).  An unsubscribe (or a
+        click with no pause in force) lifts this centre's suppressions and opts in to email."""
         customer_id = self.customer_for(token)
-        self._lift(customer_id, None)
-        recorded = append_consent(self.ctx, customer_id, {UNSUBSCRIBE_CHANNEL: "opt_in"})
+        current = self._preferences(customer_id)
+        in_force = consent_state(self.ctx, customer_id)
+        paused = [r.channel for r in in_force if r.purpose == DEFAULT_PURPOSE and _pauses(r)]
+        statuses: dict[str, str] = {c: current.channels.get(c) or "opt_out" for c in paused}
+        if current.unsubscribed or not paused:
+            self._lift(customer_id, None)
+            statuses[UNSUBSCRIBE_CHANNEL] = "opt_in"
+        recorded = append_consent(self.ctx, customer_id, statuses)
         return self._change(customer_id, recorded)
 
     def request_erasure(self, token: str) -> PreferenceChange:
@@ -260,7 +295,7 @@ class PreferenceCentre:
             )
 
     def _lift(self, customer_id: str, channels: list[str] | None) -> None:
-        """Delete this centre's unsubscribe/pause rows (all, or those of ``channels`` and any-channel)."""
+        """Delete this centre's unsubscribe rows (all, or those of ``channels``)."""
         with self.ctx.ops.session() as session:
             mine = select(Suppression).where(
                 Suppression.customer_id == customer_id, Suppression.source == SOURCE
@@ -268,11 +303,31 @@ class PreferenceCentre:
             for row in session.scalars(mine):
                 if row.reason == "erasure requested":
                     continue
-                if channels is None or row.channel in channels or row.kind == PAUSE_KIND:
+                if channels is None or row.channel in channels:
                     session.delete(row)
 
 
-
-def _left(latest: dict[tuple[str, str], str], topic: str) -> bool:
+def _left(in_force: dict[tuple[str, str], str], topic: str) -> bool:
     """Whether an ``opt_out`` is in force for ``topic`` on any channel."""
-    return any(latest.get((topic, c)) == "opt_out" for c in CONSENT_CHANNELS)
+    return any(in_force.get((topic, c)) == "opt_out" for c in CONSENT_CHANNELS)
+
+
+def _pauses(record: LedgerRecord) -> bool:
+    """Whether a record in force is a pause: an ``opt_out`` with an end."""
+    return record.status == "opt_out" and record.valid_until is not None
+
+
+def _pause_end(in_force: list[LedgerRecord]) -> datetime | None:
+    """When the pause in force ends: the latest end of a marketing pause record in force."""
+    return max((r.valid_until for r in in_force if r.purpose == DEFAULT_PURPOSE and _pauses(r)),
+               default=None)  # type: ignore[type-var]
+
+
+def _day_after(last_day: date) -> datetime:
+    """A pause's end: midnight UTC starting the day after its last day."""
+    return datetime.combine(last_day + timedelta(days=1), time(), tzinfo=UTC)
+
+
+def _last_day(end: datetime) -> date:
+    """The last day (UTC) a record ending at ``end`` still counts on."""
+    return (end.astimezone(UTC) - timedelta(microseconds=1)).date()

@@ -26,7 +26,12 @@ from pydantic import BaseModel, Field
 
 from micromarketing.errors import NotFoundError
 from micromarketing.preferences import ConsentRecord, recent_consent
-from micromarketing.privacy.consent import DEFAULT_PURPOSE, consent_state
+from micromarketing.privacy.consent import (
+    DEFAULT_PURPOSE,
+    VALID_AT_SQL,
+    consent_state,
+    moment,
+)
 from micromarketing.profiles.summary import customer_view
 from micromarketing.segments.definitions import MEMBERS_TABLE, Segments
 from micromarketing.store.context import StoreContext
@@ -67,11 +72,14 @@ def segments_of(ctx: StoreContext, customer_id: str) -> list[str]:
     return sorted({r["segment"] for r in rows if current.get(r["segment"]) == int(r["version"])})
 
 
-def segment_of_one(ctx: StoreContext, customer_id: str, orders: int = 10, history: int = 100) -> SegmentOfOne:
-    """The view of ``customer_id`` (raises NotFoundError for an unknown id)."""
+def segment_of_one(
+    ctx: StoreContext, customer_id: str, orders: int = 10, history: int = 100, *, at: datetime | None = None
+) -> SegmentOfOne:
+    """The view of ``customer_id`` with the consent in force at ``at`` (default now; raises
+    NotFoundError for an unknown id)."""
     if ctx.warehouse.backend_name == "duckdb":
-        return _fast_view(ctx, customer_id, orders, history)
-    return _portable_view(ctx, customer_id, orders, history)
+        return _fast_view(ctx, customer_id, orders, history, at)
+    return _portable_view(ctx, customer_id, orders, history, at)
 
 
 # The customer's rows are read in a MATERIALIZED CTE: with ORDER BY … LIMIT straight on the
@@ -83,17 +91,22 @@ _ORDERS = (
     " GROUP BY order_id ORDER BY ordered_at DESC LIMIT $2"
 )
 # Every ledger record of the customer, newest first (ties as privacy.consent_history orders them,
-# reversed: the portable path's order).  The key is (customer, channel, purpose, recorded_at), so
-# the first record of each (channel, purpose) is the one in force: one statement gives both.
+# reversed: the portable path's order), each flagged ``valid`` at the bound moment by the ledger's
+# own fragment.  Within one (channel, purpose) this order is privacy.consent's LATEST_FIRST_SQL,
+# so the first valid record of each is the one in force: one statement gives both.  (Ranking
+# with a window function in the statement instead cost half a millisecond more per lookup.)
 _LEDGER = (
-    "WITH mine AS MATERIALIZED (SELECT channel, status, recorded_at, source,"
+    "WITH mine AS MATERIALIZED (SELECT channel, status, recorded_at, source, valid_until,"
     f" coalesce(purpose, '{DEFAULT_PURPOSE}') AS purpose FROM consent WHERE customer_id = $1)"
-    " SELECT * FROM mine ORDER BY recorded_at DESC, channel DESC, purpose DESC"
+    f" SELECT *, {VALID_AT_SQL.format(at='$2::TIMESTAMPTZ')} AS valid"
+    " FROM mine ORDER BY recorded_at DESC, channel DESC, purpose DESC, status DESC"
 )
 _MEMBERSHIPS = "SELECT segment, version, as_of FROM segment_members WHERE customer_id = $1"
 
 
-def _fast_view(ctx: StoreContext, customer_id: str, orders: int, history: int) -> SegmentOfOne:
+def _fast_view(
+    ctx: StoreContext, customer_id: str, orders: int, history: int, at: datetime | None = None
+) -> SegmentOfOne:
     fetch = ctx.warehouse.fetch
     tables = ctx.warehouse.table_names()
     found = fetch("SELECT * FROM customers WHERE customer_id = $1 LIMIT 1", [customer_id])
@@ -110,10 +123,11 @@ def _fast_view(ctx: StoreContext, customer_id: str, orders: int, history: int) -
         memberships = sorted(
             {r["segment"] for r in rows if latest.get(r["segment"]) == (int(r["version"]), r["as_of"])}
         )
-    ledger = fetch(_LEDGER, [customer_id])
+    ledger = fetch(_LEDGER, [customer_id, moment(at)])
     in_force: dict[tuple[str, str], str] = {}
     for r in ledger:
-        in_force.setdefault((r["purpose"], r["channel"]), r["status"])
+        if r.pop("valid"):
+            in_force.setdefault((r["purpose"], r["channel"]), r["status"])
     return SegmentOfOne(
         customer_id=customer_id,
         attributes=_finite(found[0]) if found else {"customer_id": customer_id},
@@ -147,14 +161,16 @@ def _json_ready(value: Any) -> Any:
     return value
 
 
-def _portable_view(ctx: StoreContext, customer_id: str, orders: int, history: int) -> SegmentOfOne:
+def _portable_view(
+    ctx: StoreContext, customer_id: str, orders: int, history: int, at: datetime | None = None
+) -> SegmentOfOne:
     view = customer_view(ctx, customer_id, orders)
     return SegmentOfOne(
         customer_id=view.customer_id,
         attributes=_finite(view.attributes),
         profile=_finite(view.profile) if view.profile is not None else None,
         recent_orders=[_finite(r) for r in view.recent_orders],
-        **_consent_fields({(r.purpose, r.channel): r.status for r in consent_state(ctx, customer_id)}),
+        **_consent_fields({(r.purpose, r.channel): r.status for r in consent_state(ctx, customer_id, at=at)}),
         consent_history=recent_consent(ctx, customer_id, limit=history),
         segments=segments_of(ctx, customer_id),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+from datetime import UTC, datetime, time, timedelta
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -19,11 +20,11 @@ def _suppressions(root, customer_id):
     ).fetchall()
 
 
-def _ledger(root, customer_id):
+def _ledger(root, customer_id, *, ends=False):
     with Workspace.open(root) as ws:
         t = ws.table("consent")
         rows = t.filter(t.customer_id == customer_id).order_by("recorded_at").to_pyarrow().to_pylist()
-    return [(r["channel"], r["status"], r["source"]) for r in rows]
+    return [(r["channel"], r["status"], r["source"], *([r["valid_until"]] if ends else [])) for r in rows]
 
 
 def test_unsubscribe_page_then_one_click_urlencoded(served):
@@ -67,19 +68,31 @@ def test_preference_centre_records_every_change_in_the_ledger(served):
 
     before_pause = _ledger(served.root, cid)
     paused = c.post(f"/preferences/{token}", data={"action": "pause", "days": "14"})
-    assert paused.status_code == 200 and "until" in paused.text
-    assert ("paused", None, "preference centre") in _suppressions(served.root, cid)
-    assert _ledger(served.root, cid) == before_pause  # a pause is not a withdrawal of consent
+    last_day = (datetime.now(UTC) + timedelta(days=14)).date()
+    assert paused.status_code == 200 and f"until {last_day}" in paused.text
+    assert _suppressions(served.root, cid) == []  # a pause is consent with an end, no suppression
+    end = datetime.combine(last_day + timedelta(days=1), time(), tzinfo=UTC)
+    pause = [("sms", "opt_out", "preference centre", end), ("post", "opt_out", "preference centre", end)]
+    assert sorted(_ledger(served.root, cid, ends=True)[len(before_pause):]) == sorted(pause)
+    with Workspace.open(served.root) as ws:  # refused now, the opt_ins are back at the end
+        assert ws.customer(cid).consent["sms"] == "opt_out"
+        assert {r.channel: r.status for r in ws.privacy.consent(cid, at=end)}["sms"] == "opt_in"
+    page = c.get(f"/preferences/{token}").text  # the page shows the pause and the choices after it
+    assert f"paused until {last_day}" in page and re.search(r'value="sms"\s+checked', page)
 
-    assert c.post(f"/preferences/{token}", data={"action": "resubscribe"}).status_code == 200
+    resumed = c.post(f"/preferences/{token}", data={"action": "resubscribe"})
+    assert resumed.status_code == 200 and "pause is over" in resumed.text
     assert _suppressions(served.root, cid) == []
-    assert _ledger(served.root, cid)[-1] == ("email", "opt_in", "preference centre")
+    restored = [("post", "opt_in", "preference centre", None), ("sms", "opt_in", "preference centre", None)]
+    assert sorted(_ledger(served.root, cid, ends=True)[-2:]) == restored
+    assert "paused" not in c.get(f"/preferences/{token}").text
 
     exported = c.get(f"/preferences/{token}/export")
     assert exported.status_code == 200 and "attachment" in exported.headers["content-disposition"]
     data = json.loads(exported.text)
     assert data["customer_id"] == cid and data["attributes"]["email"]
     assert len(data["consent"]) == len(_ledger(served.root, cid))
+    assert sorted(r["channel"] for r in data["consent"] if r["valid_until"]) == ["post", "sms"]  # the pause
 
     erased = c.post(f"/preferences/{token}", data={"action": "erase"})
     assert erased.status_code == 200
@@ -88,6 +101,32 @@ def test_preference_centre_records_every_change_in_the_ledger(served):
         db = sqlite3.connect(ws.root / "ops.sqlite")
         actions = [a for (a,) in db.execute("SELECT action FROM audit_log")]
     assert "privacy.erasure_requested" in actions
+
+
+def test_a_pause_is_extended_never_shortened_and_an_unsubscribe_during_it_is_undone(served):
+    token, cid, c = served.token(), served.customer_id, served.client
+    today = datetime.now(UTC).date()
+
+    def post(**form):
+        r = c.post(f"/preferences/{token}", data=form)
+        assert r.status_code == 200, r.text
+        return r.text
+
+    post(action="save")  # every channel opted out: a pause has nothing to stop
+    assert "nothing to pause" in post(action="pause", days="5")
+    assert _suppressions(served.root, cid) == [] and "paused" not in c.get(f"/preferences/{token}").text
+    post(action="save", channel=["email"])
+    assert f"until {today + timedelta(days=30)}" in post(action="pause", days="30")
+    assert f"until {today + timedelta(days=30)}" in post(action="pause", days="7")  # the longer one holds
+    ends = {end for ch, _, _, end in _ledger(served.root, cid, ends=True) if end}
+    assert ends == {datetime.combine(today + timedelta(days=31), time(), tzinfo=UTC)}
+    # a one-click unsubscribe during the pause is a lasting opt_out; resubscribing undoes it
+    c.post(f"/u/{token}", data={"List-Unsubscribe": "One-Click"})
+    assert "subscribed to our emails again" in post(action="resubscribe")
+    assert _suppressions(served.root, cid) == []
+    with Workspace.open(served.root) as ws:
+        assert ws.customer(cid).consent["email"] == "opt_in"
+        assert ws.preferences.preferences(token).paused_until is None
 
 
 def test_invalid_preference_input_is_refused(shared):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 
 import pytest
 
@@ -97,7 +98,7 @@ def test_every_lookup_is_an_index_scan_after_rebuilds(served):
         plans = {
             "profiles": ("SELECT * FROM profiles WHERE customer_id = $1 LIMIT 1", [served.customer_id]),
             "orders": (_ORDERS, [served.customer_id, 10]),
-            "consent": (_LEDGER, [served.customer_id]),
+            "consent": (_LEDGER, [served.customer_id, datetime.now(UTC)]),
             "memberships": (_MEMBERSHIPS, [served.customer_id]),
         }
         for label, (sql, params) in plans.items():

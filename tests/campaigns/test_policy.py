@@ -138,30 +138,46 @@ def test_suppressions_any_channel_or_one(clean):
         )
 
 
-def test_a_pause_from_the_preference_centre_lapses_after_its_last_day(clean):
-    """Paused for 7 days: skipped at plan and send time through the 7th day, sent from the 8th."""
+def test_a_pause_from_the_preference_centre_lapses_after_its_last_day(fresh_shop):
+    """Paused for 7 days: an opt_out in the ledger that ends at midnight after the 7th day, so
+    refused through consent at plan and send time through the 7th day and sent from the 8th,
+    decided at explicit moments (no write when it lapses); no suppression row is involved.
+    (Its own copy of the shop: the pause outlasts every fixed moment the other tests use.)"""
+    ws = fresh_shop
     from micromarketing.personalize.templates import token_secret
     from micromarketing.tokens import unsubscribe_token
 
     assert consent_status(0) == "opt_in"
-    change = clean.preferences.pause(unsubscribe_token(token_secret(clean.context), "c0000"), days=7)
-    today = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
-    assert change.preferences.paused_until == (today + timedelta(days=7)).date()
-    ctx = _ctx(clean, NO_QUIET)
-    expected = {0: "suppressed", 7: "suppressed", 8: "send"}
-    for days, outcome in expected.items():
-        when = today + timedelta(days=days)
-        verdict = evaluate_members(clean.context, _members(["c0000", "c0001"]), channel="email", when=when,
+    change = ws.preferences.pause(unsubscribe_token(token_secret(ws.context), "c0000"), days=7)
+    start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    assert change.preferences.paused_until == (start + timedelta(days=7)).date()
+    end = start + timedelta(days=8)
+    # c0000 is opted in to email and sms: both are paused (nothing else is, nothing to stop there)
+    assert [(r.channel, r.status, r.valid_until) for r in change.recorded] == [
+        ("email", "opt_out", end), ("sms", "opt_out", end)]
+    with ws.ops.session() as s:
+        assert s.query(Suppression).count() == 0
+    ctx = _ctx(ws, NO_QUIET)
+    moments = {
+        "now": (datetime.now(UTC), "no_consent"),
+        "last paused instant": (end - timedelta(microseconds=1), "no_consent"),
+        "pause end": (end, "send"),
+        "a day later": (end + timedelta(days=1), "send"),
+    }
+    for label, (when, outcome) in moments.items():
+        verdict = evaluate_members(ws.context, _members(["c0000", "c0001"]), channel="email", when=when,
                                    policy=NO_QUIET)
-        assert list(verdict.outcome) == [outcome, "send"], days
-        with clean.ops.session() as s:
-            assert decide(ctx, s, _outbox(clean, "c0000"), when).action == (
-                "skip" if outcome == "suppressed" else "send"
-            ), days
-    assert verdict.reason[0] == ""
-    with clean.ops.session() as s:
-        reason = decide(ctx, s, _outbox(clean, "c0000"), today).reason
-    assert reason == "suppressed: suppression list (paused)"
+        assert list(verdict.outcome) == [outcome, "send"], label
+        with ws.ops.session() as s:
+            decision = decide(ctx, s, _outbox(ws, "c0000"), when)
+        assert decision.action == ("skip" if outcome == "no_consent" else "send"), label
+        if outcome == "no_consent":
+            assert verdict.reason[0] == decision.reason == "no_consent: latest email consent is opt_out"
+    sms = evaluate_members(ws.context, _members(["c0000"]), channel="sms", when=end - timedelta(hours=1),
+                           policy=NO_QUIET)
+    assert list(sms.outcome) == ["no_consent"]
+    assert {r.channel: r.status for r in ws.privacy.consent("c0000", at=end)} == {
+        "email": "opt_in", "sms": "opt_in"}
 
 
 def test_suppressed_address_from_a_provider_export(clean):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,6 +11,7 @@ from hypothesis import strategies as st
 
 from micromarketing.errors import InvalidInputError, PolicyError
 from micromarketing.privacy.consent import consent_in_force, current_consent, statuses_in_force
+from micromarketing.segment_of_one import _fast_view, _portable_view
 from micromarketing.store.schema import CONSENT_CHANNELS, CONSENT_STATUSES
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -31,6 +33,61 @@ def test_ingest_keeps_statuses_and_fills_the_purpose(workspace, tmp_path):
         ("email", "opt_in", "marketing"), ("sms", "opt_in", "marketing"), ("email", "opt_out", "marketing")]
     state = {(r.channel, r.purpose): r.status for r in workspace.privacy.consent("C1")}
     assert state == {("email", "marketing"): "opt_out", ("sms", "marketing"): "opt_in"}
+
+
+def test_ingest_accepts_an_end_and_quarantines_a_bad_one_naming_row_and_field(workspace, tmp_path):
+    """``valid_until`` is optional; an end may lie years ahead (past ``max_future``), and one that
+    does not parse or is not after ``recorded_at`` is quarantined naming the row and the field."""
+    path = tmp_path / "consent.csv"
+    path.write_text(
+        "customer_id,channel,status,recorded_at,source,valid_until\n"
+        "C1,email,opt_out,2026-01-01T00:00:00Z,partner,2030-06-01T00:00:00Z\n"
+        "C1,sms,opt_in,2026-01-01T00:00:00Z,signup,\n"
+        "C2,email,opt_out,2026-01-01T00:00:00Z,partner,soon\n"
+        "C3,email,opt_out,2026-01-02T00:00:00Z,partner,2026-01-01T00:00:00Z\n"
+        "C4,email,opt_out,2026-01-02T00:00:00Z,partner,2026-01-02T00:00:00+00:00\n"
+    )
+    result = workspace.ingest("consent", path)
+    assert (result.accepted, result.rejected) == (2, 3)
+    with result.quarantine_path.open(newline="", encoding="utf-8") as fh:
+        quarantined = [(r["file"], r["row"], r["field"], r["reason"]) for r in csv.DictReader(fh)]
+    assert quarantined == [
+        (str(path), "3", "valid_until", "not an ISO 8601 timestamp"),
+        (str(path), "4", "valid_until", "not later than recorded_at"),
+        (str(path), "5", "valid_until", "not later than recorded_at"),
+    ]
+    ends = {r.channel: r.valid_until for r in workspace.privacy.consent_history("C1")}
+    assert ends == {"email": datetime(2030, 6, 1, tzinfo=UTC), "sms": None}
+    after = datetime(2030, 6, 1, tzinfo=UTC)
+    assert {r.channel for r in workspace.privacy.consent("C1", at=after)} == {"sms"}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cell=st.one_of(
+    st.text(alphabet=st.characters(blacklist_categories=("Cc", "Cs")), max_size=30),
+    st.datetimes(min_value=datetime(1800, 1, 1), max_value=datetime(9999, 1, 1),
+                 timezones=st.just(UTC)).map(lambda d: d.isoformat()),
+))
+def test_any_valid_until_cell_is_stored_after_the_record_or_quarantined(workspace, tmp_path_factory, cell):
+    """Whatever the ``valid_until`` cell holds: the row is stored with no end (empty cell) or an
+    end after ``recorded_at``, or quarantined naming ``valid_until``; never an error."""
+    path = tmp_path_factory.mktemp("consent") / "consent.csv"
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["customer_id", "channel", "status", "recorded_at", "valid_until"])
+        writer.writerow(["C1", "email", "opt_out", "2026-01-01T00:00:00Z", cell])
+    workspace.warehouse.raw_sql("DELETE FROM consent")
+    result = workspace.ingest("consent", path)
+    assert result.accepted + result.rejected == 1
+    if result.accepted:
+        (record,) = workspace.privacy.consent_history("C1")
+        if record.valid_until is None:
+            assert not cell.strip()  # only a blank cell means "no end"
+        else:
+            assert record.valid_until > record.recorded_at
+    else:
+        with result.quarantine_path.open(newline="", encoding="utf-8") as fh:
+            assert [r["field"] for r in csv.DictReader(fh)] == ["valid_until"]
 
 
 def test_record_consent_appends_per_purpose_and_is_audited(ops_workspace):
@@ -87,7 +144,7 @@ def test_the_latest_record_wins_like_a_plain_python_fold(workspace, tmp_path_fac
         k: v[1] for k, v in expected.items()}
 
 
-def test_a_consent_table_from_before_purposes_gains_the_column(tmp_path):
+def test_a_consent_table_from_before_purposes_and_ends_gains_the_columns(tmp_path):
     from micromarketing.workspace import Workspace
 
     ws = Workspace.init(tmp_path / "ws")
@@ -100,32 +157,78 @@ def test_a_consent_table_from_before_purposes_gains_the_column(tmp_path):
         "INSERT INTO consent VALUES ('C1', 'email', 'opt_in', '2025-01-01 00:00:00+00', 'old')")
     ws.close()
     with Workspace.open(tmp_path / "ws") as ws:
-        ws.privacy.record_consent("C1", "email", "opt_out", at=T0)
-        assert [(r.status, r.purpose) for r in ws.privacy.consent_history("C1")] == [
-            ("opt_in", "marketing"), ("opt_out", "marketing")]
+        ws.privacy.record_consent("C1", "email", "opt_out", at=T0, valid_until=T0 + timedelta(days=7))
+        assert [(r.status, r.purpose, r.valid_until) for r in ws.privacy.consent_history("C1")] == [
+            ("opt_in", "marketing", None), ("opt_out", "marketing", T0 + timedelta(days=7))]
+        assert [r.status for r in ws.privacy.consent("C1", at=T0 + timedelta(days=6))] == ["opt_out"]
+        assert [r.status for r in ws.privacy.consent("C1", at=T0 + timedelta(days=7))] == ["opt_in"]
+        with pytest.raises(InvalidInputError, match="^valid_until: .* is not later than recorded_at"):
+            ws.privacy.record_consent("C1", "email", "opt_out", at=T0, valid_until=T0)
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.tuples(st.sampled_from(["C1", "C2", "C3"]), st.sampled_from(["email", "sms"]),
-                          st.sampled_from(["marketing", "news", ""]), st.sampled_from(CONSENT_STATUSES),
-                          st.integers(0, 30)),
-                min_size=1, max_size=25, unique_by=lambda r: (r[0], r[1], r[2] or "marketing", r[4])))
-def test_campaign_policy_reads_the_marketing_consent_in_force(workspace, tmp_path_factory, records):
-    """Both readers campaign policy uses (the bound statement for delivery batches, the Ibis
-    expression for plans) agree with a plain fold: marketing purpose only (a blank purpose is
-    marketing), latest record per customer and channel."""
-    _replace_ledger(workspace, tmp_path_factory, records)
-    expected: dict[tuple[str, str], tuple[int, str]] = {}
-    for customer, channel, purpose, status, minute in records:
-        if purpose in ("marketing", "") and (
-            (channel, customer) not in expected or (minute, status) > expected[(channel, customer)]
-        ):
-            expected[(channel, customer)] = (minute, status)
-    in_force = {k: v[1] for k, v in expected.items()}
+# A ledger record: customer, channel, purpose ("" = NULL, as ingested before purposes existed),
+# status, minute after T0 it was recorded, and the minutes it lasts (None: no end).
+_RECORDS = st.lists(
+    st.tuples(st.sampled_from(["C1", "C2", "C3"]), st.sampled_from(["email", "sms"]),
+              st.sampled_from(["marketing", "news", ""]), st.sampled_from(CONSENT_STATUSES),
+              st.integers(0, 5), st.one_of(st.none(), st.integers(1, 6))),
+    min_size=1, max_size=25,
+)
+
+
+def _fold(records, minute: int) -> dict[tuple[str, str, str], str]:
+    """The rule in plain Python: of the records still valid at ``minute`` (no end, or an end
+    after it), the latest per (customer, channel, purpose); on a tie in time opt_out wins."""
+    best: dict[tuple[str, str, str], tuple[int, str]] = {}
+    for customer, channel, purpose, status, at, lasts in records:
+        if lasts is not None and at + lasts <= minute:
+            continue
+        key = (customer, channel, purpose or "marketing")
+        best[key] = max(best.get(key, (at, status)), (at, status))  # "opt_out" > "opt_in"
+    return {k: v[1] for k, v in best.items()}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(records=_RECORDS, minute=st.integers(0, 12))
+def test_every_reader_of_the_consent_in_force_follows_one_rule(workspace, records, minute):
+    """The DuckDB statements (delivery batches, the segment of one), the Ibis expression (plans,
+    Spark) and a plain fold agree at any moment, on ledgers whose records end (on the moment
+    itself too) and tie in time: the table is rebuilt without its key, as a mapped lakehouse table
+    may hold two records of one key at the same time."""
+    _replace_ledger_raw(workspace, records)
+    at = T0 + timedelta(minutes=minute)
+    expected = _fold(records, minute)
+    ctx = workspace.context
+    got = current_consent(ctx, at=at).to_pyarrow().to_pylist()
+    assert {(r["customer_id"], r["channel"], r["purpose"]): r["status"] for r in got} == expected
     wanted = {(ch, c) for ch in ("email", "sms") for c in ("C1", "C2", "C3", "C9")}
-    assert statuses_in_force(workspace.context, wanted) == in_force
-    rows = consent_in_force(workspace.context, ["email", "sms"]).to_pyarrow().to_pylist()
-    assert {(r["channel"], r["customer_id"]): r["status"] for r in rows} == in_force
+    for purpose in ("marketing", "news"):
+        mine = {(ch, c): s for (c, ch, p), s in expected.items() if p == purpose}
+        assert statuses_in_force(ctx, wanted, purpose, at=at) == mine, purpose
+        rows = consent_in_force(ctx, ["email", "sms"], purpose=purpose, at=at).to_pyarrow().to_pylist()
+        assert {(r["channel"], r["customer_id"]): r["status"] for r in rows} == mine, purpose
+    for customer in ("C1", "C2", "C3"):
+        mine = {(p, ch): s for (c, ch, p), s in expected.items() if c == customer}
+        for view in (_fast_view, _portable_view):
+            shown = view(ctx, customer, 1, 100, at)
+            assert shown.consent == {ch: s for (p, ch), s in mine.items() if p == "marketing"}, view
+            assert shown.topics == ({"news": {ch: s for (p, ch), s in mine.items() if p == "news"}}
+                                    if any(p == "news" for p, _ in mine) else {}), view
+
+
+def _replace_ledger_raw(workspace, records) -> None:  # type: ignore[no-untyped-def]
+    """The ledger holds exactly ``records`` (see _RECORDS), in a consent table without a key."""
+    wh = workspace.warehouse
+    if not wh.fetch("SELECT 1 FROM customers LIMIT 1"):
+        wh.raw_sql("INSERT INTO customers (customer_id) VALUES ('C1'), ('C2'), ('C3')")
+    wh.raw_sql("DROP TABLE consent")
+    wh.raw_sql("CREATE TABLE consent (customer_id VARCHAR, channel VARCHAR, status VARCHAR, "
+               "recorded_at TIMESTAMPTZ, source VARCHAR, purpose VARCHAR, valid_until TIMESTAMPTZ)")
+    rows = [(c, ch, s, T0 + timedelta(minutes=at), "gen", p or None,
+             None if lasts is None else T0 + timedelta(minutes=at + lasts))
+            for c, ch, p, s, at, lasts in records]
+    wh.con.con.executemany("INSERT INTO consent VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    wh.changed()
 
 
 def _replace_ledger(workspace, tmp_path_factory, records) -> None:  # type: ignore[no-untyped-def]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -42,6 +42,8 @@ def test_export_holds_every_table_about_the_person_as_json(ops_workspace, tmp_pa
     ws = ops_workspace
     _small(ws, tmp_path)
     ws.privacy.record_consent("C1", "email", "opt_in", at=NOW)
+    pause_end = NOW + timedelta(days=14)
+    ws.privacy.record_consent("C1", "email", "opt_out", at=NOW + timedelta(seconds=1), valid_until=pause_end)
     with ws.ops.session() as s:
         campaign = Campaign(name="c")
         s.add(campaign)
@@ -54,6 +56,8 @@ def test_export_holds_every_table_about_the_person_as_json(ops_workspace, tmp_pa
     data = ws.privacy.export("C1")
     assert set(data.warehouse) >= {"customers", "transactions", "events", "consent"}
     assert data.warehouse["customers"][0]["email"] == "ann@example.com"
+    ends = sorted((r["status"], r["valid_until"]) for r in data.warehouse["consent"])
+    assert ends == [("opt_in", None), ("opt_out", pause_end.isoformat())]  # the pause's end is shown
     assert len(data.warehouse["transactions"]) == 2
     assert data.operations["outbox"][0]["fields"] == {"first_name": "Ann"}
     assert data.operations["delivery_attempts"][0]["status"] == "sent"

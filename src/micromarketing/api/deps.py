@@ -104,7 +104,8 @@ def workspace(request: Request) -> Iterator[Workspace]:
     """Dependency: the workspace, held for this request (see the module docstring).
 
     A Spark job that fails under the request becomes the one-line :class:`EngineError` the CLI
-    prints (503: the engine, not the request, is at fault; the JVM trace stays in the log)."""
+    prints (503: the engine, not the request, is at fault); the problem handler logs it and
+    answers a generic line (:data:`~micromarketing.api.problems.ENGINE_FAILED`)."""
     with holder(request).use() as ws:
         try:
             yield ws

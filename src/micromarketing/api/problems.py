@@ -2,7 +2,9 @@
 
 The core's errors carry their HTTP status (``MicromarketingError.http_status``); framework errors
 (unknown route, wrong method, invalid parameters) and anything unexpected (500, logged with its
-traceback, never shown) are turned into the same shape here, once.
+traceback, never shown) are turned into the same shape here, once.  A failure of the warehouse
+engine (503) is logged in full and answered with one generic line: its message names server
+paths (the Spark log, data files) that no client, least of all the key-less public routes, sees.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from micromarketing.errors import BusyError, MicromarketingError, RuleError
+from micromarketing.errors import BusyError, EngineError, MicromarketingError, RuleError
 
 PROBLEM_JSON = "application/problem+json"
 RETRY_AFTER_BUSY = 2  # seconds a client should wait before retrying a busy workspace
+ENGINE_FAILED = "the warehouse engine failed (the error is logged on the server)"
 log = logging.getLogger("micromarketing.api")
 
 
@@ -88,10 +91,14 @@ def install(app: FastAPI) -> None:
         extra: dict[str, Any] = {}
         if isinstance(exc, RuleError):
             extra = {"line": exc.line, "column": exc.column}
+        detail = str(exc)
+        if isinstance(exc, EngineError):
+            log.error("warehouse engine failed on %s %s: %s", request.method, request.url.path, exc)
+            detail = ENGINE_FAILED
         return problem_response(
             request.url.path,
             exc.http_status,
-            str(exc),
+            detail,
             type_=f"urn:micromarketing:problem:{_slug(type(exc))}",
             headers=headers,
             **extra,

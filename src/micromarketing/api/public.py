@@ -77,7 +77,8 @@ def change_preferences(
     days: Annotated[int, Form(ge=1, le=366)] = 30,
 ) -> HTMLResponse:
     """``save``: opted in to exactly the ticked channels and topics; ``pause``: nothing for
-    ``days`` days; ``resubscribe``: undo an unsubscribe or pause; ``erase``: ask to be forgotten."""
+    ``days`` days (a consent record that ends; saving choices ends it too); ``resubscribe``: undo
+    an unsubscribe or pause; ``erase``: ask to be forgotten."""
     if action == "save":
         chosen = set(channel or ())
         change = ws.preferences.set_choices(
@@ -86,10 +87,14 @@ def change_preferences(
         message = "Your choices are saved."
     elif action == "pause":
         change = ws.preferences.pause(token, days)
-        message = f"We will not contact you until {change.preferences.paused_until}."
+        until = change.preferences.paused_until
+        message = (f"We will not contact you until {until}." if until
+                   else "There is nothing to pause: you receive no marketing messages from us.")
     elif action == "resubscribe":
         change = ws.preferences.resubscribe(token)
-        message = "Welcome back: you are subscribed to our emails again."
+        emails = any(r.channel == "email" and r.status == "opt_in" for r in change.recorded)
+        message = ("Welcome back: you are subscribed to our emails again." if emails
+                   else "Welcome back: your pause is over.")
     else:
         change = ws.preferences.request_erasure(token)
         message = "Your erasure request is recorded; we will not contact you again."

@@ -10,15 +10,16 @@ The same rules run in two places:
 
 Rules, in order (the first that applies decides):
 
-1. ``no_consent`` — the marketing consent in force (:mod:`micromarketing.privacy.consent`, the one
-   reader of the ledger: latest ``recorded_at`` per customer and channel wins, ``opt_out`` on a
-   tie) for the message's consent channel is not ``opt_in``, or there is none; or the campaign
+1. ``no_consent`` — the marketing consent in force at the moment decided (plan time, send
+   time; :mod:`micromarketing.privacy.consent`, the one reader of the ledger: per customer and
+   channel the latest record still valid then, ``opt_out`` on a tie) for the message's consent
+   channel is not ``opt_in``, or there is none (a pause from the preference centre is an
+   ``opt_out`` until its end, so it stops messages here and lapses by itself); or the campaign
    has a ``topic`` and the person's choice in force for that topic on the channel is ``opt_out``
    (they left it in the preference centre; no record means the topic goes with the channel).
 2. ``suppressed`` — a row of the ``suppressions`` ops table for the customer, or for the
    message's address (``subject_hash`` = :func:`address_hash`, as ``suppress import`` stores
-   provider exports), on any channel (``channel`` NULL) or this one.  A pause (kind ``paused``,
-   from the preference centre) stops messages until its last day and then lapses by itself.
+   provider exports), on any channel (``channel`` NULL) or this one.
 3. ``frequency_cap`` — the person already has N marketing messages on this channel in the last D
    local calendar days (``[policy] frequency_cap = "N/Dd"``), counted from outbox rows that are
    ``sent`` (by ``sent_at``) or ``sending``.  When caps collide the campaign ``priority`` decides:
@@ -38,7 +39,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from functools import lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -64,33 +65,6 @@ CONSENT_CHANNEL: dict[str, str] = {
     "direct_mail": "post",
     "audience": "ads",
 }
-#: A suppression that ends: the person paused their messages (preference centre) until the UTC
-#: date its reason names, inclusive; from the day after, they receive again.
-PAUSE_KIND = "paused"
-_PAUSE_REASON = "paused until "
-
-
-def pause_reason(until: date) -> str:
-    """The reason a pause suppression stores: it carries the pause's last day."""
-    return f"{_PAUSE_REASON}{until.isoformat()}"
-
-
-def pause_end(reason: str) -> date | None:
-    """The last day of a pause from its suppression's reason (None when it names none)."""
-    try:
-        return date.fromisoformat(reason.removeprefix(_PAUSE_REASON))
-    except ValueError:
-        return None
-
-
-def _in_force(kind: str, reason: str, at: datetime) -> bool:
-    """Whether a suppression stops messages at ``at`` (a pause stops them only until its end)."""
-    if kind != PAUSE_KIND:
-        return True
-    end = pause_end(reason)
-    return end is None or at.astimezone(UTC).date() <= end
-
-
 #: Outbox ``fields`` keys the policy reads (written by :mod:`micromarketing.campaigns.ingredients`).
 TZ_FIELD = "_tz"
 WINDOW_END_FIELD = "_window_end"
@@ -230,10 +204,11 @@ def cap_window_start(now: datetime, tz: ZoneInfo, days: int) -> datetime:
 # the ledgers
 # ---------------------------------------------------------------------------------------------
 def latest_consent(
-    ctx: StoreContext, channel: str, customer_ids: Sequence[str] | None = None
+    ctx: StoreContext, channel: str, customer_ids: Sequence[str] | None = None, *, at: datetime | None = None
 ) -> pd.DataFrame:
-    """``customer_id, status`` of the marketing consent in force per customer on consent ``channel``."""
-    return consent_in_force(ctx, [channel], customer_ids).select("customer_id", "status").to_pandas()
+    """``customer_id, status`` of the marketing consent in force at ``at`` (default now) per
+    customer on consent ``channel``."""
+    return consent_in_force(ctx, [channel], customer_ids, at=at).select("customer_id", "status").to_pandas()
 
 
 def address_hash(channel: str, address: str) -> str:
@@ -248,15 +223,12 @@ def suppressions_for(
     transactional: bool,
     customer_ids: Sequence[str] | None = None,
     hashes: Sequence[str] | None = None,
-    at: datetime | None = None,
 ) -> tuple[dict[str, str], dict[str, str]]:
-    """Suppressions that stop a message on ``channel`` at ``at`` (default: now): (customer id ->
-    kind, address hash -> kind).
+    """Suppressions that stop a message on ``channel``: (customer id -> kind, address hash -> kind).
 
     With ``customer_ids``/``hashes`` only those are looked up; without, the whole list is read."""
-    at = at or datetime.now(UTC)
     q = (
-        select(Suppression.customer_id, Suppression.subject_hash, Suppression.kind, Suppression.reason)
+        select(Suppression.customer_id, Suppression.subject_hash, Suppression.kind)
         .where(or_(Suppression.channel.is_(None), Suppression.channel == channel))
         .order_by(Suppression.id)  # the oldest names the kind, as at send time
     )
@@ -271,9 +243,7 @@ def suppressions_for(
         )
     by_customer: dict[str, str] = {}
     by_hash: dict[str, str] = {}
-    for cid, subject_hash, kind, reason in session.execute(q):
-        if not _in_force(kind, reason, at):
-            continue
+    for cid, subject_hash, kind in session.execute(q):
         if cid is not None:
             by_customer.setdefault(cid, kind)
         if subject_hash is not None:
@@ -330,17 +300,17 @@ def evaluate_members(
 
     consent_channel = CONSENT_CHANNEL[channel]
     if not transactional:
-        consent = latest_consent(ctx, consent_channel)
+        consent = latest_consent(ctx, consent_channel, at=when)
         status = dict(zip(consent["customer_id"], consent["status"], strict=True))
         got = np.array([status.get(c) for c in ids], dtype=object)
         apply(got == None, "no_consent", f"no {consent_channel} consent on record")  # noqa: E711
         apply(got == "opt_out", "no_consent", f"latest {consent_channel} consent is opt_out")
         if topic is not None:
-            left = consent_in_force(ctx, [consent_channel], purpose=topic).to_pandas()
+            left = consent_in_force(ctx, [consent_channel], purpose=topic, at=when).to_pandas()
             left = set(left.loc[left["status"] == "opt_out", "customer_id"])
             apply(np.isin(ids, list(left)), "no_consent", _left_topic(topic, consent_channel))
     with ctx.ops.session() as session:
-        by_customer, by_hash = suppressions_for(session, channel, transactional, at=when)
+        by_customer, by_hash = suppressions_for(session, channel, transactional)
         kinds = np.array([by_customer.get(c, "") for c in ids], dtype=object)
         if by_hash and "address" in members:
             addresses = members["address"].to_numpy()
@@ -462,7 +432,7 @@ def decide_many(
     batch = [messages[i] for i in todo]
     marketing = [m for m in batch if not m.transactional]
     zones = _zones_of(ctx, batch, policy.timezone)
-    consent = statuses_in_force(ctx, {(_consent_channel(m), m.customer_id) for m in marketing})
+    consent = statuses_in_force(ctx, {(_consent_channel(m), m.customer_id) for m in marketing}, at=now)
     topics: dict[str, set[tuple[str, str]]] = {}
     for m in marketing:
         if _topic_of(m):
@@ -470,11 +440,11 @@ def decide_many(
     left = {
         (topic, channel, cid)
         for topic, wanted in topics.items()
-        for (channel, cid), status in statuses_in_force(ctx, wanted, purpose=topic).items()
+        for (channel, cid), status in statuses_in_force(ctx, wanted, purpose=topic, at=now).items()
         if status == "opt_out"
     }
     hashes = [_address_hash_of(m) for m in batch]
-    suppressions = _Suppressions.read(session, {m.customer_id for m in batch}, {h for h in hashes if h}, now)
+    suppressions = _Suppressions.read(session, {m.customer_id for m in batch}, {h for h in hashes if h})
     cap = parse_frequency_cap(policy.frequency_cap)
     usage = (
         _CapUsage.read(
@@ -585,12 +555,10 @@ class _Suppressions:
     by_hash: dict[str, list[tuple[str | None, str]]]
 
     @classmethod
-    def read(cls, session: Session, customer_ids: set[str], hashes: set[str], at: datetime) -> _Suppressions:
-        """One query for every channel and kind (the rules pick per message); pauses over by
-        ``at`` are left out."""
+    def read(cls, session: Session, customer_ids: set[str], hashes: set[str]) -> _Suppressions:
+        """One query for every channel and kind (the rules pick per message)."""
         q = (
-            select(Suppression.customer_id, Suppression.subject_hash, Suppression.channel, Suppression.kind,
-                   Suppression.reason)
+            select(Suppression.customer_id, Suppression.subject_hash, Suppression.channel, Suppression.kind)
             .where(
                 or_(
                     Suppression.customer_id.in_(sorted(customer_ids)),
@@ -601,9 +569,7 @@ class _Suppressions:
         )
         by_customer: dict[str, list[tuple[str | None, str]]] = {}
         by_hash: dict[str, list[tuple[str | None, str]]] = {}
-        for cid, subject_hash, channel, kind, reason in session.execute(q):
-            if not _in_force(kind, reason, at):
-                continue
+        for cid, subject_hash, channel, kind in session.execute(q):
             if cid is not None:
                 by_customer.setdefault(cid, []).append((channel, kind))
             if subject_hash is not None:

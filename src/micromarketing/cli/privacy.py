@@ -73,7 +73,7 @@ def retain(
 @app.command("consent")
 @command(view=views.consent_history)
 def consent(ws: Workspace, customer_id: Annotated[str, typer.Argument(help="The customer's id.")]):
-    """The consent ledger of one person, oldest first (the latest record per channel wins)."""
+    """The consent ledger of one person, oldest first (per channel, the latest record still valid wins)."""
     return ws.privacy.consent_history(customer_id.strip())
 
 

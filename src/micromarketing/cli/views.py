@@ -961,11 +961,12 @@ def retention(report: Any, *, dry_run: bool) -> None:
 
 def consent_history(history: list[Any], *, customer_id: str) -> None:
     table = Table(title=f"Consent of {customer_id}")
-    for column in ("recorded", "channel", "purpose", "status", "source"):
+    for column in ("recorded", "channel", "purpose", "status", "source", "valid until"):
         table.add_column(column)
     for r in history:
         when = r.recorded_at.isoformat(timespec="seconds")
-        table.add_row(when, r.channel, r.purpose, r.status, r.source or "")
+        until = r.valid_until.isoformat(timespec="seconds") if r.valid_until else ""
+        table.add_row(when, r.channel, r.purpose, r.status, r.source or "", until)
     console.print(table)
 
 

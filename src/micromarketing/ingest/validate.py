@@ -15,6 +15,8 @@ valid).  Everything runs vectorised in the warehouse; no Python per row.  The pe
 * checks: email, phone (7-15 digits, optional leading +, spaces/dots/dashes/brackets allowed and
   removed), currency (upper-cased, must be in the workspace's list), non_negative, latitude,
   longitude, country (two letters, upper-cased), and ``allowed`` enumerations;
+* an end (``Column.after``: the consent ledger's ``valid_until``) must be later than the column
+  it ends, and is exempt from ``max_future`` below;
 * plausible ranges (:class:`Limits`, from ``settings.ingest``): dates and timestamps not before
   ``min_date`` nor after the ingest time plus ``max_future``; amounts and prices (non-negative
   floats) not above ``max_amount`` -- so no stored value can overflow a later date or sum;
@@ -121,7 +123,7 @@ def checked_table(
     reasons = {
         c.name: _reason(
             c, parsed[f"{c.name}__t"], parsed[f"{c.name}__v"], parsed[f"{c.name}__long"], currencies,
-            limits,
+            limits, parsed[f"{c.after}__v"] if c.after else None,
         )
         for c in spec.columns
     }
@@ -193,8 +195,10 @@ def _reason(
     too_long: ir.BooleanValue,
     currencies: Sequence[str],
     limits: Limits | None = None,
+    start: ir.Value | None = None,
 ) -> ir.StringValue:
-    """Why the cell is invalid (the first rule it breaks), NULL when it is fine."""
+    """Why the cell is invalid (the first rule it breaks), NULL when it is fine (``start``: the
+    parsed value of the column an end must come after)."""
     rules: list[_Rule] = [
         (too_long, f"longer than {MAX_TEXT} characters")
     ]
@@ -218,6 +222,8 @@ def _reason(
         rules.append(((value < -180) | (value > 180), "longitude outside [-180, 180]"))
     if col.allowed is not None:
         rules.append((~text.isin(list(col.allowed)), "not one of " + ", ".join(col.allowed)))
+    if start is not None:
+        rules.append((value <= start, f"not later than {col.after}"))
     if limits is not None:
         rules += _limit_rules(col, value, limits)
     # NULL cells pass the checks (a NULL comparison is not "true"); required is checked above.
@@ -235,7 +241,8 @@ def _limit_rules(col: Column, value: ir.Value, limits: Limits) -> list[_Rule]:
         start = datetime.combine(limits.min_date, time(), tzinfo=UTC)
         rules.append((value < ibis.literal(start, type=_IBIS_TYPES["timestamp"]),
                       f"before {floor} (settings.ingest.min_date)"))
-        rules.append((value > ibis.literal(limits.max_at, type=_IBIS_TYPES["timestamp"]), future))
+        if col.after is None:  # an end may lie in the future
+            rules.append((value > ibis.literal(limits.max_at, type=_IBIS_TYPES["timestamp"]), future))
     elif col.type == "date":
         rules.append((value < ibis.literal(limits.min_date, type=dt.date),
                       f"before {floor} (settings.ingest.min_date)"))

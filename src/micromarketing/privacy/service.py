@@ -27,19 +27,21 @@ class PrivacyService:
 
     def record_consent(
         self, customer_id: str, channel: str, status: str, *, purpose: str = DEFAULT_PURPOSE,
-        source: str = "cli", at: datetime | None = None, actor: str = "cli",
+        source: str = "cli", at: datetime | None = None, valid_until: datetime | None = None,
+        actor: str = "cli",
     ) -> ConsentRecord:
-        """Append one consent record (``opt_in`` / ``opt_out``) to the ledger."""
+        """Append one consent record (``opt_in`` / ``opt_out``; ``valid_until`` ends it) to the ledger."""
         return record_consent(self.ctx, customer_id, channel, status, purpose=purpose, source=source,
-                              at=at, actor=actor)
+                              at=at, valid_until=valid_until, actor=actor)
 
     def consent_history(self, customer_id: str) -> list[ConsentRecord]:
         """Every consent record of one person, oldest first."""
         return consent_history(self.ctx, customer_id)
 
-    def consent(self, customer_id: str) -> list[ConsentRecord]:
-        """The consent in force for one person: the latest record per channel and purpose."""
-        return consent_state(self.ctx, customer_id)
+    def consent(self, customer_id: str, *, at: datetime | None = None) -> list[ConsentRecord]:
+        """The consent in force for one person at ``at`` (default now): per channel and purpose,
+        the latest record still valid then."""
+        return consent_state(self.ctx, customer_id, at=at)
 
     def forget(self, customer_id: str, *, actor: str = "cli") -> ErasureReport:
         """Erase one person from both stores and the workspace's files; keep only salted hashes."""

@@ -9,6 +9,7 @@ import ibis
 import pandas as pd
 
 from micromarketing.errors import NotFoundError
+from micromarketing.privacy.consent import current_consent
 from micromarketing.profiles.build import NO_ORDERS_SEGMENT, RFM_GRID
 from micromarketing.store.context import StoreContext
 from micromarketing.store.schema import DEFAULT_PURPOSE
@@ -66,12 +67,8 @@ def customer_view(ctx: StoreContext, customer_id: str, orders: int = 10) -> Cust
         .order_by(ibis.desc("ordered_at"))
         .limit(orders)
     )
-    consent = ctx.table("consent").filter(
-        lambda c: (c.customer_id == customer_id) & (c.purpose.fill_null(DEFAULT_PURPOSE) == DEFAULT_PURPOSE)
-    )
-    latest = consent.mutate(
-        rank=ibis.row_number().over(group_by="channel", order_by=ibis.desc("recorded_at"))
-    ).filter(lambda c: c["rank"] == 0)
+    in_force = current_consent(ctx, customer_id)
+    latest = in_force.filter(in_force.purpose == DEFAULT_PURPOSE)
     return CustomerView(
         customer_id=customer_id,
         attributes=attributes or {"customer_id": customer_id},

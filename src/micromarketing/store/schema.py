@@ -52,6 +52,9 @@ class Column:
     check: Check | None = None
     allowed: tuple[str, ...] | None = None
     default: str | None = None  # SQL literal used when the file lacks the column or the cell is empty
+    # An end (timestamp): must be later than this column of the same row, and may lie beyond
+    # ingest time + ``max_future`` (an expiry is in the future by nature).
+    after: str | None = None
 
 
 @dataclass(frozen=True)
@@ -161,9 +164,11 @@ EVENTS = TableSpec(
     ),
 )
 
-# The consent ledger: append-only, the latest record per (customer, channel, purpose) wins
-# (micromarketing.privacy.consent).  ``purpose`` is "marketing" (the channel's consent) or a topic
-# such as "newsletter" (micromarketing.preferences); records ingested without one are marketing.
+# The consent ledger: append-only; per (customer, channel, purpose) the latest record still valid
+# at the moment asked is in force (micromarketing.privacy.consent).  ``purpose`` is "marketing"
+# (the channel's consent) or a topic such as "newsletter" (micromarketing.preferences); records
+# ingested without one are marketing.  ``valid_until`` (NULL: no end) ends a record: a pause is
+# an opt_out until the pause's end, after which the record beneath is in force again.
 DEFAULT_PURPOSE = "marketing"
 CONSENT = TableSpec(
     name="consent",
@@ -175,6 +180,7 @@ CONSENT = TableSpec(
         Column("recorded_at", "timestamp", required=True),
         Column("source", "string"),
         Column("purpose", "string", default=DEFAULT_PURPOSE),
+        Column("valid_until", "timestamp", after="recorded_at"),
     ),
 )
 

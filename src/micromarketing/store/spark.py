@@ -195,11 +195,13 @@ class SparkWarehouse(Warehouse):
         return conf
 
     def _open_catalog(self, session: Any) -> None:
-        """Use (create) the catalog database; check and expose the mapped tables under their logical names."""
+        """Use (create) the catalog database, bring its tables' columns up to date, and check and
+        expose the mapped tables under their logical names."""
         database = self.settings.warehouse.database
         if not session.catalog.databaseExists(database):  # asking first: no error in the metastore's log
             session.sql(f"CREATE DATABASE IF NOT EXISTS {_ident(database)}")
         session.catalog.setCurrentDatabase(database)
+        self._add_new_columns(session)
         for logical, target in sorted(self._mapped.items()):
             self._map_table(session, TABLES[logical], target)
 
@@ -242,7 +244,9 @@ class SparkWarehouse(Warehouse):
 
     # -- schema -----------------------------------------------------------------------------
     def ensure_schema(self) -> None:
-        """Create the ingestible tables (Spark DDL, stored as Parquet) and their rollups if missing."""
+        """Create the ingestible tables (Spark DDL, stored as Parquet) and their rollups if missing.
+
+        (Tables made by an older version gained their new columns when the catalog was opened.)"""
         existing = set(self.con.list_tables())
         using = self.settings.warehouse.table_format
         created = set()
@@ -251,6 +255,19 @@ class SparkWarehouse(Warehouse):
                 self.raw_sql(create_table_ddl(spec, "spark", using))
                 created.add(spec.name)
         self._ensure_rollups(existing, empty=created)
+
+    def _add_new_columns(self, session: Any) -> None:
+        """A table made by an older version gains the columns added since, as NULLs (as on
+        DuckDB): one ``ALTER TABLE … ADD COLUMNS`` each, catalog metadata only, no Spark job."""
+        for spec in TABLES.values():
+            if spec.name in self._mapped or not session.catalog.tableExists(spec.name):
+                continue
+            have = {f.name.lower() for f in session.table(spec.name).schema.fields}
+            missing = [c for c in spec.columns + spec.derived + spec.maintained if c.name not in have]
+            if missing:
+                added = ", ".join(f"{_ident(c.name)} {SPARK_TYPES[c.type]}" for c in missing)
+                session.sql(f"ALTER TABLE {_ident(spec.name)} ADD COLUMNS ({added})")
+                session.catalog.refreshTable(spec.name)
 
     def _maintained(self, rollup: Rollup) -> bool:
         """Whether the warehouse keeps ``rollup`` as a table (not when it reads a mapped table)."""
