@@ -168,8 +168,8 @@ def test_warehouse_assignment_and_facts_equal_numpy_on_the_whole_matrix(discover
         # A duplicated centre: every customer nearest to it is at the same distance from both
         # copies, and must go to the first.
         centers = np.vstack([fitted, fitted[1]])
-        scored = ClusterModel(standardiser, centers).assigned(cf.table)
-        got = scored.select("customer_id", "cluster").order_by("customer_id").to_pyarrow()
+        scored = ClusterModel(standardiser, centers).assigned(cf.table)["customer_id", "cluster"]
+        got = scored.order_by("customer_id").to_pyarrow()
         assert got.column("customer_id").to_pylist() == fm.customer_ids.tolist()
         labels = np.asarray(got.column("cluster").to_pylist())
         distances = ((z[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2)

@@ -79,6 +79,7 @@ Customers without orders before the as-of date are not clustered (see
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -267,14 +268,16 @@ def discover_segments(
     if not _valid_prefix(prefix):
         raise DataError(f"invalid prefix {prefix!r}: use letters, digits, '_' or '-', starting with a letter")
     progress("discover", 0, 5)
-    with clustering_features(ctx, features) as cf:
-        return _discover(ctx, segs, cf, k, k_mode, min_size, seed, prefix, save, progress, t0)
+    with ExitStack() as temporaries:  # the warehouse's temp tables live until the run ends
+        cf = temporaries.enter_context(clustering_features(ctx, features))
+        return _discover(ctx, segs, cf, temporaries, k, k_mode, min_size, seed, prefix, save, progress, t0)
 
 
 def _discover(
     ctx: StoreContext,
     segs: Segments,
     cf: ClusteringFeatures,
+    temporaries: ExitStack,
     k: Any,
     k_mode: str,
     min_size: int,
@@ -308,15 +311,19 @@ def _discover(
     t = time.perf_counter()
     k = int(k)
     centers = fit_clusters(x, k, seed=seed)
-    fitted = ClusterModel(standardiser, centers)
-    order = _order_clusters(_sizes(fitted.assigned(cf.table), k), centers)
-    model = ClusterModel(standardiser, centers[np.argsort(order)])  # largest cluster first
-    scored = model.assigned(cf.table)
+    # Every customer's nearest centre, computed once into a temp table that the sizes, facts,
+    # overlap and membership queries read; then relabelled largest cluster first.
+    fitted = ClusterModel(standardiser, centers).assigned(cf.table)
+    nearest = temporaries.enter_context(ctx.warehouse.temporary("clusters", fitted["customer_id", "cluster"]))
+    order = _order_clusters(_sizes(nearest, k), centers)
+    model = ClusterModel(standardiser, centers[np.argsort(order)])
+    relabel = {old: int(new) for old, new in enumerate(order)}
+    labels = nearest.select("customer_id", cluster=nearest.cluster.substitute(relabel).cast("int32"))
     timings["fit_assign"] = time.perf_counter() - t
     progress("discover", 3, steps)
 
     t = time.perf_counter()
-    facts = cluster_facts(ctx, cf, scored, standardiser, k)
+    facts = cluster_facts(ctx, cf, labels, standardiser, k)
     personas = build_personas(facts, currency=single_currency(ctx.table("transactions"), cf.as_of))
     timings["personas"] = time.perf_counter() - t
     progress("discover", 4, steps)
@@ -339,7 +346,7 @@ def _discover(
         saved=save,
     )
     if save:
-        _save(ctx, segs, result, cf, scored, facts, personas, model)
+        _save(ctx, segs, result, cf, labels, facts, personas, model)
     else:
         for c, persona in enumerate(personas):
             warning = guards.min_size_warning(f"{prefix}_{c + 1:02d}", persona.size, min_size)
@@ -402,14 +409,14 @@ def _save(
     segs: Segments,
     result: DiscoveryResult,
     cf: ClusteringFeatures,
-    scored: ir.Table,
+    labels: ir.Table,
     facts: list[ClusterFacts],
     personas: list[Persona],
     model: ClusterModel,
 ) -> None:
     prefix, k = result.prefix, result.k
     previous = _previous_set(segs, prefix)
-    names = _match_names(_overlap(segs, previous, scored, k), previous, k, prefix)
+    names = _match_names(_overlap(segs, previous, labels, k), previous, k, prefix)
     run = {
         "prefix": prefix,
         "k": k,
@@ -428,7 +435,7 @@ def _save(
         name = names[c]
         persona = personas[c]
         details = {"persona": persona.to_dict(), "discovery": {**run, "cluster": c}}
-        members = scored.filter(scored.cluster == c).select("customer_id")
+        members = labels.filter(labels.cluster == c).select("customer_id")
         mat = segs.save_discovered(
             name, members, as_of=cf.as_of, description=persona.name, details=details, replace=name in previous
         )
@@ -483,7 +490,7 @@ def _sizes(assigned: ir.Table, k: int) -> np.ndarray:
     return sizes
 
 
-def _overlap(segs: Segments, previous: list[str], scored: ir.Table, k: int) -> np.ndarray:
+def _overlap(segs: Segments, previous: list[str], labels: ir.Table, k: int) -> np.ndarray:
     """Customers shared by each new cluster (rows) and each previous segment (columns), by one
     join and count in the warehouse."""
     overlap = np.zeros((k, len(previous)))
@@ -499,7 +506,7 @@ def _overlap(segs: Segments, previous: list[str], scored: ir.Table, k: int) -> n
     old = parts[0]
     for part in parts[1:]:
         old = old.union(part, distinct=False)
-    joined = scored.select("customer_id", "cluster").join(old, scored.customer_id == old._old_id)
+    joined = labels.join(old, labels.customer_id == old._old_id)
     counts = joined.group_by("cluster", "_old").aggregate(n=joined.count())
     for row in counts.to_pyarrow().to_pylist():
         overlap[int(row["cluster"]), int(row["_old"])] = int(row["n"])

@@ -34,7 +34,6 @@ does not pull a customer towards any cluster.
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -258,10 +257,8 @@ def clustering_features(
     names = [s.name for s in specs]
     cat_names = {category_feature(c).name: c for c in categories}
     expr = feature_table(ctx, as_of, [cat_names[n] for n in names if n in cat_names])
-    wh = ctx.warehouse
     expr = expr.select("customer_id", *names, *DESCRIPTIVE)
-    raw = wh.materialize_temp(f"_features_{uuid.uuid4().hex[:8]}", expr)
-    try:
+    with ctx.warehouse.temporary("features", expr) as raw:
         stats = raw.aggregate(_n=raw.count(), **{f"_m{j}": raw[n].mean() for j, n in enumerate(names)})
         row = stats.to_pyarrow().to_pylist()[0]
         means = [row[f"_m{j}"] for j in range(len(names))]
@@ -277,8 +274,6 @@ def clustering_features(
             excluded_no_orders=total - int(row["_n"]),
             categories={n: c for n, c in cat_names.items() if n in names},
         )
-    finally:
-        wh.drop_temp(raw.get_name())
 
 
 def transformed(table: ir.Table, specs: list[FeatureSpec]) -> dict[str, ir.FloatingValue]:

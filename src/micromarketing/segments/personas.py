@@ -121,35 +121,27 @@ class Persona:
 
 
 def cluster_facts(
-    ctx: StoreContext, cf: ClusteringFeatures, scored: ir.Table, standardiser: Standardiser, k: int
+    ctx: StoreContext, cf: ClusteringFeatures, labels: ir.Table, standardiser: Standardiser, k: int
 ) -> list[ClusterFacts]:
     """Measure every cluster against the base by grouped aggregates in the warehouse.
 
-    ``scored`` is ``cf.table`` with each customer's ``cluster``.  Means, exact medians (Ibis'
-    ``median``: ``percentile_cont(x, 0.5)`` on DuckDB, ``percentile(x, 0.5)`` on Spark, both
-    interpolating between the two middle values as numpy does), sums and category counts are
-    computed where the rows are; k + 1 rows come back (and the category counts).  The
-    standardised difference of a feature is the cluster's mean of the transformed feature,
-    standardised: by linearity, the mean of the standardised values the clustering used.
+    ``labels`` holds each clustered customer's ``cluster`` (``customer_id``, ``cluster``).
+    Means, exact medians (Ibis' ``median``: ``percentile_cont(x, 0.5)`` on DuckDB,
+    ``percentile(x, 0.5)`` on Spark, both interpolating between the two middle values as numpy
+    does), sums and category counts are computed where the rows are; k + 1 rows come back (and
+    the category counts).  The standardised difference of a feature is the cluster's mean of the
+    transformed feature, standardised: by linearity, the mean of the standardised values the
+    clustering used.
     """
-    t = transformed(scored, cf.specs)
-    aggs: dict[str, ir.Value] = {"_size": scored.count()}
-    for j, spec in enumerate(cf.specs):
-        aggs[f"_mean{j}"] = scored[spec.name].mean()
-        aggs[f"_median{j}"] = scored[spec.name].median()
-        aggs[f"_t{j}"] = t[spec.name].mean()
-    if "monetary" in cf.names:
-        aggs["_revenue"] = scored.monetary.sum()
-    aggs["_clv"] = scored.clv.mean()
-    aggs["_interval"] = scored.order_interval_days.median()
-    grouped = scored.group_by("cluster").aggregate(**aggs)
+    scored = cf.table.join(labels, "customer_id")
+    grouped = scored.group_by("cluster").aggregate(**_fact_aggregates(scored, cf))
     per = {int(r["cluster"]): r for r in grouped.to_pyarrow().to_pylist()}
-    base = scored.aggregate(**aggs).to_pyarrow().to_pylist()[0]
+    base = cf.table.aggregate(**_fact_aggregates(cf.table, cf)).to_pyarrow().to_pylist()[0]
     sizes = np.array([int(per[c]["_size"]) if c in per else 0 for c in range(k)])
     n = max(cf.n, 1)
     total_revenue = float(base.get("_revenue") or 0.0)
     sensitive = list(ctx.settings.segments.sensitive_fields)
-    categorical = _categorical_facts(ctx, scored, sizes, k, sensitive)
+    categorical = _categorical_facts(ctx, labels, sizes, k, sensitive)
     out: list[ClusterFacts] = []
     for c in range(k):
         row = per.get(c)  # None: no customer is nearest to this centre
@@ -185,11 +177,26 @@ def cluster_facts(
     return out
 
 
+def _fact_aggregates(table: ir.Table, cf: ClusteringFeatures) -> dict[str, ir.Value]:
+    """What :func:`cluster_facts` measures over the rows of ``table`` (a cluster's, or all)."""
+    t = transformed(table, cf.specs)
+    aggs: dict[str, ir.Value] = {"_size": table.count()}
+    for j, spec in enumerate(cf.specs):
+        aggs[f"_mean{j}"] = table[spec.name].mean()
+        aggs[f"_median{j}"] = table[spec.name].median()
+        aggs[f"_t{j}"] = t[spec.name].mean()
+    if "monetary" in cf.names:
+        aggs["_revenue"] = table.monetary.sum()
+    aggs["_clv"] = table.clv.mean()
+    aggs["_interval"] = table.order_interval_days.median()
+    return aggs
+
+
 def _categorical_facts(
-    ctx: StoreContext, scored: ir.Table, sizes: np.ndarray, k: int, sensitive: list[str]
+    ctx: StoreContext, labels: ir.Table, sizes: np.ndarray, k: int, sensitive: list[str]
 ) -> dict[int, dict[str, list[CategoryFact]]]:
     """Shares of age band, preferred channel, city and interest tags per cluster, in one query."""
-    assign = scored.select("customer_id", "cluster")
+    assign = labels.select("customer_id", "cluster")
     parts = []
     for source, col in CATEGORICAL_FIELDS:
         if guards.is_sensitive(col, sensitive) or not ctx.warehouse.has_table(source):
