@@ -7,19 +7,21 @@ What it owns
 k-means, assign every customer, describe each cluster with a persona
 (:mod:`micromarketing.segments.personas`) and save the clusters through the segment store as
 kind ``discovered``.  :func:`select_k` and :func:`fit_clusters` are the model steps, usable on
-any matrix; :class:`Standardiser` and :class:`ClusterModel` turn a fitted model into Ibis
-expressions.
+any matrix; :func:`fit_sample` pulls the matrix they fit on, and :class:`ClusterModel` (with
+:class:`~micromarketing.segments.features.Standardiser`) turns a fitted model into an Ibis
+expression that assigns every customer where the rows are.
 
 What runs where
 ---------------
 The same code runs on DuckDB and on Spark; only the model fit happens on the driver.
 
 * In the warehouse, per customer: the feature table (computed once into a temporary table),
-  the imputation of missing values, the standardiser's mean and scale (two one-row aggregates
+  the imputation of missing values and the standardiser's mean and scale (one-row aggregates
   over *all* clustered customers), the choice of the fit sample, the assignment (squared
-  distance to each centre, centres as literals, argmin with ties to the lower index), cluster
-  sizes, the personas' facts (grouped means, exact medians, category counts), the overlap with
-  the previous set (for the names) and the memberships, written from the assignment expression.
+  distance to each centre, centres as literals, argmin with ties to the lower index; computed
+  once into a temporary table), cluster sizes, the personas' facts (grouped means, exact
+  medians, category counts), the overlap with the previous set (for the names) and the
+  memberships, written from the assignment.
 * On the driver: one deterministic sample of at most :data:`FIT_SAMPLE` standardised rows,
   on which k is chosen and k-means fitted, and results of k (or k × categories) rows.
 
@@ -32,8 +34,6 @@ The standardiser is computed over all clustered customers rather than on the sam
 aggregate costs one scan, is exact, and keeps the scale (hence every distance and assignment)
 independent of which customers were sampled.
 
-Method
-------
 Method
 ------
 * Standardisation: heavy-tailed money and count features go through ``log1p``; then every column
