@@ -36,7 +36,7 @@ def test_a_discovery_serialises_its_personas(capsys):
                       traits=[Trait("frequency", "numeric", 6.0, 2.0, 1.2, None, "buys often")])
     result = DiscoveryResult(
         as_of=date(2024, 1, 1), prefix="discovered", k=1, k_mode="fixed", criterion="fixed k", scores=[],
-        features=["frequency"], customers=100, excluded_no_orders=0, min_size=10, seed=0,
+        features=["frequency"], customers=100, excluded_no_orders=0, min_size=10, seed=0, fitted_on=100,
         segments=[DiscoveredSegment(name="discovered_01", version=1, cluster=0, size=40, persona=persona)],
     )
     print_json(result)

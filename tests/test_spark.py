@@ -480,3 +480,66 @@ def test_a_spark_failure_in_an_api_request_is_a_503(ingested, spark_session, tmp
         assert not [n for n in leaks if n in shown], shown
     logged = [rec.getMessage() for rec in caplog.records if rec.name == "micromarketing.api"]
     assert len(logged) == 2 and all("Spark failed: " in m for m in logged), logged
+
+
+# -- segment discovery: fitted on a sample, everything per customer in Spark ----------------------
+@pytest.fixture(scope="module")
+def discovery_engines(spark_session, tmp_path_factory):
+    """(DuckDB workspace, Spark workspace) holding the same profiled customers, each with its own
+    operations store (their discovered segments must not meet)."""
+    from micromarketing.config import write_default_settings
+    from micromarketing.datasets import generate
+
+    base = tmp_path_factory.mktemp("discovery")
+    data = generate(base / "data", customers=300, seed=5).paths
+    duck_ws = Workspace.init(base / "duck")
+    for kind in ("stores", "customers", "transactions", "events"):
+        duck_ws.ingest(kind, data[kind])
+    duck_ws.profile()
+    root = base / "spark"
+    root.mkdir()
+    write_default_settings(root)
+    spark_ws = Workspace(root, _spark_settings(duck_ws, "discovery"))
+    spark_ws.ops.create_all()
+    # what discovery reads: the features' sources and the personas' categorical fields
+    read = ["customers", "transactions", "events", "profiles"]
+    spark_ws.warehouse.load_tables_from(duck_ws.warehouse, read)
+    spark_session.conf.set("spark.sql.shuffle.partitions", "1")
+    yield duck_ws, spark_ws
+    spark_ws.warehouse.close()
+    duck_ws.close()
+
+
+def test_discovery_on_spark_equals_duckdb_and_pulls_only_the_fit_sample(discovery_engines, monkeypatch):
+    """With a fit sample smaller than the population, both engines pick the same customers (the
+    MD5 rule), fit the same centres and save the same members; on Spark nothing that comes back
+    to the driver holds more customers than the sample (every Ibis result goes through the
+    backend's ``execute``, which is counted here)."""
+    from micromarketing.segments import discover
+
+    duck_ws, spark_ws = discovery_engines
+    monkeypatch.setattr(discover, "FIT_SAMPLE", 120)
+    con = spark_ws.warehouse.con
+    execute = con.execute
+    pulled: list[tuple[tuple[str, ...], int]] = []
+
+    def counted(expr: Any, *args: Any, **kwargs: Any) -> Any:
+        out = execute(expr, *args, **kwargs)
+        pulled.append((tuple(expr.as_table().columns), len(out) if hasattr(out, "__len__") else 1))
+        return out
+
+    monkeypatch.setattr(con, "execute", counted)
+    on_duck = discover.discover_segments(duck_ws, k=3, seed=0)
+    on_spark = discover.discover_segments(spark_ws, k=3, seed=0)
+    during = list(pulled)
+    monkeypatch.setattr(con, "execute", execute)
+    for result in (on_duck, on_spark):
+        assert (result.customers, result.fitted_on) == (300, 120)
+        assert sum(s.size for s in result.segments) == 300
+    assert [(s.name, s.size) for s in on_spark.segments] == [(s.name, s.size) for s in on_duck.segments]
+    assert [s.persona.name for s in on_spark.segments] == [s.persona.name for s in on_duck.segments]
+    members = [rows(ws.table("segment_members")["segment", "customer_id"]) for ws in (duck_ws, spark_ws)]
+    assert members[1] == members[0] and len(members[0]) == 300
+    with_ids = [n for columns, n in during if "customer_id" in columns]
+    assert max(with_ids) == 120  # the fit sample, and nothing per customer beyond it
+    assert max(n for _, n in during) < 300, sorted(during, key=lambda p: -p[1])[:3]

@@ -9,6 +9,7 @@ leave customers without orders out.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import shutil
 from datetime import date
@@ -25,8 +26,9 @@ from micromarketing import Workspace
 from micromarketing.datasets import CLUSTER_FEATURES, generate
 from micromarketing.errors import DataError
 from micromarketing.segments import MEMBERS_TABLE, Segments
-from micromarketing.segments.discover import discover_segments
-from micromarketing.segments.features import load_features
+from micromarketing.segments.discover import ClusterModel, discover_segments, fit_clusters, fit_sample
+from micromarketing.segments.features import Standardiser, clustering_features, load_features
+from micromarketing.segments.personas import cluster_facts
 
 CUSTOMERS = 3000
 SEED = 11
@@ -137,6 +139,94 @@ def test_features_match_the_generator_feature_list(discovered):
         others = col[[i for i in range(fm.n) if i != row]]
         assert col[row] == pytest.approx(others.mean())
     assert fm.values[row, fm.names.index("share_fashion")] == 1.0
+
+
+def _numpy_standardised(fm) -> np.ndarray:
+    """log1p of the heavy-tailed columns, centred and scaled over every row: computed here, in numpy."""
+    x = fm.values.copy()
+    for j, spec in enumerate(fm.specs):
+        if spec.log:
+            x[:, j] = np.log1p(np.clip(x[:, j], 0, None))
+    return (x - x.mean(axis=0)) / x.std(axis=0)
+
+
+def test_warehouse_assignment_and_facts_equal_numpy_on_the_whole_matrix(discovered):
+    """The SQL assignment is the nearest centre (ties to the lower index) for every customer, and
+    the personas' facts computed by grouped aggregates equal numpy's over the full matrix."""
+    ws, _ = discovered
+    fm = load_features(ws)  # the whole matrix, pulled here only to check the warehouse's answers
+    z = _numpy_standardised(fm)
+    with clustering_features(ws) as cf:
+        standardiser = Standardiser.fit(cf)
+        raw = fm.values.copy()
+        for j, spec in enumerate(fm.specs):
+            if spec.log:
+                raw[:, j] = np.log1p(np.clip(raw[:, j], 0, None))
+        np.testing.assert_allclose(standardiser.mean, raw.mean(axis=0), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(standardiser.scale, raw.std(axis=0), rtol=1e-12)
+        fitted = fit_clusters(fit_sample(cf, standardiser, 0, 10_000), 4, seed=0)
+        # A duplicated centre: every customer nearest to it is at the same distance from both
+        # copies, and must go to the first.
+        centers = np.vstack([fitted, fitted[1]])
+        scored = ClusterModel(standardiser, centers).assigned(cf.table)["customer_id", "cluster"]
+        got = scored.order_by("customer_id").to_pyarrow()
+        assert got.column("customer_id").to_pylist() == fm.customer_ids.tolist()
+        labels = np.asarray(got.column("cluster").to_pylist())
+        distances = ((z[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2)
+        expected = distances.argmin(axis=1)  # numpy's argmin takes the first of equal minima
+        assert (labels == expected).all(), int((labels != expected).sum())
+        assert (labels == 1).sum() > 0 and (labels == 4).sum() == 0
+        facts = cluster_facts(ws, cf, scored, standardiser, len(centers))
+    monetary = fm.values[:, fm.names.index("monetary")]
+    interval, clv = fm.descriptive["order_interval_days"], fm.descriptive["clv"]
+    for f in facts:
+        rows = labels == f.cluster
+        assert f.size == rows.sum() and f.share == pytest.approx(rows.mean(), rel=1e-12)
+        assert f.revenue == pytest.approx(monetary[rows].sum(), rel=1e-9)
+        if not rows.any():
+            assert f.avg_clv is None and f.order_interval_days is None
+            continue
+        assert f.revenue_share == pytest.approx(monetary[rows].sum() / monetary.sum(), rel=1e-9)
+        known = interval[rows][~np.isnan(interval[rows])]
+        assert f.order_interval_days == pytest.approx(np.median(known), rel=1e-12)
+        assert f.base_order_interval_days == pytest.approx(np.nanmedian(interval), rel=1e-12)
+        if np.isnan(clv[rows]).all():
+            assert f.avg_clv is None
+        else:
+            assert f.avg_clv == pytest.approx(np.nanmean(clv[rows]), rel=1e-9)
+        for j, name in enumerate(fm.names):
+            fact = f.numeric[name]
+            assert fact.mean == pytest.approx(fm.values[rows, j].mean(), rel=1e-9, abs=1e-12), name
+            assert fact.median == pytest.approx(np.median(fm.values[rows, j]), rel=1e-12, abs=1e-12), name
+            assert fact.base_mean == pytest.approx(fm.values[:, j].mean(), rel=1e-9, abs=1e-12), name
+            assert fact.base_median == pytest.approx(np.median(fm.values[:, j]), rel=1e-12, abs=1e-12)
+            assert fact.std_diff == pytest.approx(z[rows, j].mean(), rel=1e-9, abs=1e-9), name
+    # Category shares: counted in the warehouse, checked here with pandas on the profiles.
+    bands = ws.table("profiles").select("customer_id", "age_band").to_pandas().set_index("customer_id")
+    frame = pd.DataFrame({"cluster": labels}, index=fm.customer_ids).join(bands)
+    for f in facts:
+        if not f.size:
+            continue
+        shares = frame[frame.cluster == f.cluster].age_band.value_counts() / f.size
+        got_shares = {fact.value: fact.share for fact in f.categorical["age_band"]}
+        assert got_shares == pytest.approx(shares.to_dict(), rel=1e-12)
+
+
+def test_fit_sample_is_the_smallest_md5_of_seed_and_customer_id(discovered):
+    """The sample rule, recomputed with hashlib: the warehouse picks exactly those customers."""
+    ws, _ = discovered
+    fm = load_features(ws)
+    z = _numpy_standardised(fm)
+    with clustering_features(ws) as cf:
+        standardiser = Standardiser.fit(cf)
+        for seed in (0, 3):
+            sample = fit_sample(cf, standardiser, seed, 500)
+            digests = [hashlib.md5(f"{seed}:{cid}".encode()).hexdigest() for cid in fm.customer_ids]
+            chosen = np.sort(np.argsort(np.array(digests), kind="stable")[:500])  # ids are sorted
+            np.testing.assert_allclose(sample, z[chosen].astype(np.float32), rtol=1e-5, atol=1e-5)
+        everyone = fit_sample(cf, standardiser, 0, cf.n)
+    assert everyone.shape == (fm.n, len(fm.names))
+    np.testing.assert_allclose(everyone, z.astype(np.float32), rtol=1e-5, atol=1e-5)
 
 
 def test_customers_without_orders_are_left_out(discovered):

@@ -400,6 +400,11 @@ def segment_discovery(result: Any, *, dry_run: bool) -> None:
         f"Discovered [bold]{result.k}[/] segments among {result.customers:,} customers with orders "
         f"as of {result.as_of} ({how})."
     )
+    if result.fitted_on < result.customers:
+        console.print(
+            f"k-means was fitted on a sample of {result.fitted_on:,} customers; every customer was "
+            "assigned in the warehouse."
+        )
     if result.excluded_no_orders:
         console.print(
             f"{result.excluded_no_orders:,} customers without orders were not clustered "

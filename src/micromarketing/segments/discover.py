@@ -2,30 +2,56 @@
 
 What it owns
 ------------
-:func:`discover_segments` — the whole run: pull the feature matrix from the warehouse
-(:mod:`micromarketing.segments.features`), standardise it, choose k, fit k-means, assign every
-customer, describe each cluster with a persona (:mod:`micromarketing.segments.personas`) and save
-the clusters through the segment store as kind ``discovered``.  :func:`select_k` and
-:func:`fit_clusters` are the model steps, usable on any matrix.
+:func:`discover_segments` — the whole run: compute the feature table in the warehouse
+(:func:`micromarketing.segments.features.clustering_features`), standardise it, choose k, fit
+k-means, assign every customer, describe each cluster with a persona
+(:mod:`micromarketing.segments.personas`) and save the clusters through the segment store as
+kind ``discovered``.  :func:`select_k` and :func:`fit_clusters` are the model steps, usable on
+any matrix; :func:`fit_sample` pulls the matrix they fit on, and :class:`ClusterModel` (with
+:class:`~micromarketing.segments.features.Standardiser`) turns a fitted model into an Ibis
+expression that assigns every customer where the rows are.
+
+What runs where
+---------------
+The same code runs on DuckDB and on Spark; only the model fit happens on the driver.
+
+* In the warehouse, per customer: the feature table (computed once into a temporary table),
+  the imputation of missing values and the standardiser's mean and scale (one-row aggregates
+  over *all* clustered customers), the choice of the fit sample, the assignment (squared
+  distance to each centre, centres as literals, argmin with ties to the lower index; computed
+  once into a temporary table), cluster sizes, the personas' facts (grouped means, exact
+  medians, category counts), the overlap with the previous set (for the names) and the
+  memberships, written from the assignment.
+* On the driver: one deterministic sample of at most :data:`FIT_SAMPLE` standardised rows,
+  on which k is chosen and k-means fitted, and results of k (or k × categories) rows.
+
+The fit sample is the :data:`FIT_SAMPLE` customers with the smallest MD5 digest of
+``"<seed>:<customer_id>"`` (every customer when there are no more), pulled in customer_id order:
+MD5 is computed alike by DuckDB and Spark and its hex digests compare alike, so both engines
+select the same customers and fit the same centres; the digest is uniform, so the sample is a
+uniform random one, and a different seed draws a different one.
+The standardiser is computed over all clustered customers rather than on the sample: an
+aggregate costs one scan, is exact, and keeps the scale (hence every distance and assignment)
+independent of which customers were sampled.
 
 Method
 ------
 * Standardisation: heavy-tailed money and count features go through ``log1p``; then every column
   is centred and scaled to unit variance over the clustered customers.
-* Fitting: scikit-learn ``KMeans`` (k-means++, several restarts, fixed seed) on a uniform sample
-  of at most :data:`FIT_SAMPLE` customers; every customer is then assigned to the nearest
-  centre in vectorised batches, so a million customers cost one pass of distance computations.
+* Fitting: scikit-learn ``KMeans`` (k-means++, several restarts, fixed seed) on the fit sample;
+  every customer is then assigned to the nearest centre in the warehouse, so a million
+  customers cost one pass of distance computations where they are stored.
 * Choosing k (``k="auto"``) over :data:`K_RANGE` by **stability, then silhouette**: for each k,
-  k-means is fitted on :data:`REPLICATES` independent subsamples and each model labels a common
-  evaluation sample; the mean pairwise adjusted Rand index of those labelings is the stability (Ben-Hur et al.
-  2002; Lange et al. 2004: a k that matches real structure is reproduced, an arbitrary split of a
-  blob is not).  Among the k whose stability is at least :data:`STABLE` and whose smallest
-  cluster (estimated on the evaluation sample) reaches the minimum practical size, the one with
-  the highest silhouette (on the same evaluation sample) wins; if stable k exist but all have a
-  cluster below the minimum size, the most stable k.  Silhouette alone keeps rising past the
-  true k on our data, because splitting a segment along its noisy category-share dimensions
-  also scores well; stability rejects those splits.  Every score is returned and printed, and
-  the run is deterministic for a given seed.
+  k-means is fitted on :data:`REPLICATES` independent subsamples (drawn from the fit sample) and
+  each model labels a common evaluation sample; the mean pairwise adjusted Rand index of those
+  labelings is the stability (Ben-Hur et al. 2002; Lange et al. 2004: a k that matches real
+  structure is reproduced, an arbitrary split of a blob is not).  Among the k whose stability is at
+  least :data:`STABLE` and whose smallest cluster (estimated on the evaluation sample) reaches the
+  minimum practical size, the one with the highest silhouette (on the same evaluation sample)
+  wins; if stable k exist but all have a cluster below the minimum size, the most stable
+  k.  Silhouette alone keeps rising past the true k on our data, because splitting a segment along
+  its noisy category-share dimensions also scores well; stability rejects those splits.  Every
+  score is returned and printed, and the run is deterministic for a given seed.
 * "No structure" is an answer (k = 1): when *no* k reaches :data:`STABLE`, independent
   subsamples do not reproduce any partition, which is what k-means does on one population
   (it still cuts a blob, but each subsample cuts it differently).  Then nothing is saved and the
@@ -53,31 +79,31 @@ Customers without orders before the as-of date are not clustered (see
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
 import ibis
+import ibis.expr.types as ir
 import numpy as np
-import pyarrow as pa
 
 from micromarketing.errors import DataError
 from micromarketing.profiles.currency import single_currency
 from micromarketing.progress import ProgressCallback, noop_progress
 from micromarketing.segments import guards
 from micromarketing.segments.definitions import NAME_RE, Segments
-from micromarketing.segments.features import FeatureMatrix, load_features
+from micromarketing.segments.features import ClusteringFeatures, Standardiser, clustering_features
 from micromarketing.segments.personas import ClusterFacts, Persona, build_personas, cluster_facts
 from micromarketing.segments.results import DiscoveredSegment, DiscoveryResult, KScore
 from micromarketing.store.context import StoreContext
 
 K_RANGE = (2, 12)
-FIT_SAMPLE = 30_000  # customers the final k-means is fitted on
+FIT_SAMPLE = 30_000  # customers pulled to the driver: k is chosen and k-means fitted on them
 SELECT_SAMPLE = 3_000  # subsample size for each stability fit
 EVAL_SAMPLE = 3_000  # common evaluation sample for stability and silhouette
 REPLICATES = 3  # stability fits per k
 STABLE = 0.98  # mean pairwise ARI between subsample fits a k must reach to be preferred
 N_INIT = 8  # k-means++ restarts per fit (fewer lets local optima pass for instability)
-BATCH = 200_000
 DEFAULT_PREFIX = "discovered"
 CRITERION = (
     f"stability then silhouette: among k with stability (mean ARI between k-means fits on {REPLICATES} "
@@ -90,48 +116,48 @@ CRITERION = (
 class ClusterModel:
     """Standardisation and k-means centres: enough to assign any customer to a cluster."""
 
-    features: list[str]
-    log: list[bool]
-    mean: np.ndarray
-    scale: np.ndarray
-    centers: np.ndarray  # in standardised units
+    standardiser: Standardiser
+    centers: np.ndarray  # in standardised units, one row per cluster
 
-    def standardise(self, raw: np.ndarray) -> np.ndarray:
-        """log1p the heavy-tailed columns, centre and scale (float32)."""
-        x = np.array(raw, dtype=np.float64, copy=True)
-        for j, use_log in enumerate(self.log):
-            if use_log:
-                x[:, j] = np.log1p(np.clip(x[:, j], 0, None))
-        return ((x - self.mean) / self.scale).astype(np.float32)
+    def assigned(self, table: ir.Table) -> ir.Table:
+        """``table`` (with the standardiser's features) plus ``cluster``: the index of the nearest
+        centre by squared Euclidean distance in standardised units, ties to the lower index.
 
-    def assign(self, x: np.ndarray, batch: int = BATCH) -> np.ndarray:
-        """Nearest centre for every row of the standardised matrix ``x``, in batches."""
-        centers = self.centers.astype(np.float32)
-        c2 = (centers**2).sum(axis=1)
-        out = np.empty(len(x), dtype=np.int32)
-        for start in range(0, len(x), batch):
-            block = x[start : start + batch]
-            d = c2[None, :] - 2.0 * block @ centers.T  # |x|^2 is the same for every centre
-            out[start : start + batch] = d.argmin(axis=1)
-        return out
+        An expression the warehouse evaluates where the rows are; the centres are literals.
+        """
+        z_cols = self.standardiser.columns(table)
+        with_z = table.mutate(**{f"_z{j}": expr for j, expr in enumerate(z_cols.values())})
+        z = [with_z[f"_z{j}"] for j in range(len(z_cols))]
+        distances = {}
+        for c, center in enumerate(self.centers):
+            terms = [(zj - float(v)) * (zj - float(v)) for zj, v in zip(z, center, strict=True)]
+            distances[f"_d{c}"] = sum(terms[1:], terms[0])
+        with_d = with_z.mutate(**distances)
+        d = [with_d[f"_d{c}"] for c in range(len(self.centers))]
+        nearest = ibis.least(*d)
+        cluster = ibis.cases(*[(dc == nearest, c) for c, dc in enumerate(d)]).cast("int32")
+        return with_d.select(*table.columns, cluster=cluster)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "features": self.features,
-            "log1p": self.log,
-            "mean": _round(self.mean),
-            "scale": _round(self.scale),
-            "centers": [_round(c) for c in self.centers],
-        }
+        centers = [[round(float(v), 6) for v in c] for c in self.centers]
+        return {**self.standardiser.to_dict(), "centers": centers}
 
 
-def fit_standardiser(fm: FeatureMatrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(standardised float32 matrix, mean, scale) of the transformed features."""
-    x = fm.transformed()
-    mean = x.mean(axis=0) if len(x) else np.zeros(x.shape[1])
-    scale = x.std(axis=0) if len(x) else np.ones(x.shape[1])
-    scale = np.where(scale > 1e-12, scale, 1.0)
-    return ((x - mean) / scale).astype(np.float32), mean, scale
+def fit_sample(cf: ClusteringFeatures, standardiser: Standardiser, seed: int, size: int) -> np.ndarray:
+    """The standardised features (float32, customer_id order) of at most ``size`` customers.
+
+    Every customer when there are no more; otherwise those with the smallest MD5 of
+    ``"<seed>:<customer_id>"``, chosen in the warehouse (see the module docstring).  Only these
+    rows come to the driver.
+    """
+    z = standardiser.standardised(cf.table)
+    if cf.n > size:
+        key = (ibis.literal(f"{seed}:") + z.customer_id).hexdigest("md5")
+        z = z.mutate(_key=key).order_by(["_key", "customer_id"]).limit(size).drop("_key")
+    data = z.order_by("customer_id").to_pyarrow()
+    columns = [np.asarray(data.column(s.name).to_numpy(zero_copy_only=False), dtype=np.float64)
+               for s in standardiser.specs]
+    return np.column_stack(columns).astype(np.float32)
 
 
 def select_k(
@@ -140,6 +166,7 @@ def select_k(
     k_range: tuple[int, int] = K_RANGE,
     seed: int = 0,
     min_size: int = 1,
+    population: int | None = None,
     progress: ProgressCallback = noop_progress,
 ) -> tuple[int, list[KScore]]:
     """Choose k by stability then silhouette (see the module docstring); returns (k, scores),
@@ -148,13 +175,16 @@ def select_k(
     For each k, :data:`REPLICATES` k-means models are fitted on independent subsamples of
     :data:`SELECT_SAMPLE` rows and label a common evaluation sample; stability is the mean
     pairwise adjusted Rand index of those labelings, silhouette that of the first labeling.
+    ``x`` may be a sample of a ``population`` of customers (default: ``x`` is all of them): the
+    smallest cluster's size and the largest k tried (a tenth of the customers) refer to it.
     """
     from sklearn.cluster import KMeans
     from sklearn.metrics import adjusted_rand_score, silhouette_score
 
     n = len(x)
+    population = population or n
     lo, hi = k_range
-    hi = max(lo, min(hi, n // 10))
+    hi = max(lo, min(hi, population // 10))
     rng = np.random.default_rng(seed)
     eval_idx = rng.choice(n, min(n, EVAL_SAMPLE), replace=False)
     x_eval = x[eval_idx]
@@ -175,7 +205,7 @@ def select_k(
             stability = float(np.mean(pairs))
             first = labels[0]
             sil = float(silhouette_score(x_eval, first)) if len(set(first.tolist())) > 1 else -1.0
-            smallest = int(round(np.bincount(first, minlength=k).min() * n / len(x_eval)))
+            smallest = int(round(np.bincount(first, minlength=k).min() * population / len(x_eval)))
             scores.append(
                 KScore(k=k, stability=round(stability, 4), silhouette=round(sil, 4), smallest=smallest,
                        eligible=smallest >= min_size)
@@ -222,7 +252,6 @@ def discover_segments(
     the workspace setting).  With ``save=False`` nothing is written (a dry run).  Runs on the
     profiles' as-of date.  Deterministic for a given ``seed``.
     """
-    timings: dict[str, float] = {}
     t0 = time.perf_counter()
     segs = Segments(ctx)
     min_size = int(min_size if min_size is not None else segs.min_size)
@@ -238,64 +267,86 @@ def discover_segments(
             raise DataError("--k must be at least 2")
     if not _valid_prefix(prefix):
         raise DataError(f"invalid prefix {prefix!r}: use letters, digits, '_' or '-', starting with a letter")
+    progress("discover", 0, 5)
+    with ExitStack() as temporaries:  # the warehouse's temp tables live until the run ends
+        cf = temporaries.enter_context(clustering_features(ctx, features))
+        return _discover(ctx, segs, cf, temporaries, k, k_mode, min_size, seed, prefix, save, progress, t0)
 
+
+def _discover(
+    ctx: StoreContext,
+    segs: Segments,
+    cf: ClusteringFeatures,
+    temporaries: ExitStack,
+    k: Any,
+    k_mode: str,
+    min_size: int,
+    seed: int,
+    prefix: str,
+    save: bool,
+    progress: ProgressCallback,
+    t0: float,
+) -> DiscoveryResult:
+    """The run of :func:`discover_segments` once the feature table is in the warehouse."""
     steps = 5
-    progress("discover", 0, steps)
-    fm = load_features(ctx, features)
-    timings["features"] = time.perf_counter() - t0
-    if fm.n < 2 or (k_mode == "fixed" and fm.n < int(k)):
+    timings = {"features": time.perf_counter() - t0}
+    if cf.n < 2 or (k_mode == "fixed" and cf.n < int(k)):
         raise DataError(
-            f"only {fm.n} customers with orders before {fm.as_of}: too few to cluster"
+            f"only {cf.n} customers with orders before {cf.as_of}: too few to cluster"
             + (f" into {k}" if k_mode == "fixed" else "")
         )
     progress("discover", 1, steps)
 
     t = time.perf_counter()
-    x, mean, scale = fit_standardiser(fm)
+    standardiser = Standardiser.fit(cf)
+    x = fit_sample(cf, standardiser, seed, FIT_SAMPLE)
     scores: list[KScore] = []
     if k_mode == "auto":
-        k, scores = select_k(x, seed=seed, min_size=min_size, progress=progress)
+        k, scores = select_k(x, seed=seed, min_size=min_size, population=cf.n, progress=progress)
     timings["choose_k"] = time.perf_counter() - t
     if k == 1:
-        return _no_structure(fm, prefix, scores, min_size, seed, timings, t0, progress)
+        return _no_structure(cf, len(x), prefix, scores, min_size, seed, timings, t0, progress)
     progress("discover", 2, steps)
 
     t = time.perf_counter()
-    centers = fit_clusters(x, int(k), seed=seed)
-    model = ClusterModel(fm.names, [s.log for s in fm.specs], mean, scale, centers)
-    labels = model.assign(x)
+    k = int(k)
+    centers = fit_clusters(x, k, seed=seed)
+    # Every customer's nearest centre, computed once into a temp table that the sizes, facts,
+    # overlap and membership queries read; then relabelled largest cluster first.
+    fitted = ClusterModel(standardiser, centers).assigned(cf.table)
+    nearest = temporaries.enter_context(ctx.warehouse.temporary("clusters", fitted["customer_id", "cluster"]))
+    order = _order_clusters(_sizes(nearest, k), centers)
+    model = ClusterModel(standardiser, centers[np.argsort(order)])
+    relabel = {old: int(new) for old, new in enumerate(order)}
+    labels = nearest.select("customer_id", cluster=nearest.cluster.substitute(relabel).cast("int32"))
     timings["fit_assign"] = time.perf_counter() - t
     progress("discover", 3, steps)
 
     t = time.perf_counter()
-    order = _order_clusters(labels, centers)
-    labels = order[labels]
-    centers = centers[np.argsort(order)]
-    model.centers = centers
-    k = int(k)
-    facts = cluster_facts(ctx, fm, x, labels, k)
-    personas = build_personas(facts, currency=single_currency(ctx.table("transactions"), fm.as_of))
+    facts = cluster_facts(ctx, cf, labels, standardiser, k)
+    personas = build_personas(facts, currency=single_currency(ctx.table("transactions"), cf.as_of))
     timings["personas"] = time.perf_counter() - t
     progress("discover", 4, steps)
 
     t = time.perf_counter()
     result = DiscoveryResult(
-        as_of=fm.as_of,
+        as_of=cf.as_of,
         prefix=prefix,
         k=k,
         k_mode=k_mode,
         criterion=CRITERION if k_mode == "auto" else "fixed k",
         scores=scores,
-        features=fm.names,
-        customers=fm.n,
-        excluded_no_orders=fm.excluded_no_orders,
+        features=cf.names,
+        customers=cf.n,
+        excluded_no_orders=cf.excluded_no_orders,
         min_size=min_size,
         seed=seed,
+        fitted_on=len(x),
         segments=[],
         saved=save,
     )
     if save:
-        _save(ctx, segs, result, fm, labels, facts, personas, model)
+        _save(ctx, segs, result, cf, labels, facts, personas, model)
     else:
         for c, persona in enumerate(personas):
             warning = guards.min_size_warning(f"{prefix}_{c + 1:02d}", persona.size, min_size)
@@ -314,7 +365,8 @@ def discover_segments(
 
 
 def _no_structure(
-    fm: FeatureMatrix,
+    cf: ClusteringFeatures,
+    fitted_on: int,
     prefix: str,
     scores: list[KScore],
     min_size: int,
@@ -328,17 +380,18 @@ def _no_structure(
     progress("discover", 5, 5)
     best = max(scores, key=lambda s: s.stability)
     return DiscoveryResult(
-        as_of=fm.as_of,
+        as_of=cf.as_of,
         prefix=prefix,
         k=1,
         k_mode="auto",
         criterion=CRITERION,
         scores=scores,
-        features=fm.names,
-        customers=fm.n,
-        excluded_no_orders=fm.excluded_no_orders,
+        features=cf.names,
+        customers=cf.n,
+        excluded_no_orders=cf.excluded_no_orders,
         min_size=min_size,
         seed=seed,
+        fitted_on=fitted_on,
         segments=[],
         warnings=[
             f"no stable micro-segments: the customers look like one population (the most stable "
@@ -355,43 +408,36 @@ def _save(
     ctx: StoreContext,
     segs: Segments,
     result: DiscoveryResult,
-    fm: FeatureMatrix,
-    labels: np.ndarray,
+    cf: ClusteringFeatures,
+    labels: ir.Table,
     facts: list[ClusterFacts],
     personas: list[Persona],
     model: ClusterModel,
 ) -> None:
     prefix, k = result.prefix, result.k
     previous = _previous_set(segs, prefix)
-    names = _match_names(segs, previous, fm, labels, k, prefix)
-    assignments = ibis.memtable(
-        pa.table(
-            {
-                "customer_id": pa.array(fm.customer_ids.tolist(), pa.string()),
-                "cluster": pa.array(labels, pa.int32()),
-            }
-        )
-    )
+    names = _match_names(_overlap(segs, previous, labels, k), previous, k, prefix)
     run = {
         "prefix": prefix,
         "k": k,
         "k_mode": result.k_mode,
         "criterion": result.criterion,
         "scores": [s.model_dump() for s in result.scores],
-        "features": fm.names,
+        "features": cf.names,
         "seed": result.seed,
         "min_size": result.min_size,
-        "customers": fm.n,
-        "excluded_no_orders": fm.excluded_no_orders,
+        "customers": cf.n,
+        "excluded_no_orders": cf.excluded_no_orders,
+        "fitted_on": result.fitted_on,
         "model": model.to_dict(),
     }
     for c in range(k):
         name = names[c]
         persona = personas[c]
         details = {"persona": persona.to_dict(), "discovery": {**run, "cluster": c}}
-        members = assignments.filter(assignments.cluster == c).select("customer_id")
+        members = labels.filter(labels.cluster == c).select("customer_id")
         mat = segs.save_discovered(
-            name, members, as_of=fm.as_of, description=persona.name, details=details, replace=name in previous
+            name, members, as_of=cf.as_of, description=persona.name, details=details, replace=name in previous
         )
         # The store's own warnings describe the half-written set (power over the clusters saved so
         # far); the guards run once more below on the finished set instead.
@@ -407,7 +453,7 @@ def _save(
         segs.save_discovered(
             old,
             [],
-            as_of=fm.as_of,
+            as_of=cf.as_of,
             description="(retired by a later discovery run)",
             details={"retired": True, "discovery": {"prefix": prefix, "retired": True}},
             replace=True,
@@ -421,7 +467,7 @@ def _save(
             "k": k,
             "segments": [s.name for s in result.segments],
             "retired": result.retired,
-            "as_of": fm.as_of.isoformat(),
+            "as_of": cf.as_of.isoformat(),
         },
     )
 
@@ -436,24 +482,43 @@ def _previous_set(segs: Segments, prefix: str) -> list[str]:
     return out
 
 
-def _match_names(
-    segs: Segments, previous: list[str], fm: FeatureMatrix, labels: np.ndarray, k: int, prefix: str
-) -> dict[int, str]:
+def _sizes(assigned: ir.Table, k: int) -> np.ndarray:
+    """Customers per cluster of an assignment, counted in the warehouse."""
+    sizes = np.zeros(k, dtype=np.int64)
+    for row in assigned.group_by("cluster").aggregate(n=assigned.count()).to_pyarrow().to_pylist():
+        sizes[int(row["cluster"])] = int(row["n"])
+    return sizes
+
+
+def _overlap(segs: Segments, previous: list[str], labels: ir.Table, k: int) -> np.ndarray:
+    """Customers shared by each new cluster (rows) and each previous segment (columns), by one
+    join and count in the warehouse."""
+    overlap = np.zeros((k, len(previous)))
+    parts = []
+    for j, old in enumerate(previous):
+        try:
+            members = segs.member_table(old)
+        except DataError:
+            continue
+        parts.append(members.select(_old_id="customer_id", _old=ibis.literal(j, type="int32")))
+    if not parts:
+        return overlap
+    old = parts[0]
+    for part in parts[1:]:
+        old = old.union(part, distinct=False)
+    joined = labels.join(old, labels.customer_id == old._old_id)
+    counts = joined.group_by("cluster", "_old").aggregate(n=joined.count())
+    for row in counts.to_pyarrow().to_pylist():
+        overlap[int(row["cluster"]), int(row["_old"])] = int(row["n"])
+    return overlap
+
+
+def _match_names(overlap: np.ndarray, previous: list[str], k: int, prefix: str) -> dict[int, str]:
     """Cluster -> segment name: inherit the name of the previous cluster sharing most customers."""
     names: dict[int, str] = {}
     if previous:
         from scipy.optimize import linear_sum_assignment
 
-        index = {cid: i for i, cid in enumerate(fm.customer_ids.tolist())}
-        overlap = np.zeros((k, len(previous)))
-        for j, old in enumerate(previous):
-            try:
-                ids = segs.member_table(old).customer_id.to_pyarrow().to_pylist()
-            except DataError:
-                continue
-            rows = np.fromiter((index[i] for i in ids if i in index), dtype=np.int64)
-            if len(rows):
-                overlap[:, j] = np.bincount(labels[rows], minlength=k)
         new_idx, old_idx = linear_sum_assignment(-overlap)
         for c, j in zip(new_idx, old_idx, strict=True):
             if overlap[c, j] > 0:
@@ -470,9 +535,8 @@ def _match_names(
     return names
 
 
-def _order_clusters(labels: np.ndarray, centers: np.ndarray) -> np.ndarray:
+def _order_clusters(sizes: np.ndarray, centers: np.ndarray) -> np.ndarray:
     """old label -> new label, largest cluster first (ties by centre coordinates): deterministic."""
-    sizes = np.bincount(labels, minlength=len(centers))
     keys = sorted(range(len(centers)), key=lambda c: (-int(sizes[c]), tuple(np.round(centers[c], 6))))
     order = np.empty(len(centers), dtype=np.int64)
     for new, old in enumerate(keys):
@@ -499,10 +563,6 @@ def _unique(items: Any) -> list[str]:
     return list(seen)
 
 
-def _round(a: np.ndarray) -> list[float]:
-    return [round(float(v), 6) for v in a]
-
-
 __all__ = [
     "CRITERION",
     "ClusterModel",
@@ -511,5 +571,6 @@ __all__ = [
     "KScore",
     "discover_segments",
     "fit_clusters",
+    "fit_sample",
     "select_k",
 ]

@@ -4,8 +4,12 @@ What it owns
 ------------
 :data:`FEATURES` (the catalogue of clusterable features: group, unit, whether ``log1p`` tames its
 tail), :func:`feature_table` (one Ibis expression over ``profiles`` + ``transactions`` +
-``events`` as of the profiles' ``as_of`` date) and :func:`load_features` (executes it and returns
-the numeric matrix as numpy, plus the descriptive columns personas need).
+``events`` as of the profiles' ``as_of`` date), :func:`clustering_features` (that expression
+computed once into a temporary warehouse table, missing values imputed: what discovery samples,
+standardises, assigns and describes without pulling it to the driver), :func:`transformed` (the
+``log1p`` of the heavy-tailed columns, as Ibis expressions), :class:`Standardiser` (centre and
+scale, fitted by an aggregate and applied as expressions) and :func:`load_features` (the whole
+matrix as numpy, for analysis and tests).
 
 Features (the names match :data:`micromarketing.datasets.CLUSTER_FEATURES`):
 
@@ -22,7 +26,7 @@ Only orders and events strictly before ``as_of`` (midnight UTC) count, as in the
 Customers without orders are **excluded** from the matrix: recency, order value, channel and
 category shares are undefined for them, and imputing them would put every prospect into one
 artificial cluster that merely restates ``rfm_segment = 'prospects'`` (a rule segment
-``frequency = 0`` already selects them).  :func:`load_features` reports how many were left out.
+``frequency = 0`` already selects them); the count left out is reported.
 Missing age or distance (no birth date / no coordinates) is imputed with the buyers' mean, so it
 does not pull a customer towards any cluster.
 """
@@ -30,6 +34,8 @@ does not pull a customer towards any cluster.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -101,14 +107,6 @@ class FeatureMatrix:
     @property
     def n(self) -> int:
         return len(self.customer_ids)
-
-    def transformed(self) -> np.ndarray:
-        """The matrix after ``log1p`` on heavy-tailed columns (before standardising)."""
-        out = self.values.copy()
-        for j, spec in enumerate(self.specs):
-            if spec.log:
-                out[:, j] = np.log1p(np.clip(out[:, j], 0, None))
-        return out
 
 
 def profiles_as_of(ctx: StoreContext) -> date:
@@ -223,13 +221,29 @@ def feature_table(ctx: StoreContext, as_of: date, categories: list[str]) -> ir.T
     return t.select("customer_id", **columns)
 
 
-def load_features(
+@dataclass
+class ClusteringFeatures:
+    """The clustered customers' features, held in the warehouse (see :func:`clustering_features`)."""
+
+    as_of: date
+    names: list[str]
+    specs: list[FeatureSpec]
+    table: ir.Table  # customer_id, the features (missing values imputed) and the DESCRIPTIVE columns
+    n: int  # customers with orders (the rows of ``table``)
+    excluded_no_orders: int
+    categories: dict[str, str] = field(default_factory=dict)  # feature name -> category
+
+
+@contextmanager
+def clustering_features(
     ctx: StoreContext, features: list[str] | None = None, as_of: date | None = None
-) -> FeatureMatrix:
-    """Execute :func:`feature_table` and return the matrix (rows ordered by customer_id).
+) -> Iterator[ClusteringFeatures]:
+    """:func:`feature_table` computed once into a temporary warehouse table, dropped on exit.
 
     ``features`` selects names or groups (see :func:`resolve_features`).  ``as_of`` defaults to
-    the profiles' date and must equal it: the profile columns are a snapshot of that date.
+    the profiles' date and must equal it: the profile columns are a snapshot of that date.  A
+    missing feature value is replaced by the mean of the known ones (0 when none is known), by one
+    aggregate; the rows stay in the warehouse.
     """
     stored = profiles_as_of(ctx)
     if as_of is not None and as_of != stored:
@@ -243,31 +257,107 @@ def load_features(
     names = [s.name for s in specs]
     cat_names = {category_feature(c).name: c for c in categories}
     expr = feature_table(ctx, as_of, [cat_names[n] for n in names if n in cat_names])
-    expr = expr.select("customer_id", *names, *DESCRIPTIVE).order_by("customer_id")
-    data = expr.to_pyarrow()
-    profiles = ctx.table("profiles")
-    total = int(profiles.count().execute())
+    expr = expr.select("customer_id", *names, *DESCRIPTIVE)
+    with ctx.warehouse.temporary("features", expr) as raw:
+        stats = raw.aggregate(_n=raw.count(), **{f"_m{j}": raw[n].mean() for j, n in enumerate(names)})
+        row = stats.to_pyarrow().to_pylist()[0]
+        means = [row[f"_m{j}"] for j in range(len(names))]
+        fills = {n: float(m) if m is not None else 0.0 for n, m in zip(names, means, strict=True)}
+        imputed = raw.mutate(**{n: raw[n].fill_null(fill) for n, fill in fills.items()})
+        total = int(ctx.table("profiles").count().to_pyarrow().as_py())
+        yield ClusteringFeatures(
+            as_of=as_of,
+            names=names,
+            specs=specs,
+            table=imputed,
+            n=int(row["_n"]),
+            excluded_no_orders=total - int(row["_n"]),
+            categories={n: c for n, c in cat_names.items() if n in names},
+        )
+
+
+def transformed(table: ir.Table, specs: list[FeatureSpec]) -> dict[str, ir.FloatingValue]:
+    """Each feature of ``table`` after ``log1p`` on the heavy-tailed ones (negatives clipped to 0),
+    as Ibis expressions: the scale discovery standardises and measures distances on."""
+    out: dict[str, ir.FloatingValue] = {}
+    for spec in specs:
+        col = table[spec.name].cast("float64")
+        out[spec.name] = (ibis.greatest(col, 0.0) + 1.0).ln() if spec.log else col
+    return out
+
+
+@dataclass
+class Standardiser:
+    """``log1p`` on the heavy-tailed features, then centre and scale: the space clusters live in."""
+
+    specs: list[FeatureSpec]
+    mean: np.ndarray  # of each transformed feature
+    scale: np.ndarray  # its population standard deviation (1 for a constant column)
+
+    @classmethod
+    def fit(cls, cf: ClusteringFeatures) -> Standardiser:
+        """Mean and population standard deviation of every transformed feature over all the
+        clustered customers, by one aggregate in the warehouse (exact; one row comes back)."""
+        t = transformed(cf.table, cf.specs)
+        aggs: dict[str, ir.Value] = {}
+        for j, spec in enumerate(cf.specs):
+            aggs[f"_m{j}"] = t[spec.name].mean()
+            aggs[f"_s{j}"] = t[spec.name].std(how="pop")
+        row = cf.table.aggregate(**aggs).to_pyarrow().to_pylist()[0]
+        mean = np.array([row[f"_m{j}"] or 0.0 for j in range(len(cf.specs))], dtype=np.float64)
+        scale = np.array([row[f"_s{j}"] or 0.0 for j in range(len(cf.specs))], dtype=np.float64)
+        return cls(list(cf.specs), mean, np.where(scale > 1e-12, scale, 1.0))
+
+    def columns(self, table: ir.Table) -> dict[str, ir.FloatingValue]:
+        """Each feature of ``table`` standardised, as Ibis expressions (float64)."""
+        t = transformed(table, self.specs)
+        return {
+            spec.name: (t[spec.name] - float(self.mean[j])) / float(self.scale[j])
+            for j, spec in enumerate(self.specs)
+        }
+
+    def standardised(self, table: ir.Table) -> ir.Table:
+        """``customer_id`` and the standardised features of ``table``."""
+        return table.select("customer_id", **self.columns(table))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "features": [s.name for s in self.specs],
+            "log1p": [s.log for s in self.specs],
+            "mean": _round(self.mean),
+            "scale": _round(self.scale),
+        }
+
+
+def load_features(
+    ctx: StoreContext, features: list[str] | None = None, as_of: date | None = None
+) -> FeatureMatrix:
+    """The whole matrix of :func:`clustering_features` as numpy (rows ordered by customer_id).
+
+    Discovery itself never pulls it (it samples and aggregates in the warehouse); this is for
+    analysis, baselines and tests that check the warehouse's answers against numpy's.
+    """
+    with clustering_features(ctx, features, as_of) as cf:
+        data = cf.table.order_by("customer_id").to_pyarrow()
     ids = np.asarray(data.column("customer_id").to_numpy(zero_copy_only=False), dtype=object)
-    values = np.empty((data.num_rows, len(names)), dtype=np.float64)
-    for j, n in enumerate(names):
+    values = np.empty((data.num_rows, len(cf.names)), dtype=np.float64)
+    for j, n in enumerate(cf.names):
         values[:, j] = _floats(data.column(n))
-    holes = np.isnan(values)
-    if holes.any():
-        known = (~holes).sum(axis=0)
-        means = np.where(holes, 0.0, values).sum(axis=0) / np.maximum(known, 1)
-        values[holes] = np.take(means, np.nonzero(holes)[1])
-    descriptive = {n: _floats(data.column(n)) for n in DESCRIPTIVE}
     return FeatureMatrix(
-        as_of=as_of,
+        as_of=cf.as_of,
         customer_ids=ids,
-        names=names,
-        specs=specs,
+        names=cf.names,
+        specs=cf.specs,
         values=values,
-        descriptive=descriptive,
-        excluded_no_orders=total - data.num_rows,
-        categories={n: c for n, c in cat_names.items() if n in names},
+        descriptive={n: _floats(data.column(n)) for n in DESCRIPTIVE},
+        excluded_no_orders=cf.excluded_no_orders,
+        categories=cf.categories,
     )
 
 
 def _floats(column: Any) -> np.ndarray:
     return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
+def _round(a: np.ndarray) -> list[float]:
+    return [round(float(v), 6) for v in a]

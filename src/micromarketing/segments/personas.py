@@ -6,7 +6,8 @@ What it owns
 features as standardised differences (cluster mean minus base mean, in base standard deviations,
 on the same log1p/standardised scale the clustering used) plus raw means and medians for the
 text; categorical fields (age band, preferred channel, city) and interest tags as shares with
-their lift (share in the cluster / share in the base), counted in the warehouse.
+their lift (share in the cluster / share in the base).  All of it is computed by grouped
+aggregates in the warehouse; only one row per cluster (and per category value) comes back.
 :func:`build_personas` turns those facts into :class:`Persona` objects.
 
 Why it is hand-written
@@ -24,11 +25,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import ibis
+import ibis.expr.types as ir
 import numpy as np
-import pyarrow as pa
 
 from micromarketing.segments import guards
-from micromarketing.segments.features import FEATURES, FeatureMatrix
+from micromarketing.segments.features import FEATURES, ClusteringFeatures, Standardiser, transformed
 from micromarketing.store.context import StoreContext
 
 STRONG = 0.6  # |standardised difference| for an adjective
@@ -120,76 +121,82 @@ class Persona:
 
 
 def cluster_facts(
-    ctx: StoreContext, fm: FeatureMatrix, x: np.ndarray, labels: np.ndarray, k: int
+    ctx: StoreContext, cf: ClusteringFeatures, labels: ir.Table, standardiser: Standardiser, k: int
 ) -> list[ClusterFacts]:
-    """Measure every cluster against the base: numeric features in numpy, categories in the warehouse.
+    """Measure every cluster against the base by grouped aggregates in the warehouse.
 
-    ``x`` is the standardised matrix the clustering used (so its column means per cluster are the
-    standardised differences) and ``labels`` the cluster of each row of ``fm``.
+    ``labels`` holds each clustered customer's ``cluster`` (``customer_id``, ``cluster``).
+    Means, exact medians (Ibis' ``median``: ``percentile_cont(x, 0.5)`` on DuckDB,
+    ``percentile(x, 0.5)`` on Spark, both interpolating between the two middle values as numpy
+    does), sums and category counts are computed where the rows are; k + 1 rows come back (and
+    the category counts).  The standardised difference of a feature is the cluster's mean of the
+    transformed feature, standardised: by linearity, the mean of the standardised values the
+    clustering used.
     """
-    n = max(fm.n, 1)
-    sizes = np.bincount(labels, minlength=k)
-    raw = fm.values
-    base_mean, base_median = raw.mean(axis=0), np.median(raw, axis=0) if fm.n else raw.mean(axis=0)
-    sums = _group_sums(labels, x, k)
-    std_diff = sums / np.maximum(sizes, 1)[:, None]
-    raw_sums = _group_sums(labels, raw, k)
-    raw_mean = raw_sums / np.maximum(sizes, 1)[:, None]
-    monetary = raw[:, fm.names.index("monetary")] if "monetary" in fm.names else None
-    interval = fm.descriptive.get("order_interval_days")
-    clv = fm.descriptive.get("clv")
-    total_revenue = float(monetary.sum()) if monetary is not None else 0.0
+    scored = cf.table.join(labels, "customer_id")
+    grouped = scored.group_by("cluster").aggregate(**_fact_aggregates(scored, cf))
+    per = {int(r["cluster"]): r for r in grouped.to_pyarrow().to_pylist()}
+    base = cf.table.aggregate(**_fact_aggregates(cf.table, cf)).to_pyarrow().to_pylist()[0]
+    sizes = np.array([int(per[c]["_size"]) if c in per else 0 for c in range(k)])
+    n = max(cf.n, 1)
+    total_revenue = float(base.get("_revenue") or 0.0)
     sensitive = list(ctx.settings.segments.sensitive_fields)
-    categorical = _categorical_facts(ctx, fm, labels, k, sensitive)
+    categorical = _categorical_facts(ctx, labels, sizes, k, sensitive)
     out: list[ClusterFacts] = []
     for c in range(k):
-        rows = labels == c
+        row = per.get(c)  # None: no customer is nearest to this centre
         numeric = {}
-        for j, spec in enumerate(fm.specs):
-            col = raw[rows, j]
+        for j, spec in enumerate(cf.specs):
             numeric[spec.name] = NumericFact(
                 spec.name,
                 spec.label,
                 spec.unit,
-                float(raw_mean[c, j]),
-                float(np.median(col)) if len(col) else float("nan"),
-                float(base_mean[j]),
-                float(base_median[j]),
-                float(std_diff[c, j]),
+                float(row[f"_mean{j}"]) if row else 0.0,
+                float(row[f"_median{j}"]) if row else float("nan"),
+                float(base[f"_mean{j}"]),
+                float(base[f"_median{j}"]),
+                (float(row[f"_t{j}"]) - standardiser.mean[j]) / standardiser.scale[j] if row else 0.0,
             )
-        revenue = float(monetary[rows].sum()) if monetary is not None else 0.0
-        clv_values = clv[rows] if clv is not None else np.array([])
-        clv_values = clv_values[~np.isnan(clv_values)]
-        facts = ClusterFacts(
-            cluster=c,
-            size=int(sizes[c]),
-            share=float(sizes[c] / n),
-            revenue=revenue,
-            revenue_share=revenue / total_revenue if total_revenue else 0.0,
-            avg_clv=float(clv_values.mean()) if len(clv_values) else None,
-            numeric=numeric,
-            categories=dict(fm.categories),
-            categorical=categorical.get(c, {}),
-            order_interval_days=_nanmedian(interval[rows]) if interval is not None else None,
-            base_order_interval_days=_nanmedian(interval) if interval is not None else None,
-            as_of=fm.as_of.isoformat(),
+        revenue = float(row.get("_revenue") or 0.0) if row else 0.0
+        out.append(
+            ClusterFacts(
+                cluster=c,
+                size=int(sizes[c]),
+                share=float(sizes[c] / n),
+                revenue=revenue,
+                revenue_share=revenue / total_revenue if total_revenue else 0.0,
+                avg_clv=_float(row["_clv"]) if row else None,
+                numeric=numeric,
+                categories=dict(cf.categories),
+                categorical=categorical.get(c, {}),
+                order_interval_days=_float(row["_interval"]) if row else None,
+                base_order_interval_days=_float(base["_interval"]),
+                as_of=cf.as_of.isoformat(),
+            )
         )
-        out.append(facts)
     return out
 
 
+def _fact_aggregates(table: ir.Table, cf: ClusteringFeatures) -> dict[str, ir.Value]:
+    """What :func:`cluster_facts` measures over the rows of ``table`` (a cluster's, or all)."""
+    t = transformed(table, cf.specs)
+    aggs: dict[str, ir.Value] = {"_size": table.count()}
+    for j, spec in enumerate(cf.specs):
+        aggs[f"_mean{j}"] = table[spec.name].mean()
+        aggs[f"_median{j}"] = table[spec.name].median()
+        aggs[f"_t{j}"] = t[spec.name].mean()
+    if "monetary" in cf.names:
+        aggs["_revenue"] = table.monetary.sum()
+    aggs["_clv"] = table.clv.mean()
+    aggs["_interval"] = table.order_interval_days.median()
+    return aggs
+
+
 def _categorical_facts(
-    ctx: StoreContext, fm: FeatureMatrix, labels: np.ndarray, k: int, sensitive: list[str]
+    ctx: StoreContext, labels: ir.Table, sizes: np.ndarray, k: int, sensitive: list[str]
 ) -> dict[int, dict[str, list[CategoryFact]]]:
     """Shares of age band, preferred channel, city and interest tags per cluster, in one query."""
-    assign = ibis.memtable(
-        pa.table(
-            {
-                "customer_id": pa.array(fm.customer_ids.tolist(), pa.string()),
-                "cluster": pa.array(labels, pa.int32()),
-            }
-        )
-    )
+    assign = labels.select("customer_id", "cluster")
     parts = []
     for source, col in CATEGORICAL_FIELDS:
         if guards.is_sensitive(col, sensitive) or not ctx.warehouse.has_table(source):
@@ -216,8 +223,7 @@ def _categorical_facts(
         union = union.union(p, distinct=False)
     union = union.filter(union.value.notnull() & (union.value != ""))
     rows = union.group_by("cluster", "field", "value").aggregate(n=ibis._.count()).to_pyarrow().to_pylist()
-    sizes = np.bincount(labels, minlength=k)
-    total = max(len(labels), 1)
+    total = max(int(sizes.sum()), 1)
     base: dict[tuple[str, str], int] = {}
     for r in rows:
         base[(r["field"], r["value"])] = base.get((r["field"], r["value"]), 0) + int(r["n"])
@@ -547,20 +553,9 @@ def _value_fmt(unit: str, money: Any) -> Any:
     return lambda v: f"{v:.1f}"
 
 
-def _group_sums(labels: np.ndarray, values: np.ndarray, k: int) -> np.ndarray:
-    """Per-cluster column sums (bincount per column: far faster than np.add.at on a million rows)."""
-    return np.stack(
-        [
-            np.bincount(labels, weights=values[:, j].astype(np.float64), minlength=k)
-            for j in range(values.shape[1])
-        ],
-        axis=1,
-    ).reshape(k, values.shape[1])
-
-
-def _nanmedian(a: np.ndarray) -> float | None:
-    a = a[~np.isnan(a)]
-    return float(np.median(a)) if len(a) else None
+def _float(value: Any) -> float | None:
+    """A nullable aggregate as a float (None for SQL NULL or NaN)."""
+    return None if value is None or value != value else float(value)
 
 
 def _plain(obj: Any) -> Any:

@@ -52,6 +52,7 @@ class DiscoveryResult(Result):
     excluded_no_orders: int
     min_size: int
     seed: int
+    fitted_on: int  # customers pulled to the driver, on which k was chosen and k-means fitted
     segments: list[DiscoveredSegment]
     retired: list[str] = []
     warnings: list[str] = []

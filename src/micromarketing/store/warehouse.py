@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -670,6 +672,18 @@ class Warehouse:
         self.con._run_pre_execute_hooks(expr)
         self.raw_sql(f"CREATE OR REPLACE TEMP TABLE {_ident(name)} AS {self.con.compile(expr)}")
         return self.con.table(name)
+
+    @contextmanager
+    def temporary(self, prefix: str, expr: ir.Table) -> Iterator[ir.Table]:
+        """``expr`` computed once into a temp table (:meth:`materialize_temp`, a unique name
+        starting with ``_<prefix>_``) for the ``with`` block, dropped after it: for results that
+        several queries read, so the warehouse neither recomputes nor re-plans them."""
+        name = f"_{prefix}_{uuid.uuid4().hex[:8]}"
+        table = self.materialize_temp(name, expr)
+        try:
+            yield table
+        finally:
+            self.drop_temp(name)
 
     @_writes
     def drop_temp(self, name: str) -> None:
