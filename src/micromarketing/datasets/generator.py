@@ -793,6 +793,8 @@ def _consent_table(k: dict[str, np.ndarray], first_num: int, width: int, text: b
         "recorded_at": _timestamps(k["ts"], text),
         "source": _CONSENT_SOURCES.take(pa.array(k["source"])),
         "purpose": pa.array(np.full(len(k["cust"]), "marketing")),
+        # no generated consent ends (only a preference-centre pause writes one)
+        "valid_until": pa.nulls(len(k["cust"]), pa.string() if text else pa.timestamp("us", tz="UTC")),
     })
 
 
