@@ -407,25 +407,37 @@ def test_a_consent_table_from_before_ends_gains_the_column_and_a_mapped_one_read
     mapped.warehouse.close()
 
 
-def test_a_spark_failure_in_a_cli_command_prints_one_line(ingested, spark_session, tmp_path):
-    """Parquet files deleted under a table: the re-ingest's Spark job fails, the CLI says so in one line."""
-    from typer.testing import CliRunner
-
-    from micromarketing.cli.main import app
+def _spark_workspace_with_customers(root: Path, duck_ws: Workspace, database: str, data: dict) -> Workspace:
+    """A Spark workspace at ``root`` (catalog database ``database``) with the customers ingested."""
     from micromarketing.config import write_default_settings
 
-    duck_ws, _, _, data = ingested
-    write_default_settings(tmp_path)
-    ws = Workspace(tmp_path, _spark_settings(duck_ws, "broken"))
+    write_default_settings(root)
+    ws = Workspace(root, _spark_settings(duck_ws, database))
     ws.warehouse.ensure_schema()
     ws.ops.create_all()
     ws.ingest("customers", data["customers"])
-    details = spark_session.sql("DESCRIBE TABLE EXTENDED broken.customers").collect()
+    return ws
+
+
+def _delete_table_files(spark_session, table: str) -> None:
+    """Delete the Parquet files under ``table``: the next Spark job reading it fails."""
+    details = spark_session.sql(f"DESCRIBE TABLE EXTENDED {table}").collect()
     location = next(r.data_type for r in details if r.col_name == "Location")
     deleted = list(Path(location.removeprefix("file:")).glob("*.parquet"))
     assert deleted
     for part in deleted:
         part.unlink()
+
+
+def test_a_spark_failure_in_a_cli_command_prints_one_line(ingested, spark_session, tmp_path):
+    """Parquet files deleted under a table: the re-ingest's Spark job fails, the CLI says so in one line."""
+    from typer.testing import CliRunner
+
+    from micromarketing.cli.main import app
+
+    duck_ws, _, _, data = ingested
+    ws = _spark_workspace_with_customers(tmp_path, duck_ws, "broken", data)
+    _delete_table_files(spark_session, "broken.customers")
     env = {"MICROMARKETING_WAREHOUSE__BACKEND": "spark", "MICROMARKETING_WAREHOUSE__DATABASE": "broken"}
     args = ["ingest", "customers", str(data["customers"]), "-w", str(tmp_path)]
     done = CliRunner().invoke(app, args, env=env)
@@ -444,24 +456,16 @@ def test_a_spark_failure_in_an_api_request_is_a_503(ingested, spark_session, tmp
     from fastapi.testclient import TestClient
 
     from micromarketing.api import create_app
-    from micromarketing.config import write_default_settings
     from micromarketing.personalize.templates import token_secret
     from micromarketing.tokens import unsubscribe_token
 
     duck_ws, _, _, data = ingested
-    write_default_settings(tmp_path)
-    ws = Workspace(tmp_path, _spark_settings(duck_ws, "broken_api"))
-    ws.warehouse.ensure_schema()
-    ws.ops.create_all()
-    ws.ingest("customers", data["customers"])
+    ws = _spark_workspace_with_customers(tmp_path, duck_ws, "broken_api", data)
     key = ws.api_keys.create("viewer", "spark").key
     customer = ws.table("customers").customer_id.execute().iloc[0]
     token = unsubscribe_token(token_secret(ws.context), customer)
     ws.warehouse.close()
-    details = spark_session.sql("DESCRIBE TABLE EXTENDED broken_api.customers").collect()
-    location = next(r.data_type for r in details if r.col_name == "Location")
-    for part in Path(location.removeprefix("file:")).glob("*.parquet"):
-        part.unlink()
+    _delete_table_files(spark_session, "broken_api.customers")
     monkeypatch.setenv("MICROMARKETING_WAREHOUSE__BACKEND", "spark")
     monkeypatch.setenv("MICROMARKETING_WAREHOUSE__DATABASE", "broken_api")
     with caplog.at_level("ERROR", logger="micromarketing.api"), TestClient(

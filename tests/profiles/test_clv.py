@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import date
+from pathlib import Path
 
 import ibis
 import numpy as np
@@ -393,16 +394,23 @@ def constant_spend_ws(tmp_path_factory):
     ws.close()
 
 
-def test_constant_spend_limit_is_stored_reported_and_scored(constant_spend_ws):
-    root = constant_spend_ws.root
-    constant_spend_ws.close()
+def _cli_limit_fit(root: Path, limit: str, params: set[str], says: str) -> dict:
+    """``clv fit`` through the CLI: its JSON reports the converged Gamma-Gamma ``limit`` with
+    ``params`` (and their standard errors), and its text says ``says``; returns the JSON's fit."""
     result = CliRunner().invoke(app, ["fit", "--as-of", "1997-10-01", "--json", "-w", str(root)])
     assert result.exit_code == 0, result.output
     gg = json.loads(result.output)["gamma_gamma"]
-    assert gg["limit"] == clv_models.CONSTANT_SPEND and gg["converged"] is True
-    assert set(gg["params"]) == set(gg["std_errors"]) == {"q", "scale"}
+    assert gg["limit"] == limit and gg["converged"] is True, gg
+    assert set(gg["params"]) == set(gg["std_errors"]) == params
     text = CliRunner().invoke(app, ["fit", "--as-of", "1997-10-01", "-w", str(root)])
-    assert text.exit_code == 0 and "spend is constant per customer" in text.output
+    assert text.exit_code == 0 and says in text.output
+    return gg
+
+
+def test_constant_spend_limit_is_stored_reported_and_scored(constant_spend_ws):
+    root = constant_spend_ws.root
+    constant_spend_ws.close()
+    gg = _cli_limit_fit(root, clv_models.CONSTANT_SPEND, {"q", "scale"}, "spend is constant per customer")
     with Workspace.open(root) as ws:
         fit = clv.latest_clv_fit(ws)
         assert fit.spend_limit == clv_models.CONSTANT_SPEND
@@ -440,14 +448,10 @@ HOMOGENEOUS_SEED = 2
 def test_homogeneous_spend_limit_is_stored_reported_and_scored(homogeneous_spend_ws):
     root = homogeneous_spend_ws.root
     homogeneous_spend_ws.close()
-    result = CliRunner().invoke(app, ["fit", "--as-of", "1997-10-01", "--json", "-w", str(root)])
-    assert result.exit_code == 0, result.output
-    gg = json.loads(result.output)["gamma_gamma"]
-    assert gg["limit"] == clv_models.HOMOGENEOUS_SPEND and gg["converged"] is True, gg
-    assert set(gg["params"]) == set(gg["std_errors"]) == {"p", "mean_spend"}
+    gg = _cli_limit_fit(
+        root, clv_models.HOMOGENEOUS_SPEND, {"p", "mean_spend"}, "customers do not differ in expected spend"
+    )
     assert gg["params"]["mean_spend"] == pytest.approx(40.0, rel=0.05)
-    text = CliRunner().invoke(app, ["fit", "--as-of", "1997-10-01", "-w", str(root)])
-    assert text.exit_code == 0 and "customers do not differ in expected spend" in text.output
     with Workspace.open(root) as ws:
         fit = clv.latest_clv_fit(ws)
         assert fit.spend_limit == clv_models.HOMOGENEOUS_SPEND

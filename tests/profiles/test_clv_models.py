@@ -487,15 +487,22 @@ def test_gamma_gamma_form_gradients_match_finite_differences(cdnow, form, eps):
         assert grad[i] == pytest.approx(fd, rel=1e-5, abs=1e-6), i
 
 
-def test_constant_spend_is_reported_as_the_limit_model():
-    d = _constant_spend_sample()
+def _limit_fit(d: m.SpendData, limit: str, expected: dict[str, tuple[float, float]]) -> m.FitResult:
+    """The Gamma-Gamma fit of ``d``, checked to be the converged ``limit`` model whose parameters
+    (and nothing at a bound) are ``expected`` {name: (value, rel)}, with finite standard errors."""
     fit = m.fit_gamma_gamma(d)
     assert fit.converged, fit.message
-    assert fit.limit == m.CONSTANT_SPEND
-    assert set(fit.params) == set(fit.std_errors) == {"q", "scale"}  # no p or gamma at a bound
-    assert fit.params["q"] == pytest.approx(3.0, rel=0.05)
-    assert fit.params["scale"] == pytest.approx(60.0, rel=0.05)
+    assert fit.limit == limit
+    assert set(fit.params) == set(fit.std_errors) == set(expected)
+    for name, (value, rel) in expected.items():
+        assert fit.params[name] == pytest.approx(value, rel=rel), name
     assert all(np.isfinite(v) and v > 0 for v in fit.std_errors.values())
+    return fit
+
+
+def test_constant_spend_is_reported_as_the_limit_model():
+    d = _constant_spend_sample()
+    fit = _limit_fit(d, m.CONSTANT_SPEND, {"q": (3.0, 0.05), "scale": (60.0, 0.05)})  # no p or gamma
     # The limit is the optimum: no finite p is more likely.
     q, scale = fit.vector
     for p in (1e1, 1e3, 1e6):
@@ -556,13 +563,7 @@ def test_homogeneous_spend_is_reported_as_the_limit_model():
     """Without spread between customers the full model runs along q, gamma -> inf (not converged
     in the first parametrisation); the homogeneous limit is fitted and reported instead."""
     d = _homogeneous_spend_sample(seed=1)
-    fit = m.fit_gamma_gamma(d)
-    assert fit.converged, fit.message
-    assert fit.limit == m.HOMOGENEOUS_SPEND
-    assert set(fit.params) == set(fit.std_errors) == {"p", "mean_spend"}  # no q or gamma at a bound
-    assert fit.params["p"] == pytest.approx(4.0, rel=0.05)
-    assert fit.params["mean_spend"] == pytest.approx(40.0, rel=0.02)
-    assert all(np.isfinite(v) and v > 0 for v in fit.std_errors.values())
+    fit = _limit_fit(d, m.HOMOGENEOUS_SPEND, {"p": (4.0, 0.05), "mean_spend": (40.0, 0.02)})  # no q or gamma
     p, mean_spend = fit.vector
     assert fit.loglik == pytest.approx(m.gamma_gamma_homogeneous_loglik(fit.vector, d)[0], rel=1e-12)
     for q in (1e1, 1e3, 1e6):  # the limit is the optimum: no finite q is more likely
