@@ -259,8 +259,9 @@ class SparkWarehouse(Warehouse):
     def _add_new_columns(self, session: Any) -> None:
         """A table made by an older version gains the columns added since, as NULLs (as on
         DuckDB): one ``ALTER TABLE … ADD COLUMNS`` each, catalog metadata only, no Spark job."""
+        existing = set(_table_names(session))
         for spec in TABLES.values():
-            if spec.name in self._mapped or not session.catalog.tableExists(spec.name):
+            if spec.name in self._mapped or spec.name not in existing:
                 continue
             have = {f.name.lower() for f in session.table(spec.name).schema.fields}
             missing = [c for c in spec.columns + spec.derived + spec.maintained if c.name not in have]
@@ -660,20 +661,26 @@ def _reads(expr: ir.Table, name: str) -> bool:
 
 
 def _list_tables_from_catalog(con: Any) -> None:
-    """``con.list_tables()`` of the current database (temp views included) from the catalog API.
+    """``con.list_tables()`` of the current database (temp views included): one ``SHOW TABLES``.
 
-    Ibis asks Spark for ``CURRENT_DATABASE()`` and runs ``SHOW TABLES`` (two queries) on every
-    call; the segment compiler calls it per rule.
+    Ibis asks Spark for ``CURRENT_DATABASE()`` first (two queries on every call; the segment
+    compiler calls it per rule).  ``catalog.listTables()`` is worse: it fetches every table's
+    metadata from the metastore, 1.4 s for ten tables (5.2 s on a command's first call) against
+    0.1 s for ``SHOW TABLES``, which reads the names alone.
     """
     base = con.list_tables
 
     def list_tables(self: Any, *, like: str | None = None, database: str | None = None) -> list[str]:
         if database is not None:
             return base(like=like, database=database)
-        names = [t.name for t in self._session.catalog.listTables()]
-        return self._filter_with_like(names, like)
+        return self._filter_with_like(_table_names(self._session), like)
 
     con.list_tables = types.MethodType(list_tables, con)
+
+
+def _table_names(session: Any) -> list[str]:
+    """The current database's tables and the session's temp views, by name (no metadata read)."""
+    return [row.tableName for row in session.sql("SHOW TABLES").collect()]
 
 
 @contextlib.contextmanager
