@@ -240,7 +240,7 @@ class SparkWarehouse(Warehouse):
         self._con = None
 
     def has_table(self, name: str) -> bool:
-        return bool(self.session.catalog.tableExists(name))
+        return name in _table_names(self.session)
 
     # -- schema -----------------------------------------------------------------------------
     def ensure_schema(self) -> None:
