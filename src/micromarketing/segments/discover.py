@@ -21,7 +21,8 @@ The same code runs on DuckDB and on Spark; only the model fit happens on the dri
   distance to each centre, centres as literals, argmin with ties to the lower index; computed
   once into a temporary table), cluster sizes, the personas' facts (grouped means, exact
   medians, category counts), the overlap with the previous set (for the names) and the
-  memberships, written from the assignment.
+  memberships, written from the assignment: every cluster's and every retired segment's in one
+  write of the members table (:meth:`Segments.save_discovered_set`).
 * On the driver: one deterministic sample of at most :data:`FIT_SAMPLE` standardised rows,
   on which k is chosen and k-means fitted, and results of k (or k × categories) rows.
 
@@ -91,7 +92,7 @@ from micromarketing.errors import DataError
 from micromarketing.profiles.currency import single_currency
 from micromarketing.progress import ProgressCallback, noop_progress
 from micromarketing.segments import guards
-from micromarketing.segments.definitions import NAME_RE, Segments
+from micromarketing.segments.definitions import NAME_RE, DiscoveredMembers, Segments
 from micromarketing.segments.features import ClusteringFeatures, Standardiser, clustering_features
 from micromarketing.segments.personas import ClusterFacts, Persona, build_personas, cluster_facts
 from micromarketing.segments.results import DiscoveredSegment, DiscoveryResult, KScore
@@ -431,34 +432,39 @@ def _save(
         "fitted_on": result.fitted_on,
         "model": model.to_dict(),
     }
-    for c in range(k):
-        name = names[c]
-        persona = personas[c]
-        details = {"persona": persona.to_dict(), "discovery": {**run, "cluster": c}}
-        members = labels.filter(labels.cluster == c).select("customer_id")
-        mat = segs.save_discovered(
-            name, members, as_of=cf.as_of, description=persona.name, details=details, replace=name in previous
-        )
-        # The store's own warnings describe the half-written set (power over the clusters saved so
-        # far); the guards run once more below on the finished set instead.
-        mine = guards.min_size_warning(name, mat.size, result.min_size)
+    retired = sorted(set(previous) - set(names.values()))
+    saved = segs.save_discovered_set(
+        [
+            DiscoveredMembers(
+                names[c],
+                labels.filter(labels.cluster == c).select("customer_id"),
+                description=personas[c].name,
+                details={"persona": personas[c].to_dict(), "discovery": {**run, "cluster": c}},
+                replace=names[c] in previous,
+            )
+            for c in range(k)
+        ]
+        + [
+            DiscoveredMembers(
+                old,
+                [],
+                description="(retired by a later discovery run)",
+                details={"retired": True, "discovery": {"prefix": prefix, "retired": True}},
+                replace=True,
+            )
+            for old in retired
+        ],
+        as_of=cf.as_of,
+    )
+    for c, mat in enumerate(saved[:k]):
+        mine = guards.min_size_warning(mat.segment, mat.size, result.min_size)
         result.segments.append(
             DiscoveredSegment(
-                name=name, version=mat.version, cluster=c, size=mat.size, persona=persona,
+                name=mat.segment, version=mat.version, cluster=c, size=mat.size, persona=personas[c],
                 warnings=[mine] if mine else [],
             )
         )
-    used = set(names.values())
-    for old in sorted(set(previous) - used):
-        segs.save_discovered(
-            old,
-            [],
-            as_of=cf.as_of,
-            description="(retired by a later discovery run)",
-            details={"retired": True, "discovery": {"prefix": prefix, "retired": True}},
-            replace=True,
-        )
-        result.retired.append(old)
+    result.retired = retired
     result.warnings = _unique([w for d in result.segments for w in d.warnings] + segs.overlap().warnings)
     ctx.audit(
         "segment.discover",
