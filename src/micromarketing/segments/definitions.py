@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -542,14 +542,21 @@ class Segments:
             if int(r["version"]) == current.get(r["segment"])
         ]
 
-    def _latest_members(self, latest: dict[str, tuple[int, date, int]]) -> ir.Table | None:
-        """(segment, customer_id) of the materialisations ``latest`` names (see :meth:`_latest_sizes`)."""
+    def latest_members(self, names: Iterable[str]) -> ir.Table | None:
+        """(segment, customer_id) of the latest materialisation of each of ``names``' current
+        versions (None when none has one), found through :meth:`latest_materialisations`: no
+        query runs until the table is read, so reading several segments costs one query."""
+        return self._latest_members(self.latest_materialisations(names))
+
+    def _latest_members(self, latest: Mapping[str, tuple[Any, ...]]) -> ir.Table | None:
+        """(segment, customer_id) of the materialisations ``latest`` names: segment -> (version,
+        as_of, …), as :meth:`_latest_sizes` and :meth:`latest_materialisations` give them."""
         members = self.catalog.table(MEMBERS_TABLE)
         if members is None or not latest:
             return None
         conds = [
             (members.segment == n) & (members.version == v) & (members.as_of == ibis.literal(d))
-            for n, (v, d, _) in latest.items()
+            for n, (v, d, *_) in latest.items()
         ]
         return members.filter(ibis.or_(*conds)).select("segment", "customer_id")
 

@@ -500,22 +500,15 @@ def _overlap(segs: Segments, previous: list[str], labels: ir.Table, k: int) -> n
     """Customers shared by each new cluster (rows) and each previous segment (columns), by one
     join and count in the warehouse."""
     overlap = np.zeros((k, len(previous)))
-    parts = []
-    for j, old in enumerate(previous):
-        try:
-            members = segs.member_table(old)
-        except DataError:
-            continue
-        parts.append(members.select(_old_id="customer_id", _old=ibis.literal(j, type="int32")))
-    if not parts:
+    old = segs.latest_members(previous)
+    if old is None:
         return overlap
-    old = parts[0]
-    for part in parts[1:]:
-        old = old.union(part, distinct=False)
+    column = {name: j for j, name in enumerate(previous)}
+    old = old.select(_old="segment", _old_id="customer_id")
     joined = labels.join(old, labels.customer_id == old._old_id)
     counts = joined.group_by("cluster", "_old").aggregate(n=joined.count())
     for row in counts.to_pyarrow().to_pylist():
-        overlap[int(row["cluster"]), int(row["_old"])] = int(row["n"])
+        overlap[int(row["cluster"]), column[row["_old"]]] = int(row["n"])
     return overlap
 
 
