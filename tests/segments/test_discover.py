@@ -327,6 +327,22 @@ def test_a_run_writes_every_cluster_and_retirement_in_one_members_write(pristine
         ws.close()
 
 
+def test_a_later_run_with_more_clusters_takes_retired_names_as_new_versions(pristine):
+    ws = _copy(pristine, "unretire")
+    try:
+        discover_segments(ws, k=5, seed=0)
+        fewer = discover_segments(ws, k=3, seed=0)
+        more = discover_segments(ws, k=5, seed=0)
+        assert {s.name for s in more.segments} == {s.name for s in fewer.segments} | set(fewer.retired)
+        infos = {i.name: i for i in Segments(ws).list()}
+        for name in fewer.retired:  # retired at version 2, back with members at version 3
+            assert infos[name].version == 3 and not infos[name].details.get("retired")
+            assert infos[name].size == next(s.size for s in more.segments if s.name == name)
+        assert len(infos) == 5 and more.retired == []
+    finally:
+        ws.close()
+
+
 def test_small_segments_warn(pristine):
     ws = _copy(pristine, "small")
     try:

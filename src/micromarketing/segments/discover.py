@@ -65,8 +65,9 @@ Method
 * Names: the clusters are saved as ``<prefix>_01`` … ``<prefix>_NN``.  Re-running discovery
   replaces the previous set with the same prefix: each new cluster takes the name of the old
   cluster it shares most customers with (Hungarian matching on the overlap), which gets a new
-  version; old names left over are retired (a new version marked ``retired`` with no members).
-  So re-runs version the set instead of piling up segments.
+  version; old names left over are retired (a new version marked ``retired`` with no members),
+  and a later run that needs a name again gives it a new version with members.  So re-runs
+  version the set instead of piling up segments.
 * Guards: clusters smaller than the minimum practical size (``--min-size``, default the
   workspace's ``segments.min_size``) are still saved, with the warning of
   :func:`micromarketing.segments.guards.min_size_warning` (and auto-k prefers a k without them).
@@ -416,7 +417,7 @@ def _save(
     model: ClusterModel,
 ) -> None:
     prefix, k = result.prefix, result.k
-    previous = _previous_set(segs, prefix)
+    previous, earlier = _earlier_runs(segs, prefix)
     names = _match_names(_overlap(segs, previous, labels, k), previous, k, prefix)
     run = {
         "prefix": prefix,
@@ -440,7 +441,7 @@ def _save(
                 labels.filter(labels.cluster == c).select("customer_id"),
                 description=personas[c].name,
                 details={"persona": personas[c].to_dict(), "discovery": {**run, "cluster": c}},
-                replace=names[c] in previous,
+                replace=names[c] in earlier,  # retired earlier: it comes back as a new version
             )
             for c in range(k)
         ]
@@ -478,14 +479,17 @@ def _save(
     )
 
 
-def _previous_set(segs: Segments, prefix: str) -> list[str]:
-    """The live (not retired) discovered segments of an earlier run with this prefix."""
-    out = []
+def _earlier_runs(segs: Segments, prefix: str) -> tuple[list[str], set[str]]:
+    """The live (not retired) discovered segments of an earlier run with this prefix, and the
+    names of all its discovered segments, retired ones included."""
+    live, every = [], set()
     for info in segs.list():
         disc = info.details.get("discovery") or {}
-        if info.kind == "discovered" and disc.get("prefix") == prefix and not info.details.get("retired"):
-            out.append(info.name)
-    return out
+        if info.kind == "discovered" and disc.get("prefix") == prefix:
+            every.add(info.name)
+            if not info.details.get("retired"):
+                live.append(info.name)
+    return live, every
 
 
 def _sizes(assigned: ir.Table, k: int) -> np.ndarray:
