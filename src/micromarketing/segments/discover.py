@@ -441,7 +441,7 @@ def _save(
                 labels.filter(labels.cluster == c).select("customer_id"),
                 description=personas[c].name,
                 details={"persona": personas[c].to_dict(), "discovery": {**run, "cluster": c}},
-                replace=names[c] in earlier,  # retired earlier: it comes back as a new version
+                replace=names[c] in earlier,  # of the previous set, or retired by an earlier run
             )
             for c in range(k)
         ]
@@ -458,6 +458,7 @@ def _save(
         as_of=cf.as_of,
     )
     for c, mat in enumerate(saved[:k]):
+        # the run's --min-size, which may differ from the workspace setting the store judges by
         mine = guards.min_size_warning(mat.segment, mat.size, result.min_size)
         result.segments.append(
             DiscoveredSegment(
