@@ -547,3 +547,41 @@ def test_discovery_on_spark_equals_duckdb_and_pulls_only_the_fit_sample(discover
     with_ids = [n for columns, n in during if "customer_id" in columns]
     assert max(with_ids) == 120  # the fit sample, and nothing per customer beyond it
     assert max(n for _, n in during) < 300, sorted(during, key=lambda p: -p[1])[:3]
+
+
+def test_discovery_rerun_on_spark_writes_members_once_and_retires_like_duckdb(discovery_engines, monkeypatch):
+    """A re-run with fewer clusters re-versions and retires the same segments on both engines,
+    and on Spark (where each write rewrites the members table) all of it is one ``replace_rows``
+    call: the real one, recorded on the way."""
+    from micromarketing.segments import MEMBERS_TABLE, discover
+
+    duck_ws, spark_ws = discovery_engines
+    monkeypatch.setattr(discover, "FIT_SAMPLE", 120)
+    for ws in (duck_ws, spark_ws):
+        discover.discover_segments(ws, k=3, seed=1, prefix="rerun")
+    writes: list[dict] = []
+    replace_rows = spark_ws.warehouse.replace_rows
+
+    def recorded(name: str, rows: Any, match: dict) -> int:
+        if name == MEMBERS_TABLE:
+            writes.append(match)
+        return replace_rows(name, rows, match)
+
+    monkeypatch.setattr(spark_ws.warehouse, "replace_rows", recorded)
+    on_duck = discover.discover_segments(duck_ws, k=2, seed=1, prefix="rerun")
+    on_spark = discover.discover_segments(spark_ws, k=2, seed=1, prefix="rerun")
+    assert on_spark.retired == on_duck.retired and len(on_spark.retired) == 1
+    assert [(s.name, s.version, s.size) for s in on_spark.segments] == [
+        (s.name, s.version, s.size) for s in on_duck.segments
+    ]
+    assert writes == [{"segment": [s.name for s in on_spark.segments] + on_spark.retired,
+                       "as_of": on_spark.as_of}]
+    members = []
+    for ws in (duck_ws, spark_ws):
+        t = ws.table(MEMBERS_TABLE)
+        mine = t.filter(t.segment.startswith("rerun"))
+        members.append(rows(mine["segment", "version", "as_of", "customer_id"]))
+    assert members[1] == members[0]
+    latest = {(segment, version) for segment, version, as_of, _ in members[0] if as_of == on_duck.as_of}
+    assert latest == {(s.name, s.version) for s in on_duck.segments}  # the retired one emptied
+    assert on_spark.warnings == on_duck.warnings

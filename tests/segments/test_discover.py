@@ -289,6 +289,60 @@ def test_rerun_replaces_the_set_and_retires_leftovers(pristine):
         ws.close()
 
 
+def test_a_run_writes_every_cluster_and_retirement_in_one_members_write(pristine, monkeypatch):
+    """The clusters' members and the emptied retired segments go to the warehouse in one
+    ``replace_rows`` call (the real one, recorded on the way), and the guards recorded with each
+    version judge the finished set: the same power warning, over the live segments, for all."""
+    ws = _copy(pristine, "one-write")
+    try:
+        discover_segments(ws, k=5, seed=0)
+        writes: list[dict] = []
+        replace_rows = ws.warehouse.replace_rows
+
+        def recorded(name, rows, match):
+            if name == MEMBERS_TABLE:
+                writes.append(match)
+            return replace_rows(name, rows, match)
+
+        monkeypatch.setattr(ws.warehouse, "replace_rows", recorded)
+        result = discover_segments(ws, k=3, seed=0)
+        monkeypatch.undo()
+        assert len(result.retired) == 2
+        written = [s.name for s in result.segments] + result.retired
+        assert writes == [{"segment": written, "as_of": result.as_of}]
+        t = ws.table(MEMBERS_TABLE)
+        on_date = t.filter(t.as_of == result.as_of).group_by(["segment", "version"])
+        on_date = on_date.aggregate(n=ibis._.count())
+        stored = {(r["segment"], r["version"]): r["n"] for r in on_date.to_pyarrow().to_pylist()}
+        assert stored == {(s.name, s.version): s.size for s in result.segments}  # retired: emptied
+        assert sum(stored.values()) == result.customers
+        infos = {i.name: i for i in Segments(ws).list()}
+        power = [[w for w in infos[n].details["warnings"] if "active segments" in w]
+                 for n in written]
+        assert power[0] and power[0][0].startswith("3 of 3 active segments"), power[0]
+        assert all(p == power[0] for p in power), power
+        for name in result.retired:
+            assert infos[name].size is None and infos[name].details["last_size"] == 0
+    finally:
+        ws.close()
+
+
+def test_a_later_run_with_more_clusters_takes_retired_names_as_new_versions(pristine):
+    ws = _copy(pristine, "unretire")
+    try:
+        discover_segments(ws, k=5, seed=0)
+        fewer = discover_segments(ws, k=3, seed=0)
+        more = discover_segments(ws, k=5, seed=0)
+        assert {s.name for s in more.segments} == {s.name for s in fewer.segments} | set(fewer.retired)
+        infos = {i.name: i for i in Segments(ws).list()}
+        for name in fewer.retired:  # retired at version 2, back with members at version 3
+            assert infos[name].version == 3 and not infos[name].details.get("retired")
+            assert infos[name].size == next(s.size for s in more.segments if s.name == name)
+        assert len(infos) == 5 and more.retired == []
+    finally:
+        ws.close()
+
+
 def test_small_segments_warn(pristine):
     ws = _copy(pristine, "small")
     try:

@@ -10,6 +10,7 @@ from mm_segments_population import AS_OF
 
 from micromarketing.errors import ConflictError, DataError, NotFoundError, RuleError
 from micromarketing.segments import MEMBERS_TABLE, Segments
+from micromarketing.segments.definitions import DiscoveredMembers
 
 
 def ids(table):
@@ -138,3 +139,48 @@ def test_retired_segment_is_not_active_and_old_members_do_not_stand_in(ws):
     assert seg.get("cluster_1").version == 2 and seg.get("cluster_1").size is None
     assert seg.overlap().names == ["lyon"]
     assert ids(seg.compile("in_segment('cluster_1') or city = 'Nice'").members()) == {"C10"}
+
+
+def test_a_discovered_set_is_written_together_and_its_guards_judge_the_finished_set(ws):
+    seg = Segments(ws)
+    first = seg.save_discovered_set(
+        [DiscoveredMembers("d_1", ["C01", "C02"]), DiscoveredMembers("d_2", ["C03", "C04"]),
+         DiscoveredMembers("d_3", ["C05"])],
+        as_of=AS_OF,
+    )
+    assert [(m.segment, m.version, m.size) for m in first] == [("d_1", 1, 2), ("d_2", 1, 2), ("d_3", 1, 1)]
+    again = seg.save_discovered_set(
+        [DiscoveredMembers("d_1", ["C01", "C02", "C06"], replace=True),
+         DiscoveredMembers("d_2", ["C02", "C01"], replace=True),
+         DiscoveredMembers("d_3", [], details={"retired": True}, replace=True)],
+        as_of=AS_OF,
+    )
+    assert [(m.segment, m.version, m.size) for m in again] == [("d_1", 2, 3), ("d_2", 2, 2), ("d_3", 2, 0)]
+    t = ws.table(MEMBERS_TABLE)
+    stored = {(r["segment"], r["version"], r["customer_id"])
+              for r in t.filter(t.as_of == AS_OF).to_pyarrow().to_pylist()}
+    # d_3 emptied on that date (its version 1 row is gone too), the others replaced
+    assert stored == {("d_1", 2, "C01"), ("d_1", 2, "C02"), ("d_1", 2, "C06"), ("d_2", 2, "C01"),
+                      ("d_2", 2, "C02")}
+    # d_1's guards saw d_2's new members (written in the same call, after d_1 in the list) and
+    # every version counts the two active segments, the retired one included
+    details = {i.name: i.details for i in seg.list()}
+    assert any("'d_1' overlaps heavily with 'd_2'" in w for w in details["d_1"]["warnings"])
+    assert any("'d_2' overlaps heavily with 'd_1'" in w for w in details["d_2"]["warnings"])
+    for name, size in (("d_1", 3), ("d_2", 2), ("d_3", 0)):
+        assert (details[name]["last_size"], details[name]["latest_as_of"]) == (size, AS_OF.isoformat())
+        assert any(w.startswith("2 of 2 active segments") for w in details[name]["warnings"]), name
+        assert details[name]["warnings"] == next(m for m in again if m.segment == name).warnings
+    assert seg.get("d_3").size is None and seg.get("d_3").details["retired"] is True
+
+
+def test_a_discovered_set_stores_all_its_versions_or_none(ws):
+    seg = Segments(ws)
+    seg.save_discovered("d_1", ["C01"], as_of=AS_OF)
+    with pytest.raises(ConflictError, match="'d_1' already exists"):
+        seg.save_discovered_set([DiscoveredMembers("d_0", ["C02"]), DiscoveredMembers("d_1", ["C03"])],
+                                as_of=AS_OF)
+    assert [i.name for i in seg.list()] == ["d_1"] and seg.get("d_1").version == 1
+    with pytest.raises(DataError, match="repeat in one set: d_2"):
+        seg.save_discovered_set([DiscoveredMembers("d_2", ["C02"]), DiscoveredMembers("d_2", ["C03"])],
+                                as_of=AS_OF)

@@ -8,14 +8,15 @@ re-materialised, so past as-of dates stay reproducible.
 
 A rule segment (kind ``rule``) is evaluated from its rule text; a discovered segment (kind
 ``discovered``, written by :mod:`micromarketing.segments.discover` through
-:meth:`Segments.save_discovered`) has no rule and its membership is whatever was materialised.
+:meth:`Segments.save_discovered_set`) has no rule and its membership is whatever was materialised.
 Both are read the same way (:meth:`Segments.members`, ``in_segment('name')``).
 """
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -80,6 +81,19 @@ class Materialisation:
     as_of: date
     size: int
     warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DiscoveredMembers:
+    """One segment for :meth:`Segments.save_discovered_set`: its name, its members (an Ibis table
+    with ``customer_id`` or the ids; none for a retired segment) and its version's description
+    and details; ``replace`` adds a version to an existing segment."""
+
+    name: str
+    members: ir.Table | Iterable[str]
+    description: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+    replace: bool = False
 
 
 @dataclass
@@ -308,36 +322,68 @@ class Segments:
     ) -> Materialisation:
         """Store a discovered segment (kind ``discovered``) and materialise the given members.
 
-        ``members`` is an Ibis table with a ``customer_id`` column or an iterable of ids.  The
-        size, overlap and power guards run exactly as for rule segments.
+        ``members`` is an Ibis table with a ``customer_id`` column or an iterable of ids (none:
+        the new version has no members, as a retired segment's).  The size, overlap and power
+        guards run exactly as for rule segments.  One segment of :meth:`save_discovered_set`.
         """
-        _check_name(name)
-        if not isinstance(members, ir.Table):
-            ids = sorted({str(m) for m in members})
-            members = ibis.memtable({"customer_id": ids}, schema={"customer_id": "string"})
-        self._store_version(name, "discovered", "", description, dict(details or {}), replace=replace)
-        return self._write_members(name, self.get(name).version, members.select("customer_id"), as_of)
+        found = DiscoveredMembers(name, members, description, dict(details or {}), replace)
+        return self.save_discovered_set([found], as_of=as_of)[0]
+
+    def save_discovered_set(
+        self, segments: Sequence[DiscoveredMembers], *, as_of: date
+    ) -> list[Materialisation]:
+        """Store several discovered segments as of ``as_of``: a new version of each, then all their
+        members in one warehouse write, then the guards once on the finished set.
+
+        A discovery run saves its clusters (and empties the ones it retires) this way: written
+        one by one, each segment would rewrite the members table (Spark rewrites the whole table
+        per write) and its guards would judge a half-written set.  The versions are stored in
+        one transaction, so a name that exists without ``replace`` stores none of them.
+        """
+        names = [d.name for d in segments]
+        for name in names:
+            _check_name(name)
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise DataError(f"segment names repeat in one set: {', '.join(repeated)}")
+        versions = self._store_versions(
+            "discovered", [(d.name, "", d.description, dict(d.details), d.replace) for d in segments]
+        )
+        return self._write_members(
+            [(d.name, v, _id_table(d.members)) for d, v in zip(segments, versions, strict=True)], as_of
+        )
 
     def _store_version(
         self, name: str, kind: str, rule: str, description: str, details: dict[str, Any], *, replace: bool
     ) -> int:
+        return self._store_versions(kind, [(name, rule, description, details, replace)])[0]
+
+    def _store_versions(
+        self, kind: str, specs: Sequence[tuple[str, str, str, dict[str, Any], bool]]
+    ) -> list[int]:
+        """Store a new version of each (name, rule, description, details, replace), in one transaction."""
+        versions = []
         with self.ctx.ops.session() as s:
-            seg = s.scalar(select(Segment).where(Segment.name == name))
-            if seg is not None and not replace:
-                raise ConflictError(f"segment {name!r} already exists; use --replace to add a new version")
-            if seg is None:
-                seg = Segment(name=name, kind=kind, description=description)
-                s.add(seg)
-                s.flush()
-            else:
-                if seg.kind != kind:
-                    raise ConflictError(f"segment {name!r} is {seg.kind}, not {kind}")
-                if description:
-                    seg.description = description
-            version = next_version(s, "segment", name)
-            s.add(SegmentVersion(segment_id=seg.id, version=version, rule=rule, details=details))
+            for name, rule, description, details, replace in specs:
+                seg = s.scalar(select(Segment).where(Segment.name == name))
+                if seg is not None and not replace:
+                    raise ConflictError(
+                        f"segment {name!r} already exists; use --replace to add a new version"
+                    )
+                if seg is None:
+                    seg = Segment(name=name, kind=kind, description=description)
+                    s.add(seg)
+                    s.flush()
+                else:
+                    if seg.kind != kind:
+                        raise ConflictError(f"segment {name!r} is {seg.kind}, not {kind}")
+                    if description:
+                        seg.description = description
+                version = next_version(s, "segment", name)
+                s.add(SegmentVersion(segment_id=seg.id, version=version, rule=rule, details=details))
+                versions.append(version)
         self.ctx.warehouse.changed()  # which version is current: remembered materialisations are stale
-        return version
+        return versions
 
     def materialise(
         self, name: str, as_of: date | None = None, *, compiled: CompiledRule | None = None
@@ -349,44 +395,57 @@ class Segments:
                 f"segment {name!r} is {info.kind}: it is materialised by the code that discovers it"
             )
         compiled = compiled or self.compile(info.rule, as_of)
-        result = self._write_members(name, info.version, compiled.members(), compiled.as_of)
+        [result] = self._write_members([(name, info.version, compiled.members())], compiled.as_of)
         result.warnings[:0] = compiled.warnings
         return result
 
-    def _write_members(self, name: str, version: int, members: ir.Table, as_of: date) -> Materialisation:
-        rows = members.select(
-            segment=ibis.literal(name, type="string"),
-            version=ibis.literal(version, type="int64"),
-            as_of=ibis.literal(as_of, type="date"),
-            customer_id=members.customer_id.cast("string"),
-            materialised_at=ibis.literal(datetime.now(UTC).replace(microsecond=0), type="timestamp('UTC')"),
-        ).distinct()
-        size = self.ctx.warehouse.replace_rows(MEMBERS_TABLE, rows, {"segment": name, "as_of": as_of})
-        self.catalog.refresh()
-        warnings = [w for w in [guards.min_size_warning(name, size, self.min_size)] if w]
-        sizes = self._latest_sizes()
-        shared = self._shared_with(name, version, as_of)
-        warnings += guards.overlap_warnings(
-            name, size, {o: (sizes[o][2], n) for o, n in shared.items() if o in sizes}
-        )
-        warnings += guards.power_warnings({n: v[2] for n, v in sizes.items()})
-        with self.ctx.ops.session() as s:
-            seg = s.scalar(select(Segment).where(Segment.name == name))
-            ver = s.scalar(
-                select(SegmentVersion).where(
-                    SegmentVersion.segment_id == seg.id, SegmentVersion.version == version
-                )
+    def _write_members(self, segments: list[tuple[str, int, ir.Table]], as_of: date) -> list[Materialisation]:
+        """Replace the members of each (name, version, members) as of ``as_of`` in one warehouse
+        write, then run the guards once over the result and record them with each version."""
+        stamp = ibis.literal(datetime.now(UTC).replace(microsecond=0), type="timestamp('UTC')")
+        parts = [
+            members.select(
+                segment=ibis.literal(name, type="string"),
+                version=ibis.literal(version, type="int64"),
+                as_of=ibis.literal(as_of, type="date"),
+                customer_id=members.customer_id.cast("string"),
+                materialised_at=stamp,
             )
-            ver.details = {
-                **(ver.details or {}),
-                "last_size": size,
-                "last_as_of": as_of.isoformat(),
-                # the newest as_of of this version (a later write may be of an earlier date)
-                "latest_as_of": sizes[name][1].isoformat() if name in sizes else as_of.isoformat(),
-                "warnings": warnings,
-            }
+            for name, version, members in segments
+        ]
+        rows = functools.reduce(lambda a, b: a.union(b, distinct=False), parts).distinct()
+        names = [name for name, _, _ in segments]
+        self.ctx.warehouse.replace_rows(MEMBERS_TABLE, rows, {"segment": names, "as_of": as_of})
+        self.catalog.refresh()
+        counts = self._counts()
+        sizes = _latest(counts)
+        written = {(seg, v): n for seg, v, at, n in counts if at == as_of}
+        shared = self._shared(sizes, names, list(sizes))
+        power = guards.power_warnings({n: v[2] for n, v in sizes.items()})
+        out = []
+        for name, version, _ in segments:
+            size = written.get((name, version), 0)
+            warnings = [w for w in [guards.min_size_warning(name, size, self.min_size)] if w]
+            warnings += guards.overlap_warnings(
+                name, size, {o: (sizes[o][2], n) for o, n in shared.get(name, {}).items() if o in sizes}
+            )
+            out.append(Materialisation(name, version, as_of, size, warnings + power))
+        with self.ctx.ops.session() as s:
+            for mat in out:
+                ver = s.scalar(
+                    select(SegmentVersion).join(Segment, SegmentVersion.segment_id == Segment.id)
+                    .where(Segment.name == mat.segment, SegmentVersion.version == mat.version)
+                )
+                ver.details = {
+                    **(ver.details or {}),
+                    "last_size": mat.size,
+                    "last_as_of": as_of.isoformat(),
+                    # the newest as_of of this version (a later write may be of an earlier date)
+                    "latest_as_of": (sizes[mat.segment][1] if mat.segment in sizes else as_of).isoformat(),
+                    "warnings": mat.warnings,
+                }
         self.ctx.warehouse.changed()
-        return Materialisation(name, version, as_of, size, warnings)
+        return out
 
     def _current_versions(self) -> dict[str, int]:
         """segment -> its latest version number (from the operations store)."""
@@ -457,14 +516,19 @@ class Segments:
         Segments whose current version has no members (e.g. a retired discovered segment) are
         left out: they are not active, and older versions' rows must not stand in for them.
         """
+        return _latest(self._counts(names))
+
+    def _counts(self, names: list[str] | None = None) -> list[tuple[str, int, date, int]]:
+        """(segment, version, as_of, members) of every materialisation of the segments' current
+        versions (of all segments, or of ``names``), counted by one query."""
         members = self.catalog.table(MEMBERS_TABLE)
         if members is None:
-            return {}
+            return []
         current = self._current_versions()
         if names is not None:
             current = {n: v for n, v in current.items() if n in set(names)}
         if not current:
-            return {}
+            return []
         rows = members.filter(members.segment.isin(list(current)))
         counts = (
             rows.group_by(["segment", "version", "as_of"])
@@ -472,37 +536,52 @@ class Segments:
             .to_pyarrow()
             .to_pylist()
         )
-        latest: dict[str, tuple[int, date, int]] = {}
-        for r in counts:
-            if int(r["version"]) != current.get(r["segment"]):
-                continue
-            when = to_date(r["as_of"])
-            if r["segment"] not in latest or when > latest[r["segment"]][1]:  # type: ignore[operator]
-                latest[r["segment"]] = (int(r["version"]), when, int(r["n"]))  # type: ignore[assignment]
-        return latest
+        return [
+            (r["segment"], int(r["version"]), to_date(r["as_of"]), int(r["n"]))  # type: ignore[misc]
+            for r in counts
+            if int(r["version"]) == current.get(r["segment"])
+        ]
 
-    def _latest_members(self) -> ir.Table | None:
+    def latest_members(self, names: Iterable[str]) -> ir.Table | None:
+        """(segment, customer_id) of the latest materialisation of each of ``names``' current
+        versions (None when none has one), found through :meth:`latest_materialisations`: no
+        query runs until the table is read, so reading several segments costs one query."""
+        return self._latest_members(self.latest_materialisations(names))
+
+    def _latest_members(self, latest: Mapping[str, tuple[Any, ...]]) -> ir.Table | None:
+        """(segment, customer_id) of the materialisations ``latest`` names: segment -> (version,
+        as_of, …), as :meth:`_latest_sizes` and :meth:`latest_materialisations` give them."""
         members = self.catalog.table(MEMBERS_TABLE)
-        if members is None:
-            return None
-        latest = self._latest_sizes()
-        if not latest:
+        if members is None or not latest:
             return None
         conds = [
             (members.segment == n) & (members.version == v) & (members.as_of == ibis.literal(d))
-            for n, (v, d, _) in latest.items()
+            for n, (v, d, *_) in latest.items()
         ]
         return members.filter(ibis.or_(*conds)).select("segment", "customer_id")
 
-    def _shared_with(self, name: str, version: int, as_of: date) -> dict[str, int]:
-        latest = self._latest_members()
-        if latest is None:
+    def _shared(
+        self, latest: dict[str, tuple[int, date, int]], left: list[str], right: list[str]
+    ) -> dict[str, dict[str, int]]:
+        """a -> {b: members shared} for the segments ``a`` in ``left`` and ``b`` in ``right`` (pairs
+        sharing nobody left out, ``a`` with itself included), in their ``latest`` materialisations;
+        one join."""
+        members = self._latest_members(latest)
+        if members is None or not left or not right:
             return {}
-        mine = latest.filter(latest.segment == name).select(cid="customer_id")
-        others = latest.filter(latest.segment != name)
-        joined = others.join(mine, others.customer_id == mine.cid)
-        rows = joined.group_by("segment").aggregate(n=ibis._.count()).to_pyarrow().to_pylist()
-        return {r["segment"]: int(r["n"]) for r in rows}
+        a = members.filter(members.segment.isin(left))
+        b = members.filter(members.segment.isin(right)).select(seg_b="segment", cid="customer_id")
+        pairs = (
+            a.join(b, a.customer_id == b.cid)
+            .group_by(["segment", "seg_b"])
+            .aggregate(n=ibis._.count())
+            .to_pyarrow()
+            .to_pylist()
+        )
+        shared: dict[str, dict[str, int]] = {}
+        for r in pairs:
+            shared.setdefault(r["segment"], {})[r["seg_b"]] = int(r["n"])
+        return shared
 
     # -- reading ----------------------------------------------------------------------------------
     def size(self, name: str, as_of: date | None = None) -> int:
@@ -623,21 +702,10 @@ class Segments:
     def overlap(self, names: list[str] | None = None) -> Overlap:
         """Matrix of shared members between segments (their latest materialisations)."""
         latest = self._latest_sizes(names)
-        members = self._latest_members()
         chosen = sorted(latest)
-        shared: dict[str, dict[str, int]] = {a: {b: 0 for b in chosen} for a in chosen}
-        if members is not None and chosen:
-            m = members.filter(members.segment.isin(chosen))
-            right = m.select(seg_b="segment", cid="customer_id")
-            pairs = (
-                m.join(right, m.customer_id == right.cid)
-                .group_by(["segment", "seg_b"])
-                .aggregate(n=ibis._.count())
-                .to_pyarrow()
-                .to_pylist()
-            )
-            for r in pairs:
-                shared[r["segment"]][r["seg_b"]] = int(r["n"])
+        shared = {a: {b: 0 for b in chosen} for a in chosen}
+        for a, row in self._shared(latest, chosen, chosen).items():
+            shared[a].update(row)
         sizes = {n: latest[n][2] for n in chosen}
         warnings: list[str] = []
         for i, a in enumerate(chosen):
@@ -717,6 +785,23 @@ def _differences(flagged: ir.Table, columns: list[str], top: int) -> list[FieldD
             out.append(best)
     out.sort(key=lambda d: -d.score)
     return out[:top]
+
+
+def _latest(counts: list[tuple[str, int, date, int]]) -> dict[str, tuple[int, date, int]]:
+    """segment -> (version, as_of, size) of its newest materialisation among ``counts``."""
+    latest: dict[str, tuple[int, date, int]] = {}
+    for segment, version, as_of, n in counts:
+        if segment not in latest or as_of > latest[segment][1]:
+            latest[segment] = (version, as_of, n)
+    return latest
+
+
+def _id_table(members: ir.Table | Iterable[str]) -> ir.Table:
+    """``members`` as a table of ``customer_id``: an Ibis table's column, or the distinct ids given."""
+    if isinstance(members, ir.Table):
+        return members.select("customer_id")
+    ids = sorted({str(m) for m in members})
+    return ibis.memtable({"customer_id": ids}, schema={"customer_id": "string"})
 
 
 def _check_name(name: str) -> None:

@@ -21,7 +21,8 @@ The same code runs on DuckDB and on Spark; only the model fit happens on the dri
   distance to each centre, centres as literals, argmin with ties to the lower index; computed
   once into a temporary table), cluster sizes, the personas' facts (grouped means, exact
   medians, category counts), the overlap with the previous set (for the names) and the
-  memberships, written from the assignment.
+  memberships, written from the assignment: every cluster's and every retired segment's in one
+  write of the members table (:meth:`Segments.save_discovered_set`).
 * On the driver: one deterministic sample of at most :data:`FIT_SAMPLE` standardised rows,
   on which k is chosen and k-means fitted, and results of k (or k × categories) rows.
 
@@ -64,8 +65,9 @@ Method
 * Names: the clusters are saved as ``<prefix>_01`` … ``<prefix>_NN``.  Re-running discovery
   replaces the previous set with the same prefix: each new cluster takes the name of the old
   cluster it shares most customers with (Hungarian matching on the overlap), which gets a new
-  version; old names left over are retired (a new version marked ``retired`` with no members).
-  So re-runs version the set instead of piling up segments.
+  version; old names left over are retired (a new version marked ``retired`` with no members),
+  and a later run that needs a name again gives it a new version with members.  So re-runs
+  version the set instead of piling up segments.
 * Guards: clusters smaller than the minimum practical size (``--min-size``, default the
   workspace's ``segments.min_size``) are still saved, with the warning of
   :func:`micromarketing.segments.guards.min_size_warning` (and auto-k prefers a k without them).
@@ -91,7 +93,7 @@ from micromarketing.errors import DataError
 from micromarketing.profiles.currency import single_currency
 from micromarketing.progress import ProgressCallback, noop_progress
 from micromarketing.segments import guards
-from micromarketing.segments.definitions import NAME_RE, Segments
+from micromarketing.segments.definitions import NAME_RE, DiscoveredMembers, Segments
 from micromarketing.segments.features import ClusteringFeatures, Standardiser, clustering_features
 from micromarketing.segments.personas import ClusterFacts, Persona, build_personas, cluster_facts
 from micromarketing.segments.results import DiscoveredSegment, DiscoveryResult, KScore
@@ -415,7 +417,7 @@ def _save(
     model: ClusterModel,
 ) -> None:
     prefix, k = result.prefix, result.k
-    previous = _previous_set(segs, prefix)
+    previous, earlier = _earlier_runs(segs, prefix)
     names = _match_names(_overlap(segs, previous, labels, k), previous, k, prefix)
     run = {
         "prefix": prefix,
@@ -431,34 +433,40 @@ def _save(
         "fitted_on": result.fitted_on,
         "model": model.to_dict(),
     }
-    for c in range(k):
-        name = names[c]
-        persona = personas[c]
-        details = {"persona": persona.to_dict(), "discovery": {**run, "cluster": c}}
-        members = labels.filter(labels.cluster == c).select("customer_id")
-        mat = segs.save_discovered(
-            name, members, as_of=cf.as_of, description=persona.name, details=details, replace=name in previous
-        )
-        # The store's own warnings describe the half-written set (power over the clusters saved so
-        # far); the guards run once more below on the finished set instead.
-        mine = guards.min_size_warning(name, mat.size, result.min_size)
+    retired = sorted(set(previous) - set(names.values()))
+    saved = segs.save_discovered_set(
+        [
+            DiscoveredMembers(
+                names[c],
+                labels.filter(labels.cluster == c).select("customer_id"),
+                description=personas[c].name,
+                details={"persona": personas[c].to_dict(), "discovery": {**run, "cluster": c}},
+                replace=names[c] in earlier,  # of the previous set, or retired by an earlier run
+            )
+            for c in range(k)
+        ]
+        + [
+            DiscoveredMembers(
+                old,
+                [],
+                description="(retired by a later discovery run)",
+                details={"retired": True, "discovery": {"prefix": prefix, "retired": True}},
+                replace=True,
+            )
+            for old in retired
+        ],
+        as_of=cf.as_of,
+    )
+    for c, mat in enumerate(saved[:k]):
+        # the run's --min-size, which may differ from the workspace setting the store judges by
+        mine = guards.min_size_warning(mat.segment, mat.size, result.min_size)
         result.segments.append(
             DiscoveredSegment(
-                name=name, version=mat.version, cluster=c, size=mat.size, persona=persona,
+                name=mat.segment, version=mat.version, cluster=c, size=mat.size, persona=personas[c],
                 warnings=[mine] if mine else [],
             )
         )
-    used = set(names.values())
-    for old in sorted(set(previous) - used):
-        segs.save_discovered(
-            old,
-            [],
-            as_of=cf.as_of,
-            description="(retired by a later discovery run)",
-            details={"retired": True, "discovery": {"prefix": prefix, "retired": True}},
-            replace=True,
-        )
-        result.retired.append(old)
+    result.retired = retired
     result.warnings = _unique([w for d in result.segments for w in d.warnings] + segs.overlap().warnings)
     ctx.audit(
         "segment.discover",
@@ -472,14 +480,17 @@ def _save(
     )
 
 
-def _previous_set(segs: Segments, prefix: str) -> list[str]:
-    """The live (not retired) discovered segments of an earlier run with this prefix."""
-    out = []
+def _earlier_runs(segs: Segments, prefix: str) -> tuple[list[str], set[str]]:
+    """The live (not retired) discovered segments of an earlier run with this prefix, and the
+    names of all its discovered segments, retired ones included."""
+    live, every = [], set()
     for info in segs.list():
         disc = info.details.get("discovery") or {}
-        if info.kind == "discovered" and disc.get("prefix") == prefix and not info.details.get("retired"):
-            out.append(info.name)
-    return out
+        if info.kind == "discovered" and disc.get("prefix") == prefix:
+            every.add(info.name)
+            if not info.details.get("retired"):
+                live.append(info.name)
+    return live, every
 
 
 def _sizes(assigned: ir.Table, k: int) -> np.ndarray:
@@ -494,22 +505,15 @@ def _overlap(segs: Segments, previous: list[str], labels: ir.Table, k: int) -> n
     """Customers shared by each new cluster (rows) and each previous segment (columns), by one
     join and count in the warehouse."""
     overlap = np.zeros((k, len(previous)))
-    parts = []
-    for j, old in enumerate(previous):
-        try:
-            members = segs.member_table(old)
-        except DataError:
-            continue
-        parts.append(members.select(_old_id="customer_id", _old=ibis.literal(j, type="int32")))
-    if not parts:
+    old = segs.latest_members(previous)
+    if old is None:
         return overlap
-    old = parts[0]
-    for part in parts[1:]:
-        old = old.union(part, distinct=False)
+    column = {name: j for j, name in enumerate(previous)}
+    old = old.select(_old="segment", _old_id="customer_id")
     joined = labels.join(old, labels.customer_id == old._old_id)
     counts = joined.group_by("cluster", "_old").aggregate(n=joined.count())
     for row in counts.to_pyarrow().to_pylist():
-        overlap[int(row["cluster"]), int(row["_old"])] = int(row["n"])
+        overlap[int(row["cluster"]), column[row["_old"]]] = int(row["n"])
     return overlap
 
 

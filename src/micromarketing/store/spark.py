@@ -50,7 +50,7 @@ from micromarketing.config import Settings
 from micromarketing.errors import BackendUnsupportedError, ConfigError, DataError, EngineError
 from micromarketing.store.rollups import ROLLUPS, Rollup, rebuilt_by, refreshed_by
 from micromarketing.store.schema import SPARK_TYPES, TABLES, ColumnType, TableSpec, create_table_ddl
-from micromarketing.store.warehouse import ROLLUP_DEFINITIONS, Warehouse
+from micromarketing.store.warehouse import ROLLUP_DEFINITIONS, Warehouse, matching
 
 LOG_DIR = "logs"
 _session_log: Path | None = None  # the log file of this process's Spark session, once started
@@ -391,7 +391,10 @@ class SparkWarehouse(Warehouse):
         return self.replace_table(name, ibis.memtable(data))
 
     def replace_rows(self, name: str, rows: ir.Table, match: dict[str, Any]) -> int:
-        """Replace the rows of ``name`` whose columns equal ``match`` by ``rows``; returns the count."""
+        """Replace the rows of ``name`` that ``match`` selects by ``rows``; returns the count.
+
+        As :meth:`Warehouse.replace_rows` (a list value means "one of"); every call rewrites the
+        whole table, so a caller replacing several groups of rows passes them in one call."""
         if not self.has_table(name):
             self.con.create_table(name, schema=rows.schema(), format=self.settings.warehouse.table_format)
         table = self.con.table(name)
@@ -402,11 +405,7 @@ class SparkWarehouse(Warehouse):
             if not self._holds_files(name):
                 self._write(name, fresh.select(*table.columns), overwrite=False)
             else:
-                keep = table
-                if match:
-                    same = ibis.and_(*[table[k] == v for k, v in match.items()])
-                    keep = table.filter(~same.fill_null(False))
-                self._rewrite(name, keep.union(fresh))
+                self._rewrite(name, table.filter(~matching(table, match)).union(fresh))
             return int(written.count().to_pyarrow().as_py())
         finally:
             self.drop_temp(written.get_name())

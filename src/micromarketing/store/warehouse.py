@@ -453,11 +453,14 @@ class Warehouse:
 
     @_writes
     def replace_rows(self, name: str, rows: ir.Table, match: dict[str, Any]) -> int:
-        """Replace the rows of table ``name`` whose columns equal ``match`` by ``rows``; returns the count.
+        """Replace the rows of table ``name`` that ``match`` selects by ``rows``; returns the count.
 
-        Creates the table (with ``rows``' schema) when it does not exist.  On DuckDB the delete
-        uses bound parameters and runs in one transaction with the insert; other backends rewrite
-        the table through Arrow.
+        ``match`` maps a column to a value it must equal, or to a list (tuple, set) of values it
+        must be one of: ``{"segment": ["a", "b"], "as_of": d}`` replaces the rows of both
+        segments on that date in one write, which on engines that rewrite the whole table (Spark)
+        costs one rewrite instead of one per segment.  Creates the table (with ``rows``' schema)
+        when it does not exist.  On DuckDB the delete uses bound parameters and runs in one
+        transaction with the insert; other backends rewrite the table through Arrow.
         """
         if not self.has_table(name):
             self.con.create_table(name, schema=rows.schema())
@@ -468,24 +471,20 @@ class Warehouse:
         if self.backend_name == "duckdb":
             self.con._run_pre_execute_hooks(rows)
             select_sql = self.con.compile(rows)
-            where = " AND ".join(f"{_ident(k)} = ?" for k in match) or "TRUE"
+            where, params = _where(match)
             raw = self.con.con
             raw.execute("BEGIN TRANSACTION")
             try:
-                raw.execute(f"DELETE FROM {_ident(name)} WHERE {where}", list(match.values()))
+                raw.execute(f"DELETE FROM {_ident(name)} WHERE {where}", params)
                 raw.execute(f"INSERT INTO {_ident(name)} {select_sql}")
                 raw.execute("COMMIT")
             except Exception:
                 raw.execute("ROLLBACK")
                 raise
-            return int(self.con.table(name).filter(
-                [self.con.table(name)[k] == v for k, v in match.items()]).count().execute())
+            table = self.con.table(name)
+            return int(table.filter(matching(table, match)).count().execute())
         table = self.con.table(name)
-        keep = table
-        if match:
-            same = ibis.and_(*[table[k] == v for k, v in match.items()])
-            keep = table.filter(~same)
-        data = keep.union(rows).to_pyarrow()
+        data = table.filter(~matching(table, match)).union(rows).to_pyarrow()
         self.con.create_table(name, data, overwrite=True)
         return int(rows.count().execute())
 
@@ -739,6 +738,33 @@ def open_warehouse(root: Path, settings: Settings) -> Warehouse:
 
         return SparkWarehouse(root, settings)
     return Warehouse(root, settings)
+
+
+def matching(table: ir.Table, match: dict[str, Any]) -> ir.BooleanValue:
+    """Whether a row of ``table`` is one that ``match`` selects (see :meth:`Warehouse.replace_rows`);
+    a NULL in a matched column does not match."""
+    conds = [table[k].isin(list(v)) if _many(v) else table[k] == v for k, v in match.items()]
+    return ibis.and_(*conds).fill_null(False) if conds else ibis.literal(True)
+
+
+def _where(match: dict[str, Any]) -> tuple[str, list[Any]]:
+    """``match`` as a SQL condition with ``?`` placeholders and their values (DuckDB's delete)."""
+    conds, params = [], []
+    for k, v in match.items():
+        if not _many(v):
+            conds.append(f"{_ident(k)} = ?")
+            params.append(v)
+        elif v:
+            conds.append(f"{_ident(k)} IN ({', '.join('?' * len(v))})")
+            params.extend(v)
+        else:
+            conds.append("FALSE")  # one of no values
+    return " AND ".join(conds) or "TRUE", params
+
+
+def _many(value: Any) -> bool:
+    """A ``match`` value meaning "one of these" rather than "equal to this"."""
+    return isinstance(value, (list, tuple, set, frozenset))
 
 
 def _ident(name: str) -> str:
