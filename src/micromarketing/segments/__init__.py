@@ -7,8 +7,8 @@ Reached as ``ws.segments`` (:class:`~micromarketing.segments.service.SegmentServ
     seg.preview(rule="city in ('Lyon', 'Paris') and frequency >= 3")
     seg.sql("lapsed_runners", dialect="spark")
 
-Discovery (``discover.py``) stores its clusters with :meth:`Segments.save_discovered` and checks
-sizes with :func:`min_size_warning`.
+Discovery (``discover.py``) stores all its clusters in one write with
+:meth:`Segments.save_discovered_set` and checks sizes with :func:`min_size_warning`.
 """
 
 from micromarketing.segments.definitions import (

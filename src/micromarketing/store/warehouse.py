@@ -459,34 +459,28 @@ class Warehouse:
         must be one of: ``{"segment": ["a", "b"], "as_of": d}`` replaces the rows of both
         segments on that date in one write, which on engines that rewrite the whole table (Spark)
         costs one rewrite instead of one per segment.  Creates the table (with ``rows``' schema)
-        when it does not exist.  On DuckDB the delete uses bound parameters and runs in one
-        transaction with the insert; other backends rewrite the table through Arrow.
+        when it does not exist.  The delete uses bound parameters and runs in one transaction with
+        the insert (Spark's override rewrites the table in one job).
         """
         if not self.has_table(name):
             self.con.create_table(name, schema=rows.schema())
-            if self.backend_name == "duckdb":
-                self._index_customers(name)
+            self._index_customers(name)
         schema = self.con.table(name).schema()
         rows = rows.select(*schema.names).cast(schema)
-        if self.backend_name == "duckdb":
-            self.con._run_pre_execute_hooks(rows)
-            select_sql = self.con.compile(rows)
-            where, params = _where(match)
-            raw = self.con.con
-            raw.execute("BEGIN TRANSACTION")
-            try:
-                raw.execute(f"DELETE FROM {_ident(name)} WHERE {where}", params)
-                raw.execute(f"INSERT INTO {_ident(name)} {select_sql}")
-                raw.execute("COMMIT")
-            except Exception:
-                raw.execute("ROLLBACK")
-                raise
-            table = self.con.table(name)
-            return int(table.filter(matching(table, match)).count().execute())
+        self.con._run_pre_execute_hooks(rows)
+        select_sql = self.con.compile(rows)
+        where, params = _where(match)
+        raw = self.con.con
+        raw.execute("BEGIN TRANSACTION")
+        try:
+            raw.execute(f"DELETE FROM {_ident(name)} WHERE {where}", params)
+            raw.execute(f"INSERT INTO {_ident(name)} {select_sql}")
+            raw.execute("COMMIT")
+        except Exception:
+            raw.execute("ROLLBACK")
+            raise
         table = self.con.table(name)
-        data = table.filter(~matching(table, match)).union(rows).to_pyarrow()
-        self.con.create_table(name, data, overwrite=True)
-        return int(rows.count().execute())
+        return int(table.filter(matching(table, match)).count().execute())
 
     @_writes
     def load_tables_from(self, source: Warehouse, names: list[str] | None = None) -> list[str]:
