@@ -28,6 +28,21 @@ def _register(name: str, filename: str) -> None:
 _register("mm_strategies", "strategies.py")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules with Spark tests first, then modules with slow tests, the rest after (otherwise in
+    collection order, tests of a module together).
+
+    ``pytest -n 2 --dist loadfile`` hands modules out in this order: collected last, the Spark and
+    dashboard modules left one worker running alone for the last minutes of ``make test``.
+    """
+    rank: dict[str, int] = {}
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        here = 0 if item.get_closest_marker("spark") else 1 if item.get_closest_marker("slow") else 2
+        rank[module] = min(rank.get(module, 2), here)
+    items.sort(key=lambda item: rank[item.nodeid.split("::")[0]])
+
+
 @pytest.fixture
 def workspace(tmp_path: Path) -> Iterator[Workspace]:
     """A fresh, empty workspace in ``tmp_path / "ws"``, closed after the test."""
