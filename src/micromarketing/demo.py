@@ -287,8 +287,8 @@ class _SmtpSink:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
         spawn = multiprocessing.get_context("spawn")  # not fork: this process runs DuckDB's threads
-        self._pipe, child_end = spawn.Pipe()
-        self._process = spawn.Process(target=_serve_smtp, args=(self.port, child_end), daemon=True)
+        self._pipe, self._child_end = spawn.Pipe()
+        self._process = spawn.Process(target=_serve_smtp, args=(self.port, self._child_end), daemon=True)
 
     @property
     def received(self) -> int:
@@ -297,10 +297,18 @@ class _SmtpSink:
 
     def __enter__(self) -> _SmtpSink:
         self._process.start()
-        if not self._pipe.poll(60):
+        self._child_end.close()  # the child holds it now: if the child dies, our end reads EOF
+        try:
+            if not self._pipe.poll(60):
+                raise WorkspaceError("the demo's SMTP server did not start within 60 s")
+            self._pipe.recv()  # listening
+        except (EOFError, WorkspaceError):
             self._process.kill()
-            raise WorkspaceError("the demo's SMTP server did not start within 60 s")
-        self._pipe.recv()  # listening
+            self._process.join(timeout=10)
+            raise WorkspaceError(
+                f"the demo's SMTP server on 127.0.0.1:{self.port} did not start "
+                f"(exit code {self._process.exitcode})"
+            ) from None
         return self
 
     def __exit__(self, *exc: object) -> None:
