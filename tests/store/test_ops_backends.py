@@ -73,34 +73,31 @@ def _upgrade_in_child(root: str, url: str, start, results) -> None:  # type: ign
         results.put(repr(exc))
 
 
-def test_two_processes_upgrading_one_empty_store_at_once_both_succeed(ops_url, tmp_path):
-    """Forked (the children inherit the imports) and released together by a barrier."""
+def _upgrade_in_two_processes_at_once(root: Path, url: str) -> list[str | None]:
+    """What two processes upgrading ``url`` report: forked (the children inherit the imports) and
+    released together by a barrier."""
     fork = multiprocessing.get_context("fork")
     start, results = fork.Barrier(2), fork.Queue()
-    children = [fork.Process(target=_upgrade_in_child, args=(str(tmp_path), ops_url, start, results))
+    children = [fork.Process(target=_upgrade_in_child, args=(str(root), url, start, results))
                 for _ in range(2)]
     for child in children:
         child.start()
     got = [results.get(timeout=120) for _ in children]
     for child in children:
         child.join(timeout=30)
-    assert got == [head_revision(), head_revision()]
+    return got
+
+
+def test_two_processes_upgrading_one_empty_store_at_once_both_succeed(ops_url, tmp_path):
+    assert _upgrade_in_two_processes_at_once(tmp_path, ops_url) == [head_revision(), head_revision()]
 
 
 def test_processes_opening_new_sqlite_stores_at_once_all_succeed(tmp_path):
     """The race of two processes switching one new file to WAL (28 of 100 rounds failed before
     the retry in ``_switch_to_wal``); ten rounds, each on a new file."""
-    fork = multiprocessing.get_context("fork")
     for round_ in range(10):
         url = f"sqlite:///{tmp_path}/ops-{round_}.sqlite"
-        start, results = fork.Barrier(2), fork.Queue()
-        children = [fork.Process(target=_upgrade_in_child, args=(str(tmp_path), url, start, results))
-                    for _ in range(2)]
-        for child in children:
-            child.start()
-        got = [results.get(timeout=120) for _ in children]
-        for child in children:
-            child.join(timeout=30)
+        got = _upgrade_in_two_processes_at_once(tmp_path, url)
         assert got == [head_revision(), head_revision()], f"round {round_}"
 
 
